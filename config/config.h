@@ -1,0 +1,102 @@
+// Validated, immutable weir configuration. Produced only by config::load_*; no other module
+// sees TOML. Every field has its default here, so a Config{} is a valid empty config.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace weir::config {
+
+// Where a value came from, for error messages and for `weir --check` output.
+struct SourceLoc {
+  std::string file;
+  int line = 0;
+  int column = 0;
+};
+
+// "host:port" split; host is an IPv4/IPv6 literal or a DNS name (resolved by proxy/).
+struct HostPort {
+  std::string host;
+  uint16_t port = 0;
+  std::string to_string() const;  // "[::1]:80" for IPv6 literals
+};
+
+struct ProxySettings {
+  unsigned workers = 0;  // 0 = number of cores
+  uint32_t connect_timeout_ms = 2000;
+  uint32_t request_header_timeout_ms = 10000;   // first byte of a request → end of its headers (408)
+  uint32_t body_timeout_ms = 30000;             // no body progress in either direction
+  uint32_t upstream_response_timeout_ms = 30000;  // request sent → response headers (504)
+  uint32_t keepalive_timeout_ms = 60000;        // idle downstream keep-alive connection
+  uint32_t drain_timeout_ms = 10000;            // SIGTERM: wait for in-flight requests
+  uint32_t max_header_bytes = 64 * 1024;        // whole request header block (431)
+  uint32_t max_headers = 100;                   // header fields per request (431)
+  uint32_t max_request_line = 8 * 1024;         // method + target + version (414)
+  uint64_t max_request_body_bytes = 0;          // 0 = unlimited; else 413
+  uint32_t upstream_max_idle = 32;              // idle pooled connections per endpoint per worker
+  uint32_t upstream_idle_timeout_ms = 30000;
+  std::string via = "weir";                     // pseudonym in the Via header; "" disables Via
+  std::string request_id_header = "x-request-id";  // "" disables generation
+  SourceLoc loc;
+};
+
+struct Listener {
+  std::string name;
+  HostPort address;
+  SourceLoc loc;
+};
+
+struct Version {
+  std::string name;
+  uint32_t weight = 0;
+  std::vector<HostPort> endpoints;
+  SourceLoc loc;
+};
+
+struct Service {
+  std::string name;
+  std::string stable;  // name of the fallback version; always one of `versions`
+  std::vector<Version> versions;
+  SourceLoc loc;
+};
+
+struct Route {
+  std::string listener;       // a Listener::name
+  std::string host = "*";     // "*", "*.example.com" or an exact host (lower-cased, no port)
+  std::string path_prefix = "/";
+  std::string service;        // a Service::name
+  SourceLoc loc;
+};
+
+struct Config {
+  std::string path;  // the file it was read from ("" for embedded configs)
+  ProxySettings proxy;
+  std::vector<Listener> listeners;
+  std::vector<Service> services;
+  std::vector<Route> routes;
+};
+
+struct Error {
+  SourceLoc loc;
+  std::string key;      // dotted path, e.g. "service[0].version[1].weight"
+  std::string message;  // what is wrong and what to do
+  // "file:line:col: key: message"
+  std::string to_string() const;
+};
+
+struct LoadResult {
+  std::optional<Config> config;  // set only when errors is empty
+  std::vector<Error> errors;
+};
+
+LoadResult load_file(const std::string& path);
+// `source_name` stands for the file name in errors (e.g. "<demo>").
+LoadResult load_string(std::string_view toml_text, const std::string& source_name);
+
+// Parses "host:port" / "[v6]:port"; nullopt when malformed or port is 0 and !allow_port_zero.
+std::optional<HostPort> parse_host_port(std::string_view s, bool allow_port_zero);
+
+}  // namespace weir::config

@@ -1,0 +1,569 @@
+// TOML → validated Config. The only file that includes toml++; its exceptions stop here.
+//
+// Error keys use the dotted-index form of config.h: "service[0].version[1].weight",
+// "route[2].listener", "proxy.workers". An unknown key reports its own path; a missing key or a
+// whole-table problem (duplicate route, zero weights) reports the enclosing table's path and
+// location. Errors come back sorted by line and column.
+#include "config/config.h"
+
+#include <toml++/toml.h>
+
+#include <algorithm>
+#include <cctype>
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <functional>
+#include <limits>
+#include <map>
+#include <set>
+#include <tuple>
+#include <type_traits>
+
+namespace weir::config {
+namespace {
+
+constexpr int64_t kMaxTimeoutMs = 86'400'000;
+constexpr int64_t kNoMax = std::numeric_limits<int64_t>::max();
+
+// A value check: returns what is wrong (empty when fine); may normalise the value in place.
+using Check = std::function<std::string(std::string&)>;
+
+std::string quoted(std::string_view s) { return "'" + std::string(s) + "'"; }
+
+std::string lower(std::string_view s) {
+  std::string out(s);
+  for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return out;
+}
+
+// Optimal-string-alignment distance, so a swapped pair ("wieght") costs one edit.
+size_t edit_distance(std::string_view a, std::string_view b) {
+  std::vector<std::vector<size_t>> d(a.size() + 1, std::vector<size_t>(b.size() + 1));
+  for (size_t i = 0; i <= a.size(); ++i) d[i][0] = i;
+  for (size_t j = 0; j <= b.size(); ++j) d[0][j] = j;
+  for (size_t i = 1; i <= a.size(); ++i) {
+    for (size_t j = 1; j <= b.size(); ++j) {
+      size_t cost = a[i - 1] == b[j - 1] ? 0 : 1;
+      d[i][j] = std::min({d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + cost});
+      if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1])
+        d[i][j] = std::min(d[i][j], d[i - 2][j - 2] + 1);
+    }
+  }
+  return d[a.size()][b.size()];
+}
+
+// "; did you mean 'x'?" when one candidate is a plausible typo of `word`, else "".
+template <typename Range>
+std::string suggestion(std::string_view word, const Range& candidates) {
+  std::string best;
+  size_t best_distance = std::numeric_limits<size_t>::max();
+  for (const std::string& c : candidates) {
+    size_t d = edit_distance(lower(word), lower(c));
+    if (d < best_distance) best = c, best_distance = d;
+  }
+  size_t allowed = std::max<size_t>(1, std::min<size_t>(2, best.size() / 3));
+  return best_distance <= allowed ? "; did you mean " + quoted(best) + "?" : "";
+}
+
+const char* type_name(toml::node_type t) {
+  switch (t) {
+    case toml::node_type::table: return "a table";
+    case toml::node_type::array: return "an array";
+    case toml::node_type::string: return "a string";
+    case toml::node_type::integer: return "an integer";
+    case toml::node_type::floating_point: return "a float";
+    case toml::node_type::boolean: return "a boolean";
+    case toml::node_type::date: return "a date";
+    case toml::node_type::time: return "a time";
+    case toml::node_type::date_time: return "a date-time";
+    case toml::node_type::none: break;
+  }
+  return "nothing";
+}
+
+// The node type Context::as<T> expects, for its message.
+template <typename T>
+constexpr toml::node_type type_of() {
+  if constexpr (std::is_same_v<T, toml::table>) {
+    return toml::node_type::table;
+  } else if constexpr (std::is_same_v<T, toml::array>) {
+    return toml::node_type::array;
+  } else if constexpr (std::is_same_v<T, std::string>) {
+    return toml::node_type::string;
+  } else {
+    static_assert(std::is_same_v<T, int64_t>);
+    return toml::node_type::integer;
+  }
+}
+
+std::string join(const std::string& path, std::string_view key) {
+  return path.empty() ? std::string(key) : path + "." + std::string(key);
+}
+
+std::string indexed(const std::string& path, size_t i) {
+  return path + "[" + std::to_string(i) + "]";
+}
+
+// "service[0].version" → "service.version", as written in a [[...]] header.
+std::string header_name(std::string_view path) {
+  std::string out;
+  bool in_index = false;
+  for (char c : path) {
+    in_index = c == '[' || (in_index && c != ']');
+    if (!in_index && c != ']') out += c;
+  }
+  return out;
+}
+
+// The file name and the growing error list for one load.
+class Context {
+ public:
+  explicit Context(std::string file) : file_(std::move(file)) {}
+
+  SourceLoc loc(const toml::source_region& r) const {
+    return {file_, static_cast<int>(r.begin.line), static_cast<int>(r.begin.column)};
+  }
+  void error(const toml::source_region& r, std::string key, std::string message) {
+    errors_.push_back({loc(r), std::move(key), std::move(message)});
+  }
+  void error(SourceLoc loc, std::string key, std::string message) {
+    errors_.push_back({std::move(loc), std::move(key), std::move(message)});
+  }
+  size_t error_count() const { return errors_.size(); }
+  std::vector<Error> take_errors() {
+    std::stable_sort(errors_.begin(), errors_.end(), [](const Error& a, const Error& b) {
+      return std::tie(a.loc.line, a.loc.column) < std::tie(b.loc.line, b.loc.column);
+    });
+    return std::move(errors_);
+  }
+  const std::string& file() const { return file_; }
+
+  // Type-checks one node, reporting a mismatch; T is std::string, int64_t, toml::table or
+  // toml::array.
+  template <typename T>
+  const auto* as(const toml::node& node, const std::string& path) {
+    const auto* typed = node.as<T>();
+    if (!typed) {
+      error(node.source(), path,
+            std::string("expected ") + type_name(type_of<T>()) + ", got " + type_name(node.type()));
+    }
+    return typed;
+  }
+
+  std::optional<int64_t> integer(const toml::node* node, const std::string& path, int64_t lo,
+                                 int64_t hi) {
+    const auto* v = node ? as<int64_t>(*node, path) : nullptr;
+    if (!v) return std::nullopt;
+    int64_t n = v->get();
+    if (n >= lo && n <= hi) return n;
+    std::string range = hi == kNoMax
+                            ? "at least " + std::to_string(lo)
+                            : "between " + std::to_string(lo) + " and " + std::to_string(hi);
+    error(node->source(), path, "must be " + range + ", got " + std::to_string(n));
+    return std::nullopt;
+  }
+
+  std::optional<std::string> string(const toml::node* node, const std::string& path,
+                                    const Check& check) {
+    const auto* v = node ? as<std::string>(*node, path) : nullptr;
+    if (!v) return std::nullopt;
+    std::string s = v->get();
+    if (std::string problem = check ? check(s) : ""; !problem.empty()) {
+      error(node->source(), path, problem);
+      return std::nullopt;
+    }
+    return s;
+  }
+
+ private:
+  std::string file_;
+  std::vector<Error> errors_;
+};
+
+enum class Need { kOptional, kRequired };
+
+// Reads one TOML table. Every key asked for becomes known, so finish() can report the others as
+// unknown and suggest the closest known one.
+class TableReader {
+ public:
+  TableReader(Context& ctx, const toml::table& table, std::string path)
+      : ctx_(ctx), table_(table), path_(std::move(path)) {}
+
+  std::string path(std::string_view key) const { return join(path_, key); }
+  const std::string& path() const { return path_; }
+  SourceLoc loc() const { return ctx_.loc(table_.source()); }
+
+  const toml::node* find(std::string_view key, Need need) {
+    known_.emplace(key);
+    const toml::node* node = table_.get(key);
+    if (!node && need == Need::kRequired) {
+      ctx_.error(table_.source(), path(key),
+                 "missing required key " + quoted(key) + "; add it to this table");
+    }
+    return node;
+  }
+
+  // Each returns true when the key was present and valid; `out` is left untouched otherwise.
+  template <typename T>
+  bool integer(std::string_view key, T& out, int64_t lo, int64_t hi, Need need = Need::kOptional) {
+    auto v = ctx_.integer(find(key, need), path(key), lo, hi);
+    if (v) out = static_cast<T>(*v);
+    return v.has_value();
+  }
+  bool string(std::string_view key, std::string& out, Need need, const Check& check = {}) {
+    auto v = ctx_.string(find(key, need), path(key), check);
+    if (v) out = std::move(*v);
+    return v.has_value();
+  }
+  template <typename T>
+  const auto* typed(std::string_view key, Need need) {
+    const toml::node* node = find(key, need);
+    return node ? ctx_.as<T>(*node, path(key)) : nullptr;
+  }
+
+  void finish() {
+    for (const auto& [key, node] : table_) {
+      if (known_.count(key.str())) continue;
+      ctx_.error(key.source(), path(key.str()),
+                 "unknown key " + quoted(key.str()) + suggestion(key.str(), known_));
+    }
+  }
+
+ private:
+  Context& ctx_;
+  const toml::table& table_;
+  std::string path_;
+  std::set<std::string, std::less<>> known_;
+};
+
+// Calls read(reader, index) for each table of the array `key` (usually [[key]]), then reports
+// that table's unknown keys. A missing or empty array is an error when `empty_message` is set.
+template <typename Fn>
+void each_table(Context& ctx, TableReader& parent, std::string_view key, const char* empty_message,
+                Fn read) {
+  const toml::node* node = parent.find(key, Need::kOptional);
+  const toml::array* array = node ? node->as_array() : nullptr;
+  if (node && !array) {
+    ctx.error(node->source(), parent.path(key),
+              "expected an array of tables ([[" + header_name(parent.path(key)) + "]]), got " +
+                  type_name(node->type()));
+    return;
+  }
+  if (!array || array->empty()) {
+    if (empty_message)
+      ctx.error(node ? ctx.loc(node->source()) : parent.loc(), parent.path(key), empty_message);
+    return;
+  }
+  for (size_t i = 0; i < array->size(); ++i) {
+    const std::string path = indexed(parent.path(key), i);
+    if (const auto* table = ctx.as<toml::table>(*array->get(i), path)) {
+      TableReader reader(ctx, *table, path);
+      read(reader, i);
+      reader.finish();
+    }
+  }
+}
+
+// --- Value checks ---------------------------------------------------------------------------
+
+bool is_name_char(char c) {
+  return std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '.' || c == '-';
+}
+
+// RFC 9110 tchar.
+bool is_token_char(char c) {
+  return std::isalnum(static_cast<unsigned char>(c)) ||
+         std::strchr("!#$%&'*+-.^_`|~", c) != nullptr;
+}
+
+std::string check_name(std::string& s) {
+  if (s.empty()) return "must not be empty; use letters, digits, '_', '.' or '-'";
+  if (!std::all_of(s.begin(), s.end(), is_name_char))
+    return quoted(s) + " may contain only letters, digits, '_', '.' and '-'";
+  return "";
+}
+
+// A name that must also be unique among `seen` (which it joins when valid).
+Check unique_name(std::set<std::string>& seen, std::string what) {
+  return [&seen, what = std::move(what)](std::string& s) {
+    if (std::string problem = check_name(s); !problem.empty()) return problem;
+    if (!seen.insert(s).second)
+      return what + " " + quoted(s) + " is defined twice; give each " + what + " a unique name";
+    return std::string();
+  };
+}
+
+// "no listener named 'x'" plus either a likely fix or the names that do exist.
+std::string no_such(std::string_view what, const std::string& name,
+                    const std::set<std::string>& known) {
+  std::string hint = suggestion(name, known);
+  if (hint.empty()) {
+    hint = "; known " + std::string(what) + "s:";
+    for (const std::string& k : known) hint += " " + quoted(k);
+    if (known.empty()) hint = "; define a [[" + std::string(what) + "]] with that name";
+  }
+  return "no " + std::string(what) + " named " + quoted(name) + hint;
+}
+
+// A name that must refer to one of `known`.
+Check reference(const std::set<std::string>& known, std::string what) {
+  return [&known, what = std::move(what)](std::string& s) {
+    return known.count(s) ? std::string() : no_such(what, s, known);
+  };
+}
+
+Check token(bool lower_case) {
+  return [lower_case](std::string& s) {
+    if (!std::all_of(s.begin(), s.end(), is_token_char))
+      return quoted(s) + " is not an HTTP token; use letters, digits and !#$%&'*+-.^_`|~, or" +
+             " \"\" to disable";
+    if (lower_case) s = lower(s);
+    return std::string();
+  };
+}
+
+bool is_host_name(std::string_view h) {
+  return !h.empty() && std::all_of(h.begin(), h.end(), is_name_char);
+}
+
+bool is_ipv6_literal(std::string_view h) {
+  return h.find(':') != std::string_view::npos && std::all_of(h.begin(), h.end(), [](char c) {
+           return std::isxdigit(static_cast<unsigned char>(c)) || c == ':' || c == '.';
+         });
+}
+
+// Why `s` is not a host:port, or "" (then `out` is filled).
+std::string split_host_port(std::string_view s, bool allow_port_zero, HostPort& out) {
+  size_t colon = s.rfind(':');
+  if (colon == std::string_view::npos) return "missing ':port'";
+  std::string_view host = s.substr(0, colon);
+  std::string_view port = s.substr(colon + 1);
+  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') {
+    host = host.substr(1, host.size() - 2);
+    if (!is_ipv6_literal(host)) return "'[" + std::string(host) + "]' is not an IPv6 address";
+  } else if (host.find(':') != std::string_view::npos) {
+    return "an IPv6 address needs brackets, as in \"[::1]:80\"";
+  } else if (!is_host_name(host)) {
+    return host.empty() ? "missing host" : quoted(host) + " is not a valid host name";
+  }
+  if (port.empty() || port.size() > 5 ||
+      !std::all_of(port.begin(), port.end(), [](char c) { return c >= '0' && c <= '9'; }))
+    return "port " + quoted(port) + " is not a number";
+  unsigned long n = std::stoul(std::string(port));
+  unsigned long min_port = allow_port_zero ? 0 : 1;
+  if (n < min_port || n > 65535)
+    return "port must be between " + std::to_string(min_port) + " and 65535";
+  out = {std::string(host), static_cast<uint16_t>(n)};
+  return "";
+}
+
+Check address(bool allow_port_zero, HostPort& out) {
+  return [allow_port_zero, &out](std::string& s) {
+    std::string why = split_host_port(s, allow_port_zero, out);
+    if (why.empty()) return why;
+    return quoted(s) + " is not a valid address (" + why + "); write \"host:port\" or" +
+           " \"[v6]:port\"";
+  };
+}
+
+std::string check_route_host(std::string& s) {
+  s = lower(s);
+  std::string_view name = s;
+  if (name.starts_with("*.")) name.remove_prefix(2);
+  if (s == "*" || is_host_name(name)) return "";
+  if (name.size() > 2 && name.front() == '[' && name.back() == ']' &&
+      is_ipv6_literal(name.substr(1, name.size() - 2)))
+    return "";
+  if (name.find(':') != std::string_view::npos)
+    return quoted(s) + " must not include a port (IPv6 addresses need brackets)";
+  return quoted(s) + " is not a valid host; use \"*\", \"*.example.com\" or an exact host name";
+}
+
+std::string check_path_prefix(std::string& s) {
+  if (!s.starts_with('/')) return quoted(s) + " must start with '/'";
+  if (std::any_of(s.begin(), s.end(),
+                  [](char c) { return static_cast<unsigned char>(c) <= 0x20 || c == 0x7f; }))
+    return quoted(s) + " must not contain spaces or control characters; percent-encode them";
+  return "";
+}
+
+// --- Sections -------------------------------------------------------------------------------
+
+void read_proxy(TableReader& t, ProxySettings& p) {
+  p.loc = t.loc();
+  t.integer("workers", p.workers, 0, 256);
+  t.integer("connect_timeout_ms", p.connect_timeout_ms, 1, kMaxTimeoutMs);
+  t.integer("request_header_timeout_ms", p.request_header_timeout_ms, 1, kMaxTimeoutMs);
+  t.integer("body_timeout_ms", p.body_timeout_ms, 1, kMaxTimeoutMs);
+  t.integer("upstream_response_timeout_ms", p.upstream_response_timeout_ms, 1, kMaxTimeoutMs);
+  t.integer("keepalive_timeout_ms", p.keepalive_timeout_ms, 1, kMaxTimeoutMs);
+  t.integer("drain_timeout_ms", p.drain_timeout_ms, 0, kMaxTimeoutMs);
+  t.integer("upstream_idle_timeout_ms", p.upstream_idle_timeout_ms, 1, kMaxTimeoutMs);
+  t.integer("max_header_bytes", p.max_header_bytes, 1024, 1048576);
+  t.integer("max_headers", p.max_headers, 1, 10000);
+  t.integer("max_request_line", p.max_request_line, 256, 1048576);
+  t.integer("max_request_body_bytes", p.max_request_body_bytes, 0, kNoMax);
+  t.integer("upstream_max_idle", p.upstream_max_idle, 0, 100000);
+  t.string("via", p.via, Need::kOptional, token(false));
+  t.string("request_id_header", p.request_id_header, Need::kOptional, token(true));
+}
+
+void read_endpoints(Context& ctx, TableReader& t, std::vector<HostPort>& out) {
+  const auto* array = t.typed<toml::array>("endpoints", Need::kRequired);
+  if (!array) return;
+  if (array->empty()) {
+    ctx.error(array->source(), t.path("endpoints"),
+              "needs at least one endpoint, e.g. [\"127.0.0.1:9001\"]");
+  }
+  std::set<std::string> seen;
+  for (size_t i = 0; i < array->size(); ++i) {
+    HostPort hp;
+    const std::string path = indexed(t.path("endpoints"), i);
+    if (!ctx.string(array->get(i), path, address(false, hp))) continue;
+    if (seen.insert(hp.to_string()).second) {
+      out.push_back(std::move(hp));
+    } else {
+      ctx.error(array->get(i)->source(), path,
+                "endpoint " + quoted(hp.to_string()) + " is listed twice; remove one");
+    }
+  }
+}
+
+void read_service(Context& ctx, TableReader& t, std::set<std::string>& names, Service& s) {
+  s.loc = t.loc();
+  t.string("name", s.name, Need::kRequired, unique_name(names, "service"));
+  bool has_stable = t.string("stable", s.stable, Need::kRequired, check_name);
+
+  std::set<std::string> version_names;
+  bool weights_read = true;
+  uint64_t weight_sum = 0;
+  each_table(ctx, t, "version", "needs at least one [[service.version]] table",
+             [&](TableReader& vt, size_t) {
+               Version& v = s.versions.emplace_back();
+               v.loc = vt.loc();
+               vt.string("name", v.name, Need::kRequired, unique_name(version_names, "version"));
+               weights_read &= vt.integer("weight", v.weight, 0, 10000, Need::kRequired);
+               weight_sum += v.weight;
+               read_endpoints(ctx, vt, v.endpoints);
+             });
+
+  if (has_stable && !version_names.empty() && !version_names.count(s.stable)) {
+    ctx.error(t.find("stable", Need::kOptional)->source(), t.path("stable"),
+              no_such("version", s.stable, version_names));
+  }
+  if (weights_read && !s.versions.empty() && weight_sum == 0) {
+    ctx.error(s.loc, t.path(),
+              "all versions have weight 0: give at least one version a positive weight");
+  }
+}
+
+Config read_config(Context& ctx, const toml::table& root) {
+  Config c;
+  TableReader top(ctx, root, "");
+  c.proxy.loc.file = ctx.file();
+  if (const auto* proxy = top.typed<toml::table>("proxy", Need::kOptional)) {
+    TableReader t(ctx, *proxy, "proxy");
+    read_proxy(t, c.proxy);
+    t.finish();
+  }
+
+  std::set<std::string> listener_names;
+  each_table(ctx, top, "listener", "no [[listener]] defined; add one with a name and an address",
+             [&](TableReader& t, size_t) {
+               Listener& l = c.listeners.emplace_back();
+               l.loc = t.loc();
+               t.string("name", l.name, Need::kRequired, unique_name(listener_names, "listener"));
+               std::string text;  // kept only as l.address
+               t.string("address", text, Need::kRequired, address(true, l.address));
+             });
+
+  std::set<std::string> service_names;
+  each_table(ctx, top, "service", nullptr, [&](TableReader& t, size_t) {
+    read_service(ctx, t, service_names, c.services.emplace_back());
+  });
+
+  // Route index by (listener, host, path_prefix), to catch routes that could never match.
+  std::map<std::tuple<std::string, std::string, std::string>, size_t> route_keys;
+  each_table(ctx, top, "route", nullptr, [&](TableReader& t, size_t i) {
+    Route& r = c.routes.emplace_back();
+    r.loc = t.loc();
+    size_t errors_before = ctx.error_count();
+    t.string("listener", r.listener, Need::kRequired, reference(listener_names, "listener"));
+    t.string("host", r.host, Need::kOptional, check_route_host);
+    t.string("path_prefix", r.path_prefix, Need::kOptional, check_path_prefix);
+    t.string("service", r.service, Need::kRequired, reference(service_names, "service"));
+    if (ctx.error_count() != errors_before) return;
+    auto [it, added] = route_keys.emplace(std::tie(r.listener, r.host, r.path_prefix), i);
+    if (!added) {
+      ctx.error(r.loc, t.path(),
+                "same listener, host and path_prefix as route[" + std::to_string(it->second) +
+                    "]; remove one or change its host or path_prefix");
+    }
+  });
+  top.finish();
+  return c;
+}
+
+LoadResult load(std::string_view text, const std::string& file, std::string config_path) {
+  Context ctx(file);
+  LoadResult result;
+  try {
+    toml::table root = toml::parse(text, std::string_view(file));
+    Config config = read_config(ctx, root);
+    config.path = std::move(config_path);
+    if (ctx.error_count() == 0) result.config = std::move(config);
+  } catch (const toml::parse_error& e) {
+    ctx.error(e.source(), "", std::string(e.description()) + "; fix the TOML syntax");
+  } catch (const std::exception& e) {
+    ctx.error(SourceLoc{file, 0, 0}, "", std::string("internal error: ") + e.what());
+  } catch (...) {
+    ctx.error(SourceLoc{file, 0, 0}, "", "internal error while reading the configuration");
+  }
+  result.errors = ctx.take_errors();
+  return result;
+}
+
+}  // namespace
+
+std::string Error::to_string() const {
+  std::string out = loc.file + ":" + std::to_string(loc.line) + ":" + std::to_string(loc.column);
+  if (!key.empty()) out += ": " + key;
+  return out + ": " + message;
+}
+
+std::string HostPort::to_string() const {
+  std::string port_text = ":" + std::to_string(port);
+  return host.find(':') != std::string::npos ? "[" + host + "]" + port_text : host + port_text;
+}
+
+std::optional<HostPort> parse_host_port(std::string_view s, bool allow_port_zero) {
+  HostPort out;
+  if (!split_host_port(s, allow_port_zero, out).empty()) return std::nullopt;
+  return out;
+}
+
+LoadResult load_string(std::string_view toml_text, const std::string& source_name) {
+  return load(toml_text, source_name, "");
+}
+
+LoadResult load_file(const std::string& path) {
+  std::string text;
+  int err = 0;
+  if (std::FILE* f = std::fopen(path.c_str(), "rb")) {
+    char buf[65536];
+    size_t n;
+    while ((n = std::fread(buf, 1, sizeof buf, f)) > 0) text.append(buf, n);
+    err = std::ferror(f) ? errno : 0;  // a directory opens fine and fails here with EISDIR
+    std::fclose(f);
+  } else {
+    err = errno;
+  }
+  if (err == 0) return load(text, path, path);
+  LoadResult result;
+  result.errors.push_back(
+      {SourceLoc{path, 0, 0}, "", "cannot read " + path + ": " + std::strerror(err)});
+  return result;
+}
+
+}  // namespace weir::config

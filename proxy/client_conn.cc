@@ -1,0 +1,170 @@
+#include "proxy/client_conn.h"
+
+#include "proxy/h1_session.h"
+#include "proxy/worker.h"
+
+namespace weir::proxy {
+
+namespace {
+// After weir decides to close, it shuts its write side and reads (discarding) for this long, so
+// a client still sending does not get a reset that destroys the response it has not read yet.
+constexpr uint64_t kLingerMs = 2000;
+}  // namespace
+
+ClientConn::ClientConn(Worker& worker) : worker_(worker) {}
+
+ClientConn::~ClientConn() {
+  worker_.remove_conn(this);
+  worker_.stats().connections_active.dec();
+}
+
+void ClientConn::accept(Worker& worker, uv_stream_t* server, uint32_t listener) {
+  auto* c = new ClientConn(worker);
+  uv_tcp_init(worker.loop(), &c->tcp_);
+  c->tcp_.data = c;
+  c->deadline_.init(worker.loop(), c, on_deadline);
+  c->open_handles_ = 2;
+  worker.add_conn(c);
+  worker.stats().connections_accepted.inc();
+  worker.stats().connections_active.inc();
+  if (uv_accept(server, reinterpret_cast<uv_stream_t*>(&c->tcp_)) != 0) {
+    c->close();
+    return;
+  }
+  uv_tcp_nodelay(&c->tcp_, 1);
+  c->info_.listener = listener;
+  sockaddr_storage peer{};
+  int len = sizeof peer;
+  if (uv_tcp_getpeername(&c->tcp_, reinterpret_cast<sockaddr*>(&peer), &len) == 0) {
+    char ip[64] = {0};
+    if (peer.ss_family == AF_INET6) {
+      uv_ip6_name(reinterpret_cast<sockaddr_in6*>(&peer), ip, sizeof ip);
+    } else {
+      uv_ip4_name(reinterpret_cast<sockaddr_in*>(&peer), ip, sizeof ip);
+    }
+    c->info_.peer_ip = ip;
+  }
+  c->out_.init(reinterpret_cast<uv_stream_t*>(&c->tcp_), &worker.flush_list(), c);
+  c->session_ = std::make_unique<H1Session>(*c);
+  c->resume_reading();
+  if (worker.draining()) c->session_->start_drain();
+}
+
+void ClientConn::pause_reading() {
+  read_paused_ = true;
+  if (reading_ && !lingering_) {
+    uv_read_stop(reinterpret_cast<uv_stream_t*>(&tcp_));
+    reading_ = false;
+  }
+}
+
+void ClientConn::resume_reading() {
+  read_paused_ = false;
+  if (!reading_ && !closing_) {
+    uv_read_start(reinterpret_cast<uv_stream_t*>(&tcp_), on_alloc, on_read);
+    reading_ = true;
+  }
+}
+
+void ClientConn::on_alloc(uv_handle_t* h, size_t, uv_buf_t* buf) {
+  auto* self = static_cast<ClientConn*>(h->data);
+  *buf = uv_buf_init(self->worker_.read_buffer(), Worker::kReadBufferSize);
+}
+
+void ClientConn::on_read(uv_stream_t* s, ssize_t nread, const uv_buf_t* buf) {
+  auto* self = static_cast<ClientConn*>(s->data);
+  if (nread == 0 || self->closing_) return;
+  if (self->lingering_) {
+    if (nread < 0) self->close();
+    return;
+  }
+  if (nread == UV_EOF) {
+    if (self->session_) self->session_->on_eof();
+    return;
+  }
+  if (nread < 0) {
+    self->close();
+    return;
+  }
+  if (self->session_) self->session_->on_read(buf->base, static_cast<size_t>(nread));
+}
+
+void ClientConn::close_after_flush() {
+  if (closing_ || flush_then_close_) return;
+  flush_then_close_ = true;
+  if (out_.empty()) {
+    on_out_drained();
+  } else {
+    out_.notify_when_empty();
+  }
+}
+
+void ClientConn::on_out_drained() {
+  if (closing_) return;
+  if (flush_then_close_) {
+    if (!out_.empty()) {
+      out_.notify_when_empty();
+      return;
+    }
+    if (lingering_) return;
+    lingering_ = true;
+    if (session_) session_->on_close();
+    shutdown_req_.data = this;
+    if (uv_shutdown(&shutdown_req_, reinterpret_cast<uv_stream_t*>(&tcp_), on_shutdown) != 0) {
+      close();
+      return;
+    }
+    deadline_.set(kLingerMs);
+    if (!reading_) {
+      uv_read_start(reinterpret_cast<uv_stream_t*>(&tcp_), on_alloc, on_read);
+      reading_ = true;
+    }
+    return;
+  }
+  if (session_) session_->on_drain();
+}
+
+void ClientConn::on_shutdown(uv_shutdown_t* req, int status) {
+  auto* self = static_cast<ClientConn*>(req->data);
+  if (status < 0 && status != UV_ECANCELED && !self->closing_) self->close();
+}
+
+void ClientConn::on_out_error(int) { close(); }
+
+void ClientConn::abort() {
+  if (closing_) return;
+  // A reset tells the client the response was cut, rather than a clean end it may trust.
+  uv_tcp_close_reset(&tcp_, on_tcp_closed);
+  closing_ = true;
+  out_.close();
+  if (session_) session_->on_close();
+  deadline_.close(on_handle_closed);
+}
+
+void ClientConn::close() {
+  if (closing_) return;
+  closing_ = true;
+  out_.close();
+  if (session_) session_->on_close();
+  uv_close(reinterpret_cast<uv_handle_t*>(&tcp_), on_tcp_closed);
+  deadline_.close(on_handle_closed);
+}
+
+void ClientConn::on_tcp_closed(uv_handle_t* h) { on_handle_closed(h->data); }
+
+void ClientConn::on_handle_closed(void* p) {
+  auto* self = static_cast<ClientConn*>(p);
+  if (--self->open_handles_ == 0) delete self;
+}
+
+void ClientConn::on_deadline(void* p) {
+  auto* self = static_cast<ClientConn*>(p);
+  if (self->closing_) return;
+  if (self->lingering_ || self->flush_then_close_) {
+    self->close();
+    return;
+  }
+  if (self->session_) self->session_->on_timeout();
+}
+
+}  // namespace weir::proxy

@@ -1,0 +1,264 @@
+#include "proxy/exchange.h"
+
+#include <cstdio>
+
+#include "proxy/worker.h"
+
+namespace weir::proxy {
+
+namespace {
+
+// Request bytes kept for a retry after they reached a socket; larger requests are not replayed.
+constexpr size_t kReplayLimit = 64 * 1024;
+
+bool named_in(std::span<const std::string_view> tokens, std::string_view name) {
+  for (auto t : tokens) {
+    if (iequals(t, name)) return true;
+  }
+  return false;
+}
+
+void append_header(std::string& out, std::string_view name, std::string_view value) {
+  out.append(name);
+  out.append(": ");
+  out.append(value);
+  out.append("\r\n");
+}
+
+}  // namespace
+
+Exchange::Exchange(Worker& worker, ExchangeOwner& owner, const ConnInfo& conn)
+    : worker_(worker), owner_(owner), conn_info_(conn) {}
+
+Exchange::~Exchange() {
+  if (upstream_) upstream_->close();  // mid-flight: the connection's state is unknown
+}
+
+int Exchange::start(const RequestDesc& req) {
+  const RequestHead& h = *req.head;
+  snap_ = worker_.snapshot();
+  if (conn_info_.listener >= snap_->listeners.size()) return 404;
+  std::string_view path = h.target.substr(0, h.target.find('?'));
+  auto svc = snap_->listeners[conn_info_.listener].match(h.host, path);
+  if (!svc) return 404;
+  service_ = &snap_->services[*svc];
+  version_ = worker_.picker().pick_version(*service_, worker_.now_ms());
+  if (!version_) return 503;
+  idempotent_ = h.idempotent;
+  head_request_ = h.is_head;
+  chunked_body_ = h.body == BodyKind::kChunked;
+  build_request_head(req);
+  int status = 0;
+  if (!connect_upstream(routing::Picker::kNoEndpoint, &status)) return status;
+  write_upstream(head_);
+  if (h.body == BodyKind::kNone) end_body({});
+  return 0;
+}
+
+void Exchange::build_request_head(const RequestDesc& req) {
+  const RequestHead& h = *req.head;
+  const config::ProxySettings& ps = worker_.settings();
+  std::string& out = head_;
+  out.clear();
+  out.append(h.method);
+  out.push_back(' ');
+  out.append(h.target);
+  out.append(" HTTP/1.1\r\n");
+  if (!h.host.empty()) append_header(out, "Host", h.host);
+  std::string_view xff_first, via_first;
+  std::string xff, via;
+  bool have_request_id = ps.request_id_header.empty();
+  for (const auto& f : h.headers) {
+    if (is_hop_by_hop(f.name) || named_in(h.connection_tokens, f.name)) continue;
+    if (iequals(f.name, "host") || iequals(f.name, "content-length") ||
+        iequals(f.name, "expect") || iequals(f.name, "x-forwarded-proto") ||
+        iequals(f.name, "x-forwarded-host")) {
+      continue;
+    }
+    if (iequals(f.name, "x-forwarded-for")) {
+      if (!xff.empty()) xff.append(", ");
+      xff.append(f.value);
+      continue;
+    }
+    if (iequals(f.name, "via")) {
+      if (!via.empty()) via.append(", ");
+      via.append(f.value);
+      continue;
+    }
+    if (!have_request_id && iequals(f.name, ps.request_id_header)) have_request_id = true;
+    append_header(out, f.name, f.value);
+  }
+  if (!xff.empty()) xff.append(", ");
+  xff.append(conn_info_.peer_ip);
+  append_header(out, "X-Forwarded-For", xff);
+  append_header(out, "X-Forwarded-Proto", req.scheme);
+  if (!h.host.empty()) append_header(out, "X-Forwarded-Host", h.host);
+  if (!ps.via.empty()) {
+    if (!via.empty()) via.append(", ");
+    via.append(h.version_minor == 0 ? "1.0 " : "1.1 ");
+    via.append(ps.via);
+    append_header(out, "Via", via);
+  }
+  if (!have_request_id) {
+    // A version-4 UUID from the worker's generator: unique enough to correlate logs.
+    uint64_t a = worker_.next_random(), b = worker_.next_random();
+    char id[40];
+    std::snprintf(id, sizeof id, "%08x-%04x-4%03x-%04x-%012llx", static_cast<unsigned>(a >> 32),
+                  static_cast<unsigned>((a >> 16) & 0xffff), static_cast<unsigned>(a & 0xfff),
+                  static_cast<unsigned>(((b >> 48) & 0x3fff) | 0x8000),
+                  static_cast<unsigned long long>(b & 0xffffffffffffULL));
+    append_header(out, ps.request_id_header, id);
+  }
+  if (h.body == BodyKind::kContentLength) {
+    out.append("Content-Length: ");
+    append_number(out, h.content_length);
+    out.append("\r\n");
+  } else if (h.body == BodyKind::kChunked) {
+    out.append("Transfer-Encoding: chunked\r\n");
+  }
+  out.append("\r\n");
+  via_ = "1.1 ";
+  via_.append(ps.via);
+}
+
+bool Exchange::connect_upstream(uint32_t exclude, int* status) {
+  routing::Picker& picker = worker_.picker();
+  const uint64_t now = worker_.now_ms();
+  for (size_t tries = 0; tries < version_->endpoints.size(); ++tries) {
+    const routing::Endpoint* ep = picker.pick_endpoint(*version_, now, exclude);
+    if (!ep) ep = picker.pick_endpoint(*version_, now);  // the excluded one is all there is
+    if (!ep) break;
+    endpoint_ = ep;
+    int err = 0;
+    upstream_ = worker_.pool().acquire(ep->id, reinterpret_cast<const sockaddr*>(&ep->addr), this,
+                                       head_request_, &err);
+    if (upstream_) return true;
+    picker.mark_failed(ep->id, now + 1000);
+    exclude = ep->id;
+  }
+  *status = version_->endpoints.empty() ? 503 : 502;
+  return false;
+}
+
+void Exchange::write_upstream(std::string_view data) {
+  if (!upstream_) return;
+  upstream_->write(data);
+  if (!replayable_) return;
+  if (!idempotent_ || replay_.size() + data.size() > kReplayLimit) {
+    replayable_ = false;
+    std::string().swap(replay_);
+    return;
+  }
+  replay_.append(data);
+}
+
+void Exchange::send_body(const char* data, size_t len) {
+  if (!upstream_ || len == 0) return;
+  if (chunked_body_) {
+    std::string size;
+    append_hex(size, len);
+    size.append("\r\n");
+    write_upstream(size);
+    write_upstream(std::string_view(data, len));
+    write_upstream("\r\n");
+  } else {
+    write_upstream(std::string_view(data, len));
+  }
+}
+
+void Exchange::end_body(std::span<const HeaderField> trailers) {
+  request_done_ = true;
+  if (!upstream_) return;
+  if (chunked_body_) {
+    std::string tail = "0\r\n";
+    for (const auto& t : trailers) append_header(tail, t.name, t.value);
+    tail.append("\r\n");
+    write_upstream(tail);
+  }
+  upstream_->request_complete();
+}
+
+bool Exchange::request_congested() { return upstream_ && upstream_->congested(); }
+
+void Exchange::pause_response() {
+  response_paused_ = true;
+  if (upstream_) upstream_->pause_reading();
+}
+
+void Exchange::resume_response() {
+  response_paused_ = false;
+  if (upstream_) upstream_->resume_reading();
+}
+
+void Exchange::on_upstream_head(UpstreamConn&, const UpstreamResponseHead& head) {
+  response_started_ = true;
+  resp_headers_.clear();
+  // Names listed in the backend's Connection header are hop-by-hop too.
+  std::vector<std::string_view> tokens;
+  for (const auto& f : head.headers) {
+    if (!iequals(f.name, "connection")) continue;
+    std::string_view list = f.value;
+    while (!list.empty()) {
+      size_t comma = list.find(',');
+      tokens.push_back(trim_ows(list.substr(0, comma)));
+      if (comma == std::string_view::npos) break;
+      list.remove_prefix(comma + 1);
+    }
+  }
+  ResponseMeta meta;
+  meta.status = head.status;
+  meta.no_body = head.no_body;
+  meta.has_length = head.has_length;
+  meta.content_length = head.content_length;
+  for (const auto& f : head.headers) {
+    if (is_hop_by_hop(f.name) || (!tokens.empty() && named_in(tokens, f.name))) continue;
+    if (iequals(f.name, "content-length")) {
+      meta.content_length_text = f.value;
+      continue;
+    }
+    resp_headers_.push_back(f);
+  }
+  if (!worker_.settings().via.empty()) resp_headers_.push_back({"Via", via_});
+  owner_.on_response_head(meta, resp_headers_);
+}
+
+void Exchange::on_upstream_body(UpstreamConn&, const char* data, size_t len) {
+  owner_.on_response_data(data, len);
+}
+
+void Exchange::on_upstream_done(UpstreamConn& c, std::span<const HeaderField> trailers) {
+  upstream_ = nullptr;
+  worker_.pool().release(&c, request_done_);
+  owner_.on_response_end(trailers);
+}
+
+void Exchange::on_upstream_error(UpstreamConn& c, UpstreamError e, std::string unsent) {
+  upstream_ = nullptr;
+  const uint32_t failed = c.endpoint_id();
+  if (e == UpstreamError::kConnect) {
+    worker_.picker().mark_failed(failed, worker_.now_ms() + 1000);
+  }
+  const bool retryable_error = e == UpstreamError::kConnect || e == UpstreamError::kReset;
+  if (!response_started_ && retryable_error && attempts_ == 0) {
+    // Unsent bytes can go anywhere; sent ones only for idempotent requests kept in full.
+    std::string data = !unsent.empty() ? std::move(unsent)
+                                       : (idempotent_ && replayable_ ? replay_ : std::string());
+    if (!data.empty()) {
+      ++attempts_;
+      worker_.stats().upstream_retries.inc();
+      int status = 0;
+      if (connect_upstream(failed, &status)) {
+        upstream_->write(data);
+        if (request_done_) upstream_->request_complete();
+        return;
+      }
+    }
+  }
+  int status = 502;
+  if (e == UpstreamError::kResponseTimeout || e == UpstreamError::kBodyTimeout) status = 504;
+  owner_.on_exchange_failed(status);
+}
+
+void Exchange::on_upstream_drained(UpstreamConn&) { owner_.on_request_drained(); }
+
+}  // namespace weir::proxy

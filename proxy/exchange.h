@@ -1,0 +1,106 @@
+// One request/response between a downstream Session (HTTP/1.1 now, HTTP/2 streams later) and an
+// upstream endpoint. Owns the routing decision (pinned to the snapshot it started with), the
+// upstream connection while it is in use, the rewritten request head, retries, and the
+// protocol-neutral response it hands back to its owner.
+#pragma once
+
+#include <memory>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "proxy/h1_framing.h"
+#include "proxy/http_util.h"
+#include "proxy/session.h"
+#include "proxy/upstream_pool.h"
+#include "routing/snapshot.h"
+
+namespace weir::proxy {
+
+class Worker;
+
+// How the response body is delimited upstream, for the owner to choose its own framing.
+struct ResponseMeta {
+  int status = 0;
+  bool no_body = false;          // HEAD, 204, 304
+  bool has_length = false;
+  uint64_t content_length = 0;
+  std::string_view content_length_text;  // as sent, for HEAD/304 pass-through
+};
+
+class ExchangeOwner {
+ public:
+  // Headers are filtered (hop-by-hop and framing removed) and include weir's own additions.
+  virtual void on_response_head(const ResponseMeta& meta, std::span<const HeaderField> headers) = 0;
+  virtual void on_response_data(const char* data, size_t len) = 0;
+  virtual void on_response_end(std::span<const HeaderField> trailers) = 0;
+  // Before the response head: answer with `status` (502/503/504). After it: cut the response.
+  virtual void on_exchange_failed(int status) = 0;
+  // The upstream can take more request body again (after request_congested() said true).
+  virtual void on_request_drained() = 0;
+
+ protected:
+  ~ExchangeOwner() = default;
+};
+
+// What a session hands to start(); views are read during start() only.
+struct RequestDesc {
+  const RequestHead* head = nullptr;
+  std::string_view scheme = "http";
+};
+
+class Exchange final : private UpstreamHandler {
+ public:
+  Exchange(Worker& worker, ExchangeOwner& owner, const ConnInfo& conn);
+  ~Exchange();
+  Exchange(const Exchange&) = delete;
+  Exchange& operator=(const Exchange&) = delete;
+
+  // Routes and sends the request head. Returns 0, or the status to answer with at once
+  // (404 no route, 503 nothing to send to, 502 connect could not start); no callback follows.
+  int start(const RequestDesc& req);
+  void send_body(const char* data, size_t len);
+  void end_body(std::span<const HeaderField> trailers);
+  bool request_congested();
+  void pause_response();
+  void resume_response();
+
+  const routing::Service* service() const { return service_; }
+  const routing::Version* version() const { return version_; }
+
+ private:
+  void on_upstream_head(UpstreamConn& c, const UpstreamResponseHead& head) override;
+  void on_upstream_body(UpstreamConn& c, const char* data, size_t len) override;
+  void on_upstream_done(UpstreamConn& c, std::span<const HeaderField> trailers) override;
+  void on_upstream_error(UpstreamConn& c, UpstreamError e, std::string unsent) override;
+  void on_upstream_drained(UpstreamConn& c) override;
+
+  void build_request_head(const RequestDesc& req);
+  // Picks an endpoint (not `exclude`) and attaches a connection; false when none could start.
+  bool connect_upstream(uint32_t exclude, int* status);
+  void write_upstream(std::string_view data);
+
+  Worker& worker_;
+  ExchangeOwner& owner_;
+  const ConnInfo& conn_info_;
+  std::shared_ptr<const routing::Snapshot> snap_;
+  const routing::Service* service_ = nullptr;
+  const routing::Version* version_ = nullptr;
+  const routing::Endpoint* endpoint_ = nullptr;
+  UpstreamConn* upstream_ = nullptr;
+  std::string head_;      // the rewritten request head
+  std::string replay_;    // every request byte sent, while small enough to send again
+  bool replayable_ = true;
+  bool idempotent_ = false;
+  bool head_request_ = false;
+  bool chunked_body_ = false;
+  bool request_done_ = false;
+  bool response_started_ = false;
+  bool response_paused_ = false;
+  int attempts_ = 0;
+  std::vector<HeaderField> resp_headers_;
+  std::string via_;
+};
+
+}  // namespace weir::proxy

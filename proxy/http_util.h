@@ -1,0 +1,39 @@
+// Small HTTP helpers shared by the downstream sessions and the upstream side: character
+// classes, case-insensitive comparison, hop-by-hop names, status texts, weir's error responses.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+namespace weir::proxy {
+
+struct HeaderField {
+  std::string_view name;
+  std::string_view value;
+};
+
+// RFC 9110 tchar.
+bool is_token_char(unsigned char c);
+bool is_token(std::string_view s);
+char ascii_lower(char c);
+bool iequals(std::string_view a, std::string_view b);
+// true when comma-separated `list` contains `token` (case-insensitive, OWS trimmed).
+bool list_contains(std::string_view list, std::string_view token);
+std::string_view trim_ows(std::string_view s);
+
+// Connection-specific headers a proxy never forwards (RFC 9110 7.6.1), plus Proxy-Connection
+// and Keep-Alive which old clients still send. Transfer-Encoding is handled as framing.
+bool is_hop_by_hop(std::string_view name);
+
+std::string_view reason_phrase(int status);
+
+// A complete weir-generated response with a short text body.
+std::string error_response(int status, bool close, bool head_request = false);
+
+// Appends the decimal form of `v`.
+void append_number(std::string& out, uint64_t v);
+// Appends `v` in lower-case hex (chunk sizes).
+void append_hex(std::string& out, uint64_t v);
+
+}  // namespace weir::proxy

@@ -1,0 +1,104 @@
+#include "proxy/io_buffer.h"
+
+namespace weir::proxy {
+
+void FlushList::flush_all() {
+  // Flushing can make owners append again (a drain resumes a read that completes at once is
+  // not possible here, but a drain callback may queue data); loop until quiet.
+  while (!dirty_.empty()) {
+    scratch_.swap(dirty_);
+    for (OutQueue* q : scratch_) q->flush();
+    scratch_.clear();
+  }
+}
+
+void OutQueue::init(uv_stream_t* stream, FlushList* flush_list, Listener* listener) {
+  stream_ = stream;
+  flush_list_ = flush_list;
+  listener_ = listener;
+}
+
+void OutQueue::mark_dirty() {
+  if (!dirty_ && !closed_) {
+    dirty_ = true;
+    flush_list_->add(this);
+  }
+}
+
+void OutQueue::append(std::string_view data) {
+  if (closed_ || data.empty()) return;
+  pending_.append(data);
+  mark_dirty();
+}
+
+std::string OutQueue::take_unsent() {
+  std::string out;
+  if (!writing_) out.swap(pending_);
+  return out;
+}
+
+void OutQueue::flush() {
+  dirty_ = false;
+  if (closed_ || writing_ || held_ || pending_.empty()) {
+    if (!closed_ && !writing_ && pending_.empty()) after_progress();
+    return;
+  }
+  if (uv_is_closing(reinterpret_cast<uv_handle_t*>(stream_))) return;
+  uv_buf_t buf = uv_buf_init(pending_.data(), static_cast<unsigned>(pending_.size()));
+  int n = uv_try_write(stream_, &buf, 1);
+  if (n == static_cast<int>(pending_.size())) {
+    bytes_written_ += static_cast<uint64_t>(n);
+    pending_.clear();
+    after_progress();
+    return;
+  }
+  if (n < 0 && n != UV_EAGAIN && n != UV_ENOSYS) {
+    if (listener_) listener_->on_out_error(n);
+    return;
+  }
+  size_t done = n > 0 ? static_cast<size_t>(n) : 0;
+  bytes_written_ += done;
+  inflight_.swap(pending_);
+  pending_.clear();
+  inflight_off_ = done;
+  uv_buf_t rest = uv_buf_init(inflight_.data() + done,
+                              static_cast<unsigned>(inflight_.size() - done));
+  req_.data = this;
+  int rc = uv_write(&req_, stream_, &rest, 1, on_write);
+  if (rc < 0) {
+    inflight_.clear();
+    inflight_off_ = 0;
+    if (listener_) listener_->on_out_error(rc);
+    return;
+  }
+  writing_ = true;
+  was_high_ = was_high_ || queued() >= kHighWater;
+}
+
+void OutQueue::on_write(uv_write_t* req, int status) {
+  auto* self = static_cast<OutQueue*>(req->data);
+  self->writing_ = false;
+  if (status < 0) {
+    // UV_ECANCELED after uv_close: the owner is closing and must not be called.
+    if (!self->closed_ && self->listener_ && status != UV_ECANCELED) {
+      self->listener_->on_out_error(status);
+    }
+    return;
+  }
+  self->bytes_written_ += self->inflight_.size() - self->inflight_off_;
+  self->inflight_.clear();
+  self->inflight_off_ = 0;
+  if (self->closed_) return;
+  if (!self->pending_.empty()) self->flush();
+  self->after_progress();
+}
+
+void OutQueue::after_progress() {
+  if ((was_high_ && queued() <= kLowWater) || (want_empty_ && queued() == 0)) {
+    was_high_ = false;
+    want_empty_ = false;
+    if (listener_) listener_->on_out_drained();
+  }
+}
+
+}  // namespace weir::proxy

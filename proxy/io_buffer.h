@@ -1,0 +1,99 @@
+// OutQueue: the write side of one libuv stream. Appends are buffered and coalesced; the worker
+// flushes every queue that got data once per loop turn (its uv_check handle), so a response
+// head and body, or several pipelined responses, leave in one syscall. At most one uv_write is
+// in flight; its buffer lives in the queue until the write callback.
+#pragma once
+
+#include <uv.h>
+
+#include <cstddef>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace weir::proxy {
+
+class OutQueue;
+
+// Collects queues with unsent data; flushed from the worker's uv_check callback, which libuv runs
+// after all I/O callbacks of a loop turn and before any close callback, so a queue in the list
+// always belongs to a live (possibly closing) owner.
+class FlushList {
+ public:
+  void add(OutQueue* q) { dirty_.push_back(q); }
+  void flush_all();
+
+ private:
+  std::vector<OutQueue*> dirty_;
+  std::vector<OutQueue*> scratch_;
+};
+
+class OutQueue {
+ public:
+  // Told when queued() falls to the low-water mark after having reached the high-water mark
+  // (or to zero after notify_when_empty()), and when a write fails (status < 0, e.g. EPIPE);
+  // neither is called after close().
+  class Listener {
+   public:
+    virtual void on_out_drained() = 0;
+    virtual void on_out_error(int status) = 0;
+
+   protected:
+    ~Listener() = default;
+  };
+
+  static constexpr size_t kHighWater = 256 * 1024;
+  static constexpr size_t kLowWater = 64 * 1024;
+
+  void init(uv_stream_t* stream, FlushList* flush_list, Listener* listener);
+
+  void append(std::string_view data);
+  void append(const char* data, size_t len) { append(std::string_view(data, len)); }
+  // Direct access for callers that format into the buffer; call mark_dirty() after.
+  std::string& buffer() { return pending_; }
+  void mark_dirty();
+
+  size_t queued() const { return pending_.size() + (inflight_.size() - inflight_off_); }
+  // true when the producer should stop; on_out_drained() then follows once it may go on.
+  bool congested() {
+    if (queued() < kHighWater) return false;
+    was_high_ = true;
+    return true;
+  }
+  bool empty() const { return queued() == 0; }
+  uint64_t bytes_written() const { return bytes_written_; }
+  // Hands over everything not yet written (for a retry on another connection).
+  std::string take_unsent();
+  void notify_when_empty() { want_empty_ = true; }
+  // Holds data back (an upstream socket still connecting) until release_hold().
+  void hold() { held_ = true; }
+  void release_hold() {
+    held_ = false;
+    mark_dirty();
+  }
+  // Stops all callbacks; pending data is dropped. The owner uv_close()s the stream itself.
+  void close() { closed_ = true; listener_ = nullptr; }
+
+  void flush();
+
+ private:
+  static void on_write(uv_write_t* req, int status);
+  void after_progress();
+
+  uv_stream_t* stream_ = nullptr;
+  FlushList* flush_list_ = nullptr;
+  Listener* listener_ = nullptr;
+  std::string pending_;
+  std::string inflight_;
+  size_t inflight_off_ = 0;
+  uv_write_t req_{};
+  uint64_t bytes_written_ = 0;
+  bool writing_ = false;
+  bool dirty_ = false;
+  bool closed_ = false;
+  bool was_high_ = false;
+  bool want_empty_ = false;
+  bool held_ = false;
+};
+
+}  // namespace weir::proxy

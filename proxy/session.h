@@ -1,0 +1,59 @@
+// The seams between a client connection's layers, so HTTP/2 and TLS slot in beside HTTP/1.1:
+//   ClientConn (socket) --Transport--> [TLS transport later] --> Session (HTTP/1.1 or HTTP/2)
+// A Session turns bytes into Exchanges and Exchange events back into bytes; a Transport moves
+// bytes and owns the connection's deadline timer.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+namespace weir::proxy {
+
+class Worker;
+
+struct ConnInfo {
+  std::string peer_ip;  // textual client address, for X-Forwarded-For
+  uint32_t listener = 0;  // index into the snapshot's listeners
+  bool tls = false;
+};
+
+class Transport {
+ public:
+  virtual ~Transport() = default;
+  // Queues bytes; they leave at the end of this loop turn.
+  virtual void write(std::string_view data) = 0;
+  // Direct access to the send buffer for formatting in place; call commit() after.
+  virtual std::string& write_buffer() = 0;
+  virtual void commit() = 0;
+  // true when the peer is slow and the session should stop producing until on_drain().
+  virtual bool congested() = 0;
+  virtual void pause_reading() = 0;
+  virtual void resume_reading() = 0;
+  // Arms the single connection deadline (replacing any); Session::on_timeout() when it passes.
+  virtual void set_deadline(uint64_t ms_from_now) = 0;
+  virtual void clear_deadline() = 0;
+  // Sends what is queued, then closes. Further writes are dropped.
+  virtual void close_after_flush() = 0;
+  // Closes now (resets the stream).
+  virtual void abort() = 0;
+  virtual const ConnInfo& info() const = 0;
+  virtual Worker& worker() = 0;
+};
+
+class Session {
+ public:
+  virtual ~Session() = default;
+  virtual void on_read(const char* data, size_t len) = 0;
+  virtual void on_eof() = 0;
+  // The transport's send queue fell to its low-water mark after congested() said true.
+  virtual void on_drain() = 0;
+  virtual void on_timeout() = 0;
+  // Graceful shutdown: finish in-flight work, accept no more, then close.
+  virtual void start_drain() = 0;
+  // The transport is going away (peer reset, forced shutdown): release everything now.
+  virtual void on_close() = 0;
+};
+
+}  // namespace weir::proxy

@@ -1,0 +1,368 @@
+#include "proxy/upstream_pool.h"
+
+#include <algorithm>
+
+#include "proxy/exchange.h"
+#include "proxy/worker.h"
+
+namespace weir::proxy {
+
+namespace {
+UpstreamConn* from_parser(llhttp_t* p) { return static_cast<UpstreamConn*>(p->data); }
+}  // namespace
+
+const llhttp_settings_t* UpstreamConn::settings() {
+  static const llhttp_settings_t s = [] {
+    llhttp_settings_t st;
+    llhttp_settings_init(&st);
+    st.on_message_begin = on_message_begin;
+    st.on_header_field = on_header_field;
+    st.on_header_value = on_header_value;
+    st.on_headers_complete = on_headers_complete;
+    st.on_body = on_body;
+    st.on_message_complete = on_message_complete;
+    return st;
+  }();
+  return &s;
+}
+
+UpstreamConn::UpstreamConn(Worker& worker, uint32_t endpoint_id)
+    : worker_(worker), endpoint_id_(endpoint_id) {
+  llhttp_init(&parser_, HTTP_RESPONSE, settings());
+  parser_.data = this;
+}
+
+int UpstreamConn::connect(const sockaddr* addr) {
+  uv_tcp_init(worker_.loop(), &tcp_);
+  tcp_.data = this;
+  deadline_.init(worker_.loop(), this, on_deadline);
+  open_handles_ = 2;
+  out_.init(reinterpret_cast<uv_stream_t*>(&tcp_), &worker_.flush_list(), this);
+  out_.hold();
+  uv_tcp_nodelay(&tcp_, 1);
+  connect_req_.data = this;
+  int rc = uv_tcp_connect(&connect_req_, &tcp_, addr, on_connect);
+  if (rc < 0) return rc;
+  deadline_.set(worker_.settings().connect_timeout_ms);
+  worker_.stats().upstream_connects.inc();
+  return 0;
+}
+
+void UpstreamConn::attach(UpstreamHandler* h, bool head_request) {
+  handler_ = h;
+  head_request_ = head_request;
+  request_done_ = false;
+  got_bytes_ = head_seen_ = interim_ = message_done_ = false;
+  if (state_ == State::kIdle) {
+    state_ = State::kBusy;
+    reused_ = true;
+    deadline_.clear();
+  }
+}
+
+void UpstreamConn::request_complete() {
+  request_done_ = true;
+  if (connected_ && !got_bytes_) deadline_.set(worker_.settings().upstream_response_timeout_ms);
+}
+
+void UpstreamConn::pause_reading() {
+  if (reading_ && state_ != State::kClosed) {
+    uv_read_stop(reinterpret_cast<uv_stream_t*>(&tcp_));
+    reading_ = false;
+  }
+}
+
+void UpstreamConn::resume_reading() {
+  if (!reading_ && connected_ && state_ != State::kClosed) {
+    uv_read_start(reinterpret_cast<uv_stream_t*>(&tcp_), on_alloc, on_read);
+    reading_ = true;
+  }
+}
+
+void UpstreamConn::close() {
+  if (state_ == State::kClosed) return;
+  if (state_ == State::kIdle) worker_.pool().forget_idle(this);
+  state_ = State::kClosed;
+  handler_ = nullptr;
+  out_.close();
+  deadline_.stop();
+  if (open_handles_ == 0) {  // connect() never ran
+    delete this;
+    return;
+  }
+  uv_close(reinterpret_cast<uv_handle_t*>(&tcp_), on_tcp_close);
+  deadline_.close(on_handle_closed);
+}
+
+void UpstreamConn::on_tcp_close(uv_handle_t* h) {
+  on_handle_closed(h->data);
+}
+
+void UpstreamConn::on_handle_closed(void* p) {
+  auto* self = static_cast<UpstreamConn*>(p);
+  if (--self->open_handles_ == 0) delete self;
+}
+
+void UpstreamConn::fail(UpstreamError e) {
+  UpstreamHandler* h = handler_;
+  std::string unsent;
+  if (out_.bytes_written() == 0) unsent = out_.take_unsent();
+  if (e == UpstreamError::kConnect) worker_.stats().upstream_connect_failures.inc();
+  close();
+  if (h) h->on_upstream_error(*this, e, std::move(unsent));
+}
+
+void UpstreamConn::on_connect(uv_connect_t* req, int status) {
+  auto* self = static_cast<UpstreamConn*>(req->data);
+  if (status == UV_ECANCELED || self->state_ == State::kClosed) return;
+  if (status < 0) {
+    self->fail(UpstreamError::kConnect);
+    return;
+  }
+  self->connected_ = true;
+  self->state_ = State::kBusy;
+  self->deadline_.clear();
+  if (self->request_done_) {
+    self->deadline_.set(self->worker_.settings().upstream_response_timeout_ms);
+  }
+  self->out_.release_hold();
+  self->resume_reading();
+}
+
+void UpstreamConn::on_deadline(void* p) {
+  auto* self = static_cast<UpstreamConn*>(p);
+  switch (self->state_) {
+    case State::kConnecting:
+      self->fail(UpstreamError::kConnect);
+      break;
+    case State::kIdle:
+      self->close();
+      break;
+    case State::kBusy:
+      self->fail(self->head_seen_ ? UpstreamError::kBodyTimeout : UpstreamError::kResponseTimeout);
+      break;
+    case State::kClosed:
+      break;
+  }
+}
+
+void UpstreamConn::on_alloc(uv_handle_t* h, size_t, uv_buf_t* buf) {
+  auto* self = static_cast<UpstreamConn*>(h->data);
+  *buf = uv_buf_init(self->worker_.read_buffer(), Worker::kReadBufferSize);
+}
+
+void UpstreamConn::on_read(uv_stream_t* s, ssize_t nread, const uv_buf_t* buf) {
+  auto* self = static_cast<UpstreamConn*>(s->data);
+  if (nread == 0 || self->state_ == State::kClosed) return;
+  self->handle_read(nread, buf->base);
+}
+
+void UpstreamConn::handle_read(ssize_t nread, const char* data) {
+  if (state_ == State::kIdle) {
+    // A pooled connection spoke or closed while no request was on it: unusable.
+    close();
+    return;
+  }
+  if (nread < 0) {
+    if (nread == UV_EOF && head_seen_ && llhttp_message_needs_eof(&parser_)) {
+      if (llhttp_finish(&parser_) == HPE_OK && message_done_) {
+        keep_alive_ = false;
+        finish_response(false);
+        return;
+      }
+    }
+    fail(UpstreamError::kReset);
+    return;
+  }
+  if (!handler_) {
+    close();
+    return;
+  }
+  got_bytes_ = true;
+  if (deadline_.active() || head_seen_) {
+    deadline_.set(head_seen_ ? worker_.settings().body_timeout_ms
+                             : worker_.settings().upstream_response_timeout_ms);
+  }
+  const size_t n = static_cast<size_t>(nread);
+  llhttp_errno_t err = llhttp_execute(&parser_, data, n);
+  if (state_ == State::kClosed) return;  // the handler closed us from a callback
+  if (err == HPE_PAUSED) {
+    size_t used = static_cast<size_t>(llhttp_get_error_pos(&parser_) - data);
+    llhttp_resume(&parser_);
+    // Bytes after a complete response that nobody asked for: never reuse this connection.
+    finish_response(used == n);
+    return;
+  }
+  if (err != HPE_OK) fail(UpstreamError::kBadResponse);
+}
+
+void UpstreamConn::finish_response(bool clean) {
+  UpstreamHandler* h = handler_;
+  handler_ = nullptr;
+  deadline_.clear();
+  bool reusable = clean && keep_alive_ && request_done_;
+  fields_.clear();
+  for (size_t i = trailer_start_; i + 1 < spans_.size(); i += 2) {
+    fields_.push_back({std::string_view(arena_).substr(spans_[i].first, spans_[i].second),
+                       std::string_view(arena_).substr(spans_[i + 1].first, spans_[i + 1].second)});
+  }
+  if (!reusable) {
+    // Closed before the handler hears of it, so the handler may not hand it back to the pool.
+    close();
+  }
+  if (h) h->on_upstream_done(*this, fields_);
+}
+
+int UpstreamConn::on_message_begin(llhttp_t* p) {
+  auto* self = from_parser(p);
+  self->arena_.clear();
+  self->spans_.clear();
+  self->trailer_start_ = 0;
+  self->interim_ = false;
+  return 0;
+}
+
+int UpstreamConn::on_header_field(llhttp_t* p, const char* at, size_t len) {
+  auto* self = from_parser(p);
+  // spans_ alternates name, value: an even count means a new name starts here; an odd one, a
+  // name split across two reads continues.
+  if (self->spans_.size() % 2 == 0) {
+    self->spans_.emplace_back(static_cast<uint32_t>(self->arena_.size()), 0);
+  }
+  self->arena_.append(at, len);
+  self->spans_.back().second += static_cast<uint32_t>(len);
+  return 0;
+}
+
+int UpstreamConn::on_header_value(llhttp_t* p, const char* at, size_t len) {
+  auto* self = from_parser(p);
+  if (self->spans_.size() % 2 == 1) {
+    self->spans_.emplace_back(static_cast<uint32_t>(self->arena_.size()), 0);
+  }
+  self->arena_.append(at, len);
+  self->spans_.back().second += static_cast<uint32_t>(len);
+  return 0;
+}
+
+int UpstreamConn::on_headers_complete(llhttp_t* p) {
+  auto* self = from_parser(p);
+  const int status = p->status_code;
+  if (status < 200) {
+    // 1xx interim responses are consumed here (weir answers Expect itself); 101 is never
+    // solicited because Upgrade is not forwarded.
+    if (status == 101) return -1;
+    self->interim_ = true;
+    return 0;
+  }
+  self->head_seen_ = true;
+  self->fields_.clear();
+  for (size_t i = 0; i + 1 < self->spans_.size(); i += 2) {
+    self->fields_.push_back(
+        {std::string_view(self->arena_).substr(self->spans_[i].first, self->spans_[i].second),
+         std::string_view(self->arena_).substr(self->spans_[i + 1].first,
+                                               self->spans_[i + 1].second)});
+  }
+  self->trailer_start_ = self->spans_.size();
+  UpstreamResponseHead head;
+  head.status = status;
+  head.version_minor = p->http_minor;
+  head.headers = self->fields_;
+  head.chunked = (p->flags & F_CHUNKED) != 0;
+  head.has_length = (p->flags & F_CONTENT_LENGTH) != 0;
+  head.content_length = p->content_length;
+  head.no_body = self->head_request_ || status == 204 || status == 304;
+  head.until_close = !head.no_body && !head.chunked && !head.has_length;
+  self->keep_alive_ = llhttp_should_keep_alive(p) != 0;
+  if (self->handler_) self->handler_->on_upstream_head(*self, head);
+  if (self->state_ == State::kClosed) return -1;
+  return head.no_body ? 1 : 0;
+}
+
+int UpstreamConn::on_body(llhttp_t* p, const char* at, size_t len) {
+  auto* self = from_parser(p);
+  if (self->handler_) self->handler_->on_upstream_body(*self, at, len);
+  return self->state_ == State::kClosed ? -1 : 0;
+}
+
+int UpstreamConn::on_message_complete(llhttp_t* p) {
+  auto* self = from_parser(p);
+  if (self->interim_) {
+    self->interim_ = false;
+    return 0;
+  }
+  self->message_done_ = true;
+  self->keep_alive_ = self->keep_alive_ && llhttp_should_keep_alive(p) != 0;
+  return HPE_PAUSED;
+}
+
+void UpstreamConn::on_out_drained() {
+  if (handler_) handler_->on_upstream_drained(*this);
+}
+
+void UpstreamConn::on_out_error(int) { fail(UpstreamError::kReset); }
+
+void UpstreamConn::make_idle() {
+  state_ = State::kIdle;
+  handler_ = nullptr;
+  reused_ = true;
+  resume_reading();
+  deadline_.set(worker_.settings().upstream_idle_timeout_ms);
+}
+
+UpstreamConn* UpstreamPool::acquire(uint32_t endpoint_id, const sockaddr* addr,
+                                    UpstreamHandler* h, bool head_request, int* error) {
+  if (endpoint_id < idle_.size() && !idle_[endpoint_id].empty()) {
+    UpstreamConn* c = idle_[endpoint_id].back();
+    idle_[endpoint_id].pop_back();
+    c->attach(h, head_request);
+    worker_.stats().upstream_reused.inc();
+    return c;
+  }
+  auto* c = new UpstreamConn(worker_, endpoint_id);
+  int rc = c->connect(addr);
+  if (rc < 0) {
+    *error = rc;
+    c->close();
+    return nullptr;
+  }
+  c->attach(h, head_request);
+  return c;
+}
+
+void UpstreamPool::release(UpstreamConn* c, bool reusable) {
+  if (c->state_ == UpstreamConn::State::kClosed) return;
+  const uint32_t id = c->endpoint_id();
+  if (!reusable || worker_.draining() || worker_.settings().upstream_max_idle == 0) {
+    c->close();
+    return;
+  }
+  if (id >= idle_.size()) idle_.resize(id + 1);
+  auto& list = idle_[id];
+  if (list.size() >= worker_.settings().upstream_max_idle) {
+    // Keep the warmest: drop the least recently used.
+    UpstreamConn* oldest = list.front();
+    oldest->close();
+  }
+  c->make_idle();
+  list.push_back(c);
+}
+
+void UpstreamPool::forget_idle(UpstreamConn* c) {
+  auto& list = idle_[c->endpoint_id()];
+  auto it = std::find(list.begin(), list.end(), c);
+  if (it != list.end()) list.erase(it);
+}
+
+void UpstreamPool::close_all() {
+  for (auto& list : idle_) {
+    while (!list.empty()) list.back()->close();
+  }
+}
+
+size_t UpstreamPool::idle_count() const {
+  size_t n = 0;
+  for (const auto& list : idle_) n += list.size();
+  return n;
+}
+
+}  // namespace weir::proxy

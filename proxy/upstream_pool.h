@@ -1,0 +1,153 @@
+// Upstream HTTP/1.1 connections and the per-worker keep-alive pool that owns the idle ones.
+// An UpstreamConn parses responses with llhttp and reports to its current UpstreamHandler (an
+// Exchange). Idle pooled connections keep reading, so a backend's close (EOF) or stray bytes
+// take them out of the pool before any request can be sent on them.
+#pragma once
+
+#include <llhttp.h>
+#include <sys/socket.h>
+#include <uv.h>
+
+#include <cstdint>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "proxy/deadline.h"
+#include "proxy/http_util.h"
+#include "proxy/io_buffer.h"
+
+namespace weir::proxy {
+
+class Worker;
+class UpstreamConn;
+
+enum class UpstreamError : uint8_t {
+  kConnect,          // refused, unreachable, or connect timeout
+  kReset,            // closed or reset before the response was complete
+  kResponseTimeout,  // no response head within upstream_response_timeout_ms
+  kBodyTimeout,      // response body stalled for body_timeout_ms
+  kBadResponse,      // unparsable or unexpected bytes from the backend
+};
+
+struct UpstreamResponseHead {
+  int status = 0;
+  int version_minor = 1;
+  std::span<const HeaderField> headers;
+  bool chunked = false;
+  bool has_length = false;
+  uint64_t content_length = 0;
+  bool until_close = false;  // body ends when the backend closes
+  bool no_body = false;
+};
+
+class UpstreamHandler {
+ public:
+  virtual void on_upstream_head(UpstreamConn& c, const UpstreamResponseHead& head) = 0;
+  virtual void on_upstream_body(UpstreamConn& c, const char* data, size_t len) = 0;
+  // The response is complete; trailers are views valid during the call only.
+  virtual void on_upstream_done(UpstreamConn& c, std::span<const HeaderField> trailers) = 0;
+  // The connection is already closed when this is called; `unsent` holds the request bytes
+  // when none had reached the socket yet (so the request may go elsewhere unchanged).
+  virtual void on_upstream_error(UpstreamConn& c, UpstreamError e, std::string unsent) = 0;
+  // The request send queue fell below its low-water mark.
+  virtual void on_upstream_drained(UpstreamConn& c) = 0;
+
+ protected:
+  ~UpstreamHandler() = default;
+};
+
+class UpstreamConn final : private OutQueue::Listener {
+ public:
+  UpstreamConn(Worker& worker, uint32_t endpoint_id);
+
+  uint32_t endpoint_id() const { return endpoint_id_; }
+  bool reused() const { return reused_; }
+  bool connected() const { return connected_; }
+  uint64_t bytes_sent() const { return out_.bytes_written(); }
+
+  void attach(UpstreamHandler* h, bool head_request);
+  void write(std::string_view data) { out_.append(data); }
+  bool congested() { return out_.congested(); }
+  // The whole request is queued: from now the response timeout runs.
+  void request_complete();
+  void pause_reading();
+  void resume_reading();
+  // Detaches the handler and closes (never returned to the pool). Idempotent.
+  void close();
+
+ private:
+  friend class UpstreamPool;
+  enum class State : uint8_t { kConnecting, kBusy, kIdle, kClosed };
+
+  int connect(const sockaddr* addr);
+  void make_idle();
+  void fail(UpstreamError e);
+  void handle_read(ssize_t nread, const char* data);
+  void finish_response(bool clean);
+  void on_out_drained() override;
+  void on_out_error(int status) override;
+
+  static void on_connect(uv_connect_t* req, int status);
+  static void on_alloc(uv_handle_t* h, size_t suggested, uv_buf_t* buf);
+  static void on_read(uv_stream_t* s, ssize_t nread, const uv_buf_t* buf);
+  static void on_tcp_close(uv_handle_t* h);
+  static void on_handle_closed(void* self);
+  static void on_deadline(void* self);
+  static int on_message_begin(llhttp_t* p);
+  static int on_header_field(llhttp_t* p, const char* at, size_t len);
+  static int on_header_value(llhttp_t* p, const char* at, size_t len);
+  static int on_headers_complete(llhttp_t* p);
+  static int on_body(llhttp_t* p, const char* at, size_t len);
+  static int on_message_complete(llhttp_t* p);
+  static const llhttp_settings_t* settings();
+
+  Worker& worker_;
+  uint32_t endpoint_id_;
+  uv_tcp_t tcp_{};
+  uv_connect_t connect_req_{};
+  Deadline deadline_;
+  OutQueue out_;
+  llhttp_t parser_{};
+  UpstreamHandler* handler_ = nullptr;
+  State state_ = State::kConnecting;
+  int open_handles_ = 0;
+  bool connected_ = false;
+  bool reused_ = false;
+  bool reading_ = false;
+  bool head_request_ = false;
+  bool request_done_ = false;
+  bool got_bytes_ = false;     // any byte of the current response
+  bool head_seen_ = false;     // final (non-1xx) head delivered
+  bool interim_ = false;       // current message is a 1xx
+  bool message_done_ = false;
+  bool keep_alive_ = false;
+  // Header names/values of the current message, as offsets into arena_ (stable across reads).
+  std::string arena_;
+  std::vector<std::pair<uint32_t, uint32_t>> spans_;  // (offset, length): name, value, name, ...
+  std::vector<HeaderField> fields_;
+  size_t trailer_start_ = 0;   // index in spans_ where trailers begin
+};
+
+class UpstreamPool {
+ public:
+  explicit UpstreamPool(Worker& worker) : worker_(worker) {}
+
+  // A pooled idle connection to the endpoint, or a new one (connecting). nullptr when the
+  // connect could not even start; `*error` then holds the libuv error.
+  UpstreamConn* acquire(uint32_t endpoint_id, const sockaddr* addr, UpstreamHandler* h,
+                        bool head_request, int* error);
+  // The exchange is done with `c`: pooled when `reusable`, closed otherwise.
+  void release(UpstreamConn* c, bool reusable);
+  void close_all();
+  size_t idle_count() const;
+
+ private:
+  friend class UpstreamConn;
+  void forget_idle(UpstreamConn* c);
+
+  Worker& worker_;
+  std::vector<std::vector<UpstreamConn*>> idle_;  // by endpoint id; most recently used last
+};
+
+}  // namespace weir::proxy

@@ -1,0 +1,168 @@
+#include "proxy/worker.h"
+
+#include <algorithm>
+#include <cstdio>
+
+#include "proxy/client_conn.h"
+#include "proxy/exchange.h"
+
+namespace weir::proxy {
+
+Worker::Worker(unsigned index, std::vector<int> listen_fds,
+               std::shared_ptr<const routing::Snapshot> snap)
+    : index_(index),
+      listen_fds_(std::move(listen_fds)),
+      snap_(std::move(snap)),
+      picker_(0x5eed0000ULL + index * 0x9e3779b9ULL + static_cast<uint64_t>(uv_hrtime())),
+      pool_(*this),
+      read_buf_(new char[kReadBufferSize]),
+      rng_(static_cast<uint64_t>(uv_hrtime()) ^ (static_cast<uint64_t>(index) << 40)) {
+  picker_.reset(*snap_);
+}
+
+Worker::~Worker() = default;
+
+uint64_t Worker::next_random() {
+  uint64_t z = (rng_ += 0x9e3779b97f4a7c15ULL);
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+  return z ^ (z >> 31);
+}
+
+void Worker::start() {
+  uv_loop_init(&loop_);
+  uv_async_init(&loop_, &async_, on_async);
+  async_.data = this;
+  uv_check_init(&loop_, &check_);
+  check_.data = this;
+  uv_check_start(&check_, on_check);
+  uv_timer_init(&loop_, &drain_timer_);
+  drain_timer_.data = this;
+  // listen_fds_ holds one fd per configured listener, in config order.
+  for (size_t i = 0; i < listen_fds_.size(); ++i) {
+    auto tcp = std::make_unique<uv_tcp_t>();
+    uv_tcp_init(&loop_, tcp.get());
+    tcp->data = this;
+    uv_tcp_open(tcp.get(), listen_fds_[i]);
+    listener_index_.push_back(static_cast<uint32_t>(i));
+    listeners_.push_back(std::move(tcp));
+  }
+  for (size_t i = 0; i < listeners_.size(); ++i) {
+    int rc = uv_listen(reinterpret_cast<uv_stream_t*>(listeners_[i].get()), 1024, on_connection);
+    if (rc < 0) {
+      std::fprintf(stderr, "weir: worker %u: listen: %s\n", index_, uv_strerror(rc));
+    }
+  }
+  thread_ = std::thread([this] { run(); });
+}
+
+void Worker::join() {
+  if (thread_.joinable()) thread_.join();
+}
+
+void Worker::run() {
+  uv_run(&loop_, UV_RUN_DEFAULT);
+  uv_loop_close(&loop_);
+}
+
+void Worker::on_connection(uv_stream_t* server, int status) {
+  auto* self = static_cast<Worker*>(server->data);
+  if (status < 0 || self->draining_) return;
+  uint32_t listener = 0;
+  for (size_t i = 0; i < self->listeners_.size(); ++i) {
+    if (reinterpret_cast<uv_stream_t*>(self->listeners_[i].get()) == server) {
+      listener = self->listener_index_[i];
+    }
+  }
+  ClientConn::accept(*self, server, listener);
+}
+
+void Worker::post_snapshot(std::shared_ptr<const routing::Snapshot> snap) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    inbox_snap_ = std::move(snap);
+  }
+  uv_async_send(&async_);
+}
+
+void Worker::post_shutdown(uint64_t drain_ms) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    inbox_shutdown_ = true;
+    inbox_drain_ms_ = drain_ms;
+  }
+  uv_async_send(&async_);
+}
+
+void Worker::on_async(uv_async_t* h) {
+  auto* self = static_cast<Worker*>(h->data);
+  std::shared_ptr<const routing::Snapshot> snap;
+  bool shutdown = false;
+  uint64_t drain_ms = 0;
+  {
+    std::lock_guard<std::mutex> lock(self->mu_);
+    snap.swap(self->inbox_snap_);
+    shutdown = self->inbox_shutdown_;
+    self->inbox_shutdown_ = false;
+    drain_ms = self->inbox_drain_ms_;
+  }
+  if (snap) {
+    // In-flight exchanges keep the snapshot they pinned; new requests see this one.
+    self->snap_ = std::move(snap);
+    self->picker_.reset(*self->snap_);
+  }
+  if (shutdown) self->begin_shutdown(drain_ms);
+}
+
+void Worker::on_check(uv_check_t* h) {
+  auto* self = static_cast<Worker*>(h->data);
+  self->flush_list_.flush_all();
+  self->graveyard_.clear();
+  if (self->draining_) self->maybe_finish();
+}
+
+void Worker::begin_shutdown(uint64_t drain_ms) {
+  if (draining_) return;
+  draining_ = true;
+  for (auto& l : listeners_) uv_close(reinterpret_cast<uv_handle_t*>(l.get()), nullptr);
+  pool_.close_all();
+  // Copy: start_drain may close (and unlink) connections.
+  std::vector<ClientConn*> conns = conns_;
+  for (ClientConn* c : conns) c->start_drain();
+  uv_timer_start(&drain_timer_, on_drain_timer, drain_ms, 0);
+  maybe_finish();
+}
+
+void Worker::on_drain_timer(uv_timer_t* h) {
+  auto* self = static_cast<Worker*>(h->data);
+  std::vector<ClientConn*> conns = self->conns_;
+  for (ClientConn* c : conns) c->force_close();
+}
+
+void Worker::maybe_finish() {
+  if (finished_ || !conns_.empty()) return;
+  finish();
+}
+
+void Worker::finish() {
+  finished_ = true;
+  pool_.close_all();
+  uv_close(reinterpret_cast<uv_handle_t*>(&async_), nullptr);
+  uv_close(reinterpret_cast<uv_handle_t*>(&check_), nullptr);
+  uv_close(reinterpret_cast<uv_handle_t*>(&drain_timer_), nullptr);
+  graveyard_.clear();
+}
+
+void Worker::retire(std::unique_ptr<Exchange> ex) { graveyard_.push_back(std::move(ex)); }
+
+void Worker::add_conn(ClientConn* c) { conns_.push_back(c); }
+
+void Worker::remove_conn(ClientConn* c) {
+  auto it = std::find(conns_.begin(), conns_.end(), c);
+  if (it != conns_.end()) {
+    *it = conns_.back();
+    conns_.pop_back();
+  }
+}
+
+}  // namespace weir::proxy

@@ -1,0 +1,73 @@
+#include "routing/route_table.h"
+
+#include <algorithm>
+
+namespace weir::routing {
+
+
+RouteTable::RouteTable(std::vector<Entry> entries) {
+  for (auto& e : entries) {
+    Prefix p{e.path_prefix, e.service};
+    if (e.host == "*") {
+      any_.push_back(std::move(p));
+    } else if (e.host.size() > 2 && e.host[0] == '*' && e.host[1] == '.') {
+      std::string suffix = e.host.substr(1);
+      auto it = std::find_if(wildcards_.begin(), wildcards_.end(),
+                             [&](const auto& w) { return w.first == suffix; });
+      if (it == wildcards_.end()) {
+        wildcards_.emplace_back(suffix, PrefixList{});
+        it = wildcards_.end() - 1;
+      }
+      it->second.push_back(std::move(p));
+    } else {
+      exact_[e.host].push_back(std::move(p));
+    }
+  }
+  auto by_length = [](const Prefix& a, const Prefix& b) { return a.prefix.size() > b.prefix.size(); };
+  for (auto& [host, list] : exact_) std::stable_sort(list.begin(), list.end(), by_length);
+  for (auto& [suffix, list] : wildcards_) std::stable_sort(list.begin(), list.end(), by_length);
+  std::stable_sort(any_.begin(), any_.end(), by_length);
+  std::stable_sort(wildcards_.begin(), wildcards_.end(),
+                   [](const auto& a, const auto& b) { return a.first.size() > b.first.size(); });
+}
+
+std::optional<uint32_t> RouteTable::match_path(const PrefixList& list, std::string_view path) {
+  for (const auto& p : list) {
+    if (path.substr(0, p.prefix.size()) == p.prefix) return p.service;
+  }
+  return std::nullopt;
+}
+
+std::optional<uint32_t> RouteTable::match(std::string_view raw_host, std::string_view path) const {
+  // The common single-site table has only "*": skip host normalization entirely.
+  if (exact_.empty() && wildcards_.empty()) return match_path(any_, path);
+  std::string host = normalize_host(raw_host);
+  // Host picks the route group; a host group without a matching prefix does not fall back to a
+  // less specific host, as with nginx server blocks.
+  auto it = exact_.find(host);
+  if (it != exact_.end()) return match_path(it->second, path);
+  for (const auto& [suffix, list] : wildcards_) {
+    if (host.size() > suffix.size() && host.ends_with(suffix)) return match_path(list, path);
+  }
+  return match_path(any_, path);
+}
+
+std::string normalize_host(std::string_view host) {
+  std::string out;
+  size_t end = host.size();
+  if (!host.empty() && host[0] == '[') {
+    size_t close = host.find(']');
+    if (close != std::string_view::npos) end = close + 1;
+  } else {
+    size_t colon = host.rfind(':');
+    if (colon != std::string_view::npos) end = colon;
+  }
+  out.reserve(end);
+  for (size_t i = 0; i < end; ++i) {
+    char c = host[i];
+    out.push_back(c >= 'A' && c <= 'Z' ? static_cast<char>(c + 32) : c);
+  }
+  return out;
+}
+
+}  // namespace weir::routing

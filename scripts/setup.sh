@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Installs everything weir's build, tests and bench need (Debian 12), then builds.
+# Idempotent: a second run installs nothing new and rebuilds incrementally.
+# Usage: scripts/setup.sh [--no-build] [BUILD_DIR]   (BUILD_DIR defaults to ./build)
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")/.." && pwd)
+build_only=1
+if [ "${1:-}" = "--no-build" ]; then build_only=0; shift; fi
+build_dir=${1:-"$here/build"}
+
+packages=(
+  build-essential cmake pkg-config ninja-build
+  libuv1-dev node-llhttp libssl-dev libnghttp2-dev prometheus-cpp-dev
+  libtomlplusplus-dev doctest-dev nlohmann-json3-dev
+  curl nghttp2-client wrk nginx-light haproxy python3 procps
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  sudo_cmd=()
+  [ "$(id -u)" -eq 0 ] || sudo_cmd=(sudo)
+  echo "setup: installing ${missing[*]}"
+  "${sudo_cmd[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -q
+  "${sudo_cmd[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
+  # The nginx package starts a system nginx on port 80; weir's bench runs its own instances.
+  if command -v systemctl >/dev/null 2>&1; then "${sudo_cmd[@]}" systemctl disable --now nginx haproxy >/dev/null 2>&1 || true; fi
+fi
+
+[ "$build_only" -eq 1 ] || exit 0
+cmake -S "$here" -B "$build_dir" -G Ninja -DCMAKE_BUILD_TYPE="${WEIR_BUILD_TYPE:-RelWithDebInfo}" ${WEIR_CMAKE_ARGS:-}
+cmake --build "$build_dir" -j"$(nproc)"
+echo "setup: built $build_dir/weir"

@@ -1,0 +1,640 @@
+#include "config/config.h"
+
+#include <doctest/doctest.h>
+
+#include <filesystem>
+#include <fstream>
+#include <string>
+#include <utility>
+
+namespace weir::config {
+namespace {
+
+// A minimal valid listener, prepended where a test is about something else: lines 1-3.
+constexpr std::string_view kListener = R"([[listener]]
+name = "l"
+address = "127.0.0.1:0"
+)";
+
+// A minimal valid service, lines 4-10 after kListener.
+constexpr std::string_view kService = R"([[service]]
+name = "shop"
+stable = "blue"
+[[service.version]]
+name = "blue"
+weight = 1
+endpoints = ["127.0.0.1:9001"]
+)";
+
+std::string with_listener(std::string_view rest) {
+  return std::string(kListener) + std::string(rest);
+}
+
+std::string with_service(std::string_view rest) {
+  return std::string(kListener) + std::string(kService) + std::string(rest);
+}
+
+// Listener, then service "s" (stable `stable`) with one version "a" whose remaining keys are
+// `version_rest`, starting at line 9.
+std::string with_version(std::string_view version_rest, std::string_view stable = "a") {
+  return std::string(kListener) + "[[service]]\nname = \"s\"\nstable = \"" + std::string(stable) +
+         "\"\n[[service.version]]\nname = \"a\"\n" + std::string(version_rest);
+}
+
+// Loads `text` and requires exactly one error, at "line:col", with this key and message.
+void expect_error(const std::string& text, const std::string& line_col, const std::string& key,
+                  const std::string& message) {
+  LoadResult r = load_string(text, "t.toml");
+  CHECK_FALSE(r.config.has_value());
+  REQUIRE(r.errors.size() == 1);
+  const Error& e = r.errors[0];
+  CHECK(e.loc.file == "t.toml");
+  CHECK(std::to_string(e.loc.line) + ":" + std::to_string(e.loc.column) == line_col);
+  CHECK(e.key == key);
+  CHECK(e.message == message);
+}
+
+Config expect_valid(const std::string& text) {
+  LoadResult r = load_string(text, "t.toml");
+  for (const Error& e : r.errors) FAIL_CHECK(e.to_string());
+  REQUIRE(r.config.has_value());
+  return *r.config;
+}
+
+TEST_CASE("config: full valid example reads every field") {
+  Config c = expect_valid(R"([proxy]
+workers = 4
+connect_timeout_ms = 1500
+request_header_timeout_ms = 11000
+body_timeout_ms = 31000
+upstream_response_timeout_ms = 32000
+keepalive_timeout_ms = 61000
+drain_timeout_ms = 0
+upstream_idle_timeout_ms = 33000
+max_header_bytes = 32768
+max_headers = 50
+max_request_line = 4096
+max_request_body_bytes = 10_000_000_000
+upstream_max_idle = 8
+via = "edge-1"
+request_id_header = "X-Trace-ID"
+
+[[listener]]
+name = "public"
+address = "127.0.0.1:8080"
+
+[[listener]]
+name = "v6"
+address = "[::1]:0"
+
+[[service]]
+name = "shop"
+stable = "blue"
+  [[service.version]]
+  name = "blue"
+  weight = 90
+  endpoints = ["127.0.0.1:9001", "backend.local:9002"]
+  [[service.version]]
+  name = "green"
+  weight = 10
+  endpoints = ["[::1]:9003"]
+
+[[route]]
+listener = "public"
+host = "*.Example.COM"
+path_prefix = "/api/"
+service = "shop"
+
+[[route]]
+listener = "v6"
+service = "shop"
+)");
+  CHECK(c.path == "");
+  const ProxySettings& p = c.proxy;
+  CHECK(p.workers == 4);
+  CHECK(p.connect_timeout_ms == 1500);
+  CHECK(p.request_header_timeout_ms == 11000);
+  CHECK(p.body_timeout_ms == 31000);
+  CHECK(p.upstream_response_timeout_ms == 32000);
+  CHECK(p.keepalive_timeout_ms == 61000);
+  CHECK(p.drain_timeout_ms == 0);
+  CHECK(p.upstream_idle_timeout_ms == 33000);
+  CHECK(p.max_header_bytes == 32768);
+  CHECK(p.max_headers == 50);
+  CHECK(p.max_request_line == 4096);
+  CHECK(p.max_request_body_bytes == 10'000'000'000ull);
+  CHECK(p.upstream_max_idle == 8);
+  CHECK(p.via == "edge-1");
+  CHECK(p.request_id_header == "x-trace-id");
+  CHECK(p.loc.file == "t.toml");
+  CHECK(p.loc.line == 1);
+  CHECK(p.loc.column == 1);
+
+  REQUIRE(c.listeners.size() == 2);
+  CHECK(c.listeners[0].name == "public");
+  CHECK(c.listeners[0].address.host == "127.0.0.1");
+  CHECK(c.listeners[0].address.port == 8080);
+  CHECK(c.listeners[0].loc.line == 18);
+  CHECK(c.listeners[0].loc.file == "t.toml");
+  CHECK(c.listeners[1].address.host == "::1");
+  CHECK(c.listeners[1].address.port == 0);
+  CHECK(c.listeners[1].address.to_string() == "[::1]:0");
+  CHECK(c.listeners[1].loc.line == 22);
+
+  REQUIRE(c.services.size() == 1);
+  const Service& s = c.services[0];
+  CHECK(s.name == "shop");
+  CHECK(s.stable == "blue");
+  CHECK(s.loc.line == 26);
+  REQUIRE(s.versions.size() == 2);
+  CHECK(s.versions[0].name == "blue");
+  CHECK(s.versions[0].weight == 90);
+  CHECK(s.versions[0].loc.line == 29);
+  CHECK(s.versions[0].loc.column == 3);
+  REQUIRE(s.versions[0].endpoints.size() == 2);
+  CHECK(s.versions[0].endpoints[0].to_string() == "127.0.0.1:9001");
+  CHECK(s.versions[0].endpoints[1].host == "backend.local");
+  CHECK(s.versions[0].endpoints[1].port == 9002);
+  CHECK(s.versions[1].name == "green");
+  CHECK(s.versions[1].weight == 10);
+  CHECK(s.versions[1].loc.line == 33);
+  REQUIRE(s.versions[1].endpoints.size() == 1);
+  CHECK(s.versions[1].endpoints[0].host == "::1");
+  CHECK(s.versions[1].endpoints[0].port == 9003);
+
+  REQUIRE(c.routes.size() == 2);
+  CHECK(c.routes[0].listener == "public");
+  CHECK(c.routes[0].host == "*.example.com");
+  CHECK(c.routes[0].path_prefix == "/api/");
+  CHECK(c.routes[0].service == "shop");
+  CHECK(c.routes[0].loc.line == 38);
+  CHECK(c.routes[1].listener == "v6");
+  CHECK(c.routes[1].host == "*");
+  CHECK(c.routes[1].path_prefix == "/");
+  CHECK(c.routes[1].loc.line == 44);
+}
+
+TEST_CASE("config: defaults when [proxy] is absent") {
+  Config c = expect_valid(std::string(kListener));
+  Config defaults;
+  const ProxySettings& p = c.proxy;
+  const ProxySettings& d = defaults.proxy;
+  CHECK(p.workers == d.workers);
+  CHECK(p.connect_timeout_ms == d.connect_timeout_ms);
+  CHECK(p.request_header_timeout_ms == d.request_header_timeout_ms);
+  CHECK(p.body_timeout_ms == d.body_timeout_ms);
+  CHECK(p.upstream_response_timeout_ms == d.upstream_response_timeout_ms);
+  CHECK(p.keepalive_timeout_ms == d.keepalive_timeout_ms);
+  CHECK(p.drain_timeout_ms == d.drain_timeout_ms);
+  CHECK(p.upstream_idle_timeout_ms == d.upstream_idle_timeout_ms);
+  CHECK(p.max_header_bytes == d.max_header_bytes);
+  CHECK(p.max_headers == d.max_headers);
+  CHECK(p.max_request_line == d.max_request_line);
+  CHECK(p.max_request_body_bytes == d.max_request_body_bytes);
+  CHECK(p.upstream_max_idle == d.upstream_max_idle);
+  CHECK(p.via == "weir");
+  CHECK(p.request_id_header == "x-request-id");
+  CHECK(p.loc.file == "t.toml");
+  CHECK(p.loc.line == 0);  // not in the file
+  CHECK(c.services.empty());
+  CHECK(c.routes.empty());
+}
+
+TEST_CASE("config: empty strings disable via and request ids; bounds are inclusive") {
+  Config c = expect_valid(with_listener(R"([proxy]
+via = ""
+request_id_header = ""
+workers = 256
+connect_timeout_ms = 86_400_000
+max_header_bytes = 1024
+)"));
+  CHECK(c.proxy.via.empty());
+  CHECK(c.proxy.request_id_header.empty());
+  CHECK(c.proxy.workers == 256);
+  CHECK(c.proxy.connect_timeout_ms == 86'400'000u);
+  CHECK(c.proxy.max_header_bytes == 1024);
+}
+
+TEST_CASE("config: a version with weight 0 is fine when another has weight") {
+  Config c = expect_valid(with_service(R"([[service.version]]
+name = "canary"
+weight = 0
+endpoints = ["127.0.0.1:9009"]
+)"));
+  CHECK(c.services[0].versions[1].weight == 0);
+}
+
+TEST_CASE("config: TOML syntax error reports its position") {
+  LoadResult r = load_string("[proxy]\nworkers = = 2\n", "t.toml");
+  CHECK_FALSE(r.config.has_value());
+  REQUIRE(r.errors.size() == 1);
+  CHECK(r.errors[0].loc.line == 2);
+  CHECK(r.errors[0].loc.column == 11);
+  CHECK(r.errors[0].key == "");
+  CHECK(r.errors[0].message.ends_with("; fix the TOML syntax"));
+}
+
+TEST_CASE("config: duplicate TOML key is a syntax error") {
+  LoadResult r = load_string(with_listener("name = \"again\"\n"), "t.toml");
+  REQUIRE(r.errors.size() == 1);
+  CHECK(r.errors[0].loc.line == 4);
+  CHECK(r.errors[0].message.find("redefine") != std::string::npos);
+}
+
+TEST_CASE("config: empty file has no listener") {
+  expect_error("", "1:1", "listener",
+               "no [[listener]] defined; add one with a name and an address");
+}
+
+TEST_CASE("config: empty listener array") {
+  expect_error("listener = []\n", "1:12", "listener",
+               "no [[listener]] defined; add one with a name and an address");
+}
+
+TEST_CASE("config: [listener] instead of [[listener]]") {
+  expect_error("[listener]\nname = \"l\"\n", "1:1", "listener",
+               "expected an array of tables ([[listener]]), got a table");
+}
+
+TEST_CASE("config: array element that is not a table") {
+  expect_error("route = [1]\n" + std::string(kListener), "1:10", "route[0]",
+               "expected a table, got an integer");
+}
+
+TEST_CASE("config: [proxy] of the wrong type") {
+  expect_error("proxy = 1\n" + std::string(kListener), "1:9", "proxy",
+               "expected a table, got an integer");
+}
+
+TEST_CASE("config: unknown key with a suggestion, at the key itself") {
+  expect_error(with_service("  wieght = 3\n"), "11:3", "service[0].version[0].wieght",
+               "unknown key 'wieght'; did you mean 'weight'?");
+}
+
+TEST_CASE("config: unknown key without a suggestion") {
+  expect_error(with_listener("[proxy]\ncolour = \"red\"\n"), "5:1", "proxy.colour",
+               "unknown key 'colour'");
+}
+
+TEST_CASE("config: unknown top-level table") {
+  expect_error(with_listener("[listner]\n"), "4:2", "listner",
+               "unknown key 'listner'; did you mean 'listener'?");
+}
+
+TEST_CASE("config: string where an integer is expected") {
+  expect_error(with_listener("[proxy]\nworkers = \"2\"\n"), "5:11", "proxy.workers",
+               "expected an integer, got a string");
+}
+
+TEST_CASE("config: float where an integer is expected") {
+  expect_error(with_listener("[proxy]\nbody_timeout_ms = 1.5\n"), "5:19", "proxy.body_timeout_ms",
+               "expected an integer, got a float");
+}
+
+TEST_CASE("config: integer where a string is expected") {
+  expect_error(with_listener("[proxy]\nvia = 1\n"), "5:7", "proxy.via",
+               "expected a string, got an integer");
+}
+
+TEST_CASE("config: integer above its range") {
+  expect_error(with_listener("[proxy]\nworkers = 300\n"), "5:11", "proxy.workers",
+               "must be between 0 and 256, got 300");
+}
+
+TEST_CASE("config: zero timeout") {
+  expect_error(with_listener("[proxy]\nconnect_timeout_ms = 0\n"), "5:22",
+               "proxy.connect_timeout_ms", "must be between 1 and 86400000, got 0");
+}
+
+TEST_CASE("config: negative body limit names the lower bound only") {
+  expect_error(with_listener("[proxy]\nmax_request_body_bytes = -1\n"), "5:26",
+               "proxy.max_request_body_bytes", "must be at least 0, got -1");
+}
+
+TEST_CASE("config: via that is not a token") {
+  expect_error(with_listener("[proxy]\nvia = \"my proxy\"\n"), "5:7", "proxy.via",
+               "'my proxy' is not an HTTP token; use letters, digits and !#$%&'*+-.^_`|~, or "
+               "\"\" to disable");
+}
+
+TEST_CASE("config: request_id_header that is not a header name") {
+  expect_error(with_listener("[proxy]\nrequest_id_header = \"x:id\"\n"), "5:21",
+               "proxy.request_id_header",
+               "'x:id' is not an HTTP token; use letters, digits and !#$%&'*+-.^_`|~, or \"\" "
+               "to disable");
+}
+
+TEST_CASE("config: missing required key points at the enclosing table") {
+  expect_error("\n[[listener]]\nname = \"l\"\n", "2:1", "listener[0].address",
+               "missing required key 'address'; add it to this table");
+}
+
+TEST_CASE("config: empty name") {
+  expect_error("[[listener]]\nname = \"\"\naddress = \"127.0.0.1:0\"\n", "2:8", "listener[0].name",
+               "must not be empty; use letters, digits, '_', '.' or '-'");
+}
+
+TEST_CASE("config: name with forbidden characters") {
+  expect_error(with_service("[[service]]\nname = \"my shop\"\nstable = \"a\"\n"
+                            "[[service.version]]\nname = \"a\"\nweight = 1\n"
+                            "endpoints = [\"h:1\"]\n"),
+               "12:8", "service[1].name",
+               "'my shop' may contain only letters, digits, '_', '.' and '-'");
+}
+
+TEST_CASE("config: duplicate listener name") {
+  expect_error(with_listener("[[listener]]\nname = \"l\"\naddress = \"127.0.0.1:1\"\n"), "5:8",
+               "listener[1].name",
+               "listener 'l' is defined twice; give each listener a unique name");
+}
+
+TEST_CASE("config: duplicate service name") {
+  expect_error(with_service(kService), "12:8", "service[1].name",
+               "service 'shop' is defined twice; give each service a unique name");
+}
+
+TEST_CASE("config: duplicate version name") {
+  expect_error(with_service("[[service.version]]\nname = \"blue\"\nweight = 1\n"
+                            "endpoints = [\"h:2\"]\n"),
+               "12:8", "service[0].version[1].name",
+               "version 'blue' is defined twice; give each version a unique name");
+}
+
+TEST_CASE("config: listener address without a port") {
+  expect_error("[[listener]]\nname = \"l\"\naddress = \"127.0.0.1\"\n", "3:11",
+               "listener[0].address",
+               "'127.0.0.1' is not a valid address (missing ':port'); write \"host:port\" or "
+               "\"[v6]:port\"");
+}
+
+TEST_CASE("config: address errors say what is wrong") {
+  const std::pair<std::string, std::string> cases[] = {
+      {"127.0.0.1", "missing ':port'"},
+      {"::1:80", "an IPv6 address needs brackets, as in \"[::1]:80\""},
+      {"[db8:zz::1]:80", "'[db8:zz::1]' is not an IPv6 address"},
+      {":80", "missing host"},
+      {"a b:80", "'a b' is not a valid host name"},
+      {"h:http", "port 'http' is not a number"},
+      {"h:65536", "port must be between 0 and 65535"},
+  };
+  for (const auto& [address, why] : cases) {
+    CAPTURE(address);
+    expect_error("[[listener]]\nname = \"l\"\naddress = \"" + address + "\"\n", "3:11",
+                 "listener[0].address",
+                 "'" + address + "' is not a valid address (" + why +
+                     "); write \"host:port\" or \"[v6]:port\"");
+  }
+}
+
+TEST_CASE("config: endpoint with port 0") {
+  expect_error(with_version("weight = 1\nendpoints = [\"h:1\", \"h:0\"]\n"), "10:21",
+               "service[0].version[0].endpoints[1]",
+               "'h:0' is not a valid address (port must be between 1 and 65535); write "
+               "\"host:port\" or \"[v6]:port\"");
+}
+
+TEST_CASE("config: endpoints that are not an array") {
+  expect_error(with_version("weight = 1\nendpoints = \"h:1\"\n"), "10:13",
+               "service[0].version[0].endpoints", "expected an array, got a string");
+}
+
+TEST_CASE("config: endpoint that is not a string") {
+  expect_error(with_version("weight = 1\nendpoints = [9001]\n"), "10:14",
+               "service[0].version[0].endpoints[0]", "expected a string, got an integer");
+}
+
+TEST_CASE("config: empty endpoints") {
+  expect_error(with_version("weight = 1\nendpoints = []\n"), "10:13",
+               "service[0].version[0].endpoints",
+               "needs at least one endpoint, e.g. [\"127.0.0.1:9001\"]");
+}
+
+TEST_CASE("config: duplicate endpoint") {
+  expect_error(with_version("weight = 1\nendpoints = [\"[::1]:80\", \"[::1]:80\"]\n"), "10:26",
+               "service[0].version[0].endpoints[1]",
+               "endpoint '[::1]:80' is listed twice; remove one");
+}
+
+TEST_CASE("config: service without versions") {
+  expect_error(with_listener("[[service]]\nname = \"s\"\nstable = \"a\"\n"), "4:1",
+               "service[0].version", "needs at least one [[service.version]] table");
+}
+
+TEST_CASE("config: [service.version] instead of [[service.version]]") {
+  expect_error(with_listener("[[service]]\nname = \"s\"\nstable = \"a\"\n[service.version]\n"),
+               "7:1", "service[0].version",
+               "expected an array of tables ([[service.version]]), got a table");
+}
+
+TEST_CASE("config: stable names a missing version") {
+  expect_error(with_version("weight = 1\nendpoints = [\"h:1\"]\n", "aa"), "6:10",
+               "service[0].stable", "no version named 'aa'; did you mean 'a'?");
+}
+
+TEST_CASE("config: stable far from every version lists the versions") {
+  expect_error(with_version("weight = 1\nendpoints = [\"h:1\"]\n", "canary"), "6:10",
+               "service[0].stable", "no version named 'canary'; known versions: 'a'");
+}
+
+TEST_CASE("config: negative weight") {
+  expect_error(with_version("weight = -5\nendpoints = [\"h:1\"]\n"), "9:10",
+               "service[0].version[0].weight", "must be between 0 and 10000, got -5");
+}
+
+TEST_CASE("config: all weights zero") {
+  expect_error(with_version("weight = 0\nendpoints = [\"h:1\"]\n"), "4:1", "service[0]",
+               "all versions have weight 0: give at least one version a positive weight");
+}
+
+TEST_CASE("config: a bad weight does not also claim the weights sum to zero") {
+  expect_error(with_version("weight = 0.5\nendpoints = [\"h:1\"]\n"), "9:10",
+               "service[0].version[0].weight", "expected an integer, got a float");
+}
+
+TEST_CASE("config: route to a missing listener") {
+  expect_error(with_service("[[route]]\nlistener = \"m\"\nservice = \"shop\"\n"), "12:12",
+               "route[0].listener", "no listener named 'm'; did you mean 'l'?");
+}
+
+TEST_CASE("config: route when no service exists") {
+  expect_error(with_listener("[[route]]\nlistener = \"l\"\nservice = \"shop\"\n"), "6:11",
+               "route[0].service", "no service named 'shop'; define a [[service]] with that name");
+}
+
+TEST_CASE("config: route to a missing service") {
+  expect_error(with_service("[[route]]\nlistener = \"l\"\nservice = \"cart\"\n"), "13:11",
+               "route[0].service", "no service named 'cart'; known services: 'shop'");
+}
+
+TEST_CASE("config: accepted route host forms, lower-cased") {
+  Config c = expect_valid(with_service(R"([[route]]
+listener = "l"
+service = "shop"
+host = "Shop.Example.com"
+[[route]]
+listener = "l"
+service = "shop"
+host = "10.0.0.1"
+[[route]]
+listener = "l"
+service = "shop"
+host = "[::1]"
+)"));
+  REQUIRE(c.routes.size() == 3);
+  CHECK(c.routes[0].host == "shop.example.com");
+  CHECK(c.routes[1].host == "10.0.0.1");
+  CHECK(c.routes[2].host == "[::1]");
+}
+
+TEST_CASE("config: unknown key in a route") {
+  expect_error(with_service("[[route]]\nlistener = \"l\"\nservice = \"shop\"\nprefix = \"/\"\n"),
+               "14:1", "route[0].prefix", "unknown key 'prefix'");
+}
+
+TEST_CASE("config: route host with a port") {
+  expect_error(with_service("[[route]]\nlistener = \"l\"\nservice = \"shop\"\n"
+                            "host = \"example.com:80\"\n"),
+               "14:8", "route[0].host",
+               "'example.com:80' must not include a port (IPv6 addresses need brackets)");
+}
+
+TEST_CASE("config: route host with a space") {
+  expect_error(with_service("[[route]]\nlistener = \"l\"\nservice = \"shop\"\n"
+                            "host = \"a b\"\n"),
+               "14:8", "route[0].host",
+               "'a b' is not a valid host; use \"*\", \"*.example.com\" or an exact host name");
+}
+
+TEST_CASE("config: path_prefix without a leading slash") {
+  expect_error(with_service("[[route]]\nlistener = \"l\"\nservice = \"shop\"\n"
+                            "path_prefix = \"api\"\n"),
+               "14:15", "route[0].path_prefix", "'api' must start with '/'");
+}
+
+TEST_CASE("config: path_prefix with a space") {
+  expect_error(with_service("[[route]]\nlistener = \"l\"\nservice = \"shop\"\n"
+                            "path_prefix = \"/a b\"\n"),
+               "14:15", "route[0].path_prefix",
+               "'/a b' must not contain spaces or control characters; percent-encode them");
+}
+
+TEST_CASE("config: duplicate route, after lower-casing the host") {
+  expect_error(with_service(R"([[route]]
+listener = "l"
+host = "Example.com"
+service = "shop"
+[[route]]
+listener = "l"
+host = "example.COM"
+service = "shop"
+)"),
+               "15:1", "route[1]",
+               "same listener, host and path_prefix as route[0]; remove one or change its host "
+               "or path_prefix");
+}
+
+TEST_CASE("config: every error is collected, in file order") {
+  LoadResult r = load_string(R"([proxy]
+workers = -1
+wrokers = 2
+[[listener]]
+name = "l"
+[[route]]
+listener = "l"
+service = "nope"
+)",
+                             "multi.toml");
+  CHECK_FALSE(r.config.has_value());
+  REQUIRE(r.errors.size() == 4);
+  CHECK(r.errors[0].to_string() ==
+        "multi.toml:2:11: proxy.workers: must be between 0 and 256, "
+        "got -1");
+  CHECK(r.errors[1].to_string() ==
+        "multi.toml:3:1: proxy.wrokers: unknown key 'wrokers'; did "
+        "you mean 'workers'?");
+  CHECK(r.errors[2].to_string() ==
+        "multi.toml:4:1: listener[0].address: missing required key "
+        "'address'; add it to this table");
+  CHECK(r.errors[3].key == "route[0].service");
+  CHECK(r.errors[3].loc.line == 8);
+}
+
+TEST_CASE("config: load_file reads a file and records its path") {
+  auto path = std::filesystem::temp_directory_path() / "weir_load_test.toml";
+  {
+    std::ofstream out(path);
+    out << kListener;
+  }
+  LoadResult r = load_file(path.string());
+  std::filesystem::remove(path);
+  REQUIRE(r.config.has_value());
+  CHECK(r.config->path == path.string());
+  CHECK(r.config->listeners[0].loc.file == path.string());
+}
+
+TEST_CASE("config: load_file errors carry the path in every location") {
+  auto path = std::filesystem::temp_directory_path() / "weir_load_test_bad.toml";
+  {
+    std::ofstream out(path);
+    out << "[proxy]\n";
+  }
+  LoadResult r = load_file(path.string());
+  std::filesystem::remove(path);
+  REQUIRE(r.errors.size() == 1);
+  CHECK(r.errors[0].to_string() == path.string() +
+                                       ":1:1: listener: no [[listener]] defined; "
+                                       "add one with a name and an address");
+}
+
+TEST_CASE("config: load_file on a missing file") {
+  LoadResult r = load_file("/nonexistent/weir.toml");
+  CHECK_FALSE(r.config.has_value());
+  REQUIRE(r.errors.size() == 1);
+  CHECK(r.errors[0].loc.line == 0);
+  CHECK(r.errors[0].loc.column == 0);
+  CHECK(r.errors[0].to_string() ==
+        "/nonexistent/weir.toml:0:0: cannot read /nonexistent/weir.toml: No such file or "
+        "directory");
+}
+
+TEST_CASE("config: load_file on a directory") {
+  LoadResult r = load_file("/tmp");
+  REQUIRE(r.errors.size() == 1);
+  CHECK(r.errors[0].message == "cannot read /tmp: Is a directory");
+}
+
+TEST_CASE("config: Error::to_string") {
+  Error e{{"a.toml", 3, 7}, "proxy.workers", "bad"};
+  CHECK(e.to_string() == "a.toml:3:7: proxy.workers: bad");
+}
+
+TEST_CASE("config: parse_host_port") {
+  auto hp = parse_host_port("example.com:443", false);
+  REQUIRE(hp);
+  CHECK(hp->host == "example.com");
+  CHECK(hp->port == 443);
+  CHECK(hp->to_string() == "example.com:443");
+
+  hp = parse_host_port("[2001:db8::1]:65535", false);
+  REQUIRE(hp);
+  CHECK(hp->host == "2001:db8::1");
+  CHECK(hp->port == 65535);
+  CHECK(hp->to_string() == "[2001:db8::1]:65535");
+
+  CHECK(parse_host_port("127.0.0.1:0", true)->port == 0);
+  CHECK_FALSE(parse_host_port("127.0.0.1:0", false));
+  CHECK_FALSE(parse_host_port("127.0.0.1", false));   // no port
+  CHECK_FALSE(parse_host_port("127.0.0.1:", false));  // empty port
+  CHECK_FALSE(parse_host_port("127.0.0.1:65536", false));
+  CHECK_FALSE(parse_host_port("127.0.0.1:123456", false));
+  CHECK_FALSE(parse_host_port("127.0.0.1:8o", false));
+  CHECK_FALSE(parse_host_port("127.0.0.1:+80", false));
+  CHECK_FALSE(parse_host_port(":80", false));  // empty host
+  CHECK_FALSE(parse_host_port("[]:80", false));
+  CHECK_FALSE(parse_host_port("::1:80", false));  // IPv6 without brackets
+  CHECK_FALSE(parse_host_port("[example.com]:80", false));
+  CHECK_FALSE(parse_host_port("a b:80", false));
+}
+
+}  // namespace
+}  // namespace weir::config
