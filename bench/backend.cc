@@ -176,7 +176,8 @@ struct Connection {
 
   // Responses.
   void start_response();
-  void stage_head(int status, std::string_view content_type, bool chunked, uint64_t length);
+  void stage_head(int status, std::string_view content_type, bool chunked, uint64_t length,
+                  std::string_view extra_headers = {});
   void stage_default(int status);
   void stage_json(std::string_view json);
   void pump();
@@ -228,6 +229,11 @@ struct Connection {
   ConnMode mode_ = ConnMode::kKeepAlive11;
   bool collect_headers_ = false;
   bool in_header_field_ = false;
+  // Expect: 100-continue is tracked for every request (clients wait for it before uploading).
+  char field_[16];
+  size_t field_len_ = 0;
+  bool in_expect_ = false;
+  bool expect_continue_ = false;
   size_t header_bytes_ = 0;
   std::vector<std::pair<std::string, std::string>> headers_;
   uint64_t body_bytes_ = 0;
@@ -314,6 +320,7 @@ int cb_message_begin(llhttp_t* p) {
   c->header_bytes_ = 0;
   c->in_header_field_ = false;
   c->collect_headers_ = false;
+  c->expect_continue_ = false;
   c->body_bytes_ = 0;
   c->fnv_ = 0xcbf29ce484222325ULL;
   c->route_ = Route::kDefault;
@@ -332,27 +339,56 @@ int cb_url_complete(llhttp_t* p) {
   return 0;
 }
 
+bool equals_lower(const char* a, size_t a_len, std::string_view lower) {
+  if (a_len != lower.size()) return false;
+  for (size_t i = 0; i < a_len; ++i) {
+    char ch = a[i] >= 'A' && a[i] <= 'Z' ? static_cast<char>(a[i] - 'A' + 'a') : a[i];
+    if (ch != lower[i]) return false;
+  }
+  return true;
+}
+
 int cb_header_field(llhttp_t* p, const char* at, size_t len) {
   Connection* c = conn_of(p);
+  if (!c->in_header_field_) {
+    c->in_header_field_ = true;
+    c->field_len_ = 0;
+    if (c->collect_headers_) c->headers_.emplace_back();
+  }
+  // Only "expect" matters, so longer names just mark the buffer as overflowed.
+  if (c->field_len_ + len <= sizeof c->field_) std::memcpy(c->field_ + c->field_len_, at, len);
+  c->field_len_ += len;
   if (!c->collect_headers_) return 0;
   c->header_bytes_ += len;
   if (c->header_bytes_ > kMaxHeaderBytes) return -1;
-  if (!c->in_header_field_) {
-    c->headers_.emplace_back();
-    c->in_header_field_ = true;
-  }
   c->headers_.back().first.append(at, len);
   return 0;
 }
 
 int cb_header_value(llhttp_t* p, const char* at, size_t len) {
   Connection* c = conn_of(p);
+  if (c->in_header_field_) {
+    c->in_header_field_ = false;
+    c->in_expect_ = equals_lower(c->field_, c->field_len_, "expect");
+    c->field_len_ = 0;  // reused for the value of Expect
+  }
+  if (c->in_expect_) {
+    if (c->field_len_ + len <= sizeof c->field_) std::memcpy(c->field_ + c->field_len_, at, len);
+    c->field_len_ += len;
+  }
   if (!c->collect_headers_) return 0;
   c->header_bytes_ += len;
   if (c->header_bytes_ > kMaxHeaderBytes) return -1;
-  c->in_header_field_ = false;
-  if (c->headers_.empty()) return 0;
   c->headers_.back().second.append(at, len);
+  return 0;
+}
+
+int cb_header_value_complete(llhttp_t* p) {
+  Connection* c = conn_of(p);
+  if (c->in_expect_) {
+    c->expect_continue_ = equals_lower(c->field_, c->field_len_, "100-continue");
+    c->in_expect_ = false;
+  }
   return 0;
 }
 
@@ -369,6 +405,7 @@ const llhttp_settings_t* parser_settings() {
     s.on_url_complete = cb_url_complete;
     s.on_header_field = cb_header_field;
     s.on_header_value = cb_header_value;
+    s.on_header_value_complete = cb_header_value_complete;
     s.on_headers_complete = cb_headers_complete;
     s.on_body = cb_body;
     s.on_message_complete = cb_message_complete;
@@ -483,8 +520,7 @@ void Connection::on_read(ssize_t nread, const uv_buf_t* buf) {
     peer_eof_ = true;
     uv_read_stop(reinterpret_cast<uv_stream_t*>(&tcp_));
     reading_ = false;
-    // Requests already received (and parked) are still answered; a half-sent one is dropped.
-    if (!responding_ && !paused_) want_close_ = true;
+    // Requests already received (and parked) are still answered; settle() drops a half-sent one.
     settle();
     return;
   }
@@ -527,9 +563,17 @@ size_t Connection::execute(const char* data, size_t len) {
   if (closing_) return len;
   if (err == HPE_OK) return len;
   if (err == HPE_PAUSED) return static_cast<size_t>(llhttp_get_error_pos(&parser_) - data);
-  // Malformed input, an upgrade, or a callback refusing: answer 400 unless mid-response.
-  if (!responding_) fail_request(400);
-  want_close_ = true;
+  if (err == HPE_PAUSED_UPGRADE) {
+    // Answered like any request; this backend speaks no other protocol afterwards.
+    want_close_ = true;
+    return len;
+  }
+  if (responding_) {
+    // A broken body in the middle of a streamed echo: there is no coherent way to end it.
+    close();
+    return len;
+  }
+  fail_request(400);
   return len;
 }
 
@@ -579,6 +623,11 @@ int Connection::on_headers_complete() {
     mode_ = chunked_ok_ ? ConnMode::kKeepAlive11 : ConnMode::kKeepAlive10;
   }
   if (route_ != Route::kStats) loop_->requests.fetch_add(1, std::memory_order_relaxed);
+  if (expect_continue_ && chunked_ok_ &&
+      (parser_.content_length > 0 || (parser_.flags & F_CHUNKED) != 0)) {
+    static constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
+    staging()->add_ext(kContinue.data(), kContinue.size());
+  }
   if (route_ == Route::kEcho) {
     // The echo starts now and streams the body as it arrives.
     if (!chunked_ok_) {
@@ -638,7 +687,7 @@ int Connection::on_message_complete() {
 // Responses
 
 void Connection::stage_head(int status, std::string_view content_type, bool chunked,
-                            uint64_t length) {
+                            uint64_t length, std::string_view extra_headers) {
   std::string head;
   head.reserve(256);
   char line[64];
@@ -655,6 +704,7 @@ void Connection::stage_head(int status, std::string_view content_type, bool chun
       head.append(line, static_cast<size_t>(n));
     }
   }
+  head.append(extra_headers);
   if (mode_ == ConnMode::kClose) head.append("connection: close\r\n");
   if (mode_ == ConnMode::kKeepAlive10) head.append("connection: keep-alive\r\n");
   head.append(kCrlf);
@@ -720,7 +770,7 @@ void Connection::start_response() {
         mode_ = ConnMode::kClose;
         stage_head(200, "application/octet-stream", false, route_arg_);
       } else {
-        stage_head(200, "application/octet-stream", true, 0);
+        stage_head(200, "application/octet-stream", true, 0, "trailer: x-trailer\r\n");
       }
       if (!is_head_) {
         gen_active_ = true;
@@ -898,10 +948,12 @@ void Connection::settle() {
     pump();
   }
   if (closing_) return;
-  if (peer_eof_ && !responding_ && !in_message_ && !gen_active_) {
-    // Everything parked has been answered (or can never complete).
-    if (!paused_ || held_.empty()) want_close_ = true;
+  if (peer_eof_ && in_message_ && !paused_) {
+    // The rest of this request can never arrive, so neither can a coherent response.
+    close();
+    return;
   }
+  if (peer_eof_ && !responding_ && !paused_) want_close_ = true;
   if (want_close_ && !responding_ && writes_in_flight_ == 0 &&
       (staging_ == nullptr || staging_->bytes == 0)) {
     begin_shutdown();

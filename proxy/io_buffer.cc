@@ -10,6 +10,7 @@ void FlushList::flush_all() {
     for (OutQueue* q : scratch_) q->flush();
     scratch_.clear();
   }
+  if (wake_) uv_idle_stop(wake_);
 }
 
 void OutQueue::init(uv_stream_t* stream, FlushList* flush_list, Listener* listener) {

@@ -20,10 +20,17 @@ class OutQueue;
 // always belongs to a live (possibly closing) owner.
 class FlushList {
  public:
-  void add(OutQueue* q) { dirty_.push_back(q); }
+  // `wake` is started while queues are waiting: an active idle handle keeps the loop from
+  // blocking in poll, so data queued from a timer callback leaves in the same loop turn.
+  void init(uv_idle_t* wake) { wake_ = wake; }
+  void add(OutQueue* q) {
+    if (dirty_.empty() && wake_) uv_idle_start(wake_, [](uv_idle_t*) {});
+    dirty_.push_back(q);
+  }
   void flush_all();
 
  private:
+  uv_idle_t* wake_ = nullptr;
   std::vector<OutQueue*> dirty_;
   std::vector<OutQueue*> scratch_;
 };

@@ -36,6 +36,8 @@ void Worker::start() {
   uv_check_init(&loop_, &check_);
   check_.data = this;
   uv_check_start(&check_, on_check);
+  uv_idle_init(&loop_, &wake_);
+  flush_list_.init(&wake_);
   uv_timer_init(&loop_, &drain_timer_);
   drain_timer_.data = this;
   // listen_fds_ holds one fd per configured listener, in config order.
@@ -116,8 +118,10 @@ void Worker::on_async(uv_async_t* h) {
 
 void Worker::on_check(uv_check_t* h) {
   auto* self = static_cast<Worker*>(h->data);
-  self->flush_list_.flush_all();
+  // Retired exchanges go first: one dropped for malformed input must not let its queued
+  // upstream bytes leave in this flush.
   self->graveyard_.clear();
+  self->flush_list_.flush_all();
   if (self->draining_) self->maybe_finish();
 }
 
@@ -149,6 +153,7 @@ void Worker::finish() {
   pool_.close_all();
   uv_close(reinterpret_cast<uv_handle_t*>(&async_), nullptr);
   uv_close(reinterpret_cast<uv_handle_t*>(&check_), nullptr);
+  uv_close(reinterpret_cast<uv_handle_t*>(&wake_), nullptr);
   uv_close(reinterpret_cast<uv_handle_t*>(&drain_timer_), nullptr);
   graveyard_.clear();
 }
@@ -163,6 +168,8 @@ void Worker::remove_conn(ClientConn* c) {
     *it = conns_.back();
     conns_.pop_back();
   }
+  // Close callbacks run after the check phase: finish from here once the last one is gone.
+  if (draining_) maybe_finish();
 }
 
 }  // namespace weir::proxy

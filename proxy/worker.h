@@ -75,6 +75,7 @@ class Worker {
   std::vector<uint32_t> listener_index_;
   uv_async_t async_{};
   uv_check_t check_{};
+  uv_idle_t wake_{};
   uv_timer_t drain_timer_{};
   std::thread thread_;
   std::shared_ptr<const routing::Snapshot> snap_;

@@ -194,16 +194,11 @@ class Weir(Proc):
 
     LISTENER_RE = r"^weir: listener (\S+) listening on ([\d.]+):(\d+)$"
 
-    def __init__(self, cleanups, args, wait_ready=True):
+    def __init__(self, cleanups, args):
         super().__init__([WEIR_BIN, *args], cleanups)
+        idx, _ = self.wait_line(r"^weir: ready\b", stream="stderr")
         self.listeners = {}
-        if wait_ready:
-            idx, _ = self.wait_line(r"^weir: ready$", stream="stderr")
-            lines = self.output("stderr")[:idx]
-        else:
-            self.wait_line(self.LISTENER_RE, stream="stderr")
-            lines = self.output("stderr")
-        for line in lines:
+        for line in self.output("stderr")[:idx]:
             m = re.match(self.LISTENER_RE, line)
             if m:
                 self.listeners[m.group(1)] = (m.group(2), int(m.group(3)))
@@ -697,6 +692,18 @@ class WeirTestCase(unittest.TestCase):
 
     def assertWeirAlive(self, weir):
         self.assertTrue(weir.alive(), f"weir exited with {weir.popen.poll()}:\n{weir.tail()}")
+
+    def response_within(self, client, timeout, what):
+        """client's next response, or a test failure saying what got no (or a reset) answer."""
+        client.sock.settimeout(timeout)
+        try:
+            return client.read_response()
+        except socket.timeout:
+            self.fail(f"no response within {timeout}s to {what}")
+        except (ConnectionResetError, Closed) as e:
+            self.fail(f"{e!r} before any response to {what}")
+        finally:
+            client.sock.settimeout(IO_TIMEOUT)
 
     def assertClosesConnection(self, client, resp, timeout=2.0):
         self.assertIn("close", resp.connection_tokens(),

@@ -11,7 +11,7 @@ import harness as h  # noqa: E402
 
 class Demo(h.WeirTestCase):
     def setUp(self):
-        self.demo = h.Weir(self.addCleanup, ["--demo", "--demo-port", "0"], wait_ready=False)
+        self.demo = h.Weir(self.addCleanup, ["--demo", "--demo-port", "0"])
 
     def test_serves_blue_and_green_90_10(self):
         result = h.load(self.demo.addr, threads=4, requests=1000)

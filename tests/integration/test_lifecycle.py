@@ -34,8 +34,9 @@ class Shutdown(h.WeirTestCase):
                         "weir still accepts connections 1 s after SIGTERM")
         resp = c.read_response()
         self.assertEqual((resp.status, resp.body), (200, b"origin\n"), resp)
-        self.assertEqual(self.edge.wait_exit(5.0), 0, self.edge.tail())
-        self.assertLess(time.monotonic() - start, 5.0)
+        self.assertEqual(self.edge.wait_exit(6.0), 0, self.edge.tail())
+        self.assertLess(time.monotonic() - start, 3.5,
+                        "weir waited for drain_timeout_ms with nothing left in flight")
 
     def test_sigint_on_idle_proxy_exits_0_promptly(self):
         self.start(drain_timeout_ms=10000)

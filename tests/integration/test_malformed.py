@@ -70,10 +70,7 @@ class Rejects(h.SharedProxyTestCase):
             c.send(raw)
         except (BrokenPipeError, ConnectionResetError):
             pass  # weir may answer and close before reading everything; the answer counts
-        try:
-            resp = c.read_response()
-        except ConnectionResetError:
-            self.fail("connection reset before any response")
+        resp = self.response_within(c, 5.0, repr(raw[:120]))
         self.assertIn(resp.status, statuses, resp)
         self.assertClosesConnection(c, resp)
         time.sleep(0.05)  # a wrongly forwarded request would have been counted by now
