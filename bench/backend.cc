@@ -211,9 +211,9 @@ struct Connection {
   bool closing_ = false;
   bool reading_ = false;
   bool peer_eof_ = false;
-  bool draining_ = false;   // shut down our side; discarding input until EOF
+  bool draining_ = false;    // shut down our side; discarding input until EOF
   bool want_close_ = false;  // no more requests; close once the output drains
-  bool paused_ = false;     // parser paused at a message end while its response runs
+  bool paused_ = false;      // parser paused at a message end while its response runs
   bool in_parser_ = false;
   bool in_message_ = false;
   bool responding_ = false;
@@ -284,8 +284,7 @@ struct Loop {
     conns = c;
   }
   void unlink(Connection* c) {
-    if (c->prev_) c->prev_->next_ = c->next_;
-    else conns = c->next_;
+    (c->prev_ != nullptr ? c->prev_->next_ : conns) = c->next_;
     if (c->next_) c->next_->prev_ = c->prev_;
   }
 };
@@ -608,8 +607,8 @@ void Connection::route_request() {
     route_ = Route::kStats;
   } else if (prefixed("/status/", Route::kStatus)) {
     if (route_arg_ < 100 || route_arg_ > 999) route_ = Route::kDefault;
-  } else if (prefixed("/delay/", Route::kDelay) || prefixed("/bytes/", Route::kBytes) ||
-             prefixed("/chunked/", Route::kChunked)) {
+  } else if (!prefixed("/delay/", Route::kDelay) && !prefixed("/bytes/", Route::kBytes)) {
+    prefixed("/chunked/", Route::kChunked);
   }
 }
 
@@ -748,12 +747,8 @@ void Connection::start_response() {
   gen_active_ = false;
   switch (route_) {
     case Route::kDefault:
-    case Route::kDelay:
-      stage_default(shared_->options.status);
-      break;
-    case Route::kStatus:
-      stage_default(static_cast<int>(route_arg_));
-      break;
+    case Route::kDelay: stage_default(shared_->options.status); break;
+    case Route::kStatus: stage_default(static_cast<int>(route_arg_)); break;
     case Route::kBytes:
       stage_head(200, "application/octet-stream", false, route_arg_);
       if (!is_head_) {
@@ -789,8 +784,8 @@ void Connection::start_response() {
     }
     case Route::kHeaders: {
       std::string json = "{\"method\":";
-      append_json_string(&json, llhttp_method_name(
-                                    static_cast<llhttp_method_t>(llhttp_get_method(&parser_))));
+      append_json_string(
+          &json, llhttp_method_name(static_cast<llhttp_method_t>(llhttp_get_method(&parser_))));
       json.append(",\"target\":");
       append_json_string(&json, url_);
       char version[16];
@@ -820,17 +815,15 @@ void Connection::start_response() {
       std::string json = "{\"name\":";
       append_json_string(&json, shared_->options.name);
       char rest[160];
-      int n = std::snprintf(rest, sizeof rest,
-                            ",\"connections\":%llu,\"active_connections\":%llu,\"requests\":%llu}",
-                            static_cast<unsigned long long>(accepted),
-                            static_cast<unsigned long long>(active),
-                            static_cast<unsigned long long>(requests));
+      int n = std::snprintf(
+          rest, sizeof rest, ",\"connections\":%llu,\"active_connections\":%llu,\"requests\":%llu}",
+          static_cast<unsigned long long>(accepted), static_cast<unsigned long long>(active),
+          static_cast<unsigned long long>(requests));
       json.append(rest, static_cast<size_t>(n));
       stage_json(json);
       break;
     }
-    case Route::kEcho:
-      break;  // started in on_headers_complete
+    case Route::kEcho: break;  // started in on_headers_complete
   }
   if (!gen_active_) response_finished();
 }
@@ -841,7 +834,8 @@ void Connection::pump() {
   while (gen_active_ && queued_bytes() < kHighWater) {
     if (gen_remaining_ == 0) {
       gen_active_ = false;
-      if (gen_chunked_) staging()->add_ext(kLastChunkWithTrailer.data(), kLastChunkWithTrailer.size());
+      if (gen_chunked_)
+        staging()->add_ext(kLastChunkWithTrailer.data(), kLastChunkWithTrailer.size());
       response_finished();
       return;
     }

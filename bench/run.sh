@@ -106,7 +106,7 @@ wait_http() {
   die "$name did not answer on $url within 10 s"
 }
 
-# Starts a weir-backend and sets $backend_port from its "listening on" line.
+# Starts a weir-backend; sets $backend_port (from its "listening on" line) and $backend_pid.
 start_backend() {
   local name=$1 log=$tmp/$1.log
   "$backend_bin" --name "$name" --host 127.0.0.1 --port 0 --threads 1 >"$log" 2>&1 &
@@ -115,7 +115,7 @@ start_backend() {
   for _ in $(seq 100); do
     if grep -q "^backend $name listening on " "$log"; then
       backend_port=$(sed -n "s/^backend $name listening on 127.0.0.1:\([0-9]*\)$/\1/p" "$log")
-      eval "${name}_pid=$pid"
+      backend_pid=$pid
       return 0
     fi
     kill -0 "$pid" 2>/dev/null || { cat "$log" >&2; die "backend $name failed to start"; }
@@ -149,8 +149,10 @@ backend_stats() {
 # --- backends -------------------------------------------------------------------------------
 start_backend blue
 blue_port=$backend_port
+blue_pid=$backend_pid
 start_backend green
 green_port=$backend_port
+green_pid=$backend_pid
 
 # --- proxies ----------------------------------------------------------------------------------
 declare -A port_of pid_of
@@ -275,17 +277,17 @@ clk_tck=$(getconf CLK_TCK)
 # backend_connections".
 run_wrk() {
   local target=$1 secs=$2 url="http://127.0.0.1:${port_of[$1]}$path" out
-  local p0=0 p1=0 b0 b1 g0 g1 bc0 bc1 gc0 gc1 unused
+  local p0=0 p1=0 b0 b1 g0 g1 bc0 bc1 gc0 gc1 _
   [ -n "${pid_of[$target]}" ] && p0=$(cpu_ticks "${pid_of[$target]}")
   b0=$(cpu_ticks "$blue_pid" "$green_pid")
   read -r g0 gc0 <<<"$(backend_stats "$green_port")"
-  read -r unused bc0 <<<"$(backend_stats "$blue_port")"
+  read -r _ bc0 <<<"$(backend_stats "$blue_port")"
   out=$(timeout $((secs + 30)) wrk -t"$wrk_threads" -c"$connections" -d"${secs}s" --latency "$url") ||
     die "wrk against $target failed: $out"
   [ -n "${pid_of[$target]}" ] && p1=$(cpu_ticks "${pid_of[$target]}")
   b1=$(cpu_ticks "$blue_pid" "$green_pid")
   read -r g1 gc1 <<<"$(backend_stats "$green_port")"
-  read -r unused bc1 <<<"$(backend_stats "$blue_port")"
+  read -r _ bc1 <<<"$(backend_stats "$blue_port")"
   # The stats requests themselves open one connection each; they are not counted here.
   echo "$out" | awk -v pt=$((p1 - p0)) -v bt=$((b1 - b0)) -v green=$((g1 - g0)) \
     -v conns=$((gc1 - gc0 + bc1 - bc0 - 2)) '

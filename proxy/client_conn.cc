@@ -89,8 +89,10 @@ void ClientConn::on_read(uv_stream_t* s, ssize_t nread, const uv_buf_t* buf) {
   if (self->session_) self->session_->on_read(buf->base, static_cast<size_t>(nread));
 }
 
-void ClientConn::close_after_flush() {
-  if (closing_ || flush_then_close_) return;
+void ClientConn::close_after_flush(bool linger) {
+  if (closing_) return;
+  linger_ = linger_ || linger;
+  if (flush_then_close_) return;
   flush_then_close_ = true;
   if (out_.empty()) {
     on_out_drained();
@@ -107,6 +109,10 @@ void ClientConn::on_out_drained() {
       return;
     }
     if (lingering_) return;
+    if (!linger_ || worker_.draining()) {
+      close();  // the kernel still sends what is in the socket buffer, then FIN
+      return;
+    }
     lingering_ = true;
     if (session_) session_->on_close();
     shutdown_req_.data = this;

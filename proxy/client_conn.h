@@ -26,7 +26,7 @@ class ClientConn final : public Transport, private OutQueue::Listener {
   void resume_reading() override;
   void set_deadline(uint64_t ms_from_now) override { deadline_.set(ms_from_now); }
   void clear_deadline() override { deadline_.clear(); }
-  void close_after_flush() override;
+  void close_after_flush(bool linger) override;
   void abort() override;
   const ConnInfo& info() const override { return info_; }
   Worker& worker() override { return worker_; }
@@ -61,6 +61,7 @@ class ClientConn final : public Transport, private OutQueue::Listener {
   bool read_paused_ = false;  // by the session
   bool closing_ = false;      // close() ran
   bool flush_then_close_ = false;
+  bool linger_ = false;
   bool lingering_ = false;    // write side shut; discarding input until EOF or timeout
 };
 

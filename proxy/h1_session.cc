@@ -239,7 +239,7 @@ bool H1Session::begin_request() {
   head_request_ = req_.is_head;
   keep_alive_ = req_.keep_alive && !draining_;
   close_after_ = !keep_alive_;
-  req_done_ = resp_started_ = resp_done_ = chunked_out_ = false;
+  req_done_ = resp_started_ = resp_done_ = chunked_out_ = early_response_ = false;
   body_bytes_ = 0;
   trailer_arena_.clear();
   trailer_spans_.clear();
@@ -284,7 +284,7 @@ void H1Session::reject(int status) {
     respond_error(status);
   }
   phase_ = Phase::kClosed;
-  t_.close_after_flush();
+  t_.close_after_flush(true);
 }
 
 void H1Session::close_now() {
@@ -298,7 +298,7 @@ void H1Session::finish_if_done() {
   if (ex_) worker_.retire(std::move(ex_));
   if (close_after_ || draining_ || (eof_ && inbuf_.empty())) {
     phase_ = Phase::kClosed;
-    t_.close_after_flush();
+    t_.close_after_flush(!inbuf_.empty() || early_response_);
     return;
   }
   phase_ = Phase::kIdle;
@@ -400,6 +400,7 @@ void H1Session::on_response_end(std::span<const HeaderField> trailers) {
     // The backend answered before the request body ended: the rest is not worth reading.
     close_after_ = true;
     req_done_ = true;
+    early_response_ = true;
   }
   finish_if_done();
 }
@@ -409,9 +410,12 @@ void H1Session::on_exchange_failed(int status) {
     close_now();  // a cut response must look cut to the client
     return;
   }
-  if (!req_done_) close_after_ = true;
+  if (!req_done_) {
+    close_after_ = true;
+    early_response_ = true;
+    req_done_ = true;
+  }
   respond_error(status);
-  if (!req_done_) req_done_ = true;
   finish_if_done();
 }
 
@@ -433,7 +437,7 @@ void H1Session::on_eof() {
     case Phase::kIdle:
       if (inbuf_.empty()) {
         phase_ = Phase::kClosed;
-        t_.close_after_flush();
+        t_.close_after_flush(false);
       }
       return;
     default:
@@ -445,7 +449,7 @@ void H1Session::on_timeout() {
   switch (phase_) {
     case Phase::kIdle:
       phase_ = Phase::kClosed;
-      t_.close_after_flush();
+      t_.close_after_flush(false);
       break;
     case Phase::kHead:
       reject(408);
@@ -469,7 +473,7 @@ void H1Session::start_drain() {
   draining_ = true;
   if (phase_ == Phase::kIdle && inbuf_.empty()) {
     phase_ = Phase::kClosed;
-    t_.close_after_flush();
+    t_.close_after_flush(false);
   }
 }
 

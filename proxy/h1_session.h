@@ -78,6 +78,7 @@ class H1Session final : public Session, public ExchangeOwner {
   bool draining_ = false;
   bool paused_ = false;
   bool eof_ = false;
+  bool early_response_ = false;  // answered before the request body was read to its end
   // Request trailers: (name, value) spans into trailer_arena_.
   std::string trailer_arena_;
   std::vector<std::pair<uint32_t, uint32_t>> trailer_spans_;

@@ -34,8 +34,10 @@ class Transport {
   // Arms the single connection deadline (replacing any); Session::on_timeout() when it passes.
   virtual void set_deadline(uint64_t ms_from_now) = 0;
   virtual void clear_deadline() = 0;
-  // Sends what is queued, then closes. Further writes are dropped.
-  virtual void close_after_flush() = 0;
+  // Sends what is queued, then closes. With `linger`, the read side stays open (discarding) for
+  // a moment first, so a client still sending does not get a reset that destroys the response
+  // before it is read; use it whenever unread input may still be on its way.
+  virtual void close_after_flush(bool linger) = 0;
   // Closes now (resets the stream).
   virtual void abort() = 0;
   virtual const ConnInfo& info() const = 0;

@@ -137,6 +137,15 @@ class Proc:
         if self.alive():
             self.popen.kill()
         self.wait_exit(5)
+        self.assert_no_sanitizer_report()
+
+    def assert_no_sanitizer_report(self):
+        """Fails the test when a sanitizer build of a binary reported a memory or UB error."""
+        markers = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:")
+        found = [line for line in self.output() if any(m in line for m in markers)]
+        if found:
+            raise AssertionError(f"{os.path.basename(self.argv[0])} sanitizer report:\n"
+                                 + self.tail(60))
 
     def proc_status(self, field):
         """An integer field from /proc/PID/status in KiB (e.g. VmHWM), or None once exited."""
