@@ -167,6 +167,7 @@ void Exchange::send_body(const char* data, size_t len) {
 }
 
 void Exchange::end_body(std::span<const HeaderField> trailers) {
+  if (request_done_) return;  // a request without a body was ended by start()
   request_done_ = true;
   if (!upstream_) return;
   if (chunked_body_) {
