@@ -70,6 +70,7 @@ HeadScan scan_request_head(const char* data, size_t len, size_t from, const Head
   const void* first_lf = std::memchr(data, '\n', head_len);
   size_t line_len = first_lf ? static_cast<size_t>(static_cast<const char*>(first_lf) - data)
                              : head_len;
+  if (line_len > 0 && data[line_len - 1] == '\r') --line_len;
   if (line_len > limits.max_request_line) {
     r.state = HeadScan::State::kError;
     r.status = 414;

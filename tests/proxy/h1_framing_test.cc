@@ -84,10 +84,10 @@ void check_incremental_scan(const std::string& text, size_t head_size,
 // ---- scan_request_head ------------------------------------------------------------------------
 
 TEST_CASE("scan_request_head needs more until the blank line arrives") {
-  for (std::string_view partial : {""sv, "G"sv, "GET / HTTP/1.1"sv, "GET / HTTP/1.1\r\n"sv,
-                                   "GET / HTTP/1.1\r\nHost: a\r\n"sv,
-                                   "GET / HTTP/1.1\r\nHost: a\r\n\r"sv, "GET / HTTP/1.1\n"sv,
-                                   "GET / HTTP/1.1\r\nHost: a\n"sv, "\r\n"sv, "\r"sv}) {
+  for (std::string_view partial :
+       {""sv, "G"sv, "GET / HTTP/1.1"sv, "GET / HTTP/1.1\r\n"sv, "GET / HTTP/1.1\r\nHost: a\r\n"sv,
+        "GET / HTTP/1.1\r\nHost: a\r\n\r"sv, "GET / HTTP/1.1\n"sv, "GET / HTTP/1.1\r\nHost: a\n"sv,
+        "\r\n"sv, "\r"sv}) {
     CAPTURE(partial);
     check_scan(scan(partial), HeadScan::State::kNeedMore);
   }
@@ -188,8 +188,7 @@ TEST_CASE("parse_request_head refuses malformed line ends") {
        "header line does not end with CRLF"},
       {"bare LF inside the request line", "GET / HTTP/1.1\nX: y\r\nHost: a\r\n\r\n", 400,
        "unsupported HTTP version"},
-      {"bare CR in a header value", get11("X: a\rb\r\n"), 400,
-       "invalid character in header value"},
+      {"bare CR in a header value", get11("X: a\rb\r\n"), 400, "invalid character in header value"},
       {"bare CR before CRLF", get11("X: a\r\r\n"), 400, "invalid character in header value"},
       {"bare CR in a header name", get11("X\r: a\r\n"), 400, "invalid header name"},
       {"bare CR after the version", "GET / HTTP/1.1\r\r\nHost: a\r\n\r\n", 400,
@@ -212,8 +211,7 @@ TEST_CASE("parse_request_head refuses malformed header fields") {
       {"empty name", get11(": a\r\n"), 400, "empty header name"},
       {"no colon", get11("X a\r\n"), 400, "header line without colon"},
       {"space before colon", get11("X-A : b\r\n"), 400, "invalid header name"},
-      {"space before Host colon", "GET / HTTP/1.1\r\nHost : a\r\n\r\n", 400,
-       "invalid header name"},
+      {"space before Host colon", "GET / HTTP/1.1\r\nHost : a\r\n\r\n", 400, "invalid header name"},
       {"tab before colon", get11("X\t: b\r\n"), 400, "invalid header name"},
       {"space inside name", get11("X Y: b\r\n"), 400, "invalid header name"},
       {"parenthesis in name", get11("X(y): b\r\n"), 400, "invalid header name"},
@@ -270,8 +268,8 @@ TEST_CASE("parse_request_head refuses every version but HTTP/1.0 and HTTP/1.1") 
   std::vector<Rejection> cases;
   for (const char* v : {"HTTP/2.0", "HTTP/1.1x", "HTTP/1.10", "http/1.1", "HTTP/1.2", "HTTP/0.9",
                         "HTTP/1", "HTTP/1.1 ", "HTTP /1.1", "HTTPS/1.1", ""}) {
-    cases.push_back({v, head_of("GET / " + std::string(v), "Host: a\r\n"), 400,
-                     "unsupported HTTP version"});
+    cases.push_back(
+        {v, head_of("GET / " + std::string(v), "Host: a\r\n"), 400, "unsupported HTTP version"});
   }
   cases.push_back({"HTTP/0.9 style", head_of("GET /"), 400, "malformed request line"});
   check_rejections(cases);
@@ -312,8 +310,9 @@ TEST_CASE("parse_request_head refuses ambiguous body framing") {
        "both Transfer-Encoding and Content-Length"},
       {"repeated TE", get11("Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n"), 400,
        "repeated Transfer-Encoding"},
-      {"repeated TE, other case", get11("Transfer-Encoding: gzip\r\ntransfer-encoding: chunked\r\n"),
-       400, "repeated Transfer-Encoding"},
+      {"repeated TE, other case",
+       get11("Transfer-Encoding: gzip\r\ntransfer-encoding: chunked\r\n"), 400,
+       "repeated Transfer-Encoding"},
       {"TE gzip", get11("Transfer-Encoding: gzip\r\n"), 400,
        "chunked is not the final transfer coding"},
       {"TE identity", get11("Transfer-Encoding: identity\r\n"), 400,
@@ -382,8 +381,9 @@ TEST_CASE("parse_request_head enforces the header count and request line limits"
 // ---- parse_request_head: accepted shapes ------------------------------------------------------
 
 TEST_CASE("parse_request_head fills a simple request") {
-  Parsed p("GET /a/b?c=d HTTP/1.1\r\nhOST: Example.com:8080\r\nX-Empty:\r\n"
-           "X-Pad: \t a  b \t\r\nX-Obs: caf\xc3\xa9\r\n\r\n");
+  Parsed p(
+      "GET /a/b?c=d HTTP/1.1\r\nhOST: Example.com:8080\r\nX-Empty:\r\n"
+      "X-Pad: \t a  b \t\r\nX-Obs: caf\xc3\xa9\r\n\r\n");
   require_accepted(p);
   const RequestHead& h = p.head;
   CHECK(h.method == "GET");
@@ -529,9 +529,9 @@ TEST_CASE("parse_request_head body framing and 100-continue") {
 
 TEST_CASE("parse_request_head method flags") {
   const std::pair<std::string_view, bool> methods[] = {
-      {"GET", true},    {"HEAD", true},   {"OPTIONS", true}, {"PUT", true},
-      {"DELETE", true}, {"TRACE", true},  {"POST", false},   {"PATCH", false},
-      {"PURGE", false}, {"get", false},   {"head", false},   {"M-SEARCH", false},
+      {"GET", true},    {"HEAD", true},  {"OPTIONS", true}, {"PUT", true},
+      {"DELETE", true}, {"TRACE", true}, {"POST", false},   {"PATCH", false},
+      {"PURGE", false}, {"get", false},  {"head", false},   {"M-SEARCH", false},
   };
   for (const auto& [method, idempotent] : methods) {
     Parsed p(head_of(std::string(method) + " / HTTP/1.1", "Host: a\r\n"));

@@ -53,19 +53,19 @@ struct FakeResolver {
   int calls = 0;
 
   Resolver fn() {
-    return [this](const std::string& host, uint16_t port, sockaddr_storage* out,
-                  std::string* error) {
-      ++calls;
-      if (host.ends_with(".invalid")) {
-        *error = "no such host";
-        return false;
-      }
-      auto* sin = reinterpret_cast<sockaddr_in*>(out);
-      sin->sin_family = AF_INET;
-      sin->sin_port = htons(port);
-      sin->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-      return true;
-    };
+    return
+        [this](const std::string& host, uint16_t port, sockaddr_storage* out, std::string* error) {
+          ++calls;
+          if (host.ends_with(".invalid")) {
+            *error = "no such host";
+            return false;
+          }
+          auto* sin = reinterpret_cast<sockaddr_in*>(out);
+          sin->sin_family = AF_INET;
+          sin->sin_port = htons(port);
+          sin->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+          return true;
+        };
   }
 };
 
@@ -96,6 +96,19 @@ const Version& version_named(const Service& svc, const std::string& name) {
   FAIL("no version " << name);
   return svc.versions.front();
 }
+
+// One service "s" in a fresh snapshot, and a worker's Picker that has adopted it.
+struct OneService {
+  OneService(const std::string& stable, const std::vector<VersionSpec>& versions, uint64_t seed)
+      : snap(b.build_one(stable, versions)), picker(seed) {
+    picker.reset(*snap);
+  }
+  const Service& svc() const { return snap->services[0]; }
+
+  Builder b;
+  std::shared_ptr<const Snapshot> snap;
+  Picker picker;
+};
 
 void mark_version_failed(Picker& picker, const Version& v, uint64_t until_ms) {
   for (const auto& ep : v.endpoints) picker.mark_failed(ep.id, until_ms);
@@ -204,9 +217,9 @@ TEST_CASE("build_snapshot builds one route table per listener from that listener
 TEST_CASE("build_snapshot refuses an endpoint that cannot be resolved, naming it") {
   Builder b;
   std::string error;
-  auto c = make_config({make_service("shop", "blue",
-                                     {{"blue", 1, {"10.0.0.1:80"}},
-                                      {"green", 1, {"10.0.0.2:80", "gone.invalid:8080"}}})});
+  auto c = make_config({make_service(
+      "shop", "blue",
+      {{"blue", 1, {"10.0.0.1:80"}}, {"green", 1, {"10.0.0.2:80", "gone.invalid:8080"}}})});
   auto snap = build_snapshot(c, b.registry, 7, b.resolver.fn(), &error);
   CHECK(snap == nullptr);
   CHECK(error == "service \"shop\" version \"green\" endpoint gone.invalid:8080: no such host");
@@ -280,9 +293,9 @@ TEST_CASE("pick_version splits traffic by weight") {
 
 TEST_CASE("a version with weight 0 is never picked while anything else can serve") {
   Builder b;
-  auto snap = b.build_one("blue", {{"dark", 0, {"10.0.0.9:80"}},
-                                   {"blue", 5, {"10.0.0.1:80"}},
-                                   {"green", 5, {"10.0.0.2:80"}}});
+  auto snap = b.build_one(
+      "blue",
+      {{"dark", 0, {"10.0.0.9:80"}}, {"blue", 5, {"10.0.0.1:80"}}, {"green", 5, {"10.0.0.2:80"}}});
   Picker picker(1);
   picker.reset(*snap);
   const Service& svc = snap->services[0];

@@ -97,7 +97,9 @@ TEST_CASE("several prefixes under one wildcard share the group") {
 }
 
 TEST_CASE("host matching ignores case and the port, and keeps IPv6 brackets") {
-  RouteTable t({{"example.com", "/", 1}, {"*.example.org", "/", 2}, {"[::1]", "/", 3},
+  RouteTable t({{"example.com", "/", 1},
+                {"*.example.org", "/", 2},
+                {"[::1]", "/", 3},
                 {"127.0.0.1", "/", 4}});
   expect_lookups(t, {{"EXAMPLE.com", "/", 1},
                      {"example.com:8080", "/", 1},
@@ -113,9 +115,7 @@ TEST_CASE("host matching ignores case and the port, and keeps IPv6 brackets") {
 // nginx-like: the host picks a group of routes; a miss inside that group is a 404 rather than
 // a silent fall-through to a less specific host (see the comment in RouteTable::match).
 TEST_CASE("a host group without a matching prefix does not fall back to a less specific host") {
-  RouteTable t({{"*", "/", 0},
-                {"*.example.com", "/shop", 1},
-                {"api.example.com", "/v1", 2}});
+  RouteTable t({{"*", "/", 0}, {"*.example.com", "/shop", 1}, {"api.example.com", "/v1", 2}});
   expect_lookups(t, {{"api.example.com", "/v1/x", 2},
                      {"api.example.com", "/shop", kNone},
                      {"api.example.com", "/", kNone},
