@@ -282,23 +282,19 @@ TEST_CASE("pick_version splits traffic by weight") {
   };
   constexpr int kPicks = 100000;
   for (const auto& split : splits) {
-    Builder b;
-    auto snap = b.build_one(split.versions[0].name, split.versions);
-    Picker picker(42);
-    picker.reset(*snap);
-    auto counts = pick_counts(picker, snap->services[0], kPicks);
+    OneService one(split.versions[0].name, split.versions, 42);
+    auto counts = pick_counts(one.picker, one.svc(), kPicks);
     for (const auto& [name, share] : split.shares) check_share(counts, name, kPicks, share);
   }
 }
 
 TEST_CASE("a version with weight 0 is never picked while anything else can serve") {
-  Builder b;
-  auto snap = b.build_one(
+  OneService one(
       "blue",
-      {{"dark", 0, {"10.0.0.9:80"}}, {"blue", 5, {"10.0.0.1:80"}}, {"green", 5, {"10.0.0.2:80"}}});
-  Picker picker(1);
-  picker.reset(*snap);
-  const Service& svc = snap->services[0];
+      {{"dark", 0, {"10.0.0.9:80"}}, {"blue", 5, {"10.0.0.1:80"}}, {"green", 5, {"10.0.0.2:80"}}},
+      1);
+  Picker& picker = one.picker;
+  const Service& svc = one.svc();
   CHECK(pick_counts(picker, svc, 10000).count("dark") == 0);
   mark_version_failed(picker, version_named(svc, "blue"), 1000);
   CHECK(pick_counts(picker, svc, 10000) == std::map<std::string, int>{{"green", 10000}});
@@ -308,16 +304,16 @@ TEST_CASE("a version with weight 0 is never picked while anything else can serve
 }
 
 TEST_CASE("a version whose endpoints are all failed hands its share to stable, then any usable") {
-  Builder b;
-  auto snap = b.build_one("blue", {{"blue", 50, {"10.0.0.1:80", "10.0.0.2:80"}},
-                                   {"green", 30, {"10.0.0.3:80", "10.0.0.4:80"}},
-                                   {"canary", 20, {"10.0.0.5:80"}}});
-  const Service& svc = snap->services[0];
+  OneService one("blue",
+                 {{"blue", 50, {"10.0.0.1:80", "10.0.0.2:80"}},
+                  {"green", 30, {"10.0.0.3:80", "10.0.0.4:80"}},
+                  {"canary", 20, {"10.0.0.5:80"}}},
+                 7);
+  Picker& picker = one.picker;
+  const Service& svc = one.svc();
   const Version& blue = version_named(svc, "blue");
   const Version& green = version_named(svc, "green");
   const Version& canary = version_named(svc, "canary");
-  Picker picker(7);
-  picker.reset(*snap);
   constexpr int kPicks = 20000;
 
   SUBCASE("one failed endpoint keeps the version in the split") {
@@ -363,11 +359,9 @@ TEST_CASE("a version whose endpoints are all failed hands its share to stable, t
 }
 
 TEST_CASE("a stable version with weight 0 still takes the share of a failed version") {
-  Builder b;
-  auto snap = b.build_one("blue", {{"blue", 0, {"10.0.0.1:80"}}, {"green", 100, {"10.0.0.2:80"}}});
-  const Service& svc = snap->services[0];
-  Picker picker(3);
-  picker.reset(*snap);
+  OneService one("blue", {{"blue", 0, {"10.0.0.1:80"}}, {"green", 100, {"10.0.0.2:80"}}}, 3);
+  Picker& picker = one.picker;
+  const Service& svc = one.svc();
   CHECK(pick_counts(picker, svc, 1000) == std::map<std::string, int>{{"green", 1000}});
   mark_version_failed(picker, version_named(svc, "green"), 50);
   CHECK(pick_counts(picker, svc, 1000, 49) == std::map<std::string, int>{{"blue", 1000}});
@@ -401,15 +395,11 @@ TEST_CASE("pick_version edge cases on hand-built services") {
   CHECK(v->name == "zero");
 }
 
-TEST_CASE("the same seed gives the same choices; seed 0 still picks") {
-  Builder b;
-  auto snap = b.build_one("a", {{"a", 1, {"10.0.0.1:80"}}, {"b", 1, {"10.0.0.2:80"}}});
-  const Service& svc = snap->services[0];
-  auto sequence = [&](uint64_t seed) {
-    Picker p(seed);
-    p.reset(*snap);
+TEST_CASE("the same seed gives the same choices, and seed 0 still picks") {
+  auto sequence = [](uint64_t seed) {
+    OneService one("a", {{"a", 1, {"10.0.0.1:80"}}, {"b", 1, {"10.0.0.2:80"}}}, seed);
     std::string out;
-    for (int i = 0; i < 64; ++i) out += p.pick_version(svc, 0)->name;
+    for (int i = 0; i < 64; ++i) out += one.picker.pick_version(one.svc(), 0)->name;
     return out;
   };
   CHECK(sequence(5) == sequence(5));
@@ -422,17 +412,17 @@ TEST_CASE("the same seed gives the same choices; seed 0 still picks") {
 // ---- pick_endpoint ----------------------------------------------------------------------------
 
 struct EndpointFixture {
-  Builder b;
-  std::shared_ptr<const Snapshot> snap =
-      b.build_one("v", {{"v", 1, {"10.0.0.1:1", "10.0.0.2:2", "10.0.0.3:3"}},
-                        {"w", 1, {"10.0.0.4:4", "10.0.0.5:5"}},
-                        {"lone", 1, {"10.0.0.6:6"}}});
-  const Version& v = snap->services[0].versions[0];
-  const Version& w = snap->services[0].versions[1];
-  const Version& lone = snap->services[0].versions[2];
-  Picker picker{11};
+  OneService one{"v",
+                 {{"v", 1, {"10.0.0.1:1", "10.0.0.2:2", "10.0.0.3:3"}},
+                  {"w", 1, {"10.0.0.4:4", "10.0.0.5:5"}},
+                  {"lone", 1, {"10.0.0.6:6"}}},
+                 11};
+  const std::shared_ptr<const Snapshot>& snap = one.snap;
+  Picker& picker = one.picker;
+  const Version& v = one.svc().versions[0];
+  const Version& w = one.svc().versions[1];
+  const Version& lone = one.svc().versions[2];
 
-  EndpointFixture() { picker.reset(*snap); }
   uint32_t id(const Version& ver, size_t i) const { return ver.endpoints.at(i).id; }
 };
 
@@ -481,7 +471,7 @@ TEST_CASE_FIXTURE(EndpointFixture, "pick_endpoint with a failed endpoint and the
   CHECK(pick_ports(picker, w, 3, 0, id(w, 1)) == Ports{4, 4, 4});
 }
 
-TEST_CASE_FIXTURE(EndpointFixture, "reset restarts cursors; marks survive a snapshot swap") {
+TEST_CASE_FIXTURE(EndpointFixture, "reset restarts cursors but marks survive a snapshot swap") {
   CHECK(pick_ports(picker, v, 2) == Ports{1, 2});
   picker.mark_failed(id(w, 0), 100);
   picker.reset(*snap);
