@@ -91,6 +91,10 @@ constexpr toml::node_type type_of() {
     return toml::node_type::array;
   } else if constexpr (std::is_same_v<T, std::string>) {
     return toml::node_type::string;
+  } else if constexpr (std::is_same_v<T, bool>) {
+    return toml::node_type::boolean;
+  } else if constexpr (std::is_same_v<T, double>) {
+    return toml::node_type::floating_point;
   } else {
     static_assert(std::is_same_v<T, int64_t>);
     return toml::node_type::integer;
@@ -210,6 +214,33 @@ class TableReader {
     auto v = ctx_.integer(find(key, need), path(key), lo, hi);
     if (v) out = static_cast<T>(*v);
     return v.has_value();
+  }
+  bool boolean(std::string_view key, bool& out) {
+    const toml::node* node = find(key, Need::kOptional);
+    const auto* v = node ? ctx_.as<bool>(*node, path(key)) : nullptr;
+    if (v) out = v->get();
+    return v != nullptr;
+  }
+  // A float or an integer within [lo, hi].
+  bool number(std::string_view key, double& out, double lo, double hi) {
+    const toml::node* node = find(key, Need::kOptional);
+    if (!node) return false;
+    std::optional<double> v = node->is_integer() ? std::optional<double>(
+                                                       static_cast<double>(node->as_integer()->get()))
+                                                 : std::nullopt;
+    if (!v) {
+      const auto* f = ctx_.as<double>(*node, path(key));
+      if (!f) return false;
+      v = f->get();
+    }
+    if (!(*v >= lo && *v <= hi)) {
+      ctx_.error(node->source(), path(key),
+                 "must be between " + std::to_string(lo) + " and " + std::to_string(hi) +
+                     ", got " + std::to_string(*v));
+      return false;
+    }
+    out = *v;
+    return true;
   }
   bool string(std::string_view key, std::string& out, Need need, const Check& check = {}) {
     auto v = ctx_.string(find(key, need), path(key), check);
@@ -430,6 +461,22 @@ void read_endpoints(Context& ctx, TableReader& t, std::vector<HostPort>& out) {
   }
 }
 
+void read_guard(TableReader& t, GuardConfig& g) {
+  g.loc = t.loc();
+  g.enabled = true;
+  t.boolean("enabled", g.enabled);
+  t.integer("interval_ms", g.interval_ms, 100, kMaxTimeoutMs);
+  t.integer("window_s", g.window_s, 1, 600);
+  t.integer("min_requests", g.min_requests, 1, kNoMax);
+  t.number("max_error_rate", g.max_error_rate, 0, 1);
+  t.integer("max_p99_ms", g.max_p99_ms, 1, kMaxTimeoutMs);
+  t.integer("max_p50_ms", g.max_p50_ms, 1, kMaxTimeoutMs);
+  t.number("max_error_rate_increase", g.max_error_rate_increase, 0, 1);
+  t.number("max_p99_ratio", g.max_p99_ratio, 1, 1000);
+  t.number("confidence", g.confidence, 0.5, 0.9999);
+  t.integer("consecutive", g.consecutive, 1, 1000);
+}
+
 void read_service(Context& ctx, TableReader& t, std::set<std::string>& names, Service& s) {
   s.loc = t.loc();
   t.string("name", s.name, Need::kRequired, unique_name(names, "service"));
@@ -447,6 +494,12 @@ void read_service(Context& ctx, TableReader& t, std::set<std::string>& names, Se
                weight_sum += v.weight;
                read_endpoints(ctx, vt, v.endpoints);
              });
+
+  if (const auto* guard = t.typed<toml::table>("guard", Need::kOptional)) {
+    TableReader gt(ctx, *guard, t.path("guard"));
+    read_guard(gt, s.guard);
+    gt.finish();
+  }
 
   if (has_stable && !version_names.empty() && !version_names.count(s.stable)) {
     ctx.error(t.find("stable", Need::kOptional)->source(), t.path("stable"),

@@ -8,7 +8,11 @@
 #include <string>
 #include <vector>
 
+#include <map>
+
 #include "config/config.h"
+#include "health/guard.h"
+#include "health/stats_window.h"
 #include "proxy/worker.h"
 #include "routing/snapshot.h"
 
@@ -24,6 +28,12 @@ class Server {
 
  private:
   bool open_listeners(std::string* error);
+  // The one place snapshots are made: config plus runtime weight changes (guard reverts).
+  std::shared_ptr<const routing::Snapshot> build(std::string* error);
+  void publish(std::shared_ptr<const routing::Snapshot> snap);
+  static void on_tick(uv_timer_t* t);
+  void collect_stats(uint64_t second);
+  void run_guards(uint64_t now_ms, uint64_t second);
   void reload();
   void shutdown();
   static void on_signal(uv_signal_t* h, int signum);
@@ -37,6 +47,17 @@ class Server {
   std::vector<std::unique_ptr<Worker>> workers_;
   uv_loop_t loop_{};
   uv_signal_t sigterm_{}, sigint_{}, sighup_{};
+  uv_timer_t tick_{};
+  std::shared_ptr<const routing::Snapshot> snap_;
+  health::StatsCollector stats_;
+  struct ServiceGuard {
+    std::map<std::string, health::VersionGuard> versions;
+    health::DecisionLog log;
+    uint64_t last_eval_ms = 0;
+  };
+  std::map<std::string, ServiceGuard> guards_;
+  // service → version → weight, over the configured weights (a guard revert sets 0).
+  std::map<std::string, std::map<std::string, uint32_t>> weight_overrides_;
   bool stopping_ = false;
 };
 

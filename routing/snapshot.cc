@@ -22,6 +22,7 @@ std::shared_ptr<const Snapshot> build_snapshot(std::shared_ptr<const config::Con
       v.name = cv.name;
       v.weight = cv.weight;
       v.index = snap->version_count++;
+      v.stats_id = registry.id_for("version " + cs.name + "/" + cv.name);
       for (const auto& hp : cv.endpoints) {
         Endpoint ep;
         ep.host = hp.host;

@@ -29,6 +29,7 @@ struct Version {
   std::string name;
   uint32_t weight = 0;
   uint32_t index = 0;  // unique across the snapshot; indexes per-worker picker state
+  uint32_t stats_id = 0;  // stable across snapshots (EndpointRegistry); indexes statistics
   std::vector<Endpoint> endpoints;
 };
 
@@ -48,8 +49,9 @@ struct Snapshot {
   uint32_t endpoint_count = 0;  // 1 + the largest endpoint id
 };
 
-// Gives each distinct endpoint address a small id that survives config changes, so per-worker
-// connection pools and failure marks keyed by id stay valid across snapshots. Control thread only.
+// Gives each distinct endpoint address (and each service/version, for statistics) a small id
+// that survives config changes, so per-worker pools, failure marks and counters keyed by id stay
+// valid across snapshots. Control thread only.
 class EndpointRegistry {
  public:
   uint32_t id_for(const std::string& address);
