@@ -72,11 +72,24 @@ struct GuardConfig {
   SourceLoc loc;
 };
 
+// [service.rollout]: ramp `version` through `steps` (percent of traffic), each held `step_s`
+// with the guard passing throughout; 100 promotes it to stable.
+struct RolloutConfig {
+  bool present = false;
+  std::string version;
+  std::vector<uint32_t> steps;  // increasing, each 1..100, ending at 100
+  uint32_t step_s = 60;
+  uint32_t max_step_s = 600;    // a step not passed by then pauses the rollout
+  bool auto_start = false;      // start when weir starts (else through the admin API)
+  SourceLoc loc;
+};
+
 struct Service {
   std::string name;
   std::string stable;  // name of the fallback version; always one of `versions`
   std::vector<Version> versions;
   GuardConfig guard;
+  RolloutConfig rollout;
   SourceLoc loc;
 };
 

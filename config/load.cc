@@ -477,6 +477,41 @@ void read_guard(TableReader& t, GuardConfig& g) {
   t.integer("consecutive", g.consecutive, 1, 1000);
 }
 
+void read_rollout(Context& ctx, TableReader& t, const std::set<std::string>& versions,
+                  const std::string& stable, RolloutConfig& r) {
+  r.loc = t.loc();
+  r.present = true;
+  if (t.string("version", r.version, Need::kRequired, check_name)) {
+    if (!versions.count(r.version)) {
+      ctx.error(t.find("version", Need::kOptional)->source(), t.path("version"),
+                no_such("version", r.version, versions));
+    } else if (r.version == stable) {
+      ctx.error(t.find("version", Need::kOptional)->source(), t.path("version"),
+                "the stable version cannot be rolled out; name the new version");
+    }
+  }
+  if (const auto* steps = t.typed<toml::array>("steps", Need::kRequired)) {
+    for (size_t i = 0; i < steps->size(); ++i) {
+      auto v = ctx.integer(steps->get(i), indexed(t.path("steps"), i), 1, 100);
+      if (!v) continue;
+      if (!r.steps.empty() && static_cast<uint32_t>(*v) <= r.steps.back()) {
+        ctx.error(steps->get(i)->source(), indexed(t.path("steps"), i),
+                  "steps must increase, e.g. [1, 5, 25, 50, 100]");
+      }
+      r.steps.push_back(static_cast<uint32_t>(*v));
+    }
+    if (r.steps.empty() || r.steps.back() != 100) {
+      ctx.error(steps->source(), t.path("steps"), "the last step must be 100 (promotion)");
+    }
+  }
+  t.integer("step_s", r.step_s, 1, 86400);
+  t.integer("max_step_s", r.max_step_s, 1, 86400 * 7);
+  t.boolean("auto_start", r.auto_start);
+  if (r.max_step_s < r.step_s) {
+    ctx.error(r.loc, t.path("max_step_s"), "must be at least step_s");
+  }
+}
+
 void read_service(Context& ctx, TableReader& t, std::set<std::string>& names, Service& s) {
   s.loc = t.loc();
   t.string("name", s.name, Need::kRequired, unique_name(names, "service"));
@@ -499,6 +534,12 @@ void read_service(Context& ctx, TableReader& t, std::set<std::string>& names, Se
     TableReader gt(ctx, *guard, t.path("guard"));
     read_guard(gt, s.guard);
     gt.finish();
+  }
+
+  if (const auto* rollout = t.typed<toml::table>("rollout", Need::kOptional)) {
+    TableReader rt(ctx, *rollout, t.path("rollout"));
+    read_rollout(ctx, rt, version_names, s.stable, s.rollout);
+    rt.finish();
   }
 
   if (has_stable && !version_names.empty() && !version_names.count(s.stable)) {

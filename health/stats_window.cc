@@ -29,23 +29,31 @@ Sample Sample::minus(const Sample& earlier) const {
 
 namespace {
 
-void to_sparse(const std::vector<uint64_t>& dense, std::vector<std::pair<uint16_t, uint32_t>>* out) {
-  out->clear();
+// Adds `dense` into `out`, a sparse histogram sorted by bucket index.
+void add_sparse(const std::vector<uint64_t>& dense,
+                std::vector<std::pair<uint16_t, uint32_t>>* out) {
+  std::vector<std::pair<uint16_t, uint32_t>> merged;
+  size_t j = 0;
   for (size_t i = 0; i < dense.size(); ++i) {
-    if (dense[i]) out->emplace_back(static_cast<uint16_t>(i), static_cast<uint32_t>(dense[i]));
+    uint64_t n = dense[i];
+    if (j < out->size() && (*out)[j].first == i) n += (*out)[j++].second;
+    if (n) merged.emplace_back(static_cast<uint16_t>(i), static_cast<uint32_t>(n));
   }
+  *out = std::move(merged);
 }
 
 }  // namespace
 
 void StatsWindow::add(uint64_t second, const Sample& delta) {
   Bucket& b = ring_[second % kSeconds];
-  b.second = second;
-  b.requests = delta.requests;
-  b.responses = delta.responses;
-  b.failures = delta.failures;
-  to_sparse(delta.headers_latency, &b.headers);
-  to_sparse(delta.total_latency, &b.total);
+  // The control thread folds several times a second: later deltas of the same second add up,
+  // while a slot last used a lap (600 s) ago starts over.
+  if (b.second != second) b = Bucket{.second = second};
+  b.requests += delta.requests;
+  for (size_t i = 0; i < b.responses.size(); ++i) b.responses[i] += delta.responses[i];
+  for (size_t i = 0; i < b.failures.size(); ++i) b.failures[i] += delta.failures[i];
+  add_sparse(delta.headers_latency, &b.headers);
+  add_sparse(delta.total_latency, &b.total);
 }
 
 Summary StatsWindow::summarize(uint64_t now_second, uint32_t window_s) const {

@@ -87,9 +87,12 @@ bool Server::open_listeners(std::string* error) {
 
 std::shared_ptr<const routing::Snapshot> Server::build(std::string* error) {
   std::shared_ptr<const config::Config> effective = config_;
-  if (!weight_overrides_.empty()) {
+  if (!weight_overrides_.empty() || !stable_overrides_.empty()) {
     auto copy = std::make_shared<config::Config>(*config_);
     for (auto& svc : copy->services) {
+      if (auto st = stable_overrides_.find(svc.name); st != stable_overrides_.end()) {
+        svc.stable = st->second;
+      }
       auto it = weight_overrides_.find(svc.name);
       if (it == weight_overrides_.end()) continue;
       for (auto& v : svc.versions) {
@@ -138,9 +141,12 @@ void Server::run_guards(uint64_t now_ms, uint64_t second) {
   for (size_t si = 0; si < snap_->services.size(); ++si) {
     const routing::Service& svc = snap_->services[si];
     const config::GuardConfig& g = config_->services[si].guard;
-    if (!g.enabled) continue;
+    auto ro = rollouts_.find(svc.name);
+    const bool rolling = ro != rollouts_.end() && ro->second.state() == health::RolloutState::kRunning;
+    if (!g.enabled && !rolling) continue;
     ServiceGuard& sg = guards_[svc.name];
-    if (now_ms - sg.last_eval_ms < g.interval_ms) continue;
+    const uint32_t interval = g.enabled ? g.interval_ms : 1000;
+    if (now_ms - sg.last_eval_ms < interval) continue;
     sg.last_eval_ms = now_ms;
     const routing::Version& stable = svc.versions[svc.stable];
     const health::StatsWindow* stable_window = stats_.window(stable.stats_id);
@@ -148,33 +154,119 @@ void Server::run_guards(uint64_t now_ms, uint64_t second) {
         stable_window ? stable_window->summarize(second, g.window_s) : health::Summary{};
     for (const auto& v : svc.versions) {
       if (&v == &stable || v.weight == 0) continue;
-      const health::StatsWindow* w = stats_.window(v.stats_id);
-      health::Summary summary = w ? w->summarize(second, g.window_s) : health::Summary{};
-      auto [it, fresh] = sg.versions.try_emplace(v.name, v.name);
-      health::Evaluation e = it->second.evaluate(
-          g, summary, stable_summary, static_cast<uint32_t>(v.endpoints.size()), now_ms);
-      if (e.reverted) {
-        std::string why;
-        for (const auto& r : e.reasons) why += (why.empty() ? "" : "; ") + r;
-        std::fprintf(stderr,
-                     "weir: guard: service %s version %s reverted to weight 0 after %u "
-                     "breaches in a row (window %us): %s\n",
-                     svc.name.c_str(), v.name.c_str(), e.breaches_in_a_row, g.window_s,
-                     why.c_str());
-        weight_overrides_[svc.name][v.name] = 0;
-        it->second.reset();
-        changed = true;
+      // Without a guard a rollout advances on time alone.
+      health::Verdict verdict = health::Verdict::kPass;
+      if (g.enabled) {
+        const health::StatsWindow* w = stats_.window(v.stats_id);
+        health::Summary summary = w ? w->summarize(second, g.window_s) : health::Summary{};
+        auto [it, fresh] = sg.versions.try_emplace(v.name, v.name);
+        health::Evaluation e = it->second.evaluate(
+            g, summary, stable_summary, static_cast<uint32_t>(v.endpoints.size()), now_ms);
+        verdict = e.verdict;
+        if (e.reverted) {
+          std::string why;
+          for (const auto& r : e.reasons) why += (why.empty() ? "" : "; ") + r;
+          std::fprintf(stderr,
+                       "weir: guard: service %s version %s reverted to weight 0 after %u "
+                       "breaches in a row (window %us): %s\n",
+                       svc.name.c_str(), v.name.c_str(), e.breaches_in_a_row, g.window_s,
+                       why.c_str());
+          weight_overrides_[svc.name][v.name] = 0;
+          it->second.reset();
+          changed = true;
+          if (ro != rollouts_.end() && ro->second.plan().version == v.name) {
+            ro->second.abort("guard reverted " + v.name + ": " + why);
+            std::fprintf(stderr, "weir: rollout: service %s aborted by the guard\n",
+                         svc.name.c_str());
+          }
+        }
+        sg.log.add(std::move(e));
       }
-      sg.log.add(std::move(e));
+      if (rolling && ro->second.plan().version == v.name &&
+          ro->second.state() == health::RolloutState::kRunning) {
+        changed |= apply_rollout(svc.name, ro->second.on_verdict(verdict, now_ms));
+        if (ro->second.state() == health::RolloutState::kPaused) {
+          std::fprintf(stderr, "weir: rollout: service %s %s\n", svc.name.c_str(),
+                       ro->second.last_reason().c_str());
+        }
+      }
     }
   }
-  if (!changed) return;
+  if (changed) rebuild_and_publish("guard");
+}
+
+bool Server::apply_rollout(const std::string& service, const health::Rollout::Action& a) {
+  if (!a.change && !a.promote) return false;
+  const config::Service* cs = nullptr;
+  for (const auto& s : config_->services) {
+    if (s.name == service) cs = &s;
+  }
+  if (!cs) return false;
+  const std::string& version = cs->rollout.version;
+  auto st = stable_overrides_.find(service);
+  const std::string stable = st != stable_overrides_.end() ? st->second : cs->stable;
+  auto& weights = weight_overrides_[service];
+  if (a.promote) {
+    for (const auto& v : cs->versions) weights[v.name] = v.name == version ? 100 : 0;
+    stable_overrides_[service] = version;
+    std::fprintf(stderr, "weir: rollout: service %s promoted %s to stable (%s)\n",
+                 service.c_str(), version.c_str(), a.why.c_str());
+  } else {
+    weights[version] = a.weight;
+    weights[stable] = 100 - a.weight;
+    std::fprintf(stderr, "weir: rollout: service %s version %s at %u%% (%s)\n", service.c_str(),
+                 version.c_str(), a.weight, a.why.c_str());
+  }
+  return true;
+}
+
+void Server::rebuild_and_publish(const char* why) {
   std::string error;
   if (auto snap = build(&error)) {
     publish(snap);
   } else {
-    std::fprintf(stderr, "weir: guard: cannot publish the revert: %s\n", error.c_str());
+    std::fprintf(stderr, "weir: %s: cannot publish the change: %s\n", why, error.c_str());
   }
+}
+
+bool Server::rollout_command(const std::string& service, const std::string& op,
+                             std::string* error) {
+  auto it = rollouts_.find(service);
+  if (it == rollouts_.end()) {
+    *error = "service " + service + " has no [service.rollout]";
+    return false;
+  }
+  health::Rollout& r = it->second;
+  const uint64_t now = monotonic_ms();
+  error->clear();
+  health::Rollout::Action a;
+  if (op == "start") {
+    a = r.start(now, error);
+  } else if (op == "pause") {
+    a = r.pause(error);
+  } else if (op == "resume") {
+    a = r.resume(now, error);
+  } else if (op == "abort") {
+    a = r.abort("aborted by an operator");
+  } else if (op == "promote") {
+    a = r.promote(error);
+  } else {
+    *error = "unknown rollout operation " + op + " (start, pause, resume, abort, promote)";
+    return false;
+  }
+  if (!error->empty()) return false;
+  if (apply_rollout(service, a)) rebuild_and_publish("rollout");
+  return true;
+}
+
+std::string Server::explain_json(const std::string& service) const {
+  for (const auto& s : config_->services) {
+    if (s.name != service) continue;
+    auto it = guards_.find(service);
+    static const health::DecisionLog kEmpty;
+    return (it == guards_.end() ? kEmpty : it->second.log).to_json(service, s.guard);
+  }
+  return "";
 }
 
 int Server::run() {
@@ -188,6 +280,14 @@ int Server::run() {
     return 1;
   }
   snap_ = snap;
+  for (const auto& svc : config_->services) {
+    if (!svc.rollout.present) continue;
+    rollouts_.emplace(svc.name, health::Rollout(svc.rollout));
+    if (svc.rollout.auto_start) {
+      std::string why;
+      rollout_command(svc.name, "start", &why);
+    }
+  }
   if (!open_listeners(&error)) {
     std::fprintf(stderr, "weir: %s\n", error.c_str());
     return 1;
@@ -204,7 +304,7 @@ int Server::run() {
   tick_.data = this;
   uv_timer_start(&tick_, on_tick, kTickMs, kTickMs);
   for (unsigned w = 0; w < worker_count_; ++w) {
-    workers_.push_back(std::make_unique<Worker>(w, fds_[w], snap));
+    workers_.push_back(std::make_unique<Worker>(w, fds_[w], snap_));
     fds_[w].clear();  // the worker's uv_tcp_t owns them now
   }
   for (auto& w : workers_) w->start();
