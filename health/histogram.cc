@@ -27,7 +27,11 @@ uint64_t Histogram::percentile(std::span<const uint64_t> counts, double q) {
   for (uint64_t c : counts) total += c;
   if (total == 0) return 0;
   // The smallest value with at least q of the samples at or below it (nearest rank).
-  uint64_t rank = static_cast<uint64_t>(std::ceil(q * static_cast<double>(total)));
+  // q is usually a decimal a double only approximates: 0.07 * 100 is 7.000000000000001, and a
+  // bare ceil would make the rank 8. A relative 1e-12 is far above double rounding (1e-16) and
+  // far below any real fraction of a rank.
+  const double exact = q * static_cast<double>(total);
+  uint64_t rank = static_cast<uint64_t>(std::ceil(exact - exact * 1e-12));
   if (rank == 0) rank = 1;
   uint64_t seen = 0;
   for (size_t i = 0; i < counts.size(); ++i) {

@@ -48,7 +48,10 @@ void StatsWindow::add(uint64_t second, const Sample& delta) {
   Bucket& b = ring_[second % kSeconds];
   // The control thread folds several times a second: later deltas of the same second add up,
   // while a slot last used a lap (600 s) ago starts over.
-  if (b.second != second) b = Bucket{.second = second};
+  if (b.second != second) {
+    b = Bucket{};
+    b.second = second;
+  }
   b.requests += delta.requests;
   for (size_t i = 0; i < b.responses.size(); ++i) b.responses[i] += delta.responses[i];
   for (size_t i = 0; i < b.failures.size(); ++i) b.failures[i] += delta.failures[i];

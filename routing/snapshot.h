@@ -54,11 +54,18 @@ struct Snapshot {
 // valid across snapshots. Control thread only.
 class EndpointRegistry {
  public:
-  uint32_t id_for(const std::string& address);
+  uint32_t id_for(const std::string& address) { return next(ids_, address); }
   uint32_t size() const { return static_cast<uint32_t>(ids_.size()); }
+  // Versions have their own dense id space ("service/version" keys).
+  uint32_t version_id_for(const std::string& service, const std::string& version) {
+    return next(version_ids_, service + "/" + version);
+  }
 
  private:
+  static uint32_t next(std::unordered_map<std::string, uint32_t>& ids, const std::string& key);
+
   std::unordered_map<std::string, uint32_t> ids_;
+  std::unordered_map<std::string, uint32_t> version_ids_;
 };
 
 // Turns host:port into a socket address; false + message when it cannot. Injected so routing
