@@ -95,6 +95,13 @@ int Server::run() {
     std::fprintf(stderr, "weir: %s\n", error.c_str());
     return 1;
   }
+  std::vector<config::Error> tls_errors;
+  tls_ = build_tls_set(*config_, &tls_errors);
+  if (!tls_) {
+    for (const auto& e : tls_errors) std::fprintf(stderr, "%s\n", e.to_string().c_str());
+    std::fprintf(stderr, "weir: not starting: a certificate or key cannot be used\n");
+    return 1;
+  }
   if (!open_listeners(&error)) {
     std::fprintf(stderr, "weir: %s\n", error.c_str());
     return 1;
@@ -109,6 +116,7 @@ int Server::run() {
   uv_signal_start(&sighup_, on_signal, SIGHUP);
   for (unsigned w = 0; w < worker_count_; ++w) {
     workers_.push_back(std::make_unique<Worker>(w, fds_[w], snap));
+    workers_.back()->post_tls(tls_);
     fds_[w].clear();  // the worker's uv_tcp_t owns them now
   }
   for (auto& w : workers_) w->start();
@@ -164,6 +172,14 @@ void Server::reload() {
                  "workers change only with a restart\n");
     return;
   }
+  // Certificates are re-read on every reload; a broken one keeps the running set.
+  std::vector<config::Error> tls_errors;
+  auto tls = build_tls_set(*next, &tls_errors);
+  if (!tls) {
+    std::fprintf(stderr, "weir: reload failed, keeping the running configuration:\n");
+    for (const auto& e : tls_errors) std::fprintf(stderr, "  %s\n", e.to_string().c_str());
+    return;
+  }
   std::string error;
   auto snap = routing::build_snapshot(next, registry_, ++generation_, resolve_endpoint, &error);
   if (!snap) {
@@ -172,7 +188,11 @@ void Server::reload() {
     return;
   }
   config_ = next;
-  for (auto& w : workers_) w->post_snapshot(snap);
+  tls_ = tls;
+  for (auto& w : workers_) {
+    w->post_tls(tls);
+    w->post_snapshot(snap);
+  }
   std::fprintf(stderr, "weir: reloaded %s (generation %llu)\n", config_->path.c_str(),
                static_cast<unsigned long long>(generation_));
 }

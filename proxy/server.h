@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "config/config.h"
+#include "proxy/tls_context.h"
 #include "proxy/worker.h"
 #include "routing/snapshot.h"
 
@@ -29,6 +30,7 @@ class Server {
   static void on_signal(uv_signal_t* h, int signum);
 
   std::shared_ptr<const config::Config> config_;
+  std::shared_ptr<const TlsSet> tls_;
   routing::EndpointRegistry registry_;
   uint64_t generation_ = 0;
   unsigned worker_count_ = 1;
