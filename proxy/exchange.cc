@@ -191,6 +191,13 @@ void Exchange::resume_response() {
   if (upstream_) upstream_->resume_reading();
 }
 
+void Exchange::abandon() {
+  if (UpstreamConn* u = upstream_) {
+    upstream_ = nullptr;
+    u->close();
+  }
+}
+
 void Exchange::on_upstream_head(UpstreamConn&, const UpstreamResponseHead& head) {
   response_started_ = true;
   resp_headers_.clear();

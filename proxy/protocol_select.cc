@@ -4,6 +4,7 @@
 #include <string_view>
 
 #include "proxy/h1_session.h"
+#include "proxy/h2_session.h"
 #include "proxy/tls_transport.h"
 #include "proxy/worker.h"
 
@@ -14,7 +15,7 @@ constexpr std::string_view kPreface = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 }  // namespace
 
 std::unique_ptr<Session> make_http_session(Transport& t, bool h2) {
-  (void)h2;
+  if (h2) return std::make_unique<H2Session>(t);
   return std::make_unique<H1Session>(t);
 }
 
