@@ -214,7 +214,11 @@ std::shared_ptr<const TlsContext> TlsContext::build(const config::Listener& list
       continue;
     }
     if (SSL_CTX_use_PrivateKey_file(ctx, c.key.c_str(), SSL_FILETYPE_PEM) != 1) {
-      fail(c.key_loc, "key", c.key + " is not a PEM private key (" + openssl_error() + ")");
+      const bool mismatch = ERR_GET_REASON(ERR_peek_last_error()) == X509_R_KEY_VALUES_MISMATCH;
+      std::string detail = openssl_error();
+      fail(c.key_loc, "key",
+           mismatch ? c.key + " does not match the certificate " + c.cert
+                    : c.key + " is not a PEM private key (" + detail + ")");
       continue;
     }
     if (SSL_CTX_check_private_key(ctx) != 1) {
