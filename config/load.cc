@@ -505,6 +505,7 @@ void read_listener(Context& ctx, TableReader& t, std::set<std::string>& names, L
   if (!protocols) return;
   const char* h2_name = l.tls ? "h2" : "h2c";
   l.http1 = l.h2 = false;
+  const size_t errors_before = ctx.error_count();
   for (size_t i = 0; i < protocols->size(); ++i) {
     const std::string path = indexed(t.path("protocols"), i);
     auto name = ctx.string(protocols->get(i), path, [&](std::string& s) {
@@ -514,7 +515,7 @@ void read_listener(Context& ctx, TableReader& t, std::set<std::string>& names, L
     });
     if (name) (*name == "http1" ? l.http1 : l.h2) = true;
   }
-  if (!l.http1 && !l.h2) {
+  if (!l.http1 && !l.h2 && ctx.error_count() == errors_before) {
     ctx.error(protocols->source(), t.path("protocols"),
               std::string("needs at least one protocol: \"http1\" or \"") + h2_name + "\"");
   }
