@@ -43,9 +43,29 @@ struct ProxySettings {
   SourceLoc loc;
 };
 
+// One certificate chain and its key for a TLS listener. Paths are absolute, or relative to the
+// config file's folder (resolved by the loader). The files are read by proxy/, not here.
+struct TlsCertificate {
+  std::string cert;
+  std::string key;
+  SourceLoc cert_loc;
+  SourceLoc key_loc;
+};
+
+struct ListenerTls {
+  std::vector<TlsCertificate> certificates;  // at least one; the first is the SNI default
+  uint32_t handshake_timeout_ms = 10000;
+  bool session_tickets = true;
+};
+
 struct Listener {
   std::string name;
   HostPort address;
+  std::optional<ListenerTls> tls;
+  // `protocols`: HTTP/1.1 and HTTP/2 (h2 by ALPN on TLS, h2c by prior knowledge on plain).
+  // Default: ["http1"] on plain listeners, ["h2", "http1"] on TLS listeners.
+  bool http1 = true;
+  bool h2 = false;
   SourceLoc loc;
 };
 

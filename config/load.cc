@@ -552,6 +552,61 @@ void read_service(Context& ctx, TableReader& t, std::set<std::string>& names, Se
   }
 }
 
+// A file path, made absolute against the config file's folder.
+Check file_path(const std::string& config_file) {
+  return [&config_file](std::string& s) {
+    if (s.empty()) return std::string("must not be empty; give a file path");
+    size_t slash = config_file.rfind('/');
+    if (s.front() != '/' && slash != std::string::npos) s = config_file.substr(0, slash + 1) + s;
+    return std::string();
+  };
+}
+
+void read_listener_tls(Context& ctx, TableReader& t, ListenerTls& tls) {
+  t.integer("handshake_timeout_ms", tls.handshake_timeout_ms, 1, kMaxTimeoutMs);
+  t.boolean("session_tickets", tls.session_tickets);
+  each_table(ctx, t, "certificate",
+             "needs at least one [[listener.tls.certificate]] with cert and key",
+             [&](TableReader& ct, size_t) {
+               TlsCertificate& c = tls.certificates.emplace_back();
+               if (ct.string("cert", c.cert, Need::kRequired, file_path(ctx.file())))
+                 c.cert_loc = ctx.loc(ct.find("cert", Need::kOptional)->source());
+               if (ct.string("key", c.key, Need::kRequired, file_path(ctx.file())))
+                 c.key_loc = ctx.loc(ct.find("key", Need::kOptional)->source());
+             });
+}
+
+void read_listener(Context& ctx, TableReader& t, std::set<std::string>& names, Listener& l) {
+  l.loc = t.loc();
+  t.string("name", l.name, Need::kRequired, unique_name(names, "listener"));
+  std::string text;  // kept only as l.address
+  t.string("address", text, Need::kRequired, address(true, l.address));
+  if (const auto* tls = t.typed<toml::table>("tls", Need::kOptional)) {
+    TableReader tt(ctx, *tls, t.path("tls"));
+    read_listener_tls(ctx, tt, l.tls.emplace());
+    tt.finish();
+  }
+  l.h2 = l.tls.has_value();
+  const auto* protocols = t.typed<toml::array>("protocols", Need::kOptional);
+  if (!protocols) return;
+  const char* h2_name = l.tls ? "h2" : "h2c";
+  l.http1 = l.h2 = false;
+  const size_t errors_before = ctx.error_count();
+  for (size_t i = 0; i < protocols->size(); ++i) {
+    const std::string path = indexed(t.path("protocols"), i);
+    auto name = ctx.string(protocols->get(i), path, [&](std::string& s) {
+      if (s == "http1" || s == h2_name) return std::string();
+      return quoted(s) + " is not a protocol of this listener; use \"http1\" or \"" + h2_name +
+             "\"" + (l.tls ? " (TLS listener)" : " (plain listener; h2 needs [listener.tls])");
+    });
+    if (name) (*name == "http1" ? l.http1 : l.h2) = true;
+  }
+  if (!l.http1 && !l.h2 && ctx.error_count() == errors_before) {
+    ctx.error(protocols->source(), t.path("protocols"),
+              std::string("needs at least one protocol: \"http1\" or \"") + h2_name + "\"");
+  }
+}
+
 Config read_config(Context& ctx, const toml::table& root) {
   Config c;
   TableReader top(ctx, root, "");
@@ -565,11 +620,7 @@ Config read_config(Context& ctx, const toml::table& root) {
   std::set<std::string> listener_names;
   each_table(ctx, top, "listener", "no [[listener]] defined; add one with a name and an address",
              [&](TableReader& t, size_t) {
-               Listener& l = c.listeners.emplace_back();
-               l.loc = t.loc();
-               t.string("name", l.name, Need::kRequired, unique_name(listener_names, "listener"));
-               std::string text;  // kept only as l.address
-               t.string("address", text, Need::kRequired, address(true, l.address));
+               read_listener(ctx, t, listener_names, c.listeners.emplace_back());
              });
 
   std::set<std::string> service_names;

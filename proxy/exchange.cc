@@ -209,6 +209,13 @@ void Exchange::count_failure(UpstreamError e) {
   counters_->total_latency[health::Histogram::index(elapsed_us())].add();
 }
 
+void Exchange::abandon() {
+  if (UpstreamConn* u = upstream_) {
+    upstream_ = nullptr;
+    u->close();
+  }
+}
+
 void Exchange::on_upstream_head(UpstreamConn&, const UpstreamResponseHead& head) {
   response_started_ = true;
   if (counters_) {

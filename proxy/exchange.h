@@ -66,6 +66,9 @@ class Exchange final : private UpstreamHandler {
   bool request_congested();
   void pause_response();
   void resume_response();
+  // The owner is going away before the exchange ends (an HTTP/2 stream reset): drops the
+  // upstream connection now, so no owner callback can follow.
+  void abandon();
 
   const routing::Service* service() const { return service_; }
   const routing::Version* version() const { return version_; }

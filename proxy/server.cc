@@ -288,6 +288,13 @@ int Server::run() {
       rollout_command(svc.name, "start", &why);
     }
   }
+  std::vector<config::Error> tls_errors;
+  tls_ = build_tls_set(*config_, &tls_errors);
+  if (!tls_) {
+    for (const auto& e : tls_errors) std::fprintf(stderr, "%s\n", e.to_string().c_str());
+    std::fprintf(stderr, "weir: not starting: a certificate or key cannot be used\n");
+    return 1;
+  }
   if (!open_listeners(&error)) {
     std::fprintf(stderr, "weir: %s\n", error.c_str());
     return 1;
@@ -305,6 +312,7 @@ int Server::run() {
   uv_timer_start(&tick_, on_tick, kTickMs, kTickMs);
   for (unsigned w = 0; w < worker_count_; ++w) {
     workers_.push_back(std::make_unique<Worker>(w, fds_[w], snap_));
+    workers_.back()->post_tls(tls_);
     fds_[w].clear();  // the worker's uv_tcp_t owns them now
   }
   for (auto& w : workers_) w->start();
@@ -361,6 +369,14 @@ void Server::reload() {
                  "workers change only with a restart\n");
     return;
   }
+  // Certificates are re-read on every reload; a broken one keeps the running set.
+  std::vector<config::Error> tls_errors;
+  auto tls = build_tls_set(*next, &tls_errors);
+  if (!tls) {
+    std::fprintf(stderr, "weir: reload failed, keeping the running configuration:\n");
+    for (const auto& e : tls_errors) std::fprintf(stderr, "  %s\n", e.to_string().c_str());
+    return;
+  }
   std::string error;
   auto previous = config_;
   config_ = next;
@@ -371,6 +387,8 @@ void Server::reload() {
                  error.c_str());
     return;
   }
+  tls_ = tls;
+  for (auto& w : workers_) w->post_tls(tls);
   publish(snap);
   std::fprintf(stderr, "weir: reloaded %s (generation %llu)\n", config_->path.c_str(),
                static_cast<unsigned long long>(generation_));

@@ -14,6 +14,7 @@
 #include "health/guard.h"
 #include "health/rollout.h"
 #include "health/stats_window.h"
+#include "proxy/tls_context.h"
 #include "proxy/worker.h"
 #include "routing/snapshot.h"
 
@@ -48,6 +49,7 @@ class Server {
   static void on_signal(uv_signal_t* h, int signum);
 
   std::shared_ptr<const config::Config> config_;
+  std::shared_ptr<const TlsSet> tls_;
   routing::EndpointRegistry registry_;
   uint64_t generation_ = 0;
   unsigned worker_count_ = 1;

@@ -27,6 +27,11 @@ struct WorkerStats {
   Counter upstream_reused;
   Counter upstream_retries;
   health::VersionCounterTable versions;  // by routing::Version::stats_id
+  Counter tls_handshakes;
+  Counter tls_handshake_failures[4];  // TlsFailure: timeout, peer closed, protocol, other
+  Counter h2_connections;
+  Counter h2_streams;
+  Counter h2_abuse_closes;  // connections closed for floods, rapid reset or protocol errors
 
   static int generated_slot(int status) {
     switch (status) {
