@@ -85,12 +85,56 @@ bool Server::open_listeners(std::string* error) {
   return true;
 }
 
+bool Server::open_state(std::string* error) {
+  store_ = std::make_unique<StateStore>(config_->admin.state_dir);
+  if (!store_->open(error)) return false;
+  std::string why;
+  if (auto saved = store_->load_state(&why)) {
+    auto loaded = RuntimeState::from_json(*saved, &why);
+    if (!loaded) {
+      *error = store_->dir() + "/state.json: " + why;
+      return false;
+    }
+    runtime_ = std::move(*loaded);
+  } else if (!why.empty()) {
+    *error = why;
+    return false;
+  }
+  // The config may have changed while weir was down: overrides for a changed version set go.
+  std::vector<std::string> reset = runtime_.reconcile(*config_);
+  for (const auto& name : reset) {
+    AuditEvent ev;
+    ev.actor = "startup";
+    ev.action = "reset_overrides";
+    ev.service = name;
+    ev.reason = "the service's set of versions changed in the configuration";
+    if (!store_->append(ev, error)) return false;
+    std::fprintf(stderr, "weir: %s: runtime weights reset: its versions changed\n", name.c_str());
+  }
+  return store_->save_state(runtime_.to_json(), error);
+}
+
+std::shared_ptr<const routing::Snapshot> Server::build(const config::Config& config,
+                                                       const RuntimeState& runtime,
+                                                       std::string* error) {
+  auto effective = std::make_shared<const config::Config>(runtime.apply(config));
+  return routing::build_snapshot(effective, registry_, ++generation_, resolve_endpoint, error);
+}
+
+void Server::publish(std::shared_ptr<const routing::Snapshot> snap) {
+  for (auto& w : workers_) w->post_snapshot(snap);
+}
+
 int Server::run() {
   ::signal(SIGPIPE, SIG_IGN);
   worker_count_ = config_->proxy.workers;
   if (worker_count_ == 0) worker_count_ = std::max(1u, std::thread::hardware_concurrency());
   std::string error;
-  auto snap = routing::build_snapshot(config_, registry_, ++generation_, resolve_endpoint, &error);
+  if (!open_state(&error)) {
+    std::fprintf(stderr, "weir: state: %s\n", error.c_str());
+    return 1;
+  }
+  auto snap = build(*config_, runtime_, &error);
   if (!snap) {
     std::fprintf(stderr, "weir: %s\n", error.c_str());
     return 1;
@@ -100,6 +144,19 @@ int Server::run() {
     return 1;
   }
   uv_loop_init(&loop_);
+  if (config_->admin.enabled) {
+    api_ = std::make_unique<AdminApi>(*this);
+    admin_ = std::make_unique<AdminServer>(&loop_, *api_);
+    config::HostPort bound;
+    if (!admin_->start(config_->admin.address, &bound, &error)) {
+      std::fprintf(stderr, "weir: %s\n", error.c_str());
+      admin_->stop();
+      uv_run(&loop_, UV_RUN_DEFAULT);
+      uv_loop_close(&loop_);
+      return 1;
+    }
+    std::fprintf(stderr, "weir: admin listening on %s\n", bound.to_string().c_str());
+  }
   for (uv_signal_t* s : {&sigterm_, &sigint_, &sighup_}) {
     uv_signal_init(&loop_, s);
     s->data = this;
@@ -123,7 +180,7 @@ int Server::run() {
 void Server::on_signal(uv_signal_t* h, int signum) {
   auto* self = static_cast<Server*>(h->data);
   if (signum == SIGHUP) {
-    self->reload();
+    self->reload("signal");
   } else {
     self->shutdown();
   }
@@ -138,18 +195,58 @@ void Server::shutdown() {
   for (uv_signal_t* s : {&sigterm_, &sigint_, &sighup_}) {
     uv_close(reinterpret_cast<uv_handle_t*>(s), nullptr);
   }
+  if (admin_) admin_->stop();
 }
 
-void Server::reload() {
-  if (config_->path.empty()) {
-    std::fprintf(stderr, "weir: reload: the embedded configuration cannot be reloaded\n");
-    return;
+bool Server::commit(RuntimeState next, AuditEvent event, std::string* error) {
+  auto snap = build(*config_, next, error);
+  if (!snap) return false;
+  // Durable first: the state file, then the audit record; only then does traffic move.
+  if (!store_->save_state(next.to_json(), error)) return false;
+  if (!store_->append(event, error)) {
+    std::string ignored;
+    store_->save_state(runtime_.to_json(), &ignored);
+    return false;
   }
+  runtime_ = std::move(next);
+  publish(std::move(snap));
+  std::fprintf(stderr, "weir: %s %s by %s: %s\n", event.action.c_str(), event.service.c_str(),
+               event.actor.c_str(), event.after.dump().c_str());
+  return true;
+}
+
+std::vector<nlohmann::json> Server::events_since(uint64_t since, size_t limit) const {
+  return store_->events_since(since, limit);
+}
+
+std::string Server::metrics_text() { return ""; }
+
+void Server::annotate(ServiceStateView&) const {
+  // Endpoint health, per-version stats windows and guard/rollout state are filled here once
+  // those parts of the control plane exist.
+}
+
+ReloadOutcome Server::reload(const std::string& actor) {
+  ReloadOutcome out;
+  auto fail = [&](std::vector<std::string> errors) {
+    ++reloads_failed_;
+    std::fprintf(stderr, "weir: reload failed, keeping the running configuration:\n");
+    for (const auto& e : errors) std::fprintf(stderr, "  %s\n", e.c_str());
+    AuditEvent ev;
+    ev.actor = actor;
+    ev.action = "reload_failed";
+    ev.detail = {{"errors", errors}};
+    std::string ignored;
+    store_->append(ev, &ignored);
+    out.errors = std::move(errors);
+    return out;
+  };
+  if (config_->path.empty()) return fail({"the embedded configuration cannot be reloaded"});
   config::LoadResult r = config::load_file(config_->path);
   if (!r.config) {
-    std::fprintf(stderr, "weir: reload failed, keeping the running configuration:\n");
-    for (const auto& e : r.errors) std::fprintf(stderr, "  %s\n", e.to_string().c_str());
-    return;
+    std::vector<std::string> errors;
+    for (const auto& e : r.errors) errors.push_back(e.to_string());
+    return fail(std::move(errors));
   }
   auto next = std::make_shared<const config::Config>(std::move(*r.config));
   bool same_listeners = next->listeners.size() == config_->listeners.size();
@@ -158,23 +255,40 @@ void Server::reload() {
                      next->listeners[i].address.to_string() ==
                          config_->listeners[i].address.to_string();
   }
-  if (!same_listeners || next->proxy.workers != config_->proxy.workers) {
-    std::fprintf(stderr,
-                 "weir: reload failed, keeping the running configuration: listeners and "
-                 "workers change only with a restart\n");
-    return;
-  }
+  if (!same_listeners || next->proxy.workers != config_->proxy.workers)
+    return fail({next->path + ": listeners and workers change only with a restart"});
+  const config::AdminSettings &was = config_->admin, &now = next->admin;
+  if (was.enabled != now.enabled || was.address.to_string() != now.address.to_string() ||
+      was.state_dir != now.state_dir)
+    return fail({next->path + ": [admin] address and state_dir change only with a restart"});
+  RuntimeState next_runtime = runtime_;
+  out.reset_services = next_runtime.reconcile(*next);
   std::string error;
-  auto snap = routing::build_snapshot(next, registry_, ++generation_, resolve_endpoint, &error);
-  if (!snap) {
-    std::fprintf(stderr, "weir: reload failed, keeping the running configuration: %s\n",
-                 error.c_str());
-    return;
+  auto snap = build(*next, next_runtime, &error);
+  if (!snap) return fail({error});
+  if (!store_->save_state(next_runtime.to_json(), &error)) return fail({error});
+  AuditEvent ev;
+  ev.actor = actor;
+  ev.action = "reload";
+  ev.detail = {{"generation", generation_}, {"reset_services", out.reset_services}};
+  if (!out.reset_services.empty())
+    ev.reason = "runtime weights reset where a service's set of versions changed";
+  if (!store_->append(ev, &error)) {
+    std::string ignored;
+    store_->save_state(runtime_.to_json(), &ignored);
+    return fail({error});
   }
   config_ = next;
-  for (auto& w : workers_) w->post_snapshot(snap);
+  runtime_ = std::move(next_runtime);
+  publish(std::move(snap));
+  ++reloads_ok_;
+  out.ok = true;
+  out.generation = generation_;
+  for (const auto& name : out.reset_services)
+    std::fprintf(stderr, "weir: %s: runtime weights reset: its versions changed\n", name.c_str());
   std::fprintf(stderr, "weir: reloaded %s (generation %llu)\n", config_->path.c_str(),
                static_cast<unsigned long long>(generation_));
+  return out;
 }
 
 }  // namespace weir::proxy

@@ -1,5 +1,7 @@
-// The control thread: owns the configuration, the listening sockets and the workers; turns
-// signals into shutdown (SIGTERM/SIGINT) and reload (SIGHUP), and publishes snapshots.
+// The control thread: owns the configuration, the runtime state (weights set through the admin
+// API), the listening sockets, the admin listener and the workers; turns signals into shutdown
+// (SIGTERM/SIGINT) and reload (SIGHUP), and publishes snapshots, all built by build() from the
+// configuration with the runtime state applied.
 #pragma once
 
 #include <uv.h>
@@ -9,26 +11,48 @@
 #include <vector>
 
 #include "config/config.h"
+#include "proxy/admin_api.h"
+#include "proxy/admin_server.h"
+#include "proxy/runtime_state.h"
+#include "proxy/state_store.h"
 #include "proxy/worker.h"
 #include "routing/snapshot.h"
 
 namespace weir::proxy {
 
-class Server {
+class Server final : public AdminHost {
  public:
   explicit Server(std::shared_ptr<const config::Config> config);
-  ~Server();
+  ~Server() override;
 
   // Binds, starts the workers and runs the control loop until shutdown. Returns the exit code.
   int run();
 
+  // AdminHost
+  const config::Config& configured() const override { return *config_; }
+  const RuntimeState& runtime() const override { return runtime_; }
+  bool commit(RuntimeState next, AuditEvent event, std::string* error) override;
+  ReloadOutcome reload(const std::string& actor) override;
+  std::vector<nlohmann::json> events_since(uint64_t since, size_t limit) const override;
+  std::string metrics_text() override;
+  void annotate(ServiceStateView& view) const override;
+
  private:
   bool open_listeners(std::string* error);
-  void reload();
+  bool open_state(std::string* error);
+  // The one place snapshots come from: `config` with `runtime`'s overrides applied.
+  std::shared_ptr<const routing::Snapshot> build(const config::Config& config,
+                                                 const RuntimeState& runtime, std::string* error);
+  void publish(std::shared_ptr<const routing::Snapshot> snap);
   void shutdown();
   static void on_signal(uv_signal_t* h, int signum);
 
   std::shared_ptr<const config::Config> config_;
+  RuntimeState runtime_;
+  std::unique_ptr<StateStore> store_;
+  std::unique_ptr<AdminApi> api_;
+  std::unique_ptr<AdminServer> admin_;
+  uint64_t reloads_ok_ = 0, reloads_failed_ = 0;
   routing::EndpointRegistry registry_;
   uint64_t generation_ = 0;
   unsigned worker_count_ = 1;
