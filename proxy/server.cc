@@ -1,5 +1,7 @@
 #include "proxy/server.h"
 
+#include "proxy/metrics.h"
+
 #include <netdb.h>
 #include <netinet/in.h>
 #include <signal.h>
@@ -219,7 +221,15 @@ std::vector<nlohmann::json> Server::events_since(uint64_t since, size_t limit) c
   return store_->events_since(since, limit);
 }
 
-std::string Server::metrics_text() { return ""; }
+std::string Server::metrics_text() {
+  MetricsSource source;
+  for (const auto& w : workers_) source.workers.push_back(&w->stats());
+  source.config = config_.get();
+  source.runtime = &runtime_;
+  source.reloads_ok = reloads_ok_;
+  source.reloads_failed = reloads_failed_;
+  return render_metrics(source);
+}
 
 void Server::annotate(ServiceStateView&) const {
   // Endpoint health, per-version stats windows and guard/rollout state are filled here once

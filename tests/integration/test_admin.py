@@ -8,7 +8,7 @@ import threading
 import time
 import unittest
 
-from harness import (WeirTestCase, admin_call, admin_settings, curl, load, render_config, route,
+from harness import (WeirTestCase, admin_call, admin_settings, curl, get, load, render_config, route,
                      service, start_weir, version, ADMIN_TOKENS)
 
 
@@ -248,6 +248,52 @@ class Reload(AdminTestCase):
         self.assertEqual(self.weights(), {"blue": 100})
         self.assertEqual(self.backends_seen(), {"blue"})
         self.assertEqual(self.events()[-1]["detail"]["reset_services"], ["shop"])
+
+
+class Metrics(AdminTestCase):
+    def scrape(self, token=None):
+        from prometheus_client.parser import text_string_to_metric_families
+        r = admin_call(self.edge, "GET", "/metrics", token=token)
+        self.assertEqual(r.status, 200, r)
+        self.assertTrue(r.header("content-type").startswith("text/plain; version=0.0.4"))
+        samples = {}
+        for family in text_string_to_metric_families(r.body.decode()):
+            for s in family.samples:
+                samples[(s.name, tuple(sorted(s.labels.items())))] = s.value
+        return samples
+
+    def test_metrics_parse_and_match_requests_sent(self):
+        self.start(open_metrics=True)
+        with self.client(self.edge) as c:
+            for _ in range(50):
+                self.assertEqual(c.get("/").status, 200)
+        # A fresh connection: weir answers a malformed request on a used keep-alive connection
+        # by closing it (the data path's business, not this test's).
+        self.assertEqual(get(self.edge.addr, "/", host="bad host").status, 400)
+        m = self.scrape()
+        self.assertEqual(m[("weir_requests_total", (("code_class", "2xx"),))], 50)
+        self.assertEqual(m[("weir_requests_total", (("code_class", "4xx"),))], 1)
+        self.assertEqual(m[("weir_local_replies_total", (("reason", "bad_request"),))], 1)
+        self.assertEqual(m[("weir_build_info", (("version", "0.1.0"),))], 1)
+        self.assertEqual(m[("weir_connections_accepted_total", ())], 2)
+        weight = ("weir_version_weight", (("service", "shop"), ("version", "green")))
+        self.assertEqual(m[weight], 10)
+        self.put_weights({"green": 70})
+        self.assertEqual(self.scrape()[weight], 70)
+        self.write_broken_config()
+        self.assertEqual(admin_call(self.edge, "POST", "/api/v1/reload").status, 422)
+        m = self.scrape()
+        self.assertEqual(m[("weir_config_reloads_total", (("result", "error"),))], 1)
+        self.assertEqual(m[("weir_config_reloads_total", (("result", "ok"),))], 0)
+
+    def test_metrics_need_a_token_unless_open(self):
+        self.start()
+        self.assertEqual(admin_call(self.edge, "GET", "/metrics", token=None).status, 401)
+        self.assertIn(("weir_requests_total", (("code_class", "2xx"),)), self.scrape("viewer"))
+
+    def write_broken_config(self):
+        with open(self.config_path, "w") as f:
+            f.write(self.config() + "\n[[route]]\nlistener = 5\n")
 
 
 if __name__ == "__main__":
