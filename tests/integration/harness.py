@@ -24,6 +24,7 @@ from collections import Counter
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 WEIR_BIN = os.environ.get("WEIR_BIN", os.path.join(REPO, "build", "weir"))
 BACKEND_BIN = os.environ.get("WEIR_BACKEND_BIN", os.path.join(REPO, "build", "weir-backend"))
+WEIRCTL_BIN = os.environ.get("WEIRCTL_BIN", os.path.join(REPO, "build", "weirctl"))
 
 START_TIMEOUT = 10.0  # seconds for a process to print its listening line
 IO_TIMEOUT = 10.0     # default socket timeout
@@ -285,6 +286,18 @@ def admin_call(weir_or_addr, method, path, token="ci", body=None, headers=()):
         hdrs.append(("Content-Length", str(len(body))))
     with Client(addr) as c:
         return c.request(method, path, hdrs, body or b"", host="admin")
+
+
+def weirctl(weir, *args, token="ci", timeout=30):
+    """Runs weirctl against weir's admin listener with token (a name from ADMIN_TOKENS) in
+    WEIR_TOKEN; returns the CompletedProcess (text)."""
+    env = {k: v for k, v in os.environ.items() if k not in ("WEIR_TOKEN", "WEIR_ADMIN")}
+    if token is not None:
+        env["WEIR_TOKEN"] = ADMIN_TOKENS[token][1]
+    host, port = weir.admin
+    return subprocess.run([WEIRCTL_BIN, "--admin", f"http://{host}:{port}", *args],
+                          capture_output=True, text=True, timeout=timeout, env=env,
+                          stdin=subprocess.DEVNULL)
 
 
 # ---------------------------------------------------------------------------------------------

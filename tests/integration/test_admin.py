@@ -9,7 +9,7 @@ import time
 import unittest
 
 from harness import (WeirTestCase, admin_call, admin_settings, curl, get, load, render_config, route,
-                     service, start_weir, version, ADMIN_TOKENS)
+                     service, start_weir, version, weirctl, ADMIN_TOKENS)
 
 
 class AdminTestCase(WeirTestCase):
@@ -294,6 +294,56 @@ class Metrics(AdminTestCase):
     def write_broken_config(self):
         with open(self.config_path, "w") as f:
             f.write(self.config() + "\n[[route]]\nlistener = 5\n")
+
+
+class WeirCtl(AdminTestCase):
+    def test_every_command(self):
+        self.start()
+        r = weirctl(self.edge, "status", token="viewer")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertRegex(r.stdout, r"(?m)^SERVICE +STABLE +STATE")
+        self.assertRegex(r.stdout, r"(?m)^shop +blue +1 +off +blue +90 +90 +90\.0%")
+        r = weirctl(self.edge, "set-weights", "shop", "blue=20", "green=80", "--reason", "ramp")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(self.weights(), {"blue": 20, "green": 80})
+        r = weirctl(self.edge, "--json", "status", "shop")
+        self.assertEqual(json.loads(r.stdout)["state_version"], 2)
+        r = weirctl(self.edge, "promote", "shop", "green")
+        self.assertEqual((r.returncode, self.shop()[0]["stable"]), (0, "green"), r.stderr)
+        r = weirctl(self.edge, "rollback", "shop", "--reason", "bad")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        r = weirctl(self.edge, "--json", "events", "--since", "1")
+        self.assertEqual([e["action"] for e in json.loads(r.stdout)["events"]],
+                         ["promote", "rollback"])
+        r = weirctl(self.edge, "events")
+        self.assertRegex(r.stdout, r"(?m)^1 +\S+ +ci +set_weights +shop .* ramp$")
+        r = weirctl(self.edge, "reload")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("reloaded", r.stdout)
+        self.assertIn("weir_requests_total", weirctl(self.edge, "metrics").stdout)
+
+    def test_failures_exit_non_zero_with_a_message(self):
+        self.start()
+        r = weirctl(self.edge, "set-weights", "shop", "green=100", token="viewer")
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("403 forbidden", r.stderr)
+        r = weirctl(self.edge, "set-weights", "shop", "purple=1")
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("no version \"purple\"", r.stderr)
+        r = weirctl(self.edge, "status", token=None)
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("401 unauthorized", r.stderr)
+        self.assertEqual(weirctl(self.edge, "set-weights", "shop", "green").returncode, 2)
+        self.assertEqual(weirctl(self.edge, "frobnicate").returncode, 2)
+        with open(self.config_path, "a") as f:
+            f.write("\n[[route]]\nlistener = 5\n")
+        r = weirctl(self.edge, "reload")
+        self.assertEqual(r.returncode, 1)
+        self.assertRegex(r.stderr, r"weir\.toml:\d+:\d+: route\[1\]\.listener")
+        self.edge.kill()
+        r = weirctl(self.edge, "status")
+        self.assertEqual(r.returncode, 3)
+        self.assertIn("cannot connect", r.stderr)
 
 
 if __name__ == "__main__":
