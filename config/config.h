@@ -2,6 +2,7 @@
 // sees TOML. Every field has its default here, so a Config{} is a valid empty config.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -121,9 +122,33 @@ struct Route {
   SourceLoc loc;
 };
 
+// One admin API bearer token, from [admin] tokens_file. Only the SHA-256 of the token is ever
+// held, so neither the config nor a memory dump gives the token away.
+struct AdminToken {
+  enum class Scope : uint8_t { kRead, kWrite };
+  std::string name;  // the audit log's actor
+  Scope scope = Scope::kRead;
+  std::array<uint8_t, 32> sha256{};
+  SourceLoc loc;
+};
+
+// [admin]: the admin API listener. Off unless the table is present (a fixed default port would
+// collide between several weir processes on one machine).
+struct AdminSettings {
+  bool enabled = false;
+  HostPort address{"127.0.0.1", 9901};
+  std::string tokens_file;  // required when enabled; relative to the config file's directory
+  std::string state_dir;    // "" = runtime state and audit log live in memory only
+  bool open_healthz = true;   // /healthz without a token
+  bool open_metrics = false;  // /metrics without a token
+  std::vector<AdminToken> tokens;  // read from tokens_file at load (and at every reload)
+  SourceLoc loc;
+};
+
 struct Config {
   std::string path;  // the file it was read from ("" for embedded configs)
   ProxySettings proxy;
+  AdminSettings admin;
   std::vector<Listener> listeners;
   std::vector<Service> services;
   std::vector<Route> routes;

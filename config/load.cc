@@ -143,7 +143,7 @@ class Context {
   }
   const std::string& file() const { return file_; }
 
-  // Type-checks one node, reporting a mismatch; T is std::string, int64_t, toml::table or
+  // Type-checks one node, reporting a mismatch; T is std::string, int64_t, bool, toml::table or
   // toml::array.
   template <typename T>
   const auto* as(const toml::node& node, const std::string& path) {
@@ -440,6 +440,61 @@ void read_proxy(TableReader& t, ProxySettings& p) {
   t.string("request_id_header", p.request_id_header, Need::kOptional, token(true));
 }
 
+void read_admin(TableReader& t, AdminSettings& a) {
+  a.enabled = true;
+  a.loc = t.loc();
+  std::string text;  // kept only as a.address
+  t.string("address", text, Need::kOptional, address(true, a.address));
+  t.string("tokens_file", a.tokens_file, Need::kRequired, [](std::string& s) {
+    return s.empty() ? std::string("must name a file of [[token]] tables") : std::string();
+  });
+  t.string("state_dir", a.state_dir, Need::kOptional);
+  t.boolean("open_healthz", a.open_healthz);
+  t.boolean("open_metrics", a.open_metrics);
+}
+
+std::string check_sha256_hex(std::string& s) {
+  s = lower(s);
+  if (s.size() != 64 || !std::all_of(s.begin(), s.end(), [](char c) {
+        return std::isxdigit(static_cast<unsigned char>(c)) != 0;
+      }))
+    return "must be the 64 hex digits of the token's SHA-256 (e.g. `printf %s TOKEN | "
+           "sha256sum`)";
+  return "";
+}
+
+// The tokens file: [[token]] tables with name, scope and sha256. Errors name the tokens file.
+void read_tokens(Context& ctx, const toml::table& root, std::vector<AdminToken>& out) {
+  TableReader top(ctx, root, "");
+  std::set<std::string> names, digests;
+  each_table(ctx, top, "token", "no [[token]] defined; add one with name, scope and sha256",
+             [&](TableReader& t, size_t) {
+               AdminToken& tok = out.emplace_back();
+               tok.loc = t.loc();
+               t.string("name", tok.name, Need::kRequired, unique_name(names, "token"));
+               std::string scope;
+               if (t.string("scope", scope, Need::kRequired, [](std::string& s) {
+                     return s == "read" || s == "write"
+                                ? std::string()
+                                : quoted(s) + " is not a scope; use \"read\" or \"write\"";
+                   })) {
+                 tok.scope = scope == "write" ? AdminToken::Scope::kWrite
+                                              : AdminToken::Scope::kRead;
+               }
+               std::string hex;
+               if (t.string("sha256", hex, Need::kRequired, [&](std::string& s) {
+                     if (std::string why = check_sha256_hex(s); !why.empty()) return why;
+                     if (!digests.insert(s).second)
+                       return std::string("the same token is listed twice; give each one its own");
+                     return std::string();
+                   })) {
+                 for (size_t i = 0; i < 32; ++i)
+                   tok.sha256[i] = static_cast<uint8_t>(std::stoul(hex.substr(i * 2, 2), nullptr, 16));
+               }
+             });
+  top.finish();
+}
+
 void read_endpoints(Context& ctx, TableReader& t, std::vector<HostPort>& out) {
   const auto* array = t.typed<toml::array>("endpoints", Need::kRequired);
   if (!array) return;
@@ -616,6 +671,11 @@ Config read_config(Context& ctx, const toml::table& root) {
     read_proxy(t, c.proxy);
     t.finish();
   }
+  if (const auto* admin = top.typed<toml::table>("admin", Need::kOptional)) {
+    TableReader t(ctx, *admin, "admin");
+    read_admin(t, c.admin);
+    t.finish();
+  }
 
   std::set<std::string> listener_names;
   each_table(ctx, top, "listener", "no [[listener]] defined; add one with a name and an address",
@@ -650,14 +710,52 @@ Config read_config(Context& ctx, const toml::table& root) {
   return c;
 }
 
+// The whole file at `path`; errno on failure (0 on success).
+int read_text(const std::string& path, std::string& text) {
+  int err = 0;
+  if (std::FILE* f = std::fopen(path.c_str(), "rb")) {
+    char buf[65536];
+    size_t n;
+    while ((n = std::fread(buf, 1, sizeof buf, f)) > 0) text.append(buf, n);
+    err = std::ferror(f) ? errno : 0;  // a directory opens fine and fails here with EISDIR
+    std::fclose(f);
+  } else {
+    err = errno;
+  }
+  return err;
+}
+
+// Reads [admin] tokens_file (resolved against the config file's directory) into admin.tokens.
+std::vector<Error> load_tokens(AdminSettings& admin, const std::string& config_path) {
+  std::string& path = admin.tokens_file;
+  size_t slash = config_path.rfind('/');
+  if (!path.starts_with('/') && slash != std::string::npos)
+    path = config_path.substr(0, slash + 1) + path;
+  Context ctx(path);
+  std::string text;
+  if (int err = read_text(path, text); err != 0) {
+    ctx.error(admin.loc, "admin.tokens_file", "cannot read " + path + ": " + std::strerror(err));
+    return ctx.take_errors();
+  }
+  try {
+    read_tokens(ctx, toml::parse(text, std::string_view(path)), admin.tokens);
+  } catch (const toml::parse_error& e) {
+    ctx.error(e.source(), "", std::string(e.description()) + "; fix the TOML syntax");
+  }
+  return ctx.take_errors();
+}
+
 LoadResult load(std::string_view text, const std::string& file, std::string config_path) {
   Context ctx(file);
   LoadResult result;
+  std::vector<Error> token_errors;
   try {
     toml::table root = toml::parse(text, std::string_view(file));
     Config config = read_config(ctx, root);
     config.path = std::move(config_path);
-    if (ctx.error_count() == 0) result.config = std::move(config);
+    if (ctx.error_count() == 0 && config.admin.enabled)
+      token_errors = load_tokens(config.admin, config.path);
+    if (ctx.error_count() == 0 && token_errors.empty()) result.config = std::move(config);
   } catch (const toml::parse_error& e) {
     ctx.error(e.source(), "", std::string(e.description()) + "; fix the TOML syntax");
   } catch (const std::exception& e) {
@@ -666,6 +764,7 @@ LoadResult load(std::string_view text, const std::string& file, std::string conf
     ctx.error(SourceLoc{file, 0, 0}, "", "internal error while reading the configuration");
   }
   result.errors = ctx.take_errors();
+  result.errors.insert(result.errors.end(), token_errors.begin(), token_errors.end());
   return result;
 }
 
@@ -694,16 +793,7 @@ LoadResult load_string(std::string_view toml_text, const std::string& source_nam
 
 LoadResult load_file(const std::string& path) {
   std::string text;
-  int err = 0;
-  if (std::FILE* f = std::fopen(path.c_str(), "rb")) {
-    char buf[65536];
-    size_t n;
-    while ((n = std::fread(buf, 1, sizeof buf, f)) > 0) text.append(buf, n);
-    err = std::ferror(f) ? errno : 0;  // a directory opens fine and fails here with EISDIR
-    std::fclose(f);
-  } else {
-    err = errno;
-  }
+  int err = read_text(path, text);
   if (err == 0) return load(text, path, path);
   LoadResult result;
   result.errors.push_back(

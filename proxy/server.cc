@@ -1,5 +1,7 @@
 #include "proxy/server.h"
 
+#include "proxy/metrics.h"
+
 #include <netdb.h>
 #include <netinet/in.h>
 #include <signal.h>
@@ -85,23 +87,39 @@ bool Server::open_listeners(std::string* error) {
   return true;
 }
 
-std::shared_ptr<const routing::Snapshot> Server::build(std::string* error) {
-  std::shared_ptr<const config::Config> effective = config_;
-  if (!weight_overrides_.empty() || !stable_overrides_.empty()) {
-    auto copy = std::make_shared<config::Config>(*config_);
-    for (auto& svc : copy->services) {
-      if (auto st = stable_overrides_.find(svc.name); st != stable_overrides_.end()) {
-        svc.stable = st->second;
-      }
-      auto it = weight_overrides_.find(svc.name);
-      if (it == weight_overrides_.end()) continue;
-      for (auto& v : svc.versions) {
-        auto w = it->second.find(v.name);
-        if (w != it->second.end()) v.weight = w->second;
-      }
+bool Server::open_state(std::string* error) {
+  store_ = std::make_unique<StateStore>(config_->admin.state_dir);
+  if (!store_->open(error)) return false;
+  std::string why;
+  if (auto saved = store_->load_state(&why)) {
+    auto loaded = RuntimeState::from_json(*saved, &why);
+    if (!loaded) {
+      *error = store_->dir() + "/state.json: " + why;
+      return false;
     }
-    effective = std::move(copy);
+    runtime_ = std::move(*loaded);
+  } else if (!why.empty()) {
+    *error = why;
+    return false;
   }
+  // The config may have changed while weir was down: overrides for a changed version set go.
+  std::vector<std::string> reset = runtime_.reconcile(*config_);
+  for (const auto& name : reset) {
+    AuditEvent ev;
+    ev.actor = "startup";
+    ev.action = "reset_overrides";
+    ev.service = name;
+    ev.reason = "the service's set of versions changed in the configuration";
+    if (!store_->append(ev, error)) return false;
+    std::fprintf(stderr, "weir: %s: runtime weights reset: its versions changed\n", name.c_str());
+  }
+  return store_->save_state(runtime_.to_json(), error);
+}
+
+std::shared_ptr<const routing::Snapshot> Server::build(const config::Config& config,
+                                                       const RuntimeState& runtime,
+                                                       std::string* error) {
+  auto effective = std::make_shared<const config::Config>(runtime.apply(config));
   return routing::build_snapshot(effective, registry_, ++generation_, resolve_endpoint, error);
 }
 
@@ -109,7 +127,6 @@ void Server::publish(std::shared_ptr<const routing::Snapshot> snap) {
   snap_ = snap;
   for (auto& w : workers_) w->post_snapshot(snap);
 }
-
 namespace {
 // The control thread folds statistics and runs guards on this tick; 250 ms keeps a revert
 // within a fraction of a second of its last consecutive breach.
@@ -137,12 +154,12 @@ void Server::collect_stats(uint64_t second) {
 }
 
 void Server::run_guards(uint64_t now_ms, uint64_t second) {
-  bool changed = false;
-  for (size_t si = 0; si < snap_->services.size(); ++si) {
+  for (size_t si = 0; si < snap_->services.size() && si < config_->services.size(); ++si) {
     const routing::Service& svc = snap_->services[si];
     const config::GuardConfig& g = config_->services[si].guard;
     auto ro = rollouts_.find(svc.name);
-    const bool rolling = ro != rollouts_.end() && ro->second.state() == health::RolloutState::kRunning;
+    const bool rolling =
+        ro != rollouts_.end() && ro->second.state() == health::RolloutState::kRunning;
     if (!g.enabled && !rolling) continue;
     ServiceGuard& sg = guards_[svc.name];
     const uint32_t interval = g.enabled ? g.interval_ms : 1000;
@@ -171,9 +188,29 @@ void Server::run_guards(uint64_t now_ms, uint64_t second) {
                        "breaches in a row (window %us): %s\n",
                        svc.name.c_str(), v.name.c_str(), e.breaches_in_a_row, g.window_s,
                        why.c_str());
-          weight_overrides_[svc.name][v.name] = 0;
+          const config::Service& cs = config_->services[si];
+          std::map<std::string, uint32_t> weights = runtime_.weights(cs);
+          weights[v.name] = 0;
+          AuditEvent ev;
+          ev.actor = "guard";
+          ev.action = "revert";
+          ev.reason = why;
+          ev.detail = nlohmann::json::parse(
+              health::DecisionLog(1).to_json(svc.name, g), nullptr, false);
+          ev.detail["evaluation"] = {{"version", v.name},
+                                     {"error_rate", summary.error_rate},
+                                     {"completed", summary.completed},
+                                     {"errors", summary.errors},
+                                     {"p99_ms", static_cast<double>(summary.p99_us) / 1000.0},
+                                     {"stable_error_rate", stable_summary.error_rate},
+                                     {"window_s", g.window_s}};
+          std::string error;
+          if (!change_service(svc.name, weights, "", std::move(ev), &error)) {
+            std::fprintf(stderr, "weir: guard: the revert could not be saved: %s\n",
+                         error.c_str());
+          }
+          sg.reverted = true;
           it->second.reset();
-          changed = true;
           if (ro != rollouts_.end() && ro->second.plan().version == v.name) {
             ro->second.abort("guard reverted " + v.name + ": " + why);
             std::fprintf(stderr, "weir: rollout: service %s aborted by the guard\n",
@@ -184,7 +221,7 @@ void Server::run_guards(uint64_t now_ms, uint64_t second) {
       }
       if (rolling && ro->second.plan().version == v.name &&
           ro->second.state() == health::RolloutState::kRunning) {
-        changed |= apply_rollout(svc.name, ro->second.on_verdict(verdict, now_ms));
+        apply_rollout(svc.name, ro->second.on_verdict(verdict, now_ms), "rollout");
         if (ro->second.state() == health::RolloutState::kPaused) {
           std::fprintf(stderr, "weir: rollout: service %s %s\n", svc.name.c_str(),
                        ro->second.last_reason().c_str());
@@ -192,45 +229,66 @@ void Server::run_guards(uint64_t now_ms, uint64_t second) {
       }
     }
   }
-  if (changed) rebuild_and_publish("guard");
 }
 
-bool Server::apply_rollout(const std::string& service, const health::Rollout::Action& a) {
-  if (!a.change && !a.promote) return false;
+bool Server::change_service(const std::string& service,
+                            const std::map<std::string, uint32_t>& weights,
+                            const std::string& stable, AuditEvent ev, std::string* error) {
+  RuntimeState next = runtime_;
+  ServiceRuntime* rt = next.find(service);
+  if (!rt) {
+    *error = "no such service " + service;
+    return false;
+  }
   const config::Service* cs = nullptr;
   for (const auto& s : config_->services) {
     if (s.name == service) cs = &s;
   }
-  if (!cs) return false;
+  ev.service = service;
+  ev.before = {{"weights", runtime_.weights(*cs)}, {"stable", runtime_.stable(*cs)}};
+  rt->weights = weights;
+  if (!stable.empty()) rt->stable = stable;
+  ++rt->state_version;
+  ev.after = {{"weights", weights}, {"stable", stable.empty() ? runtime_.stable(*cs) : stable}};
+  return commit(std::move(next), std::move(ev), error);
+}
+
+void Server::apply_rollout(const std::string& service, const health::Rollout::Action& a,
+                           const std::string& actor) {
+  if (!a.change && !a.promote) return;
+  const config::Service* cs = nullptr;
+  for (const auto& s : config_->services) {
+    if (s.name == service) cs = &s;
+  }
+  if (!cs) return;
   const std::string& version = cs->rollout.version;
-  auto st = stable_overrides_.find(service);
-  const std::string stable = st != stable_overrides_.end() ? st->second : cs->stable;
-  auto& weights = weight_overrides_[service];
+  const std::string stable = runtime_.stable(*cs);
+  std::map<std::string, uint32_t> weights = runtime_.weights(*cs);
+  AuditEvent ev;
+  ev.actor = actor;
+  ev.reason = a.why;
+  std::string new_stable;
   if (a.promote) {
-    for (const auto& v : cs->versions) weights[v.name] = v.name == version ? 100 : 0;
-    stable_overrides_[service] = version;
+    for (auto& [name, w] : weights) w = name == version ? 100 : 0;
+    new_stable = version;
+    ev.action = "rollout_promote";
     std::fprintf(stderr, "weir: rollout: service %s promoted %s to stable (%s)\n",
                  service.c_str(), version.c_str(), a.why.c_str());
   } else {
     weights[version] = a.weight;
-    weights[stable] = 100 - a.weight;
+    if (stable != version) weights[stable] = 100 - a.weight;
+    ev.action = "rollout_step";
     std::fprintf(stderr, "weir: rollout: service %s version %s at %u%% (%s)\n", service.c_str(),
                  version.c_str(), a.weight, a.why.c_str());
   }
-  return true;
-}
-
-void Server::rebuild_and_publish(const char* why) {
   std::string error;
-  if (auto snap = build(&error)) {
-    publish(snap);
-  } else {
-    std::fprintf(stderr, "weir: %s: cannot publish the change: %s\n", why, error.c_str());
+  if (!change_service(service, weights, new_stable, std::move(ev), &error)) {
+    std::fprintf(stderr, "weir: rollout: the change could not be saved: %s\n", error.c_str());
   }
 }
 
 bool Server::rollout_command(const std::string& service, const std::string& op,
-                             std::string* error) {
+                             const std::string& actor, std::string* error) {
   auto it = rollouts_.find(service);
   if (it == rollouts_.end()) {
     *error = "service " + service + " has no [service.rollout]";
@@ -247,7 +305,7 @@ bool Server::rollout_command(const std::string& service, const std::string& op,
   } else if (op == "resume") {
     a = r.resume(now, error);
   } else if (op == "abort") {
-    a = r.abort("aborted by an operator");
+    a = r.abort("aborted by " + actor);
   } else if (op == "promote") {
     a = r.promote(error);
   } else {
@@ -255,7 +313,7 @@ bool Server::rollout_command(const std::string& service, const std::string& op,
     return false;
   }
   if (!error->empty()) return false;
-  if (apply_rollout(service, a)) rebuild_and_publish("rollout");
+  apply_rollout(service, a, actor);
   return true;
 }
 
@@ -269,25 +327,23 @@ std::string Server::explain_json(const std::string& service) const {
   return "";
 }
 
+
+
 int Server::run() {
   ::signal(SIGPIPE, SIG_IGN);
   worker_count_ = config_->proxy.workers;
   if (worker_count_ == 0) worker_count_ = std::max(1u, std::thread::hardware_concurrency());
   std::string error;
-  auto snap = build(&error);
+  if (!open_state(&error)) {
+    std::fprintf(stderr, "weir: state: %s\n", error.c_str());
+    return 1;
+  }
+  auto snap = build(*config_, runtime_, &error);
   if (!snap) {
     std::fprintf(stderr, "weir: %s\n", error.c_str());
     return 1;
   }
   snap_ = snap;
-  for (const auto& svc : config_->services) {
-    if (!svc.rollout.present) continue;
-    rollouts_.emplace(svc.name, health::Rollout(svc.rollout));
-    if (svc.rollout.auto_start) {
-      std::string why;
-      rollout_command(svc.name, "start", &why);
-    }
-  }
   std::vector<config::Error> tls_errors;
   tls_ = build_tls_set(*config_, &tls_errors);
   if (!tls_) {
@@ -295,11 +351,32 @@ int Server::run() {
     std::fprintf(stderr, "weir: not starting: a certificate or key cannot be used\n");
     return 1;
   }
+  for (const auto& svc : config_->services) {
+    if (!svc.rollout.present) continue;
+    rollouts_.emplace(svc.name, health::Rollout(svc.rollout));
+    if (svc.rollout.auto_start) {
+      std::string why;
+      rollout_command(svc.name, "start", "startup", &why);
+    }
+  }
   if (!open_listeners(&error)) {
     std::fprintf(stderr, "weir: %s\n", error.c_str());
     return 1;
   }
   uv_loop_init(&loop_);
+  if (config_->admin.enabled) {
+    api_ = std::make_unique<AdminApi>(*this);
+    admin_ = std::make_unique<AdminServer>(&loop_, *api_);
+    config::HostPort bound;
+    if (!admin_->start(config_->admin.address, &bound, &error)) {
+      std::fprintf(stderr, "weir: %s\n", error.c_str());
+      admin_->stop();
+      uv_run(&loop_, UV_RUN_DEFAULT);
+      uv_loop_close(&loop_);
+      return 1;
+    }
+    std::fprintf(stderr, "weir: admin listening on %s\n", bound.to_string().c_str());
+  }
   for (uv_signal_t* s : {&sigterm_, &sigint_, &sighup_}) {
     uv_signal_init(&loop_, s);
     s->data = this;
@@ -327,7 +404,7 @@ int Server::run() {
 void Server::on_signal(uv_signal_t* h, int signum) {
   auto* self = static_cast<Server*>(h->data);
   if (signum == SIGHUP) {
-    self->reload();
+    self->reload("signal");
   } else {
     self->shutdown();
   }
@@ -343,18 +420,78 @@ void Server::shutdown() {
     uv_close(reinterpret_cast<uv_handle_t*>(s), nullptr);
   }
   uv_close(reinterpret_cast<uv_handle_t*>(&tick_), nullptr);
+  if (admin_) admin_->stop();
 }
 
-void Server::reload() {
-  if (config_->path.empty()) {
-    std::fprintf(stderr, "weir: reload: the embedded configuration cannot be reloaded\n");
-    return;
+bool Server::commit(RuntimeState next, AuditEvent event, std::string* error) {
+  auto snap = build(*config_, next, error);
+  if (!snap) return false;
+  // Durable first: the state file, then the audit record; only then does traffic move.
+  if (!store_->save_state(next.to_json(), error)) return false;
+  if (!store_->append(event, error)) {
+    std::string ignored;
+    store_->save_state(runtime_.to_json(), &ignored);
+    return false;
   }
+  if (event.actor != "guard") guards_[event.service].reverted = false;  // an operator acted
+  runtime_ = std::move(next);
+  publish(std::move(snap));
+  std::fprintf(stderr, "weir: %s %s by %s: %s\n", event.action.c_str(), event.service.c_str(),
+               event.actor.c_str(), event.after.dump().c_str());
+  return true;
+}
+
+std::vector<nlohmann::json> Server::events_since(uint64_t since, size_t limit) const {
+  return store_->events_since(since, limit);
+}
+
+std::string Server::metrics_text() {
+  MetricsSource source;
+  for (const auto& w : workers_) source.workers.push_back(&w->stats());
+  source.config = config_.get();
+  source.runtime = &runtime_;
+  source.reloads_ok = reloads_ok_;
+  source.reloads_failed = reloads_failed_;
+  return render_metrics(source);
+}
+
+void Server::annotate(ServiceStateView& view) const {
+  for (const auto& s : config_->services) {
+    if (s.name != view.name) continue;
+    auto g = guards_.find(s.name);
+    if (s.guard.enabled) {
+      view.guard = "hold";
+      if (g != guards_.end() && !g->second.log.entries().empty()) {
+        view.guard = health::to_string(g->second.log.entries().back().verdict);
+      }
+      if (g != guards_.end() && g->second.reverted) view.guard = "reverted";
+    }
+    auto r = rollouts_.find(s.name);
+    if (r != rollouts_.end()) view.rollout = health::to_string(r->second.state());
+  }
+}
+
+ReloadOutcome Server::reload(const std::string& actor) {
+  ReloadOutcome out;
+  auto fail = [&](std::vector<std::string> errors) {
+    ++reloads_failed_;
+    std::fprintf(stderr, "weir: reload failed, keeping the running configuration:\n");
+    for (const auto& e : errors) std::fprintf(stderr, "  %s\n", e.c_str());
+    AuditEvent ev;
+    ev.actor = actor;
+    ev.action = "reload_failed";
+    ev.detail = {{"errors", errors}};
+    std::string ignored;
+    store_->append(ev, &ignored);
+    out.errors = std::move(errors);
+    return out;
+  };
+  if (config_->path.empty()) return fail({"the embedded configuration cannot be reloaded"});
   config::LoadResult r = config::load_file(config_->path);
   if (!r.config) {
-    std::fprintf(stderr, "weir: reload failed, keeping the running configuration:\n");
-    for (const auto& e : r.errors) std::fprintf(stderr, "  %s\n", e.to_string().c_str());
-    return;
+    std::vector<std::string> errors;
+    for (const auto& e : r.errors) errors.push_back(e.to_string());
+    return fail(std::move(errors));
   }
   auto next = std::make_shared<const config::Config>(std::move(*r.config));
   bool same_listeners = next->listeners.size() == config_->listeners.size();
@@ -363,35 +500,50 @@ void Server::reload() {
                      next->listeners[i].address.to_string() ==
                          config_->listeners[i].address.to_string();
   }
-  if (!same_listeners || next->proxy.workers != config_->proxy.workers) {
-    std::fprintf(stderr,
-                 "weir: reload failed, keeping the running configuration: listeners and "
-                 "workers change only with a restart\n");
-    return;
-  }
+  if (!same_listeners || next->proxy.workers != config_->proxy.workers)
+    return fail({next->path + ": listeners and workers change only with a restart"});
+  const config::AdminSettings &was = config_->admin, &now = next->admin;
+  if (was.enabled != now.enabled || was.address.to_string() != now.address.to_string() ||
+      was.state_dir != now.state_dir)
+    return fail({next->path + ": [admin] address and state_dir change only with a restart"});
   // Certificates are re-read on every reload; a broken one keeps the running set.
   std::vector<config::Error> tls_errors;
   auto tls = build_tls_set(*next, &tls_errors);
   if (!tls) {
-    std::fprintf(stderr, "weir: reload failed, keeping the running configuration:\n");
-    for (const auto& e : tls_errors) std::fprintf(stderr, "  %s\n", e.to_string().c_str());
-    return;
+    std::vector<std::string> errors;
+    for (const auto& e : tls_errors) errors.push_back(e.to_string());
+    return fail(std::move(errors));
   }
+  RuntimeState next_runtime = runtime_;
+  out.reset_services = next_runtime.reconcile(*next);
   std::string error;
-  auto previous = config_;
-  config_ = next;
-  auto snap = build(&error);
-  if (!snap) {
-    config_ = previous;
-    std::fprintf(stderr, "weir: reload failed, keeping the running configuration: %s\n",
-                 error.c_str());
-    return;
+  auto snap = build(*next, next_runtime, &error);
+  if (!snap) return fail({error});
+  if (!store_->save_state(next_runtime.to_json(), &error)) return fail({error});
+  AuditEvent ev;
+  ev.actor = actor;
+  ev.action = "reload";
+  ev.detail = {{"generation", generation_}, {"reset_services", out.reset_services}};
+  if (!out.reset_services.empty())
+    ev.reason = "runtime weights reset where a service's set of versions changed";
+  if (!store_->append(ev, &error)) {
+    std::string ignored;
+    store_->save_state(runtime_.to_json(), &ignored);
+    return fail({error});
   }
+  config_ = next;
+  runtime_ = std::move(next_runtime);
   tls_ = tls;
   for (auto& w : workers_) w->post_tls(tls);
-  publish(snap);
+  publish(std::move(snap));
+  ++reloads_ok_;
+  out.ok = true;
+  out.generation = generation_;
+  for (const auto& name : out.reset_services)
+    std::fprintf(stderr, "weir: %s: runtime weights reset: its versions changed\n", name.c_str());
   std::fprintf(stderr, "weir: reloaded %s (generation %llu)\n", config_->path.c_str(),
                static_cast<unsigned long long>(generation_));
+  return out;
 }
 
 }  // namespace weir::proxy

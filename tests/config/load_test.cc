@@ -603,6 +603,81 @@ TEST_CASE("config: load_file on a directory") {
   CHECK(r.errors[0].message == "cannot read /tmp: Is a directory");
 }
 
+// A temporary directory holding weir.toml (with `admin`) and tokens.toml (with `tokens`).
+LoadResult load_with_tokens(const std::string& admin, const std::string& tokens) {
+  auto dir = std::filesystem::temp_directory_path() / "weir_load_test_admin";
+  std::filesystem::create_directories(dir);
+  {
+    std::ofstream(dir / "weir.toml") << admin << "\n" << kListener;
+    std::ofstream(dir / "tokens.toml") << tokens;
+  }
+  LoadResult r = load_file((dir / "weir.toml").string());
+  std::filesystem::remove_all(dir);
+  return r;
+}
+
+constexpr std::string_view kDigest =
+    "9F86D081884C7D659A2FEAA0C55AD015A3BF4F1B2B0B822CD15D6C15B0F00A08";  // sha256("test")
+
+TEST_CASE("config: [admin] is off by default and reads its keys and tokens file") {
+  CHECK_FALSE(expect_valid(with_listener("")).admin.enabled);
+  LoadResult r = load_with_tokens(
+      "[admin]\naddress = \"127.0.0.1:0\"\ntokens_file = \"tokens.toml\"\nstate_dir = \"/s\"\n"
+      "open_healthz = false\nopen_metrics = true",
+      "[[token]]\nname = \"ci\"\nscope = \"write\"\nsha256 = \"" + std::string(kDigest) +
+          "\"\n[[token]]\nname = \"viewer\"\nscope = \"read\"\nsha256 = \"" +
+          std::string(64, '0') + "\"\n");
+  for (const Error& e : r.errors) FAIL_CHECK(e.to_string());
+  REQUIRE(r.config);
+  const AdminSettings& a = r.config->admin;
+  CHECK(a.enabled);
+  CHECK(a.address.to_string() == "127.0.0.1:0");
+  CHECK(a.tokens_file.ends_with("/weir_load_test_admin/tokens.toml"));
+  CHECK(a.state_dir == "/s");
+  CHECK_FALSE(a.open_healthz);
+  CHECK(a.open_metrics);
+  REQUIRE(a.tokens.size() == 2);
+  CHECK(a.tokens[0].name == "ci");
+  CHECK(a.tokens[0].scope == AdminToken::Scope::kWrite);
+  CHECK(a.tokens[0].sha256[0] == 0x9f);
+  CHECK(a.tokens[0].sha256[31] == 0x08);
+  CHECK(a.tokens[1].scope == AdminToken::Scope::kRead);
+}
+
+TEST_CASE("config: [admin] errors") {
+  expect_error(with_listener("[admin]\naddress = \"127.0.0.1:0\"\n"), "4:1",
+               "admin.tokens_file",
+               "missing required key 'tokens_file'; add it to this table");
+  expect_error(with_listener("[admin]\ntokens_file = \"t\"\nopen_metrics = 1\n"), "6:16",
+               "admin.open_metrics", "expected a boolean, got an integer");
+  expect_error(with_listener("[admin]\ntokens_file = \"t\"\nadress = \"x\"\n"), "6:1",
+               "admin.adress", "unknown key 'adress'; did you mean 'address'?");
+}
+
+TEST_CASE("config: tokens file errors name the tokens file") {
+  LoadResult r = load_with_tokens("[admin]\ntokens_file = \"tokens.toml\"",
+                                  "[[token]]\nname = \"ci\"\nscope = \"admin\"\nsha256 = \"abc\"\n");
+  CHECK_FALSE(r.config);
+  REQUIRE(r.errors.size() == 2);
+  CHECK(r.errors[0].loc.file.ends_with("tokens.toml"));
+  CHECK(r.errors[0].loc.line == 3);
+  CHECK(r.errors[0].key == "token[0].scope");
+  CHECK(r.errors[0].message == "'admin' is not a scope; use \"read\" or \"write\"");
+  CHECK(r.errors[1].key == "token[0].sha256");
+
+  r = load_with_tokens("[admin]\ntokens_file = \"missing.toml\"", "");
+  REQUIRE(r.errors.size() == 1);
+  CHECK(r.errors[0].key == "admin.tokens_file");
+  CHECK(r.errors[0].message.find("No such file") != std::string::npos);
+
+  r = load_with_tokens("[admin]\ntokens_file = \"tokens.toml\"",
+                       "[[token]]\nname = \"a\"\nscope = \"read\"\nsha256 = \"" +
+                           std::string(kDigest) + "\"\n[[token]]\nname = \"b\"\nscope = " +
+                           "\"read\"\nsha256 = \"" + std::string(kDigest) + "\"\n");
+  REQUIRE(r.errors.size() == 1);
+  CHECK(r.errors[0].message == "the same token is listed twice; give each one its own");
+}
+
 TEST_CASE("config: Error::to_string") {
   // Member-wise, not aggregate init: GCC 12 -O3 warns falsely (maybe-uninitialized) on the latter.
   Error e;

@@ -48,8 +48,8 @@ const Summary kBad = summary(1000, 500);
 const Summary kGood = summary(1000, 0);
 const Summary kStable = summary(10000, 10);
 
-Verdict verdict_of(const GuardSettings& s, const Summary& canary,
-                   const Summary& stable = kStable, uint32_t healthy = 2) {
+Verdict verdict_of(const GuardSettings& s, const Summary& canary, const Summary& stable = kStable,
+                   uint32_t healthy = 2) {
   VersionGuard g("canary");
   return g.evaluate(s, canary, stable, healthy, 0).verdict;
 }
@@ -61,8 +61,8 @@ TEST_CASE("health/guard: normal_quantile matches the standard normal table") {
     double p, z;
   };
   for (Case c : {Case{0.5, 0.0}, Case{0.8, 0.8416}, Case{0.9, 1.2816}, Case{0.95, 1.6449},
-                 Case{0.975, 1.9600}, Case{0.99, 2.3263}, Case{0.9999, 3.7190},
-                 Case{0.05, -1.6449}, Case{0.025, -1.9600}}) {
+                 Case{0.975, 1.9600}, Case{0.99, 2.3263}, Case{0.9999, 3.7190}, Case{0.05, -1.6449},
+                 Case{0.025, -1.9600}}) {
     CAPTURE(c.p);
     CHECK(normal_quantile(c.p) == doctest::Approx(c.z).epsilon(1e-4).scale(1));
   }
@@ -170,11 +170,11 @@ TEST_CASE("health/guard: max_error_rate breaches only when the Wilson lower boun
     bool breach;
   };
   for (Case c : {
-           Case{1, 20, 0.05, 0.95, false},     // 5% observed, far from significant
-           Case{50, 200, 0.05, 0.95, true},    // 25%
-           Case{6, 100, 0.05, 0.95, false},    // 6% at low volume is noise
+           Case{1, 20, 0.05, 0.95, false},   // 5% observed, far from significant
+           Case{50, 200, 0.05, 0.95, true},  // 25%
+           Case{6, 100, 0.05, 0.95, false},  // 6% at low volume is noise
            Case{12, 100, 0.05, 0.95, true},
-           Case{560, 10000, 0.05, 0.95, true}, // 5.6% at high volume is real
+           Case{560, 10000, 0.05, 0.95, true},  // 5.6% at high volume is real
            Case{560, 10000, 0.05, 0.9999, false},
            Case{0, 100, 0.0, 0.95, false},     // max 0 and no errors: pass
            Case{1, 100, 0.0, 0.95, true},      // max 0: any error breaches
@@ -210,8 +210,8 @@ TEST_CASE("health/guard: max_error_rate_increase is a two-proportion test agains
   for (const Case& c : {
            Case{"a handful of errors at low volume", summary(100, 3), summary(10000, 50), 0.01,
                 0.95, false},
-           Case{"5-point regression at low volume", summary(100, 7), summary(1000, 20), 0.01,
-                0.95, false},
+           Case{"5-point regression at low volume", summary(100, 7), summary(1000, 20), 0.01, 0.95,
+                false},
            Case{"5-point regression at high volume", summary(10000, 700), summary(100000, 2000),
                 0.01, 0.95, true},
            Case{"borderline: significant at 95%", summary(200, 14), summary(1000, 20), 0.01, 0.95,
@@ -221,10 +221,9 @@ TEST_CASE("health/guard: max_error_rate_increase is a two-proportion test agains
                 0.95, false},
            Case{"canary better than stable", summary(10000, 0), summary(100000, 5000), 0.0, 0.95,
                 false},
-           Case{"both clean (zero variance)", summary(1000, 0), summary(1000, 0), 0.0, 0.95,
-                false},
-           Case{"all errors against clean (zero variance)", summary(1000, 1000),
-                summary(1000, 0), 0.01, 0.95, true},
+           Case{"both clean (zero variance)", summary(1000, 0), summary(1000, 0), 0.0, 0.95, false},
+           Case{"all errors against clean (zero variance)", summary(1000, 1000), summary(1000, 0),
+                0.01, 0.95, true},
            Case{"no stable traffic: not checked", summary(1000, 1000), summary(0, 0), 0.0, 0.95,
                 false},
        }) {
@@ -263,8 +262,8 @@ TEST_CASE("health/guard: latency thresholds") {
                 summary(500, 0, ms, 900 * ms), summary(100, 0, ms, 100 * ms), true},
            Case{"ratio skipped when stable p99 is 0", 0, 0, 2.0, summary(500, 0, ms, 900 * ms),
                 summary(500, 0, 0, 0), false},
-           Case{"rules off: any latency passes", 0, 0, 0, summary(500, 0, 60'000 * ms,
-                60'000 * ms), kStable, false},
+           Case{"rules off: any latency passes", 0, 0, 0, summary(500, 0, 60'000 * ms, 60'000 * ms),
+                kStable, false},
        }) {
     CAPTURE(c.what);
     GuardSettings s = settings();
@@ -369,8 +368,8 @@ TEST_CASE("health/guard: DecisionLog::to_json round-trips through a JSON parser"
     bool reverted;
     size_t reasons;
   };
-  const Expect expect[] = {{1000, "hold", 0, false, 1}, {2000, "fail", 1, false, 1},
-                           {3000, "fail", 2, true, 2}};
+  const Expect expect[] = {
+      {1000, "hold", 0, false, 1}, {2000, "fail", 1, false, 1}, {3000, "fail", 2, true, 2}};
   for (size_t i = 0; i < 3; ++i) {
     CAPTURE(i);
     CHECK(d[i]["at_ms"] == expect[i].at_ms);

@@ -114,8 +114,8 @@ TEST_CASE("health/stats_window: summarize covers exactly the last window_s secon
     uint32_t window_s;
     uint32_t effective_s;
   };
-  for (Case c : {Case{1, 1}, Case{2, 2}, Case{30, 30}, Case{600, 600}, Case{601, 600},
-                 Case{10000, 600}}) {
+  for (Case c :
+       {Case{1, 1}, Case{2, 2}, Case{30, 30}, Case{600, 600}, Case{601, 600}, Case{10000, 600}}) {
     CAPTURE(c.window_s);
     Summary s = w.summarize(now, c.window_s);
     CHECK(s.window_s == c.effective_s);
@@ -196,12 +196,11 @@ TEST_CASE("health/stats_window: error_rate is (5xx + cut) / completed") {
   };
   for (const Case& c : {
            Case{{0, 0, 100, 0, 0, 0}, 0, 0.0},
-           Case{{0, 0, 90, 5, 5, 0}, 0, 0.0},     // 3xx and 4xx are not the version's fault
+           Case{{0, 0, 90, 5, 5, 0}, 0, 0.0},  // 3xx and 4xx are not the version's fault
            Case{{0, 0, 97, 0, 0, 3}, 3, 0.03},
-           Case{{2, 0, 95, 0, 2, 1}, 3, 0.03},    // cut responses count as errors
-           Case{{0, 0, 0, 0, 0, 8}, 8, 1.0},
-           Case{{4, 0, 0, 0, 0, 0}, 4, 1.0},
-           Case{{0, 1, 1, 0, 0, 0}, 0, 0.0},      // 1xx completes like any status
+           Case{{2, 0, 95, 0, 2, 1}, 3, 0.03},  // cut responses count as errors
+           Case{{0, 0, 0, 0, 0, 8}, 8, 1.0}, Case{{4, 0, 0, 0, 0, 0}, 4, 1.0},
+           Case{{0, 1, 1, 0, 0, 0}, 0, 0.0},  // 1xx completes like any status
        }) {
     CAPTURE(c.errors);
     StatsWindow w;
