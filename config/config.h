@@ -76,10 +76,40 @@ struct Version {
   SourceLoc loc;
 };
 
+// [service.guard]: when a non-stable version breaks these, its weight reverts to 0.
+struct GuardConfig {
+  bool enabled = false;                 // on when the table is present, unless enabled = false
+  uint32_t interval_ms = 1000;
+  uint32_t window_s = 30;
+  uint64_t min_requests = 100;
+  double max_error_rate = -1;           // < 0: not checked
+  uint32_t max_p99_ms = 0;              // 0: not checked
+  uint32_t max_p50_ms = 0;
+  double max_error_rate_increase = -1;  // canary minus stable; < 0: not checked
+  double max_p99_ratio = 0;             // canary p99 / stable p99; 0: not checked
+  double confidence = 0.95;             // one-sided, for the error-rate tests
+  uint32_t consecutive = 3;             // breaches in a row that revert
+  SourceLoc loc;
+};
+
+// [service.rollout]: ramp `version` through `steps` (percent of traffic), each held `step_s`
+// with the guard passing throughout; 100 promotes it to stable.
+struct RolloutConfig {
+  bool present = false;
+  std::string version;
+  std::vector<uint32_t> steps;  // increasing, each 1..100, ending at 100
+  uint32_t step_s = 60;
+  uint32_t max_step_s = 600;    // a step not passed by then pauses the rollout
+  bool auto_start = false;      // start when weir starts (else through the admin API)
+  SourceLoc loc;
+};
+
 struct Service {
   std::string name;
   std::string stable;  // name of the fallback version; always one of `versions`
   std::vector<Version> versions;
+  GuardConfig guard;
+  RolloutConfig rollout;
   SourceLoc loc;
 };
 

@@ -93,6 +93,8 @@ constexpr toml::node_type type_of() {
     return toml::node_type::string;
   } else if constexpr (std::is_same_v<T, bool>) {
     return toml::node_type::boolean;
+  } else if constexpr (std::is_same_v<T, double>) {
+    return toml::node_type::floating_point;
   } else {
     static_assert(std::is_same_v<T, int64_t>);
     return toml::node_type::integer;
@@ -213,16 +215,37 @@ class TableReader {
     if (v) out = static_cast<T>(*v);
     return v.has_value();
   }
-  bool string(std::string_view key, std::string& out, Need need, const Check& check = {}) {
-    auto v = ctx_.string(find(key, need), path(key), check);
-    if (v) out = std::move(*v);
-    return v.has_value();
-  }
   bool boolean(std::string_view key, bool& out) {
     const toml::node* node = find(key, Need::kOptional);
     const auto* v = node ? ctx_.as<bool>(*node, path(key)) : nullptr;
     if (v) out = v->get();
     return v != nullptr;
+  }
+  // A float or an integer within [lo, hi].
+  bool number(std::string_view key, double& out, double lo, double hi) {
+    const toml::node* node = find(key, Need::kOptional);
+    if (!node) return false;
+    std::optional<double> v = node->is_integer() ? std::optional<double>(
+                                                       static_cast<double>(node->as_integer()->get()))
+                                                 : std::nullopt;
+    if (!v) {
+      const auto* f = ctx_.as<double>(*node, path(key));
+      if (!f) return false;
+      v = f->get();
+    }
+    if (!(*v >= lo && *v <= hi)) {
+      ctx_.error(node->source(), path(key),
+                 "must be between " + std::to_string(lo) + " and " + std::to_string(hi) +
+                     ", got " + std::to_string(*v));
+      return false;
+    }
+    out = *v;
+    return true;
+  }
+  bool string(std::string_view key, std::string& out, Need need, const Check& check = {}) {
+    auto v = ctx_.string(find(key, need), path(key), check);
+    if (v) out = std::move(*v);
+    return v.has_value();
   }
   template <typename T>
   const auto* typed(std::string_view key, Need need) {
@@ -438,6 +461,57 @@ void read_endpoints(Context& ctx, TableReader& t, std::vector<HostPort>& out) {
   }
 }
 
+void read_guard(TableReader& t, GuardConfig& g) {
+  g.loc = t.loc();
+  g.enabled = true;
+  t.boolean("enabled", g.enabled);
+  t.integer("interval_ms", g.interval_ms, 100, kMaxTimeoutMs);
+  t.integer("window_s", g.window_s, 1, 600);
+  t.integer("min_requests", g.min_requests, 1, kNoMax);
+  t.number("max_error_rate", g.max_error_rate, 0, 1);
+  t.integer("max_p99_ms", g.max_p99_ms, 1, kMaxTimeoutMs);
+  t.integer("max_p50_ms", g.max_p50_ms, 1, kMaxTimeoutMs);
+  t.number("max_error_rate_increase", g.max_error_rate_increase, 0, 1);
+  t.number("max_p99_ratio", g.max_p99_ratio, 1, 1000);
+  t.number("confidence", g.confidence, 0.5, 0.9999);
+  t.integer("consecutive", g.consecutive, 1, 1000);
+}
+
+void read_rollout(Context& ctx, TableReader& t, const std::set<std::string>& versions,
+                  const std::string& stable, RolloutConfig& r) {
+  r.loc = t.loc();
+  r.present = true;
+  if (t.string("version", r.version, Need::kRequired, check_name)) {
+    if (!versions.count(r.version)) {
+      ctx.error(t.find("version", Need::kOptional)->source(), t.path("version"),
+                no_such("version", r.version, versions));
+    } else if (r.version == stable) {
+      ctx.error(t.find("version", Need::kOptional)->source(), t.path("version"),
+                "the stable version cannot be rolled out; name the new version");
+    }
+  }
+  if (const auto* steps = t.typed<toml::array>("steps", Need::kRequired)) {
+    for (size_t i = 0; i < steps->size(); ++i) {
+      auto v = ctx.integer(steps->get(i), indexed(t.path("steps"), i), 1, 100);
+      if (!v) continue;
+      if (!r.steps.empty() && static_cast<uint32_t>(*v) <= r.steps.back()) {
+        ctx.error(steps->get(i)->source(), indexed(t.path("steps"), i),
+                  "steps must increase, e.g. [1, 5, 25, 50, 100]");
+      }
+      r.steps.push_back(static_cast<uint32_t>(*v));
+    }
+    if (r.steps.empty() || r.steps.back() != 100) {
+      ctx.error(steps->source(), t.path("steps"), "the last step must be 100 (promotion)");
+    }
+  }
+  t.integer("step_s", r.step_s, 1, 86400);
+  t.integer("max_step_s", r.max_step_s, 1, 86400 * 7);
+  t.boolean("auto_start", r.auto_start);
+  if (r.max_step_s < r.step_s) {
+    ctx.error(r.loc, t.path("max_step_s"), "must be at least step_s");
+  }
+}
+
 void read_service(Context& ctx, TableReader& t, std::set<std::string>& names, Service& s) {
   s.loc = t.loc();
   t.string("name", s.name, Need::kRequired, unique_name(names, "service"));
@@ -455,6 +529,18 @@ void read_service(Context& ctx, TableReader& t, std::set<std::string>& names, Se
                weight_sum += v.weight;
                read_endpoints(ctx, vt, v.endpoints);
              });
+
+  if (const auto* guard = t.typed<toml::table>("guard", Need::kOptional)) {
+    TableReader gt(ctx, *guard, t.path("guard"));
+    read_guard(gt, s.guard);
+    gt.finish();
+  }
+
+  if (const auto* rollout = t.typed<toml::table>("rollout", Need::kOptional)) {
+    TableReader rt(ctx, *rollout, t.path("rollout"));
+    read_rollout(ctx, rt, version_names, s.stable, s.rollout);
+    rt.finish();
+  }
 
   if (has_stable && !version_names.empty() && !version_names.count(s.stable)) {
     ctx.error(t.find("stable", Need::kOptional)->source(), t.path("stable"),

@@ -200,7 +200,7 @@ TEST_CASE("config: defaults when [proxy] is absent") {
   CHECK(c.routes.empty());
 }
 
-TEST_CASE("config: empty strings disable via and request ids; bounds are inclusive") {
+TEST_CASE("config: empty strings disable via and request ids, bounds are inclusive") {
   Config c = expect_valid(with_listener(R"([proxy]
 via = ""
 request_id_header = ""

@@ -283,8 +283,10 @@ def version(name, weight, *endpoints):
     return {"name": name, "weight": weight, "endpoints": [_endpoint(e) for e in endpoints]}
 
 
-def service(name, *versions, stable=None):
-    return {"name": name, "stable": stable or versions[0]["name"], "versions": list(versions)}
+def service(name, *versions, stable=None, **tables):
+    """tables: sub-tables of the service, e.g. guard={"window_s": 2} → [service.guard]."""
+    return {"name": name, "stable": stable or versions[0]["name"], "versions": list(versions),
+            "tables": tables}
 
 
 def route(service_name, host="*", path_prefix="/", listener="public"):
@@ -322,6 +324,9 @@ def render_config(services, routes=None, proxy=None, listeners=("public",)):
         for ver in svc["versions"]:
             out += ["  [[service.version]]"] + [f"  {k} = {_toml_value(ver[k])}"
                                                 for k in ("name", "weight", "endpoints")]
+        for table, keys in svc.get("tables", {}).items():
+            out += [f"  [service.{table}]"] + [f"  {k} = {_toml_value(v)}"
+                                               for k, v in keys.items()]
     for r in routes if routes is not None else [route(services[0]["name"])]:
         out += ["", "[[route]]"] + [f"{k} = {_toml_value(v)}" for k, v in r.items()]
     return "\n".join(out) + "\n"
