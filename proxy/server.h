@@ -39,6 +39,8 @@ class Server final : public AdminHost {
 
  private:
   bool open_listeners(std::string* error);
+  // One SO_REUSEPORT socket per worker on l's address, into *fds; prints the bound address.
+  bool open_listener(const config::Listener& l, std::vector<int>* fds, std::string* error);
   bool open_state(std::string* error);
   // The one place snapshots come from: `config` with `runtime`'s overrides applied.
   std::shared_ptr<const routing::Snapshot> build(const config::Config& config,

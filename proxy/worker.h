@@ -7,6 +7,7 @@
 
 #include <memory>
 #include <mutex>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -22,6 +23,12 @@ namespace weir::proxy {
 class ClientConn;
 class Exchange;
 
+// A listening socket handed to a worker on reload, for the listener `name`.
+struct ListenFd {
+  std::string name;
+  int fd = -1;
+};
+
 class Worker {
  public:
   Worker(unsigned index, std::vector<int> listen_fds, std::shared_ptr<const routing::Snapshot> snap);
@@ -30,8 +37,10 @@ class Worker {
   void start();  // spawns the thread
   void join();
 
-  // Thread-safe: the snapshot is adopted at the worker's next loop turn.
-  void post_snapshot(std::shared_ptr<const routing::Snapshot> snap);
+  // Thread-safe: the snapshot is adopted at the worker's next loop turn, together with `open`
+  // (sockets for listeners the reload added or moved; the worker owns them from here). Listeners
+  // the snapshot no longer has stop accepting, and their connections drain.
+  void post_snapshot(std::shared_ptr<const routing::Snapshot> snap, std::vector<ListenFd> open = {});
   // Thread-safe: stop accepting, drain connections for up to drain_ms, then end the loop.
   void post_shutdown(uint64_t drain_ms);
 
@@ -65,6 +74,8 @@ class Worker {
   static void on_check(uv_check_t* h);
   static void on_drain_timer(uv_timer_t* h);
   void begin_shutdown(uint64_t drain_ms);
+  void adopt(std::shared_ptr<const routing::Snapshot> snap, std::vector<ListenFd> open);
+  void listen_on(std::string name, int fd);
   void maybe_finish();
   void finish();
 
@@ -72,7 +83,7 @@ class Worker {
   std::vector<int> listen_fds_;
   uv_loop_t loop_{};
   std::vector<std::unique_ptr<uv_tcp_t>> listeners_;
-  std::vector<uint32_t> listener_index_;
+  std::vector<std::string> listener_names_;  // parallel to listeners_
   uv_async_t async_{};
   uv_check_t check_{};
   uv_idle_t wake_{};
@@ -92,6 +103,7 @@ class Worker {
 
   std::mutex mu_;  // guards the two mailboxes below
   std::shared_ptr<const routing::Snapshot> inbox_snap_;
+  std::vector<ListenFd> inbox_listeners_;
   bool inbox_shutdown_ = false;
   uint64_t inbox_drain_ms_ = 0;
 };

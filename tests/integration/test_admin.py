@@ -8,8 +8,9 @@ import threading
 import time
 import unittest
 
-from harness import (WeirTestCase, admin_call, admin_settings, curl, get, load, render_config, route,
-                     service, start_weir, version, weirctl, ADMIN_TOKENS)
+from harness import (WeirTestCase, admin_call, admin_settings, curl, get, load, refused,
+                     render_config, route, service, start_weir, version, wait_until, weirctl,
+                     ADMIN_TOKENS)
 
 
 class AdminTestCase(WeirTestCase):
@@ -20,11 +21,12 @@ class AdminTestCase(WeirTestCase):
         self.admin = admin_settings(self.tmpdir(), **admin_overrides)
         return self.restart(weights)
 
-    def config(self, weights=(90, 10), versions=("blue", "green")):
+    def config(self, weights=(90, 10), versions=("blue", "green"), listeners=("public",)):
         backends = {"blue": self.blue, "green": self.green}
         svc = service("shop", *[version(v, w, backends[v]) for v, w in zip(versions, weights)],
                       stable="blue")
-        return render_config([svc], routes=[route("shop")], admin=self.admin)
+        return render_config([svc], routes=[route("shop", listener=n) for n in listeners],
+                             admin=self.admin, listeners=listeners)
 
     def restart(self, weights=(90, 10)):
         self.edge = start_weir(self.addCleanup, self.config(weights), path=self.config_path)
@@ -248,6 +250,40 @@ class Reload(AdminTestCase):
         self.assertEqual(self.weights(), {"blue": 100})
         self.assertEqual(self.backends_seen(), {"blue"})
         self.assertEqual(self.events()[-1]["detail"]["reset_services"], ["shop"])
+
+
+    def test_reload_adds_and_removes_listeners(self):
+        self.start()
+        self.write_config(self.config(listeners=("public", "extra")))
+        mark = len(self.edge.lines)
+        r = admin_call(self.edge, "POST", "/api/v1/reload")
+        self.assertEqual(r.status, 200, r)
+        _, m = self.edge.wait_line(r"^weir: listener extra listening on ([\d.]+):(\d+)$",
+                                   start=mark)
+        extra = (m.group(1), int(m.group(2)))
+        self.assertEqual(get(extra, "/").status, 200)
+        # A connection on the listener that goes away finishes its request, then closes.
+        with self.client(extra) as c:
+            self.assertEqual(c.get("/").status, 200)
+            self.write_config(self.config(listeners=("public",)))
+            self.assertEqual(admin_call(self.edge, "POST", "/api/v1/reload").status, 200)
+            self.edge.wait_line(r"^weir: listener extra closed$", start=mark)
+            self.assertTrue(c.closed_within(5), "idle connection of a removed listener")
+        self.assertTrue(wait_until(lambda: refused(extra), 5), "removed listener still accepts")
+        self.assertEqual(get(self.edge.addr, "/").status, 200)
+        # A listener that cannot bind fails the reload and changes nothing.
+        busy = self.edge.addr
+        text = self.config(listeners=("public", "clash")).replace(
+            'name = "clash"\naddress = "127.0.0.1:0"',
+            f'name = "clash"\naddress = "{busy[0]}:{self.admin_port()}"')
+        self.write_config(text)
+        r = admin_call(self.edge, "POST", "/api/v1/reload")
+        self.assertEqual(r.status, 422, r)
+        self.assertIn("listener clash: bind", r.json()["detail"])
+        self.assertEqual(get(self.edge.addr, "/").status, 200)
+
+    def admin_port(self):
+        return self.edge.admin[1]
 
 
 class Metrics(AdminTestCase):
