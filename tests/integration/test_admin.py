@@ -164,15 +164,42 @@ class RuntimeWeights(AdminTestCase):
         t = threading.Thread(target=lambda: result.update(
             r=load(self.edge.addr, threads=4, duration=5)), daemon=True)
         t.start()
+        # A checker sends one request on a fresh connection (so on any worker) between two
+        # changes: it must land on the only version with a weight.
+        lock = threading.Lock()
+        expected = ["blue"]
+        wrong = []
+        checks = [0]
+        stop = threading.Event()
+
+        def checker():
+            while not stop.is_set():
+                with lock:
+                    backend = get(self.edge.addr, "/").header("x-backend")
+                    if backend != expected[0]:
+                        wrong.append((expected[0], backend))
+                    checks[0] += 1
+                time.sleep(0.001)
+
+        c = threading.Thread(target=checker, daemon=True)
+        c.start()
         changes = 0
         deadline = time.monotonic() + 4.5
         while changes < 200 and time.monotonic() < deadline:
-            w = [(100, 0), (0, 100), (50, 50), (1, 99)][changes % 4]
-            r = self.put_weights({"blue": w[0], "green": w[1]})
-            self.assertEqual(r.status, 200, r)
+            only = ["green", "blue"][changes % 2]
+            with lock:
+                r = self.put_weights({"blue": 100 if only == "blue" else 0,
+                                      "green": 100 if only == "green" else 0})
+                self.assertEqual(r.status, 200, r)
+                expected[0] = only
             changes += 1
+        stop.set()
+        c.join(10)
         t.join(30)
         self.assertGreaterEqual(changes, 50)
+        self.assertEqual(wrong, [], f"requests after a change went to a version at weight 0 "
+                                   f"({len(wrong)} of {checks[0]})")
+        self.assertGreaterEqual(checks[0], 20)
         self.assertLoadClean(result["r"], min_total=500)
         self.assertEqual(set(result["r"].backends), {"blue", "green"})
         self.assertEqual(len(self.events()), changes)
