@@ -154,6 +154,11 @@ int Server::run() {
     std::fprintf(stderr, "weir: %s\n", error.c_str());
     return 1;
   }
+  if (!config_->proxy.access_log.empty() &&
+      !(access_log_ = AccessLog::open(config_->proxy.access_log, &error))) {
+    std::fprintf(stderr, "weir: %s\n", error.c_str());
+    return 1;
+  }
   if (!open_listeners(&error)) {
     std::fprintf(stderr, "weir: %s\n", error.c_str());
     return 1;
@@ -172,15 +177,17 @@ int Server::run() {
     }
     std::fprintf(stderr, "weir: admin listening on %s\n", bound.to_string().c_str());
   }
-  for (uv_signal_t* s : {&sigterm_, &sigint_, &sighup_}) {
+  for (uv_signal_t* s : {&sigterm_, &sigint_, &sighup_, &sigusr1_}) {
     uv_signal_init(&loop_, s);
     s->data = this;
   }
   uv_signal_start(&sigterm_, on_signal, SIGTERM);
   uv_signal_start(&sigint_, on_signal, SIGINT);
   uv_signal_start(&sighup_, on_signal, SIGHUP);
+  uv_signal_start(&sigusr1_, on_signal, SIGUSR1);
   for (unsigned w = 0; w < worker_count_; ++w) {
     workers_.push_back(std::make_unique<Worker>(w, fds_[w], snap));
+    workers_.back()->set_access_log(access_log_.get());
     fds_[w].clear();  // the worker's uv_tcp_t owns them now
   }
   for (auto& w : workers_) w->start();
@@ -196,6 +203,11 @@ void Server::on_signal(uv_signal_t* h, int signum) {
   auto* self = static_cast<Server*>(h->data);
   if (signum == SIGHUP) {
     self->reload("signal");
+  } else if (signum == SIGUSR1) {
+    // logrotate moved the access log: write to a new file at the configured path.
+    std::string error;
+    if (self->access_log_ && !self->access_log_->reopen(&error))
+      std::fprintf(stderr, "weir: %s; still writing to the old file\n", error.c_str());
   } else {
     self->shutdown();
   }
@@ -207,7 +219,7 @@ void Server::shutdown() {
   std::fprintf(stderr, "weir: shutting down (drain up to %u ms)\n",
                config_->proxy.drain_timeout_ms);
   for (auto& w : workers_) w->post_shutdown(config_->proxy.drain_timeout_ms);
-  for (uv_signal_t* s : {&sigterm_, &sigint_, &sighup_}) {
+  for (uv_signal_t* s : {&sigterm_, &sigint_, &sighup_, &sigusr1_}) {
     uv_close(reinterpret_cast<uv_handle_t*>(s), nullptr);
   }
   if (admin_) admin_->stop();
@@ -272,8 +284,9 @@ ReloadOutcome Server::reload(const std::string& actor) {
     return fail(std::move(errors));
   }
   auto next = std::make_shared<const config::Config>(std::move(*r.config));
-  if (next->proxy.workers != config_->proxy.workers)
-    return fail({next->path + ": the worker count changes only with a restart"});
+  if (next->proxy.workers != config_->proxy.workers ||
+      next->proxy.access_log != config_->proxy.access_log)
+    return fail({next->path + ": workers and access_log change only with a restart"});
   const config::AdminSettings &was = config_->admin, &now = next->admin;
   if (was.enabled != now.enabled || was.address.to_string() != now.address.to_string() ||
       was.state_dir != now.state_dir)

@@ -62,7 +62,8 @@ class Server final : public AdminHost {
   std::vector<std::vector<int>> fds_;
   std::vector<std::unique_ptr<Worker>> workers_;
   uv_loop_t loop_{};
-  uv_signal_t sigterm_{}, sigint_{}, sighup_{};
+  uv_signal_t sigterm_{}, sigint_{}, sighup_{}, sigusr1_{};
+  std::unique_ptr<AccessLog> access_log_;
   bool stopping_ = false;
 };
 

@@ -42,6 +42,14 @@ void Worker::start() {
   flush_list_.init(&wake_);
   uv_timer_init(&loop_, &drain_timer_);
   drain_timer_.data = this;
+  uv_timer_init(&loop_, &access_timer_);
+  access_timer_.data = this;
+  if (access_log_) {
+    uv_timer_start(&access_timer_, on_access_timer, AccessLog::kFlushIntervalMs,
+                   AccessLog::kFlushIntervalMs);
+    // A flush timer alone must not keep the loop (and a draining worker) alive.
+    uv_unref(reinterpret_cast<uv_handle_t*>(&access_timer_));
+  }
   // listen_fds_ holds one fd per configured listener, in config order.
   for (size_t i = 0; i < listen_fds_.size(); ++i) {
     listen_on(snap_->config->listeners[i].name, listen_fds_[i]);
@@ -207,8 +215,23 @@ void Worker::finish() {
   uv_close(reinterpret_cast<uv_handle_t*>(&check_), nullptr);
   uv_close(reinterpret_cast<uv_handle_t*>(&wake_), nullptr);
   uv_close(reinterpret_cast<uv_handle_t*>(&drain_timer_), nullptr);
-  graveyard_.clear();
+  graveyard_.clear();  // retiring exchanges write their last access log lines
+  flush_access_log();
+  uv_close(reinterpret_cast<uv_handle_t*>(&access_timer_), nullptr);
 }
+
+void Worker::log_access(const AccessRecord& r) {
+  append_access_line(access_buf_, r);
+  if (access_buf_.size() >= AccessLog::kFlushBytes) flush_access_log();
+}
+
+void Worker::flush_access_log() {
+  if (!access_log_ || access_buf_.empty()) return;
+  access_log_->write(access_buf_);
+  access_buf_.clear();
+}
+
+void Worker::on_access_timer(uv_timer_t* h) { static_cast<Worker*>(h->data)->flush_access_log(); }
 
 void Worker::retire(std::unique_ptr<Exchange> ex) { graveyard_.push_back(std::move(ex)); }
 

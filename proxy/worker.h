@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "config/config.h"
+#include "proxy/access_log.h"
 #include "proxy/io_buffer.h"
 #include "proxy/stats.h"
 #include "proxy/upstream_pool.h"
@@ -64,6 +65,11 @@ class Worker {
   // upstream callback, where deleting it at once would pull the stack out from under it.
   void retire(std::unique_ptr<Exchange> ex);
 
+  // Before start(): log one line per routed request to `log` (nullptr = no access log).
+  void set_access_log(AccessLog* log) { access_log_ = log; }
+  bool logging() const { return access_log_ != nullptr; }
+  void log_access(const AccessRecord& r);
+
   void add_conn(ClientConn* c);
   void remove_conn(ClientConn* c);
 
@@ -73,6 +79,8 @@ class Worker {
   static void on_async(uv_async_t* h);
   static void on_check(uv_check_t* h);
   static void on_drain_timer(uv_timer_t* h);
+  static void on_access_timer(uv_timer_t* h);
+  void flush_access_log();
   void begin_shutdown(uint64_t drain_ms);
   void adopt(std::shared_ptr<const routing::Snapshot> snap, std::vector<ListenFd> open);
   void listen_on(std::string name, int fd);
@@ -88,6 +96,9 @@ class Worker {
   uv_check_t check_{};
   uv_idle_t wake_{};
   uv_timer_t drain_timer_{};
+  uv_timer_t access_timer_{};
+  AccessLog* access_log_ = nullptr;
+  std::string access_buf_;
   std::thread thread_;
   std::shared_ptr<const routing::Snapshot> snap_;
   routing::Picker picker_;
