@@ -66,7 +66,7 @@ int Exchange::start(const RequestDesc& req) {
 
 int Exchange::route_and_send(const RequestDesc& req) {
   const RequestHead& h = *req.head;
-  snap_ = worker_.snapshot();
+  snap_ = worker_.current_snapshot();
   if (conn_info_.listener >= snap_->listeners.size()) return 404;
   std::string_view path = h.target.substr(0, h.target.find('?'));
   auto svc = snap_->listeners[conn_info_.listener].match(h.host, path);

@@ -100,6 +100,7 @@ void Worker::post_snapshot(std::shared_ptr<const routing::Snapshot> snap,
     std::lock_guard<std::mutex> lock(mu_);
     inbox_snap_ = std::move(snap);
     for (auto& l : open) inbox_listeners_.push_back(std::move(l));
+    snap_posted_.store(true, std::memory_order_release);
   }
   uv_async_send(&async_);
 }
@@ -123,12 +124,36 @@ void Worker::on_async(uv_async_t* h) {
     std::lock_guard<std::mutex> lock(self->mu_);
     snap.swap(self->inbox_snap_);
     open.swap(self->inbox_listeners_);
+    self->snap_posted_.store(false, std::memory_order_relaxed);
     shutdown = self->inbox_shutdown_;
     self->inbox_shutdown_ = false;
     drain_ms = self->inbox_drain_ms_;
   }
   if (snap) self->adopt(std::move(snap), std::move(open));
   if (shutdown) self->begin_shutdown(drain_ms);
+}
+
+const std::shared_ptr<const routing::Snapshot>& Worker::current_snapshot() {
+  if (!snap_posted_.load(std::memory_order_acquire)) return snap_;
+  std::shared_ptr<const routing::Snapshot> snap;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    // Adopting here runs inside a connection's callback: only a routing change is safe to take
+    // now; one that opens or closes listeners (and may drain connections) waits for on_async.
+    const auto& was = snap_->config->listeners;
+    const auto& now = inbox_snap_ ? inbox_snap_->config->listeners : was;
+    bool same_listeners = inbox_listeners_.empty() && was.size() == now.size() &&
+                          std::equal(was.begin(), was.end(), now.begin(),
+                                     [](const config::Listener& a, const config::Listener& b) {
+                                       return a.name == b.name;
+                                     });
+    if (inbox_snap_ && same_listeners && !draining_) {
+      snap.swap(inbox_snap_);
+      snap_posted_.store(false, std::memory_order_relaxed);
+    }
+  }
+  if (snap) adopt(std::move(snap), {});
+  return snap_;
 }
 
 void Worker::adopt(std::shared_ptr<const routing::Snapshot> snap, std::vector<ListenFd> open) {

@@ -5,6 +5,7 @@
 
 #include <uv.h>
 
+#include <atomic>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -48,6 +49,10 @@ class Worker {
   uv_loop_t* loop() { return &loop_; }
   unsigned index() const { return index_; }
   const std::shared_ptr<const routing::Snapshot>& snapshot() const { return snap_; }
+  // The snapshot a new request starts on: a posted one is adopted first, so a request that
+  // arrives after the control thread acknowledged a change sees it even when the wake-up is
+  // still queued behind this loop turn's other events. (Listener changes wait for the wake-up.)
+  const std::shared_ptr<const routing::Snapshot>& current_snapshot();
   const config::ProxySettings& settings() const { return snap_->config->proxy; }
   routing::Picker& picker() { return picker_; }
   UpstreamPool& pool() { return pool_; }
@@ -112,7 +117,8 @@ class Worker {
   bool draining_ = false;
   bool finished_ = false;
 
-  std::mutex mu_;  // guards the two mailboxes below
+  std::atomic<bool> snap_posted_{false};  // inbox_snap_ is set; read per request, rarely true
+  std::mutex mu_;  // guards the mailboxes below
   std::shared_ptr<const routing::Snapshot> inbox_snap_;
   std::vector<ListenFd> inbox_listeners_;
   bool inbox_shutdown_ = false;
