@@ -104,7 +104,9 @@ void append_json_string(std::string* out, std::string_view s) {
   out->push_back('"');
 }
 
-enum class Route { kDefault, kStatus, kDelay, kBytes, kChunked, kEcho, kSink, kHeaders, kStats };
+enum class Route {
+  kDefault, kStatus, kDelay, kBytes, kChunked, kEcho, kSink, kHeaders, kStats, kForceStatus
+};
 
 // How the response announces the connection's fate.
 enum class ConnMode { kKeepAlive11 = 0, kKeepAlive10 = 1, kClose = 2 };
@@ -157,6 +159,9 @@ struct Shared {
   std::string default_full[3];
   bool default_body_streamed = false;
   size_t default_body_size = 0;
+  // Set at run time by /__status/NNN (0 = back to options.status): lets a test make a version
+  // start failing at a moment of its choosing.
+  mutable std::atomic<int> forced_status{0};
 };
 
 struct Connection {
@@ -605,6 +610,8 @@ void Connection::route_request() {
     collect_headers_ = true;
   } else if (path == "/__stats") {
     route_ = Route::kStats;
+  } else if (prefixed("/__status/", Route::kForceStatus)) {
+    if (route_arg_ != 0 && (route_arg_ < 100 || route_arg_ > 999)) route_ = Route::kDefault;
   } else if (prefixed("/status/", Route::kStatus)) {
     if (route_arg_ < 100 || route_arg_ > 999) route_ = Route::kDefault;
   } else if (!prefixed("/delay/", Route::kDelay) && !prefixed("/bytes/", Route::kBytes)) {
@@ -621,7 +628,7 @@ int Connection::on_headers_complete() {
   } else {
     mode_ = chunked_ok_ ? ConnMode::kKeepAlive11 : ConnMode::kKeepAlive10;
   }
-  if (route_ != Route::kStats) loop_->requests.fetch_add(1, std::memory_order_relaxed);
+  if (route_ != Route::kStats && route_ != Route::kForceStatus) loop_->requests.fetch_add(1, std::memory_order_relaxed);
   if (expect_continue_ && chunked_ok_ &&
       (parser_.content_length > 0 || (parser_.flags & F_CHUNKED) != 0)) {
     static constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
@@ -747,7 +754,15 @@ void Connection::start_response() {
   gen_active_ = false;
   switch (route_) {
     case Route::kDefault:
-    case Route::kDelay: stage_default(shared_->options.status); break;
+    case Route::kDelay: {
+      int forced = shared_->forced_status.load(std::memory_order_relaxed);
+      stage_default(forced ? forced : shared_->options.status);
+      break;
+    }
+    case Route::kForceStatus:
+      shared_->forced_status.store(static_cast<int>(route_arg_), std::memory_order_relaxed);
+      stage_json("{\"ok\":true}");
+      break;
     case Route::kStatus: stage_default(static_cast<int>(route_arg_)); break;
     case Route::kBytes:
       stage_head(200, "application/octet-stream", false, route_arg_);

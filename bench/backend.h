@@ -12,6 +12,8 @@
 //   /headers         answers JSON {"method","target","version","headers":[[name,value],...]}
 //   /__stats         JSON {"name","connections","active_connections","requests"}; the
 //                    /__stats requests themselves are not counted
+//   /__status/NNN    from now on the default response has status NNN (0 = back to the
+//                    configured status), on every thread; not counted as a request
 //   anything else    the default response: `status`, body of `body_size` pattern bytes, or
 //                    "<name>\n" when body_size is 0
 // A query string containing "close=1" makes the response carry Connection: close and closes

@@ -93,6 +93,8 @@ constexpr toml::node_type type_of() {
     return toml::node_type::string;
   } else if constexpr (std::is_same_v<T, bool>) {
     return toml::node_type::boolean;
+  } else if constexpr (std::is_same_v<T, double>) {
+    return toml::node_type::floating_point;
   } else {
     static_assert(std::is_same_v<T, int64_t>);
     return toml::node_type::integer;
@@ -213,16 +215,37 @@ class TableReader {
     if (v) out = static_cast<T>(*v);
     return v.has_value();
   }
-  bool string(std::string_view key, std::string& out, Need need, const Check& check = {}) {
-    auto v = ctx_.string(find(key, need), path(key), check);
-    if (v) out = std::move(*v);
-    return v.has_value();
-  }
   bool boolean(std::string_view key, bool& out) {
     const toml::node* node = find(key, Need::kOptional);
     const auto* v = node ? ctx_.as<bool>(*node, path(key)) : nullptr;
     if (v) out = v->get();
     return v != nullptr;
+  }
+  // A float or an integer within [lo, hi].
+  bool number(std::string_view key, double& out, double lo, double hi) {
+    const toml::node* node = find(key, Need::kOptional);
+    if (!node) return false;
+    std::optional<double> v = node->is_integer() ? std::optional<double>(
+                                                       static_cast<double>(node->as_integer()->get()))
+                                                 : std::nullopt;
+    if (!v) {
+      const auto* f = ctx_.as<double>(*node, path(key));
+      if (!f) return false;
+      v = f->get();
+    }
+    if (!(*v >= lo && *v <= hi)) {
+      ctx_.error(node->source(), path(key),
+                 "must be between " + std::to_string(lo) + " and " + std::to_string(hi) +
+                     ", got " + std::to_string(*v));
+      return false;
+    }
+    out = *v;
+    return true;
+  }
+  bool string(std::string_view key, std::string& out, Need need, const Check& check = {}) {
+    auto v = ctx_.string(find(key, need), path(key), check);
+    if (v) out = std::move(*v);
+    return v.has_value();
   }
   template <typename T>
   const auto* typed(std::string_view key, Need need) {
@@ -494,6 +517,57 @@ void read_endpoints(Context& ctx, TableReader& t, std::vector<HostPort>& out) {
   }
 }
 
+void read_guard(TableReader& t, GuardConfig& g) {
+  g.loc = t.loc();
+  g.enabled = true;
+  t.boolean("enabled", g.enabled);
+  t.integer("interval_ms", g.interval_ms, 100, kMaxTimeoutMs);
+  t.integer("window_s", g.window_s, 1, 600);
+  t.integer("min_requests", g.min_requests, 1, kNoMax);
+  t.number("max_error_rate", g.max_error_rate, 0, 1);
+  t.integer("max_p99_ms", g.max_p99_ms, 1, kMaxTimeoutMs);
+  t.integer("max_p50_ms", g.max_p50_ms, 1, kMaxTimeoutMs);
+  t.number("max_error_rate_increase", g.max_error_rate_increase, 0, 1);
+  t.number("max_p99_ratio", g.max_p99_ratio, 1, 1000);
+  t.number("confidence", g.confidence, 0.5, 0.9999);
+  t.integer("consecutive", g.consecutive, 1, 1000);
+}
+
+void read_rollout(Context& ctx, TableReader& t, const std::set<std::string>& versions,
+                  const std::string& stable, RolloutConfig& r) {
+  r.loc = t.loc();
+  r.present = true;
+  if (t.string("version", r.version, Need::kRequired, check_name)) {
+    if (!versions.count(r.version)) {
+      ctx.error(t.find("version", Need::kOptional)->source(), t.path("version"),
+                no_such("version", r.version, versions));
+    } else if (r.version == stable) {
+      ctx.error(t.find("version", Need::kOptional)->source(), t.path("version"),
+                "the stable version cannot be rolled out; name the new version");
+    }
+  }
+  if (const auto* steps = t.typed<toml::array>("steps", Need::kRequired)) {
+    for (size_t i = 0; i < steps->size(); ++i) {
+      auto v = ctx.integer(steps->get(i), indexed(t.path("steps"), i), 1, 100);
+      if (!v) continue;
+      if (!r.steps.empty() && static_cast<uint32_t>(*v) <= r.steps.back()) {
+        ctx.error(steps->get(i)->source(), indexed(t.path("steps"), i),
+                  "steps must increase, e.g. [1, 5, 25, 50, 100]");
+      }
+      r.steps.push_back(static_cast<uint32_t>(*v));
+    }
+    if (r.steps.empty() || r.steps.back() != 100) {
+      ctx.error(steps->source(), t.path("steps"), "the last step must be 100 (promotion)");
+    }
+  }
+  t.integer("step_s", r.step_s, 1, 86400);
+  t.integer("max_step_s", r.max_step_s, 1, 86400 * 7);
+  t.boolean("auto_start", r.auto_start);
+  if (r.max_step_s < r.step_s) {
+    ctx.error(r.loc, t.path("max_step_s"), "must be at least step_s");
+  }
+}
+
 void read_service(Context& ctx, TableReader& t, std::set<std::string>& names, Service& s) {
   s.loc = t.loc();
   t.string("name", s.name, Need::kRequired, unique_name(names, "service"));
@@ -512,6 +586,18 @@ void read_service(Context& ctx, TableReader& t, std::set<std::string>& names, Se
                read_endpoints(ctx, vt, v.endpoints);
              });
 
+  if (const auto* guard = t.typed<toml::table>("guard", Need::kOptional)) {
+    TableReader gt(ctx, *guard, t.path("guard"));
+    read_guard(gt, s.guard);
+    gt.finish();
+  }
+
+  if (const auto* rollout = t.typed<toml::table>("rollout", Need::kOptional)) {
+    TableReader rt(ctx, *rollout, t.path("rollout"));
+    read_rollout(ctx, rt, version_names, s.stable, s.rollout);
+    rt.finish();
+  }
+
   if (has_stable && !version_names.empty() && !version_names.count(s.stable)) {
     ctx.error(t.find("stable", Need::kOptional)->source(), t.path("stable"),
               no_such("version", s.stable, version_names));
@@ -519,6 +605,61 @@ void read_service(Context& ctx, TableReader& t, std::set<std::string>& names, Se
   if (weights_read && !s.versions.empty() && weight_sum == 0) {
     ctx.error(s.loc, t.path(),
               "all versions have weight 0: give at least one version a positive weight");
+  }
+}
+
+// A file path, made absolute against the config file's folder.
+Check file_path(const std::string& config_file) {
+  return [&config_file](std::string& s) {
+    if (s.empty()) return std::string("must not be empty; give a file path");
+    size_t slash = config_file.rfind('/');
+    if (s.front() != '/' && slash != std::string::npos) s = config_file.substr(0, slash + 1) + s;
+    return std::string();
+  };
+}
+
+void read_listener_tls(Context& ctx, TableReader& t, ListenerTls& tls) {
+  t.integer("handshake_timeout_ms", tls.handshake_timeout_ms, 1, kMaxTimeoutMs);
+  t.boolean("session_tickets", tls.session_tickets);
+  each_table(ctx, t, "certificate",
+             "needs at least one [[listener.tls.certificate]] with cert and key",
+             [&](TableReader& ct, size_t) {
+               TlsCertificate& c = tls.certificates.emplace_back();
+               if (ct.string("cert", c.cert, Need::kRequired, file_path(ctx.file())))
+                 c.cert_loc = ctx.loc(ct.find("cert", Need::kOptional)->source());
+               if (ct.string("key", c.key, Need::kRequired, file_path(ctx.file())))
+                 c.key_loc = ctx.loc(ct.find("key", Need::kOptional)->source());
+             });
+}
+
+void read_listener(Context& ctx, TableReader& t, std::set<std::string>& names, Listener& l) {
+  l.loc = t.loc();
+  t.string("name", l.name, Need::kRequired, unique_name(names, "listener"));
+  std::string text;  // kept only as l.address
+  t.string("address", text, Need::kRequired, address(true, l.address));
+  if (const auto* tls = t.typed<toml::table>("tls", Need::kOptional)) {
+    TableReader tt(ctx, *tls, t.path("tls"));
+    read_listener_tls(ctx, tt, l.tls.emplace());
+    tt.finish();
+  }
+  l.h2 = l.tls.has_value();
+  const auto* protocols = t.typed<toml::array>("protocols", Need::kOptional);
+  if (!protocols) return;
+  const char* h2_name = l.tls ? "h2" : "h2c";
+  l.http1 = l.h2 = false;
+  const size_t errors_before = ctx.error_count();
+  for (size_t i = 0; i < protocols->size(); ++i) {
+    const std::string path = indexed(t.path("protocols"), i);
+    auto name = ctx.string(protocols->get(i), path, [&](std::string& s) {
+      if (s == "http1" || s == h2_name) return std::string();
+      return quoted(s) + " is not a protocol of this listener; use \"http1\" or \"" + h2_name +
+             "\"" + (l.tls ? " (TLS listener)" : " (plain listener; h2 needs [listener.tls])");
+    });
+    if (name) (*name == "http1" ? l.http1 : l.h2) = true;
+  }
+  if (!l.http1 && !l.h2 && ctx.error_count() == errors_before) {
+    ctx.error(protocols->source(), t.path("protocols"),
+              std::string("needs at least one protocol: \"http1\" or \"") + h2_name + "\"");
   }
 }
 
@@ -540,11 +681,7 @@ Config read_config(Context& ctx, const toml::table& root) {
   std::set<std::string> listener_names;
   each_table(ctx, top, "listener", "no [[listener]] defined; add one with a name and an address",
              [&](TableReader& t, size_t) {
-               Listener& l = c.listeners.emplace_back();
-               l.loc = t.loc();
-               t.string("name", l.name, Need::kRequired, unique_name(listener_names, "listener"));
-               std::string text;  // kept only as l.address
-               t.string("address", text, Need::kRequired, address(true, l.address));
+               read_listener(ctx, t, listener_names, c.listeners.emplace_back());
              });
 
   std::set<std::string> service_names;

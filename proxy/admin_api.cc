@@ -235,9 +235,10 @@ AdminResponse AdminApi::handle(const AdminRequest& req) {
       if (req.method != "POST") return method_not_allowed("POST");
       return reload(actor);
     }
-    if (parts.size() >= 3 && parts.size() <= 5 && parts[2] == "services") {
-      return services(req, parts.size() > 3 ? std::string(parts[3]) : "",
-                      parts.size() > 4 ? std::string(parts[4]) : "", actor);
+    if (parts.size() >= 3 && parts.size() <= 6 && parts[2] == "services") {
+      std::string action = parts.size() > 4 ? std::string(parts[4]) : "";
+      if (parts.size() > 5) action += "/" + std::string(parts[5]);  // rollout/start ...
+      return services(req, parts.size() > 3 ? std::string(parts[3]) : "", action, actor);
     }
   }
   return admin_error(404, "not_found", "no such admin path: " + req.path);
@@ -270,6 +271,18 @@ AdminResponse AdminApi::services(const AdminRequest& req, const std::string& nam
   if (action == "rollback") {
     if (req.method != "POST") return method_not_allowed("POST");
     return rollback(req, *it, actor);
+  }
+  if (action == "explain") {
+    if (req.method != "GET" && req.method != "HEAD") return method_not_allowed("GET");
+    return json_response(200, json::parse(host_.explain_json(it->name)));
+  }
+  if (action.starts_with("rollout/")) {
+    if (req.method != "POST") return method_not_allowed("POST");
+    std::string error;
+    if (!host_.rollout_command(it->name, action.substr(8), actor, &error)) {
+      return admin_error(error.starts_with("unknown") ? 404 : 409, "rollout_refused", error);
+    }
+    return service_response(*it);
   }
   return admin_error(404, "not_found", "no such service action: " + action);
 }

@@ -90,6 +90,11 @@ class AdminHost {
   virtual std::vector<nlohmann::json> events_since(uint64_t since, size_t limit) const = 0;
   virtual std::string metrics_text() = 0;
   virtual void annotate(ServiceStateView& view) const = 0;
+  // Rollout start|pause|resume|abort|promote as `actor`; false + *error when refused.
+  virtual bool rollout_command(const std::string& service, const std::string& op,
+                               const std::string& actor, std::string* error) = 0;
+  // The guard's decision history of a service (JSON object).
+  virtual std::string explain_json(const std::string& service) const = 0;
 };
 
 class AdminApi {

@@ -28,6 +28,8 @@ bool is_hop_by_hop(std::string_view name);
 
 std::string_view reason_phrase(int status);
 
+// The short text body of a weir-generated error response.
+std::string error_body(int status);
 // A complete weir-generated response with a short text body.
 std::string error_response(int status, bool close, bool head_request = false);
 

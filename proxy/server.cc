@@ -136,9 +136,213 @@ std::shared_ptr<const routing::Snapshot> Server::build(const config::Config& con
   return routing::build_snapshot(effective, registry_, ++generation_, resolve_endpoint, error);
 }
 
-void Server::publish(std::shared_ptr<const routing::Snapshot> snap) {
-  for (auto& w : workers_) w->post_snapshot(snap);
+void Server::publish(std::shared_ptr<const routing::Snapshot> snap,
+                     std::vector<std::vector<ListenFd>> open) {
+  snap_ = snap;
+  open.resize(workers_.size());
+  for (size_t w = 0; w < workers_.size(); ++w) workers_[w]->post_snapshot(snap, std::move(open[w]));
 }
+namespace {
+// The control thread folds statistics and runs guards on this tick; 250 ms keeps a revert
+// within a fraction of a second of its last consecutive breach.
+constexpr uint64_t kTickMs = 250;
+uint64_t monotonic_ms() { return uv_hrtime() / 1000000; }
+}  // namespace
+
+void Server::on_tick(uv_timer_t* t) {
+  auto* self = static_cast<Server*>(t->data);
+  const uint64_t now = monotonic_ms();
+  self->collect_stats(now / 1000);
+  self->run_guards(now, now / 1000);
+}
+
+void Server::collect_stats(uint64_t second) {
+  for (const auto& svc : snap_->services) {
+    for (const auto& v : svc.versions) {
+      health::Sample sum;
+      for (auto& w : workers_) {
+        if (const auto* c = w->stats().versions.find(v.stats_id)) sum.add(*c);
+      }
+      stats_.fold(second, v.stats_id, sum);
+    }
+  }
+}
+
+void Server::run_guards(uint64_t now_ms, uint64_t second) {
+  for (size_t si = 0; si < snap_->services.size() && si < config_->services.size(); ++si) {
+    const routing::Service& svc = snap_->services[si];
+    const config::GuardConfig& g = config_->services[si].guard;
+    auto ro = rollouts_.find(svc.name);
+    const bool rolling =
+        ro != rollouts_.end() && ro->second.state() == health::RolloutState::kRunning;
+    if (!g.enabled && !rolling) continue;
+    ServiceGuard& sg = guards_[svc.name];
+    const uint32_t interval = g.enabled ? g.interval_ms : 1000;
+    if (now_ms - sg.last_eval_ms < interval) continue;
+    sg.last_eval_ms = now_ms;
+    const routing::Version& stable = svc.versions[svc.stable];
+    const health::StatsWindow* stable_window = stats_.window(stable.stats_id);
+    health::Summary stable_summary =
+        stable_window ? stable_window->summarize(second, g.window_s) : health::Summary{};
+    for (const auto& v : svc.versions) {
+      if (&v == &stable || v.weight == 0) continue;
+      // Without a guard a rollout advances on time alone.
+      health::Verdict verdict = health::Verdict::kPass;
+      if (g.enabled) {
+        const health::StatsWindow* w = stats_.window(v.stats_id);
+        health::Summary summary = w ? w->summarize(second, g.window_s) : health::Summary{};
+        auto [it, fresh] = sg.versions.try_emplace(v.name, v.name);
+        health::Evaluation e = it->second.evaluate(
+            g, summary, stable_summary, static_cast<uint32_t>(v.endpoints.size()), now_ms);
+        verdict = e.verdict;
+        if (e.reverted) {
+          std::string why;
+          for (const auto& r : e.reasons) why += (why.empty() ? "" : "; ") + r;
+          std::fprintf(stderr,
+                       "weir: guard: service %s version %s reverted to weight 0 after %u "
+                       "breaches in a row (window %us): %s\n",
+                       svc.name.c_str(), v.name.c_str(), e.breaches_in_a_row, g.window_s,
+                       why.c_str());
+          const config::Service& cs = config_->services[si];
+          std::map<std::string, uint32_t> weights = runtime_.weights(cs);
+          weights[v.name] = 0;
+          AuditEvent ev;
+          ev.actor = "guard";
+          ev.action = "revert";
+          ev.reason = why;
+          ev.detail = nlohmann::json::parse(
+              health::DecisionLog(1).to_json(svc.name, g), nullptr, false);
+          ev.detail["evaluation"] = {{"version", v.name},
+                                     {"error_rate", summary.error_rate},
+                                     {"completed", summary.completed},
+                                     {"errors", summary.errors},
+                                     {"p99_ms", static_cast<double>(summary.p99_us) / 1000.0},
+                                     {"stable_error_rate", stable_summary.error_rate},
+                                     {"window_s", g.window_s}};
+          std::string error;
+          if (!change_service(svc.name, weights, "", std::move(ev), &error)) {
+            std::fprintf(stderr, "weir: guard: the revert could not be saved: %s\n",
+                         error.c_str());
+          }
+          sg.reverted = true;
+          it->second.reset();
+          if (ro != rollouts_.end() && ro->second.plan().version == v.name) {
+            ro->second.abort("guard reverted " + v.name + ": " + why);
+            std::fprintf(stderr, "weir: rollout: service %s aborted by the guard\n",
+                         svc.name.c_str());
+          }
+        }
+        sg.log.add(std::move(e));
+      }
+      if (rolling && ro->second.plan().version == v.name &&
+          ro->second.state() == health::RolloutState::kRunning) {
+        apply_rollout(svc.name, ro->second.on_verdict(verdict, now_ms), "rollout");
+        if (ro->second.state() == health::RolloutState::kPaused) {
+          std::fprintf(stderr, "weir: rollout: service %s %s\n", svc.name.c_str(),
+                       ro->second.last_reason().c_str());
+        }
+      }
+    }
+  }
+}
+
+bool Server::change_service(const std::string& service,
+                            const std::map<std::string, uint32_t>& weights,
+                            const std::string& stable, AuditEvent ev, std::string* error) {
+  RuntimeState next = runtime_;
+  ServiceRuntime* rt = next.find(service);
+  if (!rt) {
+    *error = "no such service " + service;
+    return false;
+  }
+  const config::Service* cs = nullptr;
+  for (const auto& s : config_->services) {
+    if (s.name == service) cs = &s;
+  }
+  ev.service = service;
+  ev.before = {{"weights", runtime_.weights(*cs)}, {"stable", runtime_.stable(*cs)}};
+  rt->weights = weights;
+  if (!stable.empty()) rt->stable = stable;
+  ++rt->state_version;
+  ev.after = {{"weights", weights}, {"stable", stable.empty() ? runtime_.stable(*cs) : stable}};
+  return commit(std::move(next), std::move(ev), error);
+}
+
+void Server::apply_rollout(const std::string& service, const health::Rollout::Action& a,
+                           const std::string& actor) {
+  if (!a.change && !a.promote) return;
+  const config::Service* cs = nullptr;
+  for (const auto& s : config_->services) {
+    if (s.name == service) cs = &s;
+  }
+  if (!cs) return;
+  const std::string& version = cs->rollout.version;
+  const std::string stable = runtime_.stable(*cs);
+  std::map<std::string, uint32_t> weights = runtime_.weights(*cs);
+  AuditEvent ev;
+  ev.actor = actor;
+  ev.reason = a.why;
+  std::string new_stable;
+  if (a.promote) {
+    for (auto& [name, w] : weights) w = name == version ? 100 : 0;
+    new_stable = version;
+    ev.action = "rollout_promote";
+    std::fprintf(stderr, "weir: rollout: service %s promoted %s to stable (%s)\n",
+                 service.c_str(), version.c_str(), a.why.c_str());
+  } else {
+    weights[version] = a.weight;
+    if (stable != version) weights[stable] = 100 - a.weight;
+    ev.action = "rollout_step";
+    std::fprintf(stderr, "weir: rollout: service %s version %s at %u%% (%s)\n", service.c_str(),
+                 version.c_str(), a.weight, a.why.c_str());
+  }
+  std::string error;
+  if (!change_service(service, weights, new_stable, std::move(ev), &error)) {
+    std::fprintf(stderr, "weir: rollout: the change could not be saved: %s\n", error.c_str());
+  }
+}
+
+bool Server::rollout_command(const std::string& service, const std::string& op,
+                             const std::string& actor, std::string* error) {
+  auto it = rollouts_.find(service);
+  if (it == rollouts_.end()) {
+    *error = "service " + service + " has no [service.rollout]";
+    return false;
+  }
+  health::Rollout& r = it->second;
+  const uint64_t now = monotonic_ms();
+  error->clear();
+  health::Rollout::Action a;
+  if (op == "start") {
+    a = r.start(now, error);
+  } else if (op == "pause") {
+    a = r.pause(error);
+  } else if (op == "resume") {
+    a = r.resume(now, error);
+  } else if (op == "abort") {
+    a = r.abort("aborted by " + actor);
+  } else if (op == "promote") {
+    a = r.promote(error);
+  } else {
+    *error = "unknown rollout operation " + op + " (start, pause, resume, abort, promote)";
+    return false;
+  }
+  if (!error->empty()) return false;
+  apply_rollout(service, a, actor);
+  return true;
+}
+
+std::string Server::explain_json(const std::string& service) const {
+  for (const auto& s : config_->services) {
+    if (s.name != service) continue;
+    auto it = guards_.find(service);
+    static const health::DecisionLog kEmpty;
+    return (it == guards_.end() ? kEmpty : it->second.log).to_json(service, s.guard);
+  }
+  return "";
+}
+
+
 
 int Server::run() {
   ::signal(SIGPIPE, SIG_IGN);
@@ -158,6 +362,22 @@ int Server::run() {
       !(access_log_ = AccessLog::open(config_->proxy.access_log, &error))) {
     std::fprintf(stderr, "weir: %s\n", error.c_str());
     return 1;
+  }
+  snap_ = snap;
+  std::vector<config::Error> tls_errors;
+  tls_ = build_tls_set(*config_, &tls_errors);
+  if (!tls_) {
+    for (const auto& e : tls_errors) std::fprintf(stderr, "%s\n", e.to_string().c_str());
+    std::fprintf(stderr, "weir: not starting: a certificate or key cannot be used\n");
+    return 1;
+  }
+  for (const auto& svc : config_->services) {
+    if (!svc.rollout.present) continue;
+    rollouts_.emplace(svc.name, health::Rollout(svc.rollout));
+    if (svc.rollout.auto_start) {
+      std::string why;
+      rollout_command(svc.name, "start", "startup", &why);
+    }
   }
   if (!open_listeners(&error)) {
     std::fprintf(stderr, "weir: %s\n", error.c_str());
@@ -185,8 +405,12 @@ int Server::run() {
   uv_signal_start(&sigint_, on_signal, SIGINT);
   uv_signal_start(&sighup_, on_signal, SIGHUP);
   uv_signal_start(&sigusr1_, on_signal, SIGUSR1);
+  uv_timer_init(&loop_, &tick_);
+  tick_.data = this;
+  uv_timer_start(&tick_, on_tick, kTickMs, kTickMs);
   for (unsigned w = 0; w < worker_count_; ++w) {
-    workers_.push_back(std::make_unique<Worker>(w, fds_[w], snap));
+    workers_.push_back(std::make_unique<Worker>(w, fds_[w], snap_));
+    workers_.back()->post_tls(tls_);
     workers_.back()->set_access_log(access_log_.get());
     fds_[w].clear();  // the worker's uv_tcp_t owns them now
   }
@@ -222,6 +446,7 @@ void Server::shutdown() {
   for (uv_signal_t* s : {&sigterm_, &sigint_, &sighup_, &sigusr1_}) {
     uv_close(reinterpret_cast<uv_handle_t*>(s), nullptr);
   }
+  uv_close(reinterpret_cast<uv_handle_t*>(&tick_), nullptr);
   if (admin_) admin_->stop();
 }
 
@@ -235,6 +460,7 @@ bool Server::commit(RuntimeState next, AuditEvent event, std::string* error) {
     store_->save_state(runtime_.to_json(), &ignored);
     return false;
   }
+  if (event.actor != "guard") guards_[event.service].reverted = false;  // an operator acted
   runtime_ = std::move(next);
   publish(std::move(snap));
   std::fprintf(stderr, "weir: %s %s by %s: %s\n", event.action.c_str(), event.service.c_str(),
@@ -256,9 +482,20 @@ std::string Server::metrics_text() {
   return render_metrics(source);
 }
 
-void Server::annotate(ServiceStateView&) const {
-  // Endpoint health, per-version stats windows and guard/rollout state are filled here once
-  // those parts of the control plane exist.
+void Server::annotate(ServiceStateView& view) const {
+  for (const auto& s : config_->services) {
+    if (s.name != view.name) continue;
+    auto g = guards_.find(s.name);
+    if (s.guard.enabled) {
+      view.guard = "hold";
+      if (g != guards_.end() && !g->second.log.entries().empty()) {
+        view.guard = health::to_string(g->second.log.entries().back().verdict);
+      }
+      if (g != guards_.end() && g->second.reverted) view.guard = "reverted";
+    }
+    auto r = rollouts_.find(s.name);
+    if (r != rollouts_.end()) view.rollout = health::to_string(r->second.state());
+  }
 }
 
 ReloadOutcome Server::reload(const std::string& actor) {
@@ -291,6 +528,14 @@ ReloadOutcome Server::reload(const std::string& actor) {
   if (was.enabled != now.enabled || was.address.to_string() != now.address.to_string() ||
       was.state_dir != now.state_dir)
     return fail({next->path + ": [admin] address and state_dir change only with a restart"});
+  // Certificates are re-read on every reload; a broken one keeps the running set.
+  std::vector<config::Error> tls_errors;
+  auto tls = build_tls_set(*next, &tls_errors);
+  if (!tls) {
+    std::vector<std::string> errors;
+    for (const auto& e : tls_errors) errors.push_back(e.to_string());
+    return fail(std::move(errors));
+  }
   RuntimeState next_runtime = runtime_;
   out.reset_services = next_runtime.reconcile(*next);
   std::string error;
@@ -341,9 +586,11 @@ ReloadOutcome Server::reload(const std::string& actor) {
                             });
     if (!kept) std::fprintf(stderr, "weir: listener %s closed\n", l.name.c_str());
   }
-  for (unsigned w = 0; w < worker_count_; ++w) workers_[w]->post_snapshot(snap, std::move(open[w]));
   config_ = next;
   runtime_ = std::move(next_runtime);
+  tls_ = tls;
+  for (auto& w : workers_) w->post_tls(tls);
+  publish(std::move(snap), std::move(open));
   ++reloads_ok_;
   out.ok = true;
   out.generation = generation_;

@@ -6,15 +6,20 @@
 
 #include <uv.h>
 
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
 
 #include "config/config.h"
+#include "health/guard.h"
+#include "health/rollout.h"
+#include "health/stats_window.h"
 #include "proxy/admin_api.h"
 #include "proxy/admin_server.h"
 #include "proxy/runtime_state.h"
 #include "proxy/state_store.h"
+#include "proxy/tls_context.h"
 #include "proxy/worker.h"
 #include "routing/snapshot.h"
 
@@ -36,6 +41,9 @@ class Server final : public AdminHost {
   std::vector<nlohmann::json> events_since(uint64_t since, size_t limit) const override;
   std::string metrics_text() override;
   void annotate(ServiceStateView& view) const override;
+  bool rollout_command(const std::string& service, const std::string& op,
+                       const std::string& actor, std::string* error) override;
+  std::string explain_json(const std::string& service) const override;
 
  private:
   bool open_listeners(std::string* error);
@@ -45,11 +53,25 @@ class Server final : public AdminHost {
   // The one place snapshots come from: `config` with `runtime`'s overrides applied.
   std::shared_ptr<const routing::Snapshot> build(const config::Config& config,
                                                  const RuntimeState& runtime, std::string* error);
-  void publish(std::shared_ptr<const routing::Snapshot> snap);
+  // Posts `snap` to every worker, with open[w] (new listener sockets) for worker w.
+  void publish(std::shared_ptr<const routing::Snapshot> snap,
+               std::vector<std::vector<ListenFd>> open = {});
+  static void on_tick(uv_timer_t* t);
+  void collect_stats(uint64_t second);
+  void run_guards(uint64_t now_ms, uint64_t second);
+  // Sets weights (and, for a promotion, the stable version) of one service as `actor`, through
+  // commit(): persisted, audited, published. false + *error when refused.
+  bool change_service(const std::string& service, const std::map<std::string, uint32_t>& weights,
+                      const std::string& stable, AuditEvent ev, std::string* error);
+  // Applies a rollout's requested weights (or promotion).
+  void apply_rollout(const std::string& service, const health::Rollout::Action& a,
+                     const std::string& actor);
   void shutdown();
   static void on_signal(uv_signal_t* h, int signum);
 
   std::shared_ptr<const config::Config> config_;
+  std::shared_ptr<const TlsSet> tls_;
+  std::shared_ptr<const routing::Snapshot> snap_;  // the one last published
   RuntimeState runtime_;
   std::unique_ptr<StateStore> store_;
   std::unique_ptr<AdminApi> api_;
@@ -64,6 +86,16 @@ class Server final : public AdminHost {
   uv_loop_t loop_{};
   uv_signal_t sigterm_{}, sigint_{}, sighup_{}, sigusr1_{};
   std::unique_ptr<AccessLog> access_log_;
+  uv_timer_t tick_{};
+  health::StatsCollector stats_;
+  struct ServiceGuard {
+    std::map<std::string, health::VersionGuard> versions;
+    health::DecisionLog log;
+    uint64_t last_eval_ms = 0;
+    bool reverted = false;
+  };
+  std::map<std::string, ServiceGuard> guards_;
+  std::map<std::string, health::Rollout> rollouts_;
   bool stopping_ = false;
 };
 

@@ -16,6 +16,7 @@
 #include "proxy/access_log.h"
 #include "proxy/io_buffer.h"
 #include "proxy/stats.h"
+#include "proxy/tls_context.h"
 #include "proxy/upstream_pool.h"
 #include "routing/picker.h"
 #include "routing/snapshot.h"
@@ -43,6 +44,12 @@ class Worker {
   // (sockets for listeners the reload added or moved; the worker owns them from here). Listeners
   // the snapshot no longer has stop accepting, and their connections drain.
   void post_snapshot(std::shared_ptr<const routing::Snapshot> snap, std::vector<ListenFd> open = {});
+  // Thread-safe: new connections use these TLS contexts (indexed like the snapshot's listeners)
+  // from the next loop turn. Before
+  // start() it sets them directly.
+  void post_tls(std::shared_ptr<const TlsSet> tls);
+  // The TLS context of `listener`, or nullptr for a plain listener.
+  std::shared_ptr<const TlsContext> tls_for(uint32_t listener) const;
   // Thread-safe: stop accepting, drain connections for up to drain_ms, then end the loop.
   void post_shutdown(uint64_t drain_ms);
 
@@ -106,6 +113,7 @@ class Worker {
   std::string access_buf_;
   std::thread thread_;
   std::shared_ptr<const routing::Snapshot> snap_;
+  std::shared_ptr<const TlsSet> tls_;
   routing::Picker picker_;
   UpstreamPool pool_;
   WorkerStats stats_;
@@ -121,6 +129,7 @@ class Worker {
   std::mutex mu_;  // guards the mailboxes below
   std::shared_ptr<const routing::Snapshot> inbox_snap_;
   std::vector<ListenFd> inbox_listeners_;
+  std::shared_ptr<const TlsSet> inbox_tls_;
   bool inbox_shutdown_ = false;
   uint64_t inbox_drain_ms_ = 0;
 };

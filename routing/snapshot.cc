@@ -2,8 +2,9 @@
 
 namespace weir::routing {
 
-uint32_t EndpointRegistry::id_for(const std::string& address) {
-  auto [it, inserted] = ids_.try_emplace(address, static_cast<uint32_t>(ids_.size()));
+uint32_t EndpointRegistry::next(std::unordered_map<std::string, uint32_t>& ids,
+                                const std::string& key) {
+  auto [it, inserted] = ids.try_emplace(key, static_cast<uint32_t>(ids.size()));
   return it->second;
 }
 
@@ -22,6 +23,7 @@ std::shared_ptr<const Snapshot> build_snapshot(std::shared_ptr<const config::Con
       v.name = cv.name;
       v.weight = cv.weight;
       v.index = snap->version_count++;
+      v.stats_id = registry.version_id_for(cs.name, cv.name);
       for (const auto& hp : cv.endpoints) {
         Endpoint ep;
         ep.host = hp.host;

@@ -200,7 +200,7 @@ TEST_CASE("config: defaults when [proxy] is absent") {
   CHECK(c.routes.empty());
 }
 
-TEST_CASE("config: empty strings disable via and request ids; bounds are inclusive") {
+TEST_CASE("config: empty strings disable via and request ids, bounds are inclusive") {
   Config c = expect_valid(with_listener(R"([proxy]
 via = ""
 request_id_header = ""
@@ -722,6 +722,82 @@ TEST_CASE("config: parse_host_port") {
   CHECK_FALSE(parse_host_port("::1:80", false));  // IPv6 without brackets
   CHECK_FALSE(parse_host_port("[example.com]:80", false));
   CHECK_FALSE(parse_host_port("a b:80", false));
+}
+
+TEST_CASE("config: listener TLS certificates and protocols") {
+  Config c = expect_valid(std::string(R"([[listener]]
+name = "tls"
+address = "127.0.0.1:0"
+  [listener.tls]
+  handshake_timeout_ms = 500
+  session_tickets = false
+  [[listener.tls.certificate]]
+  cert = "/etc/weir/a.crt"
+  key = "a.key"
+[[listener]]
+name = "plain"
+address = "127.0.0.1:0"
+protocols = ["h2c", "http1"]
+)") + std::string(kService));
+  REQUIRE(c.listeners.size() == 2);
+  const Listener& tls = c.listeners[0];
+  REQUIRE(tls.tls);
+  CHECK(tls.tls->handshake_timeout_ms == 500);
+  CHECK_FALSE(tls.tls->session_tickets);
+  REQUIRE(tls.tls->certificates.size() == 1);
+  CHECK(tls.tls->certificates[0].cert == "/etc/weir/a.crt");
+  CHECK(tls.tls->certificates[0].key == "a.key");  // no folder in "t.toml": stays relative
+  CHECK(tls.tls->certificates[0].key_loc.line == 9);
+  CHECK((tls.http1 && tls.h2));  // TLS default: h2 and http/1.1 by ALPN
+  CHECK_FALSE(c.listeners[1].tls);
+  CHECK((c.listeners[1].http1 && c.listeners[1].h2));
+  CHECK_FALSE(expect_valid(with_service("")).listeners[0].h2);  // plain default: http1 only
+}
+
+TEST_CASE("config: listener TLS errors") {
+  expect_error(R"([[listener]]
+name = "l"
+address = "127.0.0.1:0"
+  [listener.tls]
+  handshake_timeout_ms = 500
+)" + std::string(kService),
+               "4:3", "listener[0].tls.certificate",
+               "needs at least one [[listener.tls.certificate]] with cert and key");
+  expect_error(R"([[listener]]
+name = "l"
+address = "127.0.0.1:0"
+  [[listener.tls.certificate]]
+  cert = "a.crt"
+)" + std::string(kService),
+               "4:3", "listener[0].tls.certificate[0].key",
+               "missing required key 'key'; add it to this table");
+  expect_error(R"([[listener]]
+name = "l"
+address = "127.0.0.1:0"
+  [[listener.tls.certificate]]
+  cert = "a.crt"
+  key = "a.key"
+  chain = "x"
+)" + std::string(kService),
+               "7:3", "listener[0].tls.certificate[0].chain", "unknown key 'chain'");
+}
+
+TEST_CASE("config: listener protocols") {
+  expect_error(R"([[listener]]
+name = "l"
+address = "127.0.0.1:0"
+protocols = ["h2"]
+)" + std::string(kService),
+               "4:14", "listener[0].protocols[0]",
+               "'h2' is not a protocol of this listener; use \"http1\" or \"h2c\" (plain "
+               "listener; h2 needs [listener.tls])");
+  expect_error(R"([[listener]]
+name = "l"
+address = "127.0.0.1:0"
+protocols = []
+)" + std::string(kService),
+               "4:13", "listener[0].protocols",
+               "needs at least one protocol: \"http1\" or \"h2c\"");
 }
 
 }  // namespace

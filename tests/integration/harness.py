@@ -244,6 +244,29 @@ def start_weir(cleanups, config_text, extra_args=(), path=None):
     return Weir(cleanups, ["--config", path, *extra_args])
 
 
+def make_cert(directory, name, *dns_names):
+    """A self-signed EC certificate for dns_names (CN = name) made with the openssl CLI;
+    returns (cert_path, key_path)."""
+    cert, key = (os.path.join(directory, f"{name}.{ext}") for ext in ("crt", "key"))
+    san = ",".join(f"DNS:{n}" for n in dns_names) or f"DNS:{name}"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                    "ec_paramgen_curve:P-256", "-nodes", "-days", "2", "-subj", f"/CN={name}",
+                    "-addext", f"subjectAltName={san}", "-keyout", key, "-out", cert],
+                   check=True, capture_output=True, timeout=30, stdin=subprocess.DEVNULL)
+    return cert, key
+
+
+def tls_subject(addr, server_name=None, extra=()):
+    """The subject CN that weir presents for server_name (openssl s_client), or None when the
+    handshake fails."""
+    argv = ["openssl", "s_client", "-connect", f"{addr[0]}:{addr[1]}", *extra]
+    if server_name:
+        argv += ["-servername", server_name]
+    run = subprocess.run(argv, capture_output=True, text=True, timeout=15, input="")
+    m = re.search(r"^subject=.*CN\s*=\s*([^,\n]+)", run.stdout, re.M)
+    return m.group(1).strip() if m else None
+
+
 # ---------------------------------------------------------------------------------------------
 # Admin API
 
@@ -324,8 +347,10 @@ def version(name, weight, *endpoints):
     return {"name": name, "weight": weight, "endpoints": [_endpoint(e) for e in endpoints]}
 
 
-def service(name, *versions, stable=None):
-    return {"name": name, "stable": stable or versions[0]["name"], "versions": list(versions)}
+def service(name, *versions, stable=None, **tables):
+    """tables: sub-tables of the service, e.g. guard={"window_s": 2} → [service.guard]."""
+    return {"name": name, "stable": stable or versions[0]["name"], "versions": list(versions),
+            "tables": tables}
 
 
 def route(service_name, host="*", path_prefix="/", listener="public"):
@@ -341,20 +366,34 @@ def single_service_config(*endpoints, proxy=None):
 def render_config(services, routes=None, proxy=None, listeners=("public",), admin=None):
     """TOML text for weir. proxy: overrides for [proxy] (workers defaults to 2). admin: the
     [admin] table (see admin_settings), none when None.
+    listeners: names, or dicts with name, optional protocols, tls ([(cert, key)...]) and
+    tls_settings (other [listener.tls] keys).
     routes default to one catch-all route on "public" to the first service."""
     settings = {"workers": 2, **(proxy or {})}
     out = ["[proxy]"] + [f"{k} = {_toml_value(v)}" for k, v in settings.items()]
     if admin is not None:
         out += ["", "[admin]"] + [f"{k} = {_toml_value(v)}" for k, v in admin.items()]
-    for name in listeners:
-        out += ["", "[[listener]]", f"name = {_toml_value(name)}",
+    for lst in listeners:
+        lst = {"name": lst} if isinstance(lst, str) else lst
+        out += ["", "[[listener]]", f"name = {_toml_value(lst['name'])}",
                 'address = "127.0.0.1:0"']
+        if "protocols" in lst:
+            out.append(f"protocols = {_toml_value(lst['protocols'])}")
+        if "tls" in lst:
+            out.append("  [listener.tls]")
+            out += [f"  {k} = {_toml_value(v)}" for k, v in lst.get("tls_settings", {}).items()]
+            for cert, key in lst["tls"]:
+                out += ["  [[listener.tls.certificate]]", f"  cert = {_toml_value(cert)}",
+                        f"  key = {_toml_value(key)}"]
     for svc in services:
         out += ["", "[[service]]", f"name = {_toml_value(svc['name'])}",
                 f"stable = {_toml_value(svc['stable'])}"]
         for ver in svc["versions"]:
             out += ["  [[service.version]]"] + [f"  {k} = {_toml_value(ver[k])}"
                                                 for k in ("name", "weight", "endpoints")]
+        for table, keys in svc.get("tables", {}).items():
+            out += [f"  [service.{table}]"] + [f"  {k} = {_toml_value(v)}"
+                                               for k, v in keys.items()]
     for r in routes if routes is not None else [route(services[0]["name"])]:
         out += ["", "[[route]]"] + [f"{k} = {_toml_value(v)}" for k, v in r.items()]
     return "\n".join(out) + "\n"

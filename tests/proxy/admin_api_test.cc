@@ -50,6 +50,16 @@ class FakeHost : public AdminHost {
   std::vector<nlohmann::json> events_since(uint64_t, size_t) const override { return events; }
   std::string metrics_text() override { return "weir_up 1\n"; }
   void annotate(ServiceStateView& v) const override { v.guard = "pass"; }
+  bool rollout_command(const std::string& service, const std::string& op, const std::string&,
+                       std::string* error) override {
+    rollout_ops.push_back(service + " " + op);
+    if (op == "pause") *error = "only a running rollout can be paused";
+    return op != "pause";
+  }
+  std::string explain_json(const std::string& service) const override {
+    return "{\"service\":\"" + service + "\",\"decisions\":[]}";
+  }
+  std::vector<std::string> rollout_ops;
 
   config::Config config_;
   RuntimeState runtime_;
@@ -195,6 +205,23 @@ TEST_CASE("admin_api: routing of paths and methods") {
   CHECK(api.handle(ev).status == 400);
   ev.query = "since=0&limit=5";
   CHECK(api.handle(ev).status == 200);
+}
+
+TEST_CASE("admin api: rollout operations and explain reach the host") {
+  FakeHost host;
+  AdminApi api(host);
+  AdminResponse r = api.handle(request("POST", "/api/v1/services/shop/rollout/start"));
+  CHECK(r.status == 200);
+  r = api.handle(request("POST", "/api/v1/services/shop/rollout/pause"));
+  CHECK(r.status == 409);
+  CHECK(r.body.find("only a running rollout") != std::string::npos);
+  CHECK(host.rollout_ops == std::vector<std::string>{"shop start", "shop pause"});
+  r = api.handle(request("GET", "/api/v1/services/shop/explain", "r"));
+  CHECK(r.status == 200);
+  CHECK(nlohmann::json::parse(r.body)["service"] == "shop");
+  r = api.handle(request("POST", "/api/v1/services/shop/rollout/start", "r"));
+  CHECK(r.status == 403);  // a read token cannot steer a rollout
+  CHECK(host.rollout_ops.size() == 2);
 }
 
 }  // namespace
