@@ -384,6 +384,14 @@ class WeirCtl(AdminTestCase):
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertIn("reloaded", r.stdout)
         self.assertIn("weir_requests_total", weirctl(self.edge, "metrics").stdout)
+        r = weirctl(self.edge, "explain", "shop", token="viewer")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertRegex(r.stdout, r"^AT_MS +VERSION +VERDICT")
+        self.assertEqual(json.loads(weirctl(self.edge, "--json", "explain", "shop").stdout)
+                         ["service"], "shop")
+        r = weirctl(self.edge, "rollout", "shop", "start")
+        self.assertEqual(r.returncode, 1)  # no [service.rollout] in this config
+        self.assertIn("rollout_refused", r.stderr)
 
     def test_failures_exit_non_zero_with_a_message(self):
         self.start()
