@@ -479,6 +479,22 @@ std::string Server::metrics_text() {
   source.runtime = &runtime_;
   source.reloads_ok = reloads_ok_;
   source.reloads_failed = reloads_failed_;
+  for (const auto& svc : snap_->services) {
+    for (const auto& v : svc.versions) {
+      VersionMetrics& m = source.versions.emplace_back();
+      m.service = svc.name;
+      m.version = v.name;
+      m.latency.assign(health::Histogram::kBuckets, 0);
+      for (const auto& w : workers_) {
+        const health::VersionCounters* c = w->stats().versions.find(v.stats_id);
+        if (!c) continue;
+        for (size_t i = 0; i < 6; ++i) m.responses[i] += c->responses[i].get();
+        for (size_t i = 0; i < 3; ++i) m.failures[i] += c->failures[i].get();
+        for (size_t i = 0; i < health::Histogram::kBuckets; ++i)
+          m.latency[i] += c->total_latency[i].get();
+      }
+    }
+  }
   return render_metrics(source);
 }
 

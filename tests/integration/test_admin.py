@@ -334,8 +334,17 @@ class Metrics(AdminTestCase):
         # by closing it (the data path's business, not this test's).
         self.assertEqual(get(self.edge.addr, "/", host="bad host").status, 400)
         m = self.scrape()
-        self.assertEqual(m[("weir_requests_total", (("code_class", "2xx"),))], 50)
-        self.assertEqual(m[("weir_requests_total", (("code_class", "4xx"),))], 1)
+        self.assertEqual(m[("weir_responses_total", (("code_class", "2xx"),))], 50)
+        self.assertEqual(m[("weir_responses_total", (("code_class", "4xx"),))], 1)
+        per_version = {v: m[("weir_requests_total", (("code_class", "2xx"), ("service", "shop"),
+                                                     ("version", v)))] for v in ("blue", "green")}
+        self.assertEqual(sum(per_version.values()), 50, per_version)
+        self.assertEqual(per_version, {"blue": self.blue.requests(),
+                                       "green": self.green.requests()})
+        durations = sum(m[("weir_request_duration_seconds_count", (("service", "shop"),
+                                                                   ("version", v)))]
+                        for v in ("blue", "green"))
+        self.assertEqual(durations, 50)
         self.assertEqual(m[("weir_local_replies_total", (("reason", "bad_request"),))], 1)
         self.assertEqual(m[("weir_build_info", (("version", "0.1.0"),))], 1)
         self.assertEqual(m[("weir_connections_accepted_total", ())], 2)
@@ -352,7 +361,7 @@ class Metrics(AdminTestCase):
     def test_metrics_need_a_token_unless_open(self):
         self.start()
         self.assertEqual(admin_call(self.edge, "GET", "/metrics", token=None).status, 401)
-        self.assertIn(("weir_requests_total", (("code_class", "2xx"),)), self.scrape("viewer"))
+        self.assertIn(("weir_responses_total", (("code_class", "2xx"),)), self.scrape("viewer"))
 
     def write_broken_config(self):
         with open(self.config_path, "w") as f:
