@@ -41,6 +41,7 @@ struct ProxySettings {
   uint32_t upstream_idle_timeout_ms = 30000;
   std::string via = "weir";                     // pseudonym in the Via header; "" disables Via
   std::string request_id_header = "x-request-id";  // "" disables generation
+  std::string access_log;                       // "" = off, "-" = stdout, else a file path
   SourceLoc loc;
 };
 

@@ -438,6 +438,7 @@ void read_proxy(TableReader& t, ProxySettings& p) {
   t.integer("upstream_max_idle", p.upstream_max_idle, 0, 100000);
   t.string("via", p.via, Need::kOptional, token(false));
   t.string("request_id_header", p.request_id_header, Need::kOptional, token(true));
+  t.string("access_log", p.access_log, Need::kOptional);
 }
 
 void read_admin(TableReader& t, AdminSettings& a) {

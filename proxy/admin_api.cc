@@ -287,23 +287,53 @@ AdminResponse AdminApi::services(const AdminRequest& req, const std::string& nam
   return admin_error(404, "not_found", "no such service action: " + action);
 }
 
-AdminResponse AdminApi::set_weights(const AdminRequest& req, const config::Service& svc,
-                                    const std::string& actor) {
+std::optional<AdminResponse> AdminApi::check_if_match(const AdminRequest& req,
+                                                      const config::Service& svc,
+                                                      bool required) const {
   const ServiceRuntime* current = host_.runtime().find(svc.name);
   uint64_t version = current ? current->state_version : 0;
   const std::string* match = req.header("if-match");
-  if (!match) {
+  if (!match && required) {
     return admin_error(428, "precondition_required",
                        "send If-Match: " + etag(version) +
                            " (the service's state version, from GET) or If-Match: * to force");
   }
-  if (!if_match(*match, version)) {
+  if (match && !if_match(*match, version)) {
     AdminResponse r = admin_error(412, "precondition_failed",
                                   "the service's state version is " + etag(version) +
                                       ", not " + *match + "; GET it again and retry");
     r.headers.emplace_back("ETag", etag(version));
     return r;
   }
+  return std::nullopt;
+}
+
+AdminResponse AdminApi::change(const config::Service& svc, const Change& c) {
+  RuntimeState next = host_.runtime();
+  AuditEvent ev;
+  ev.actor = c.actor;
+  ev.action = c.action;
+  ev.service = svc.name;
+  ev.reason = c.reason;
+  ev.before = {{"weights", weights_json(next.weights(svc))}};
+  ev.after = {{"weights", weights_json(c.weights)}};
+  ServiceRuntime* rt = next.find(svc.name);
+  if (!c.stable.empty()) {
+    ev.before["stable"] = next.stable(svc);
+    ev.after["stable"] = c.stable;
+    rt->stable = c.stable;
+  }
+  rt->weights = c.weights;
+  ++rt->state_version;
+  std::string error;
+  if (!host_.commit(std::move(next), std::move(ev), &error))
+    return admin_error(500, "persist_failed", error);
+  return service_response(svc);
+}
+
+AdminResponse AdminApi::set_weights(const AdminRequest& req, const config::Service& svc,
+                                    const std::string& actor) {
+  if (auto refused = check_if_match(req, svc, true)) return *refused;
   json body;
   if (auto bad = parse_object(req, body, {"weights", "reason"})) return *bad;
   if (!body.contains("weights") || !body["weights"].is_object())
@@ -314,24 +344,10 @@ AdminResponse AdminApi::set_weights(const AdminRequest& req, const config::Servi
       return admin_error(400, "bad_request", "weight of " + v + " must be an integer");
     asked[v] = w.get<int64_t>();
   }
-  RuntimeState next = host_.runtime();
-  std::map<std::string, uint32_t> before = next.weights(svc), after = before;
-  if (std::string why = merge_weights(svc, asked, after); !why.empty())
+  std::map<std::string, uint32_t> weights = host_.runtime().weights(svc);
+  if (std::string why = merge_weights(svc, asked, weights); !why.empty())
     return admin_error(400, "invalid_weights", why);
-  ServiceRuntime* rt = next.find(svc.name);
-  rt->weights = after;
-  ++rt->state_version;
-  AuditEvent ev;
-  ev.actor = actor;
-  ev.action = "set_weights";
-  ev.service = svc.name;
-  ev.before = {{"weights", weights_json(before)}};
-  ev.after = {{"weights", weights_json(after)}};
-  ev.reason = reason_of(body);
-  std::string error;
-  if (!host_.commit(std::move(next), std::move(ev), &error))
-    return admin_error(500, "persist_failed", error);
-  return service_response(svc);
+  return change(svc, {actor, "set_weights", reason_of(body), std::move(weights), ""});
 }
 
 AdminResponse AdminApi::promote(const AdminRequest& req, const config::Service& svc,
@@ -345,29 +361,10 @@ AdminResponse AdminApi::promote(const AdminRequest& req, const config::Service& 
                    [&](const config::Version& v) { return v.name == target; }))
     return admin_error(400, "invalid_version", "service " + svc.name + " has no version \"" +
                                                    target + "\"");
-  const ServiceRuntime* current = host_.runtime().find(svc.name);
-  uint64_t version = current ? current->state_version : 0;
-  if (const std::string* match = req.header("if-match"); match && !if_match(*match, version))
-    return admin_error(412, "precondition_failed",
-                       "the service's state version is " + etag(version) + ", not " + *match);
-  RuntimeState next = host_.runtime();
-  std::map<std::string, uint32_t> before = next.weights(svc), after;
-  for (const auto& v : svc.versions) after[v.name] = v.name == target ? 100 : 0;
-  ServiceRuntime* rt = next.find(svc.name);
-  AuditEvent ev;
-  ev.before = {{"stable", next.stable(svc)}, {"weights", weights_json(before)}};
-  rt->weights = after;
-  rt->stable = target;
-  ++rt->state_version;
-  ev.actor = actor;
-  ev.action = "promote";
-  ev.service = svc.name;
-  ev.after = {{"stable", target}, {"weights", weights_json(after)}};
-  ev.reason = reason_of(body);
-  std::string error;
-  if (!host_.commit(std::move(next), std::move(ev), &error))
-    return admin_error(500, "persist_failed", error);
-  return service_response(svc);
+  if (auto refused = check_if_match(req, svc, false)) return *refused;
+  std::map<std::string, uint32_t> weights;
+  for (const auto& v : svc.versions) weights[v.name] = v.name == target ? 100 : 0;
+  return change(svc, {actor, "promote", reason_of(body), std::move(weights), target});
 }
 
 AdminResponse AdminApi::rollback(const AdminRequest& req, const config::Service& svc,
@@ -376,29 +373,11 @@ AdminResponse AdminApi::rollback(const AdminRequest& req, const config::Service&
   if (!req.body.empty()) {
     if (auto bad = parse_object(req, body, {"reason"})) return *bad;
   }
-  const ServiceRuntime* current = host_.runtime().find(svc.name);
-  uint64_t version = current ? current->state_version : 0;
-  if (const std::string* match = req.header("if-match"); match && !if_match(*match, version))
-    return admin_error(412, "precondition_failed",
-                       "the service's state version is " + etag(version) + ", not " + *match);
-  RuntimeState next = host_.runtime();
-  const std::string stable = next.stable(svc);
-  std::map<std::string, uint32_t> before = next.weights(svc), after;
-  for (const auto& v : svc.versions) after[v.name] = v.name == stable ? 100 : 0;
-  ServiceRuntime* rt = next.find(svc.name);
-  rt->weights = after;
-  ++rt->state_version;
-  AuditEvent ev;
-  ev.actor = actor;
-  ev.action = "rollback";
-  ev.service = svc.name;
-  ev.before = {{"weights", weights_json(before)}};
-  ev.after = {{"weights", weights_json(after)}};
-  ev.reason = reason_of(body);
-  std::string error;
-  if (!host_.commit(std::move(next), std::move(ev), &error))
-    return admin_error(500, "persist_failed", error);
-  return service_response(svc);
+  if (auto refused = check_if_match(req, svc, false)) return *refused;
+  const std::string& stable = host_.runtime().stable(svc);
+  std::map<std::string, uint32_t> weights;
+  for (const auto& v : svc.versions) weights[v.name] = v.name == stable ? 100 : 0;
+  return change(svc, {actor, "rollback", reason_of(body), std::move(weights), ""});
 }
 
 AdminResponse AdminApi::events(const AdminRequest& req) {

@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 
 #include <cstdint>
+#include <map>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -112,6 +113,18 @@ class AdminApi {
                         const std::string& actor);
   AdminResponse rollback(const AdminRequest& req, const config::Service& svc,
                          const std::string& actor);
+  // One change to a service's runtime state, committed through the host.
+  struct Change {
+    std::string actor;
+    std::string action;
+    std::string reason;
+    std::map<std::string, uint32_t> weights;  // the service's new effective weights
+    std::string stable;                       // "" = unchanged
+  };
+  AdminResponse change(const config::Service& svc, const Change& c);
+  // 428 (when required) or 412 unless If-Match names the service's state version.
+  std::optional<AdminResponse> check_if_match(const AdminRequest& req, const config::Service& svc,
+                                              bool required) const;
   AdminResponse events(const AdminRequest& req);
   AdminResponse reload(const std::string& actor);
   AdminResponse service_response(const config::Service& svc, int status = 200);

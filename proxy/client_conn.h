@@ -31,6 +31,9 @@ class ClientConn final : public Transport, private OutQueue::Listener {
   const ConnInfo& info() const override { return info_; }
   Worker& worker() override { return worker_; }
 
+  // A reload moved (or, with UINT32_MAX, removed) this connection's listener.
+  void set_listener(uint32_t index) { info_.listener = index; }
+
   // Graceful shutdown of the worker.
   void start_drain() { if (session_ && !closing_) session_->start_drain(); }
   void force_close() { close(); }

@@ -1,5 +1,6 @@
 #include "proxy/exchange.h"
 
+#include <algorithm>
 #include <cstdio>
 
 #include "proxy/worker.h"
@@ -32,11 +33,40 @@ Exchange::Exchange(Worker& worker, ExchangeOwner& owner, const ConnInfo& conn)
 
 Exchange::~Exchange() {
   if (upstream_) upstream_->close();  // mid-flight: the connection's state is unknown
+  if (started_ms_ != 0) log_access();
+}
+
+void Exchange::log_access() {
+  AccessRecord r;
+  r.client = conn_info_.peer_ip;
+  r.method = std::move(method_);
+  r.host = std::move(host_);
+  r.path = std::move(target_);
+  r.request_id = std::move(request_id_);
+  if (service_) r.service = service_->name;
+  if (version_) r.version = version_->name;
+  if (endpoint_) r.endpoint = endpoint_->address;
+  r.status = status_;
+  r.bytes = response_bytes_;
+  r.duration_ms = worker_.now_ms() - started_ms_;
+  worker_.log_access(r);
 }
 
 int Exchange::start(const RequestDesc& req) {
   const RequestHead& h = *req.head;
-  snap_ = worker_.snapshot();
+  if (worker_.logging()) {
+    started_ms_ = std::max<uint64_t>(worker_.now_ms(), 1);
+    method_ = h.method;
+    host_ = h.host;
+    target_ = h.target;
+  }
+  status_ = route_and_send(req);
+  return status_;
+}
+
+int Exchange::route_and_send(const RequestDesc& req) {
+  const RequestHead& h = *req.head;
+  snap_ = worker_.current_snapshot();
   if (conn_info_.listener >= snap_->listeners.size()) return 404;
   std::string_view path = h.target.substr(0, h.target.find('?'));
   auto svc = snap_->listeners[conn_info_.listener].match(h.host, path);
@@ -88,7 +118,10 @@ void Exchange::build_request_head(const RequestDesc& req) {
       via.append(f.value);
       continue;
     }
-    if (!have_request_id && iequals(f.name, ps.request_id_header)) have_request_id = true;
+    if (!have_request_id && iequals(f.name, ps.request_id_header)) {
+      have_request_id = true;
+      if (started_ms_ != 0) request_id_ = f.value;
+    }
     append_header(out, f.name, f.value);
   }
   if (!xff.empty()) xff.append(", ");
@@ -111,6 +144,7 @@ void Exchange::build_request_head(const RequestDesc& req) {
                   static_cast<unsigned>(((b >> 48) & 0x3fff) | 0x8000),
                   static_cast<unsigned long long>(b & 0xffffffffffffULL));
     append_header(out, ps.request_id_header, id);
+    if (started_ms_ != 0) request_id_ = id;
   }
   if (h.body == BodyKind::kContentLength) {
     out.append("Content-Length: ");
@@ -218,6 +252,7 @@ void Exchange::abandon() {
 
 void Exchange::on_upstream_head(UpstreamConn&, const UpstreamResponseHead& head) {
   response_started_ = true;
+  status_ = head.status;
   if (counters_) {
     counters_->responses[static_cast<size_t>(head.status / 100) % 6].add();
     counters_->headers_latency[health::Histogram::index(elapsed_us())].add();
@@ -253,6 +288,7 @@ void Exchange::on_upstream_head(UpstreamConn&, const UpstreamResponseHead& head)
 }
 
 void Exchange::on_upstream_body(UpstreamConn&, const char* data, size_t len) {
+  response_bytes_ += len;
   owner_.on_response_data(data, len);
 }
 
@@ -287,6 +323,7 @@ void Exchange::on_upstream_error(UpstreamConn& c, UpstreamError e, std::string u
   }
   int status = 502;
   if (e == UpstreamError::kResponseTimeout || e == UpstreamError::kBodyTimeout) status = 504;
+  if (!response_started_) status_ = status;
   count_failure(e);
   owner_.on_exchange_failed(status);
 }

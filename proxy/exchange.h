@@ -80,7 +80,9 @@ class Exchange final : private UpstreamHandler {
   void on_upstream_error(UpstreamConn& c, UpstreamError e, std::string unsent) override;
   void on_upstream_drained(UpstreamConn& c) override;
 
+  int route_and_send(const RequestDesc& req);
   void build_request_head(const RequestDesc& req);
+  void log_access();
   // Picks an endpoint (not `exclude`) and attaches a connection; false when none could start.
   bool connect_upstream(uint32_t exclude, int* status);
   void write_upstream(std::string_view data);
@@ -107,6 +109,11 @@ class Exchange final : private UpstreamHandler {
   bool response_started_ = false;
   bool response_paused_ = false;
   int attempts_ = 0;
+  // For the access log (filled only when the worker has one).
+  int status_ = 0;
+  uint64_t response_bytes_ = 0;
+  uint64_t started_ms_ = 0;
+  std::string method_, host_, target_, request_id_;
   std::vector<HeaderField> resp_headers_;
   std::string via_;
 };

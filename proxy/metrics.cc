@@ -4,6 +4,10 @@
 #include <prometheus/metric_family.h>
 #include <prometheus/text_serializer.h>
 
+#include <limits>
+
+#include "health/histogram.h"
+
 namespace weir::proxy {
 
 namespace {
@@ -46,11 +50,11 @@ class WeirCollector : public prometheus::Collectable {
 
     // code_class "none": the client went away before any status was sent.
     static const char* const kClasses[6] = {"none", "1xx", "2xx", "3xx", "4xx", "5xx"};
-    auto& requests = family("weir_requests_total",
-                            "Responses sent to clients (including weir's own), by status class",
-                            MetricType::Counter);
+    auto& responses = family("weir_responses_total",
+                             "Responses sent to clients (including weir's own), by status class",
+                             MetricType::Counter);
     for (int c = 0; c < 6; ++c) {
-      requests.metric.push_back(
+      responses.metric.push_back(
           sample(sum([c](const WorkerStats& w) -> const Counter& { return w.responses_by_class[c]; }),
                  MetricType::Counter, {{"code_class", kClasses[c]}}));
     }
@@ -63,11 +67,12 @@ class WeirCollector : public prometheus::Collectable {
           sample(sum([i](const WorkerStats& w) -> const Counter& { return w.generated_by_status[i]; }),
                  MetricType::Counter, {{"reason", kGenerated[i]}}));
     }
-    auto& upstream_errors = family("weir_upstream_errors_total", "Failed upstream attempts, by kind",
-                                   MetricType::Counter);
-    upstream_errors.metric.push_back(sample(
-        sum([](const WorkerStats& w) -> const Counter& { return w.upstream_connect_failures; }),
-        MetricType::Counter, {{"kind", "connect"}}));
+    family("weir_upstream_connect_failures_total", "Upstream connects that failed",
+           MetricType::Counter)
+        .metric.push_back(sample(
+            sum([](const WorkerStats& w) -> const Counter& { return w.upstream_connect_failures; }),
+            MetricType::Counter));
+    add_version_families(out);
     auto& upstream_conns = family("weir_upstream_connections_total",
                                   "Upstream connections used for a request, new or reused",
                                   MetricType::Counter);
@@ -109,6 +114,63 @@ class WeirCollector : public prometheus::Collectable {
   }
 
  private:
+  // Per service and version: requests by status class, upstream errors by kind, and the
+  // request duration histogram folded from the log-linear buckets into fixed bounds.
+  void add_version_families(std::vector<MetricFamily>& out) const {
+    static const char* const kClasses[6] = {"cut", "1xx", "2xx", "3xx", "4xx", "5xx"};
+    static const char* const kKinds[3] = {"connect", "reset", "timeout"};
+    static constexpr double kBounds[] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
+                                         0.25,  0.5,    1,     2.5,  5,     10};
+    MetricFamily requests{"weir_requests_total",
+                          "Requests routed to each version, by response status class "
+                          "(cut: the response broke off after its head)",
+                          MetricType::Counter, {}};
+    MetricFamily errors{"weir_upstream_errors_total",
+                        "Failed upstream attempts of each version, by kind", MetricType::Counter,
+                        {}};
+    MetricFamily duration{"weir_request_duration_seconds",
+                          "Time from routing to the end of the response, per version",
+                          MetricType::Histogram, {}};
+    for (const VersionMetrics& v : s_.versions) {
+      std::vector<ClientMetric::Label> labels = {{"service", v.service}, {"version", v.version}};
+      auto with = [&](const char* name, const char* value) {
+        auto l = labels;
+        l.push_back({name, value});
+        return l;
+      };
+      for (int c = 0; c < 6; ++c)
+        requests.metric.push_back(sample(static_cast<double>(v.responses[c]),
+                                         MetricType::Counter, with("code_class", kClasses[c])));
+      for (int k = 0; k < 3; ++k)
+        errors.metric.push_back(sample(static_cast<double>(v.failures[k]), MetricType::Counter,
+                                       with("kind", kKinds[k])));
+      ClientMetric h;
+      h.label = labels;
+      double sum_us = 0;
+      std::vector<uint64_t> le(std::size(kBounds) + 1, 0);
+      for (size_t i = 0; i < v.latency.size(); ++i) {
+        if (v.latency[i] == 0) continue;
+        double us = static_cast<double>(health::Histogram::value(i));
+        sum_us += us * static_cast<double>(v.latency[i]);
+        size_t b = 0;
+        while (b < std::size(kBounds) && us > kBounds[b] * 1e6) ++b;
+        le[b] += v.latency[i];
+        h.histogram.sample_count += v.latency[i];
+      }
+      h.histogram.sample_sum = sum_us / 1e6;
+      uint64_t cumulative = 0;
+      for (size_t b = 0; b <= std::size(kBounds); ++b) {
+        cumulative += le[b];
+        double bound = b < std::size(kBounds) ? kBounds[b] : std::numeric_limits<double>::infinity();
+        h.histogram.bucket.push_back({cumulative, bound});
+      }
+      duration.metric.push_back(std::move(h));
+    }
+    out.push_back(std::move(requests));
+    out.push_back(std::move(errors));
+    out.push_back(std::move(duration));
+  }
+
   const MetricsSource& s_;
 };
 

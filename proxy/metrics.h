@@ -13,6 +13,14 @@
 
 namespace weir::proxy {
 
+// One version's request figures, summed over the workers' counters (health/version_counters.h).
+struct VersionMetrics {
+  std::string service, version;
+  uint64_t responses[6] = {};       // by status class; [0]: cut after the response head
+  uint64_t failures[3] = {};        // upstream connect, reset, timeout
+  std::vector<uint64_t> latency;    // health::Histogram buckets of µs to the response's end
+};
+
 // What one scrape reads. Control thread only; the worker counters are single-writer atomics.
 struct MetricsSource {
   std::vector<const WorkerStats*> workers;
@@ -20,6 +28,7 @@ struct MetricsSource {
   const RuntimeState* runtime = nullptr;   // their effective weights
   uint64_t reloads_ok = 0;
   uint64_t reloads_failed = 0;
+  std::vector<VersionMetrics> versions;
 };
 
 std::string render_metrics(const MetricsSource& source);

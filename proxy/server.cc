@@ -1,17 +1,18 @@
 #include "proxy/server.h"
 
-#include "proxy/metrics.h"
-
 #include <netdb.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
 #include <thread>
+
+#include "proxy/metrics.h"
 
 namespace weir::proxy {
 
@@ -45,44 +46,56 @@ Server::~Server() {
   }
 }
 
+bool Server::open_listener(const config::Listener& l, std::vector<int>* fds, std::string* error) {
+  sockaddr_storage addr{};
+  if (!resolve_endpoint(l.address.host, l.address.port, &addr, error)) {
+    *error = "listener " + l.name + ": " + *error;
+    return false;
+  }
+  // Each worker gets its own socket on the same address (SO_REUSEPORT, set by hand because
+  // libuv 1.44 has no flag for it), so the kernel spreads connections with no shared accept.
+  auto fail = [&](std::string why) {
+    *error = "listener " + l.name + ": " + why + ": " + std::strerror(errno);
+    for (int fd : *fds) ::close(fd);
+    fds->clear();
+    return false;
+  };
+  for (unsigned w = 0; w < worker_count_; ++w) {
+    int fd = ::socket(addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    int one = 1;
+    if (fd < 0 || ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) != 0 ||
+        ::setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0) {
+      if (fd >= 0) ::close(fd);
+      return fail("socket");
+    }
+    socklen_t len = addr.ss_family == AF_INET6 ? sizeof(sockaddr_in6) : sizeof(sockaddr_in);
+    if (::bind(fd, reinterpret_cast<sockaddr*>(&addr), len) != 0) {
+      int err = errno;
+      ::close(fd);
+      errno = err;
+      return fail("bind " + l.address.to_string());
+    }
+    if (w == 0) {
+      // Port 0: the first socket picks the port, its siblings join it.
+      ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+    }
+    fds->push_back(fd);
+  }
+  uint16_t port = ntohs(addr.ss_family == AF_INET6
+                            ? reinterpret_cast<sockaddr_in6*>(&addr)->sin6_port
+                            : reinterpret_cast<sockaddr_in*>(&addr)->sin_port);
+  config::HostPort bound{l.address.host, port};
+  std::fprintf(stderr, "weir: listener %s listening on %s\n", l.name.c_str(),
+               bound.to_string().c_str());
+  return true;
+}
+
 bool Server::open_listeners(std::string* error) {
   fds_.assign(worker_count_, {});
   for (const auto& l : config_->listeners) {
-    sockaddr_storage addr{};
-    if (!resolve_endpoint(l.address.host, l.address.port, &addr, error)) {
-      *error = "listener " + l.name + ": " + *error;
-      return false;
-    }
-    // Each worker gets its own socket on the same address (SO_REUSEPORT, set by hand because
-    // libuv 1.44 has no flag for it), so the kernel spreads connections with no shared accept.
-    for (unsigned w = 0; w < worker_count_; ++w) {
-      int fd = ::socket(addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-      int one = 1;
-      if (fd < 0 || ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) != 0 ||
-          ::setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0) {
-        *error = "listener " + l.name + ": socket: " + std::strerror(errno);
-        if (fd >= 0) ::close(fd);
-        return false;
-      }
-      socklen_t len = addr.ss_family == AF_INET6 ? sizeof(sockaddr_in6) : sizeof(sockaddr_in);
-      if (::bind(fd, reinterpret_cast<sockaddr*>(&addr), len) != 0) {
-        *error = "listener " + l.name + ": bind " + l.address.to_string() + ": " +
-                 std::strerror(errno);
-        ::close(fd);
-        return false;
-      }
-      if (w == 0) {
-        // Port 0: the first socket picks the port, its siblings join it.
-        ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
-      }
-      fds_[w].push_back(fd);
-    }
-    uint16_t port = ntohs(addr.ss_family == AF_INET6
-                              ? reinterpret_cast<sockaddr_in6*>(&addr)->sin6_port
-                              : reinterpret_cast<sockaddr_in*>(&addr)->sin_port);
-    config::HostPort bound{l.address.host, port};
-    std::fprintf(stderr, "weir: listener %s listening on %s\n", l.name.c_str(),
-                 bound.to_string().c_str());
+    std::vector<int> fds;
+    if (!open_listener(l, &fds, error)) return false;
+    for (unsigned w = 0; w < worker_count_; ++w) fds_[w].push_back(fds[w]);
   }
   return true;
 }
@@ -123,9 +136,11 @@ std::shared_ptr<const routing::Snapshot> Server::build(const config::Config& con
   return routing::build_snapshot(effective, registry_, ++generation_, resolve_endpoint, error);
 }
 
-void Server::publish(std::shared_ptr<const routing::Snapshot> snap) {
+void Server::publish(std::shared_ptr<const routing::Snapshot> snap,
+                     std::vector<std::vector<ListenFd>> open) {
   snap_ = snap;
-  for (auto& w : workers_) w->post_snapshot(snap);
+  open.resize(workers_.size());
+  for (size_t w = 0; w < workers_.size(); ++w) workers_[w]->post_snapshot(snap, std::move(open[w]));
 }
 namespace {
 // The control thread folds statistics and runs guards on this tick; 250 ms keeps a revert
@@ -343,6 +358,11 @@ int Server::run() {
     std::fprintf(stderr, "weir: %s\n", error.c_str());
     return 1;
   }
+  if (!config_->proxy.access_log.empty() &&
+      !(access_log_ = AccessLog::open(config_->proxy.access_log, &error))) {
+    std::fprintf(stderr, "weir: %s\n", error.c_str());
+    return 1;
+  }
   snap_ = snap;
   std::vector<config::Error> tls_errors;
   tls_ = build_tls_set(*config_, &tls_errors);
@@ -377,19 +397,21 @@ int Server::run() {
     }
     std::fprintf(stderr, "weir: admin listening on %s\n", bound.to_string().c_str());
   }
-  for (uv_signal_t* s : {&sigterm_, &sigint_, &sighup_}) {
+  for (uv_signal_t* s : {&sigterm_, &sigint_, &sighup_, &sigusr1_}) {
     uv_signal_init(&loop_, s);
     s->data = this;
   }
   uv_signal_start(&sigterm_, on_signal, SIGTERM);
   uv_signal_start(&sigint_, on_signal, SIGINT);
   uv_signal_start(&sighup_, on_signal, SIGHUP);
+  uv_signal_start(&sigusr1_, on_signal, SIGUSR1);
   uv_timer_init(&loop_, &tick_);
   tick_.data = this;
   uv_timer_start(&tick_, on_tick, kTickMs, kTickMs);
   for (unsigned w = 0; w < worker_count_; ++w) {
     workers_.push_back(std::make_unique<Worker>(w, fds_[w], snap_));
     workers_.back()->post_tls(tls_);
+    workers_.back()->set_access_log(access_log_.get());
     fds_[w].clear();  // the worker's uv_tcp_t owns them now
   }
   for (auto& w : workers_) w->start();
@@ -405,6 +427,11 @@ void Server::on_signal(uv_signal_t* h, int signum) {
   auto* self = static_cast<Server*>(h->data);
   if (signum == SIGHUP) {
     self->reload("signal");
+  } else if (signum == SIGUSR1) {
+    // logrotate moved the access log: write to a new file at the configured path.
+    std::string error;
+    if (self->access_log_ && !self->access_log_->reopen(&error))
+      std::fprintf(stderr, "weir: %s; still writing to the old file\n", error.c_str());
   } else {
     self->shutdown();
   }
@@ -416,7 +443,7 @@ void Server::shutdown() {
   std::fprintf(stderr, "weir: shutting down (drain up to %u ms)\n",
                config_->proxy.drain_timeout_ms);
   for (auto& w : workers_) w->post_shutdown(config_->proxy.drain_timeout_ms);
-  for (uv_signal_t* s : {&sigterm_, &sigint_, &sighup_}) {
+  for (uv_signal_t* s : {&sigterm_, &sigint_, &sighup_, &sigusr1_}) {
     uv_close(reinterpret_cast<uv_handle_t*>(s), nullptr);
   }
   uv_close(reinterpret_cast<uv_handle_t*>(&tick_), nullptr);
@@ -452,6 +479,22 @@ std::string Server::metrics_text() {
   source.runtime = &runtime_;
   source.reloads_ok = reloads_ok_;
   source.reloads_failed = reloads_failed_;
+  for (const auto& svc : snap_->services) {
+    for (const auto& v : svc.versions) {
+      VersionMetrics& m = source.versions.emplace_back();
+      m.service = svc.name;
+      m.version = v.name;
+      m.latency.assign(health::Histogram::kBuckets, 0);
+      for (const auto& w : workers_) {
+        const health::VersionCounters* c = w->stats().versions.find(v.stats_id);
+        if (!c) continue;
+        for (size_t i = 0; i < 6; ++i) m.responses[i] += c->responses[i].get();
+        for (size_t i = 0; i < 3; ++i) m.failures[i] += c->failures[i].get();
+        for (size_t i = 0; i < health::Histogram::kBuckets; ++i)
+          m.latency[i] += c->total_latency[i].get();
+      }
+    }
+  }
   return render_metrics(source);
 }
 
@@ -494,14 +537,9 @@ ReloadOutcome Server::reload(const std::string& actor) {
     return fail(std::move(errors));
   }
   auto next = std::make_shared<const config::Config>(std::move(*r.config));
-  bool same_listeners = next->listeners.size() == config_->listeners.size();
-  for (size_t i = 0; same_listeners && i < next->listeners.size(); ++i) {
-    same_listeners = next->listeners[i].name == config_->listeners[i].name &&
-                     next->listeners[i].address.to_string() ==
-                         config_->listeners[i].address.to_string();
-  }
-  if (!same_listeners || next->proxy.workers != config_->proxy.workers)
-    return fail({next->path + ": listeners and workers change only with a restart"});
+  if (next->proxy.workers != config_->proxy.workers ||
+      next->proxy.access_log != config_->proxy.access_log)
+    return fail({next->path + ": workers and access_log change only with a restart"});
   const config::AdminSettings &was = config_->admin, &now = next->admin;
   if (was.enabled != now.enabled || was.address.to_string() != now.address.to_string() ||
       was.state_dir != now.state_dir)
@@ -519,7 +557,31 @@ ReloadOutcome Server::reload(const std::string& actor) {
   std::string error;
   auto snap = build(*next, next_runtime, &error);
   if (!snap) return fail({error});
-  if (!store_->save_state(next_runtime.to_json(), &error)) return fail({error});
+  // New listeners, and listeners whose address changed, get new sockets now; so a bind error
+  // fails the reload before anything changed. Workers close the sockets of the others.
+  std::vector<std::vector<ListenFd>> open(worker_count_);
+  auto close_opened = [&] {
+    for (auto& per_worker : open)
+      for (auto& l : per_worker) ::close(l.fd);
+  };
+  for (const auto& l : next->listeners) {
+    bool kept = std::any_of(config_->listeners.begin(), config_->listeners.end(),
+                            [&](const config::Listener& old) {
+                              return old.name == l.name &&
+                                     old.address.to_string() == l.address.to_string();
+                            });
+    if (kept) continue;
+    std::vector<int> fds;
+    if (!open_listener(l, &fds, &error)) {
+      close_opened();
+      return fail({error});
+    }
+    for (unsigned w = 0; w < worker_count_; ++w) open[w].push_back({l.name, fds[w]});
+  }
+  if (!store_->save_state(next_runtime.to_json(), &error)) {
+    close_opened();
+    return fail({error});
+  }
   AuditEvent ev;
   ev.actor = actor;
   ev.action = "reload";
@@ -529,13 +591,22 @@ ReloadOutcome Server::reload(const std::string& actor) {
   if (!store_->append(ev, &error)) {
     std::string ignored;
     store_->save_state(runtime_.to_json(), &ignored);
+    close_opened();
     return fail({error});
+  }
+  for (const auto& l : config_->listeners) {
+    bool kept = std::any_of(next->listeners.begin(), next->listeners.end(),
+                            [&](const config::Listener& n) {
+                              return n.name == l.name &&
+                                     n.address.to_string() == l.address.to_string();
+                            });
+    if (!kept) std::fprintf(stderr, "weir: listener %s closed\n", l.name.c_str());
   }
   config_ = next;
   runtime_ = std::move(next_runtime);
   tls_ = tls;
   for (auto& w : workers_) w->post_tls(tls);
-  publish(std::move(snap));
+  publish(std::move(snap), std::move(open));
   ++reloads_ok_;
   out.ok = true;
   out.generation = generation_;

@@ -47,11 +47,15 @@ class Server final : public AdminHost {
 
  private:
   bool open_listeners(std::string* error);
+  // One SO_REUSEPORT socket per worker on l's address, into *fds; prints the bound address.
+  bool open_listener(const config::Listener& l, std::vector<int>* fds, std::string* error);
   bool open_state(std::string* error);
   // The one place snapshots come from: `config` with `runtime`'s overrides applied.
   std::shared_ptr<const routing::Snapshot> build(const config::Config& config,
                                                  const RuntimeState& runtime, std::string* error);
-  void publish(std::shared_ptr<const routing::Snapshot> snap);
+  // Posts `snap` to every worker, with open[w] (new listener sockets) for worker w.
+  void publish(std::shared_ptr<const routing::Snapshot> snap,
+               std::vector<std::vector<ListenFd>> open = {});
   static void on_tick(uv_timer_t* t);
   void collect_stats(uint64_t second);
   void run_guards(uint64_t now_ms, uint64_t second);
@@ -80,7 +84,8 @@ class Server final : public AdminHost {
   std::vector<std::vector<int>> fds_;
   std::vector<std::unique_ptr<Worker>> workers_;
   uv_loop_t loop_{};
-  uv_signal_t sigterm_{}, sigint_{}, sighup_{};
+  uv_signal_t sigterm_{}, sigint_{}, sighup_{}, sigusr1_{};
+  std::unique_ptr<AccessLog> access_log_;
   uv_timer_t tick_{};
   health::StatsCollector stats_;
   struct ServiceGuard {

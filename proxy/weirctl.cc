@@ -31,6 +31,8 @@ constexpr const char* kUsage =
     "                                         --force sends If-Match: *\n"
     "  promote SERVICE VERSION [--reason TEXT]   VERSION becomes stable with 100%\n"
     "  rollback SERVICE [--reason TEXT]          all traffic to the stable version\n"
+    "  explain SERVICE                        the guard's decisions\n"
+    "  rollout SERVICE start|pause|resume|abort|promote\n"
     "  events [--since SEQ]                   the audit log\n"
     "  reload                                 re-read the configuration file\n"
     "  metrics                                the Prometheus exposition\n"
@@ -245,6 +247,19 @@ void print_events(const json& events) {
   print_table(rows);
 }
 
+void print_explain(const json& explain) {
+  std::vector<std::vector<std::string>> rows = {
+      {"AT_MS", "VERSION", "VERDICT", "IN_A_ROW", "REVERTED", "REASONS"}};
+  for (const auto& d : explain["decisions"]) {
+    std::string reasons;
+    for (const auto& r : d["reasons"]) reasons += (reasons.empty() ? "" : "; ") + str(r);
+    rows.push_back({str(d["at_ms"]), str(d["version"]), str(d["verdict"]),
+                    str(d["breaches_in_a_row"]), str(d["reverted"]),
+                    reasons.empty() ? "-" : reasons});
+  }
+  print_table(rows);
+}
+
 void output(const Options& o, const json& j, void (*table)(const json&)) {
   if (o.json) {
     std::printf("%s\n", j.dump(2).c_str());
@@ -352,6 +367,14 @@ int main(int argc, char** argv) {
     need(1, 1);
     json s = expect_ok(
         http(o, "POST", "/api/v1/services/" + args[1] + "/rollback", with_reason.dump()));
+    output(o, s, [](const json& j) { print_services(json::array({j})); });
+  } else if (cmd == "explain") {
+    need(1, 1);
+    json e = expect_ok(http(o, "GET", "/api/v1/services/" + args[1] + "/explain"));
+    output(o, e, print_explain);
+  } else if (cmd == "rollout") {
+    need(2, 2);
+    json s = expect_ok(http(o, "POST", "/api/v1/services/" + args[1] + "/rollout/" + args[2]));
     output(o, s, [](const json& j) { print_services(json::array({j})); });
   } else if (cmd == "events") {
     need(0, 0);

@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <cstdio>
 
+#include <unistd.h>
+
 #include "proxy/client_conn.h"
 #include "proxy/exchange.h"
 
@@ -40,22 +42,32 @@ void Worker::start() {
   flush_list_.init(&wake_);
   uv_timer_init(&loop_, &drain_timer_);
   drain_timer_.data = this;
+  uv_timer_init(&loop_, &access_timer_);
+  access_timer_.data = this;
+  if (access_log_) {
+    uv_timer_start(&access_timer_, on_access_timer, AccessLog::kFlushIntervalMs,
+                   AccessLog::kFlushIntervalMs);
+    // A flush timer alone must not keep the loop (and a draining worker) alive.
+    uv_unref(reinterpret_cast<uv_handle_t*>(&access_timer_));
+  }
   // listen_fds_ holds one fd per configured listener, in config order.
   for (size_t i = 0; i < listen_fds_.size(); ++i) {
-    auto tcp = std::make_unique<uv_tcp_t>();
-    uv_tcp_init(&loop_, tcp.get());
-    tcp->data = this;
-    uv_tcp_open(tcp.get(), listen_fds_[i]);
-    listener_index_.push_back(static_cast<uint32_t>(i));
-    listeners_.push_back(std::move(tcp));
-  }
-  for (size_t i = 0; i < listeners_.size(); ++i) {
-    int rc = uv_listen(reinterpret_cast<uv_stream_t*>(listeners_[i].get()), 1024, on_connection);
-    if (rc < 0) {
-      std::fprintf(stderr, "weir: worker %u: listen: %s\n", index_, uv_strerror(rc));
-    }
+    listen_on(snap_->config->listeners[i].name, listen_fds_[i]);
   }
   thread_ = std::thread([this] { run(); });
+}
+
+void Worker::listen_on(std::string name, int fd) {
+  auto tcp = std::make_unique<uv_tcp_t>();
+  uv_tcp_init(&loop_, tcp.get());
+  tcp->data = this;
+  uv_tcp_open(tcp.get(), fd);
+  int rc = uv_listen(reinterpret_cast<uv_stream_t*>(tcp.get()), 1024, on_connection);
+  if (rc < 0) {
+    std::fprintf(stderr, "weir: worker %u: listen: %s\n", index_, uv_strerror(rc));
+  }
+  listeners_.push_back(std::move(tcp));
+  listener_names_.push_back(std::move(name));
 }
 
 void Worker::join() {
@@ -70,19 +82,25 @@ void Worker::run() {
 void Worker::on_connection(uv_stream_t* server, int status) {
   auto* self = static_cast<Worker*>(server->data);
   if (status < 0 || self->draining_) return;
-  uint32_t listener = 0;
+  // Listeners are known by name: a reload may have moved them within the snapshot's list.
+  uint32_t listener = UINT32_MAX;
+  const auto& configured = self->snap_->config->listeners;
   for (size_t i = 0; i < self->listeners_.size(); ++i) {
-    if (reinterpret_cast<uv_stream_t*>(self->listeners_[i].get()) == server) {
-      listener = self->listener_index_[i];
+    if (reinterpret_cast<uv_stream_t*>(self->listeners_[i].get()) != server) continue;
+    for (size_t j = 0; j < configured.size(); ++j) {
+      if (configured[j].name == self->listener_names_[i]) listener = static_cast<uint32_t>(j);
     }
   }
   ClientConn::accept(*self, server, listener);
 }
 
-void Worker::post_snapshot(std::shared_ptr<const routing::Snapshot> snap) {
+void Worker::post_snapshot(std::shared_ptr<const routing::Snapshot> snap,
+                           std::vector<ListenFd> open) {
   {
     std::lock_guard<std::mutex> lock(mu_);
     inbox_snap_ = std::move(snap);
+    for (auto& l : open) inbox_listeners_.push_back(std::move(l));
+    snap_posted_.store(true, std::memory_order_release);
   }
   uv_async_send(&async_);
 }
@@ -116,24 +134,91 @@ void Worker::post_shutdown(uint64_t drain_ms) {
 void Worker::on_async(uv_async_t* h) {
   auto* self = static_cast<Worker*>(h->data);
   std::shared_ptr<const routing::Snapshot> snap;
+  std::vector<ListenFd> open;
   std::shared_ptr<const TlsSet> tls;
   bool shutdown = false;
   uint64_t drain_ms = 0;
   {
     std::lock_guard<std::mutex> lock(self->mu_);
     snap.swap(self->inbox_snap_);
+    open.swap(self->inbox_listeners_);
+    self->snap_posted_.store(false, std::memory_order_relaxed);
     tls.swap(self->inbox_tls_);
     shutdown = self->inbox_shutdown_;
     self->inbox_shutdown_ = false;
     drain_ms = self->inbox_drain_ms_;
   }
-  if (snap) {
-    // In-flight exchanges keep the snapshot they pinned; new requests see this one.
-    self->snap_ = std::move(snap);
-    self->picker_.reset(*self->snap_);
-  }
+  if (snap) self->adopt(std::move(snap), std::move(open));
   if (tls) self->tls_ = std::move(tls);  // connections keep the contexts they started with
   if (shutdown) self->begin_shutdown(drain_ms);
+}
+
+const std::shared_ptr<const routing::Snapshot>& Worker::current_snapshot() {
+  if (!snap_posted_.load(std::memory_order_acquire)) return snap_;
+  std::shared_ptr<const routing::Snapshot> snap;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    // Adopting here runs inside a connection's callback: only a routing change is safe to take
+    // now; one that opens or closes listeners (and may drain connections) waits for on_async.
+    const auto& was = snap_->config->listeners;
+    const auto& now = inbox_snap_ ? inbox_snap_->config->listeners : was;
+    bool same_listeners = inbox_listeners_.empty() && was.size() == now.size() &&
+                          std::equal(was.begin(), was.end(), now.begin(),
+                                     [](const config::Listener& a, const config::Listener& b) {
+                                       return a.name == b.name;
+                                     });
+    if (inbox_snap_ && same_listeners && !draining_) {
+      snap.swap(inbox_snap_);
+      snap_posted_.store(false, std::memory_order_relaxed);
+    }
+  }
+  if (snap) adopt(std::move(snap), {});
+  return snap_;
+}
+
+void Worker::adopt(std::shared_ptr<const routing::Snapshot> snap, std::vector<ListenFd> open) {
+  const auto& was = snap_->config->listeners;
+  const auto& now = snap->config->listeners;
+  auto index_in = [](const std::vector<config::Listener>& ls, const std::string& name) {
+    for (size_t j = 0; j < ls.size(); ++j) {
+      if (ls[j].name == name) return static_cast<uint32_t>(j);
+    }
+    return UINT32_MAX;
+  };
+  if (draining_) {
+    // Shutting down: every listener is closed already, and these sockets are not needed.
+    for (auto& l : open) ::close(l.fd);
+    open.clear();
+  }
+  // Sockets of listeners that are gone, or that come with a new socket, stop accepting.
+  for (size_t i = 0; !draining_ && i < listeners_.size();) {
+    const std::string& name = listener_names_[i];
+    bool replaced = std::any_of(open.begin(), open.end(),
+                                [&](const ListenFd& l) { return l.name == name; });
+    if (!replaced && index_in(now, name) != UINT32_MAX) {
+      ++i;
+      continue;
+    }
+    uv_close(reinterpret_cast<uv_handle_t*>(listeners_[i].release()),
+             [](uv_handle_t* h) { delete reinterpret_cast<uv_tcp_t*>(h); });
+    listeners_.erase(listeners_.begin() + static_cast<ptrdiff_t>(i));
+    listener_names_.erase(listener_names_.begin() + static_cast<ptrdiff_t>(i));
+  }
+  for (auto& l : open) listen_on(std::move(l.name), l.fd);
+  // Connections follow their listener to its new place in the list; a removed listener's
+  // connections finish what they are doing and close.
+  std::vector<ClientConn*> orphans;
+  for (ClientConn* c : conns_) {
+    uint32_t old_index = c->info().listener;
+    uint32_t new_index =
+        old_index < was.size() ? index_in(now, was[old_index].name) : UINT32_MAX;
+    c->set_listener(new_index);
+    if (new_index == UINT32_MAX) orphans.push_back(c);
+  }
+  // In-flight exchanges keep the snapshot they pinned; new requests see this one.
+  snap_ = std::move(snap);
+  picker_.reset(*snap_);
+  for (ClientConn* c : orphans) c->start_drain();
 }
 
 void Worker::on_check(uv_check_t* h) {
@@ -175,8 +260,23 @@ void Worker::finish() {
   uv_close(reinterpret_cast<uv_handle_t*>(&check_), nullptr);
   uv_close(reinterpret_cast<uv_handle_t*>(&wake_), nullptr);
   uv_close(reinterpret_cast<uv_handle_t*>(&drain_timer_), nullptr);
-  graveyard_.clear();
+  graveyard_.clear();  // retiring exchanges write their last access log lines
+  flush_access_log();
+  uv_close(reinterpret_cast<uv_handle_t*>(&access_timer_), nullptr);
 }
+
+void Worker::log_access(const AccessRecord& r) {
+  append_access_line(access_buf_, r);
+  if (access_buf_.size() >= AccessLog::kFlushBytes) flush_access_log();
+}
+
+void Worker::flush_access_log() {
+  if (!access_log_ || access_buf_.empty()) return;
+  access_log_->write(access_buf_);
+  access_buf_.clear();
+}
+
+void Worker::on_access_timer(uv_timer_t* h) { static_cast<Worker*>(h->data)->flush_access_log(); }
 
 void Worker::retire(std::unique_ptr<Exchange> ex) { graveyard_.push_back(std::move(ex)); }
 

@@ -5,12 +5,15 @@
 
 #include <uv.h>
 
+#include <atomic>
 #include <memory>
 #include <mutex>
+#include <string>
 #include <thread>
 #include <vector>
 
 #include "config/config.h"
+#include "proxy/access_log.h"
 #include "proxy/io_buffer.h"
 #include "proxy/stats.h"
 #include "proxy/tls_context.h"
@@ -23,6 +26,12 @@ namespace weir::proxy {
 class ClientConn;
 class Exchange;
 
+// A listening socket handed to a worker on reload, for the listener `name`.
+struct ListenFd {
+  std::string name;
+  int fd = -1;
+};
+
 class Worker {
  public:
   Worker(unsigned index, std::vector<int> listen_fds, std::shared_ptr<const routing::Snapshot> snap);
@@ -31,9 +40,12 @@ class Worker {
   void start();  // spawns the thread
   void join();
 
-  // Thread-safe: the snapshot is adopted at the worker's next loop turn.
-  void post_snapshot(std::shared_ptr<const routing::Snapshot> snap);
-  // Thread-safe: new connections use these TLS contexts from the next loop turn. Before
+  // Thread-safe: the snapshot is adopted at the worker's next loop turn, together with `open`
+  // (sockets for listeners the reload added or moved; the worker owns them from here). Listeners
+  // the snapshot no longer has stop accepting, and their connections drain.
+  void post_snapshot(std::shared_ptr<const routing::Snapshot> snap, std::vector<ListenFd> open = {});
+  // Thread-safe: new connections use these TLS contexts (indexed like the snapshot's listeners)
+  // from the next loop turn. Before
   // start() it sets them directly.
   void post_tls(std::shared_ptr<const TlsSet> tls);
   // The TLS context of `listener`, or nullptr for a plain listener.
@@ -44,6 +56,10 @@ class Worker {
   uv_loop_t* loop() { return &loop_; }
   unsigned index() const { return index_; }
   const std::shared_ptr<const routing::Snapshot>& snapshot() const { return snap_; }
+  // The snapshot a new request starts on: a posted one is adopted first, so a request that
+  // arrives after the control thread acknowledged a change sees it even when the wake-up is
+  // still queued behind this loop turn's other events. (Listener changes wait for the wake-up.)
+  const std::shared_ptr<const routing::Snapshot>& current_snapshot();
   const config::ProxySettings& settings() const { return snap_->config->proxy; }
   routing::Picker& picker() { return picker_; }
   UpstreamPool& pool() { return pool_; }
@@ -61,6 +77,11 @@ class Worker {
   // upstream callback, where deleting it at once would pull the stack out from under it.
   void retire(std::unique_ptr<Exchange> ex);
 
+  // Before start(): log one line per routed request to `log` (nullptr = no access log).
+  void set_access_log(AccessLog* log) { access_log_ = log; }
+  bool logging() const { return access_log_ != nullptr; }
+  void log_access(const AccessRecord& r);
+
   void add_conn(ClientConn* c);
   void remove_conn(ClientConn* c);
 
@@ -70,7 +91,11 @@ class Worker {
   static void on_async(uv_async_t* h);
   static void on_check(uv_check_t* h);
   static void on_drain_timer(uv_timer_t* h);
+  static void on_access_timer(uv_timer_t* h);
+  void flush_access_log();
   void begin_shutdown(uint64_t drain_ms);
+  void adopt(std::shared_ptr<const routing::Snapshot> snap, std::vector<ListenFd> open);
+  void listen_on(std::string name, int fd);
   void maybe_finish();
   void finish();
 
@@ -78,11 +103,14 @@ class Worker {
   std::vector<int> listen_fds_;
   uv_loop_t loop_{};
   std::vector<std::unique_ptr<uv_tcp_t>> listeners_;
-  std::vector<uint32_t> listener_index_;
+  std::vector<std::string> listener_names_;  // parallel to listeners_
   uv_async_t async_{};
   uv_check_t check_{};
   uv_idle_t wake_{};
   uv_timer_t drain_timer_{};
+  uv_timer_t access_timer_{};
+  AccessLog* access_log_ = nullptr;
+  std::string access_buf_;
   std::thread thread_;
   std::shared_ptr<const routing::Snapshot> snap_;
   std::shared_ptr<const TlsSet> tls_;
@@ -97,8 +125,10 @@ class Worker {
   bool draining_ = false;
   bool finished_ = false;
 
-  std::mutex mu_;  // guards the two mailboxes below
+  std::atomic<bool> snap_posted_{false};  // inbox_snap_ is set; read per request, rarely true
+  std::mutex mu_;  // guards the mailboxes below
   std::shared_ptr<const routing::Snapshot> inbox_snap_;
+  std::vector<ListenFd> inbox_listeners_;
   std::shared_ptr<const TlsSet> inbox_tls_;
   bool inbox_shutdown_ = false;
   uint64_t inbox_drain_ms_ = 0;

@@ -644,6 +644,13 @@ TEST_CASE("config: [admin] is off by default and reads its keys and tokens file"
   CHECK(a.tokens[1].scope == AdminToken::Scope::kRead);
 }
 
+TEST_CASE("config: proxy.access_log") {
+  CHECK(expect_valid(with_listener("")).proxy.access_log.empty());
+  CHECK(expect_valid("[proxy]\naccess_log = \"-\"\n" + with_listener("")).proxy.access_log == "-");
+  expect_error("[proxy]\naccess_log = 1\n" + with_listener(""), "2:14", "proxy.access_log",
+               "expected a string, got an integer");
+}
+
 TEST_CASE("config: [admin] errors") {
   expect_error(with_listener("[admin]\naddress = \"127.0.0.1:0\"\n"), "4:1",
                "admin.tokens_file",

@@ -8,8 +8,9 @@ import threading
 import time
 import unittest
 
-from harness import (WeirTestCase, admin_call, admin_settings, curl, get, load, render_config, route,
-                     service, start_weir, version, weirctl, ADMIN_TOKENS)
+from harness import (WeirTestCase, admin_call, admin_settings, curl, get, load, refused,
+                     render_config, route, service, start_weir, version, wait_until, weirctl,
+                     ADMIN_TOKENS)
 
 
 class AdminTestCase(WeirTestCase):
@@ -20,11 +21,12 @@ class AdminTestCase(WeirTestCase):
         self.admin = admin_settings(self.tmpdir(), **admin_overrides)
         return self.restart(weights)
 
-    def config(self, weights=(90, 10), versions=("blue", "green")):
+    def config(self, weights=(90, 10), versions=("blue", "green"), listeners=("public",)):
         backends = {"blue": self.blue, "green": self.green}
         svc = service("shop", *[version(v, w, backends[v]) for v, w in zip(versions, weights)],
                       stable="blue")
-        return render_config([svc], routes=[route("shop")], admin=self.admin)
+        return render_config([svc], routes=[route("shop", listener=n) for n in listeners],
+                             admin=self.admin, listeners=listeners)
 
     def restart(self, weights=(90, 10)):
         self.edge = start_weir(self.addCleanup, self.config(weights), path=self.config_path)
@@ -162,15 +164,42 @@ class RuntimeWeights(AdminTestCase):
         t = threading.Thread(target=lambda: result.update(
             r=load(self.edge.addr, threads=4, duration=5)), daemon=True)
         t.start()
+        # A checker sends one request on a fresh connection (so on any worker) between two
+        # changes: it must land on the only version with a weight.
+        lock = threading.Lock()
+        expected = ["blue"]
+        wrong = []
+        checks = [0]
+        stop = threading.Event()
+
+        def checker():
+            while not stop.is_set():
+                with lock:
+                    backend = get(self.edge.addr, "/").header("x-backend")
+                    if backend != expected[0]:
+                        wrong.append((expected[0], backend))
+                    checks[0] += 1
+                time.sleep(0.001)
+
+        c = threading.Thread(target=checker, daemon=True)
+        c.start()
         changes = 0
         deadline = time.monotonic() + 4.5
         while changes < 200 and time.monotonic() < deadline:
-            w = [(100, 0), (0, 100), (50, 50), (1, 99)][changes % 4]
-            r = self.put_weights({"blue": w[0], "green": w[1]})
-            self.assertEqual(r.status, 200, r)
+            only = ["green", "blue"][changes % 2]
+            with lock:
+                r = self.put_weights({"blue": 100 if only == "blue" else 0,
+                                      "green": 100 if only == "green" else 0})
+                self.assertEqual(r.status, 200, r)
+                expected[0] = only
             changes += 1
+        stop.set()
+        c.join(10)
         t.join(30)
         self.assertGreaterEqual(changes, 50)
+        self.assertEqual(wrong, [], f"requests after a change went to a version at weight 0 "
+                                   f"({len(wrong)} of {checks[0]})")
+        self.assertGreaterEqual(checks[0], 20)
         self.assertLoadClean(result["r"], min_total=500)
         self.assertEqual(set(result["r"].backends), {"blue", "green"})
         self.assertEqual(len(self.events()), changes)
@@ -250,6 +279,40 @@ class Reload(AdminTestCase):
         self.assertEqual(self.events()[-1]["detail"]["reset_services"], ["shop"])
 
 
+    def test_reload_adds_and_removes_listeners(self):
+        self.start()
+        self.write_config(self.config(listeners=("public", "extra")))
+        mark = len(self.edge.lines)
+        r = admin_call(self.edge, "POST", "/api/v1/reload")
+        self.assertEqual(r.status, 200, r)
+        _, m = self.edge.wait_line(r"^weir: listener extra listening on ([\d.]+):(\d+)$",
+                                   start=mark)
+        extra = (m.group(1), int(m.group(2)))
+        self.assertEqual(get(extra, "/").status, 200)
+        # A connection on the listener that goes away finishes its request, then closes.
+        with self.client(extra) as c:
+            self.assertEqual(c.get("/").status, 200)
+            self.write_config(self.config(listeners=("public",)))
+            self.assertEqual(admin_call(self.edge, "POST", "/api/v1/reload").status, 200)
+            self.edge.wait_line(r"^weir: listener extra closed$", start=mark)
+            self.assertTrue(c.closed_within(5), "idle connection of a removed listener")
+        self.assertTrue(wait_until(lambda: refused(extra), 5), "removed listener still accepts")
+        self.assertEqual(get(self.edge.addr, "/").status, 200)
+        # A listener that cannot bind fails the reload and changes nothing.
+        busy = self.edge.addr
+        text = self.config(listeners=("public", "clash")).replace(
+            'name = "clash"\naddress = "127.0.0.1:0"',
+            f'name = "clash"\naddress = "{busy[0]}:{self.admin_port()}"')
+        self.write_config(text)
+        r = admin_call(self.edge, "POST", "/api/v1/reload")
+        self.assertEqual(r.status, 422, r)
+        self.assertIn("listener clash: bind", r.json()["detail"])
+        self.assertEqual(get(self.edge.addr, "/").status, 200)
+
+    def admin_port(self):
+        return self.edge.admin[1]
+
+
 class Metrics(AdminTestCase):
     def scrape(self, token=None):
         from prometheus_client.parser import text_string_to_metric_families
@@ -271,8 +334,17 @@ class Metrics(AdminTestCase):
         # by closing it (the data path's business, not this test's).
         self.assertEqual(get(self.edge.addr, "/", host="bad host").status, 400)
         m = self.scrape()
-        self.assertEqual(m[("weir_requests_total", (("code_class", "2xx"),))], 50)
-        self.assertEqual(m[("weir_requests_total", (("code_class", "4xx"),))], 1)
+        self.assertEqual(m[("weir_responses_total", (("code_class", "2xx"),))], 50)
+        self.assertEqual(m[("weir_responses_total", (("code_class", "4xx"),))], 1)
+        per_version = {v: m[("weir_requests_total", (("code_class", "2xx"), ("service", "shop"),
+                                                     ("version", v)))] for v in ("blue", "green")}
+        self.assertEqual(sum(per_version.values()), 50, per_version)
+        self.assertEqual(per_version, {"blue": self.blue.requests(),
+                                       "green": self.green.requests()})
+        durations = sum(m[("weir_request_duration_seconds_count", (("service", "shop"),
+                                                                   ("version", v)))]
+                        for v in ("blue", "green"))
+        self.assertEqual(durations, 50)
         self.assertEqual(m[("weir_local_replies_total", (("reason", "bad_request"),))], 1)
         self.assertEqual(m[("weir_build_info", (("version", "0.1.0"),))], 1)
         self.assertEqual(m[("weir_connections_accepted_total", ())], 2)
@@ -289,7 +361,7 @@ class Metrics(AdminTestCase):
     def test_metrics_need_a_token_unless_open(self):
         self.start()
         self.assertEqual(admin_call(self.edge, "GET", "/metrics", token=None).status, 401)
-        self.assertIn(("weir_requests_total", (("code_class", "2xx"),)), self.scrape("viewer"))
+        self.assertIn(("weir_responses_total", (("code_class", "2xx"),)), self.scrape("viewer"))
 
     def write_broken_config(self):
         with open(self.config_path, "w") as f:
@@ -321,6 +393,14 @@ class WeirCtl(AdminTestCase):
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertIn("reloaded", r.stdout)
         self.assertIn("weir_requests_total", weirctl(self.edge, "metrics").stdout)
+        r = weirctl(self.edge, "explain", "shop", token="viewer")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertRegex(r.stdout, r"^AT_MS +VERSION +VERDICT")
+        self.assertEqual(json.loads(weirctl(self.edge, "--json", "explain", "shop").stdout)
+                         ["service"], "shop")
+        r = weirctl(self.edge, "rollout", "shop", "start")
+        self.assertEqual(r.returncode, 1)  # no [service.rollout] in this config
+        self.assertIn("rollout_refused", r.stderr)
 
     def test_failures_exit_non_zero_with_a_message(self):
         self.start()

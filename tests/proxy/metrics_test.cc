@@ -1,0 +1,66 @@
+#include "proxy/metrics.h"
+
+#include <doctest/doctest.h>
+
+namespace weir::proxy {
+namespace {
+
+TEST_CASE("metrics: counters are summed over workers and weights are the effective ones") {
+  WorkerStats a, b;
+  a.responses_by_class[2].inc(3);
+  b.responses_by_class[2].inc(4);
+  b.responses_by_class[5].inc();
+  b.generated_by_status[WorkerStats::generated_slot(503)].inc();
+  a.upstream_connect_failures.inc(2);
+  a.connections_active.inc();
+  b.connections_active.inc();
+
+  config::Config c;
+  config::Service s;
+  s.name = "shop";
+  s.stable = "blue";
+  s.versions = {{"blue", 90, {}, {}}, {"green", 10, {}, {}}};
+  c.services.push_back(s);
+  RuntimeState rt;
+  rt.reconcile(c);
+  rt.find("shop")->weights = {{"green", 40}};
+
+  VersionMetrics vm;
+  vm.service = "shop";
+  vm.version = "green";
+  vm.responses[2] = 5;
+  vm.failures[1] = 2;
+  vm.latency.assign(health::Histogram::kBuckets, 0);
+  vm.latency[health::Histogram::index(800)] = 3;        // 0.8 ms
+  vm.latency[health::Histogram::index(40'000)] = 2;     // 40 ms
+  vm.latency[health::Histogram::index(60'000'000)] = 1;  // 60 s
+  std::string text = render_metrics({{&a, &b}, &c, &rt, 2, 1, {vm}});
+  auto has = [&](const std::string& line) {
+    CAPTURE(line);
+    CHECK(text.find("\n" + line + "\n") != std::string::npos);
+  };
+  has("# TYPE weir_responses_total counter");
+  has("weir_responses_total{code_class=\"2xx\"} 7");
+  has("weir_responses_total{code_class=\"5xx\"} 1");
+  has("weir_requests_total{service=\"shop\",version=\"green\",code_class=\"2xx\"} 5");
+  has("weir_upstream_errors_total{service=\"shop\",version=\"green\",kind=\"reset\"} 2");
+  has("# TYPE weir_request_duration_seconds histogram");
+  has("weir_request_duration_seconds_bucket{service=\"shop\",version=\"green\",le=\"0.001\"} 3");
+  has("weir_request_duration_seconds_bucket{service=\"shop\",version=\"green\",le=\"0.025\"} 3");
+  has("weir_request_duration_seconds_bucket{service=\"shop\",version=\"green\",le=\"0.05\"} 5");
+  has("weir_request_duration_seconds_bucket{service=\"shop\",version=\"green\",le=\"10\"} 5");
+  has("weir_request_duration_seconds_bucket{service=\"shop\",version=\"green\",le=\"+Inf\"} 6");
+  has("weir_request_duration_seconds_count{service=\"shop\",version=\"green\"} 6");
+  has("weir_local_replies_total{reason=\"unavailable\"} 1");
+  has("weir_upstream_connect_failures_total 2");
+  has("# TYPE weir_connections_active gauge");
+  has("weir_connections_active 2");
+  has("weir_version_weight{service=\"shop\",version=\"blue\"} 90");
+  has("weir_version_weight{service=\"shop\",version=\"green\"} 40");
+  has("weir_config_reloads_total{result=\"ok\"} 2");
+  has("weir_config_reloads_total{result=\"error\"} 1");
+  CHECK(text.starts_with("# HELP weir_build_info"));
+}
+
+}  // namespace
+}  // namespace weir::proxy
