@@ -31,7 +31,14 @@ Exchange::Exchange(Worker& worker, ExchangeOwner& owner, const ConnInfo& conn)
     : worker_(worker), owner_(owner), conn_info_(conn) {}
 
 Exchange::~Exchange() {
+  end_outstanding();
   if (upstream_) upstream_->close();  // mid-flight: the connection's state is unknown
+}
+
+void Exchange::end_outstanding() {
+  if (outstanding_id_ == routing::Picker::kNoEndpoint) return;
+  worker_.picker().on_request_end(outstanding_id_);
+  outstanding_id_ = routing::Picker::kNoEndpoint;
 }
 
 int Exchange::start(const RequestDesc& req) {
@@ -42,8 +49,22 @@ int Exchange::start(const RequestDesc& req) {
   auto svc = snap_->listeners[conn_info_.listener].match(h.host, path);
   if (!svc) return 404;
   service_ = &snap_->services[*svc];
-  version_ = worker_.picker().pick_version(*service_, worker_.now_ms());
-  if (!version_) return 503;
+  routing::RequestInfo info;
+  info.ctx = &h;
+  info.header = [](const void* ctx, std::string_view name) {
+    for (const auto& f : static_cast<const RequestHead*>(ctx)->headers) {
+      if (iequals(f.name, name)) return f.value;
+    }
+    return std::string_view();
+  };
+  info.client_ip = conn_info_.peer_ip;
+  routing::Choice choice = worker_.picker().choose(*service_, info, worker_.now_ms());
+  if (!choice.version) {
+    error_detail_ = choice.why;
+    return 503;
+  }
+  version_ = choice.version;
+  assign_bucket_ = choice.assign_bucket;
   idempotent_ = h.idempotent;
   head_request_ = h.is_head;
   chunked_body_ = h.body == BodyKind::kChunked;
@@ -124,19 +145,27 @@ void Exchange::build_request_head(const RequestDesc& req) {
 bool Exchange::connect_upstream(uint32_t exclude, int* status) {
   routing::Picker& picker = worker_.picker();
   const uint64_t now = worker_.now_ms();
+  end_outstanding();
+  bool tried = false;
   for (size_t tries = 0; tries < version_->endpoints.size(); ++tries) {
     const routing::Endpoint* ep = picker.pick_endpoint(*version_, now, exclude);
     if (!ep) ep = picker.pick_endpoint(*version_, now);  // the excluded one is all there is
     if (!ep) break;
+    tried = true;
     endpoint_ = ep;
     int err = 0;
     upstream_ = worker_.pool().acquire(ep->id, reinterpret_cast<const sockaddr*>(&ep->addr), this,
                                        head_request_, &err);
-    if (upstream_) return true;
+    if (upstream_) {
+      picker.on_request_start(ep->id);
+      outstanding_id_ = ep->id;
+      return true;
+    }
     picker.mark_failed(ep->id, now + 1000);
     exclude = ep->id;
   }
-  *status = version_->endpoints.empty() ? 503 : 502;
+  if (!tried) error_detail_ = "the chosen version has no healthy endpoint";
+  *status = tried ? 502 : 503;
   return false;
 }
 
@@ -220,6 +249,16 @@ void Exchange::on_upstream_head(UpstreamConn&, const UpstreamResponseHead& head)
     resp_headers_.push_back(f);
   }
   if (!worker_.settings().via.empty()) resp_headers_.push_back({"Via", via_});
+  const config::ProxySettings& ps = worker_.settings();
+  if (!ps.version_header.empty()) resp_headers_.push_back({ps.version_header, version_->name});
+  if (assign_bucket_ >= 0) {
+    // Anonymous clients keep their bucket, so they stay on their version across requests.
+    set_cookie_ = service_->config->assign_cookie;
+    set_cookie_.push_back('=');
+    append_number(set_cookie_, static_cast<uint64_t>(assign_bucket_));
+    set_cookie_.append("; Path=/; Max-Age=31536000; HttpOnly");
+    resp_headers_.push_back({"Set-Cookie", set_cookie_});
+  }
   owner_.on_response_head(meta, resp_headers_);
 }
 
@@ -229,12 +268,14 @@ void Exchange::on_upstream_body(UpstreamConn&, const char* data, size_t len) {
 
 void Exchange::on_upstream_done(UpstreamConn& c, std::span<const HeaderField> trailers) {
   upstream_ = nullptr;
+  end_outstanding();
   worker_.pool().release(&c, request_done_);
   owner_.on_response_end(trailers);
 }
 
 void Exchange::on_upstream_error(UpstreamConn& c, UpstreamError e, std::string unsent) {
   upstream_ = nullptr;
+  end_outstanding();
   const uint32_t failed = c.endpoint_id();
   if (e == UpstreamError::kConnect) {
     worker_.picker().mark_failed(failed, worker_.now_ms() + 1000);

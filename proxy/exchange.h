@@ -14,6 +14,7 @@
 #include "proxy/http_util.h"
 #include "proxy/session.h"
 #include "proxy/upstream_pool.h"
+#include "routing/picker.h"
 #include "routing/snapshot.h"
 
 namespace weir::proxy {
@@ -68,6 +69,8 @@ class Exchange final : private UpstreamHandler {
 
   const routing::Service* service() const { return service_; }
   const routing::Version* version() const { return version_; }
+  // Why start() answered 503, for the response body ("" when it did not).
+  std::string_view error_detail() const { return error_detail_; }
 
  private:
   void on_upstream_head(UpstreamConn& c, const UpstreamResponseHead& head) override;
@@ -80,6 +83,8 @@ class Exchange final : private UpstreamHandler {
   // Picks an endpoint (not `exclude`) and attaches a connection; false when none could start.
   bool connect_upstream(uint32_t exclude, int* status);
   void write_upstream(std::string_view data);
+  // The request stops counting towards its endpoint's outstanding requests.
+  void end_outstanding();
 
   Worker& worker_;
   ExchangeOwner& owner_;
@@ -99,8 +104,12 @@ class Exchange final : private UpstreamHandler {
   bool response_started_ = false;
   bool response_paused_ = false;
   int attempts_ = 0;
+  uint32_t outstanding_id_ = routing::Picker::kNoEndpoint;
+  int32_t assign_bucket_ = -1;  // >= 0: answer with a Set-Cookie for this sticky bucket
+  std::string_view error_detail_;
   std::vector<HeaderField> resp_headers_;
   std::string via_;
+  std::string set_cookie_;
 };
 
 }  // namespace weir::proxy

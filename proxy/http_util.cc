@@ -112,11 +112,15 @@ void append_hex(std::string& out, uint64_t v) {
   out.append(buf, end);
 }
 
-std::string error_response(int status, bool close, bool head_request) {
+std::string error_response(int status, bool close, bool head_request, std::string_view detail) {
   std::string body = "weir: ";
   append_number(body, static_cast<uint64_t>(status));
   body += ' ';
   body += reason_phrase(status);
+  if (!detail.empty()) {
+    body += ": ";
+    body += detail;
+  }
   body += '\n';
   std::string out = "HTTP/1.1 ";
   append_number(out, static_cast<uint64_t>(status));

@@ -28,8 +28,9 @@ bool is_hop_by_hop(std::string_view name);
 
 std::string_view reason_phrase(int status);
 
-// A complete weir-generated response with a short text body.
-std::string error_response(int status, bool close, bool head_request = false);
+// A complete weir-generated response with a short text body; `detail` (if any) says why.
+std::string error_response(int status, bool close, bool head_request = false,
+                           std::string_view detail = {});
 
 // Appends the decimal form of `v`.
 void append_number(std::string& out, uint64_t v);

@@ -12,6 +12,7 @@ import os
 import random
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -221,6 +222,17 @@ class Weir(Proc):
             return self.listeners["public"]
         return next(iter(self.listeners.values()))
 
+    def reload(self, config_text, timeout=START_TIMEOUT):
+        """Rewrites the config file, sends SIGHUP and waits until weir reports the reload."""
+        start = len(self.lines)
+        with open(self.config_path, "w") as f:
+            f.write(config_text)
+        self.signal(signal.SIGHUP)
+        _, m = self.wait_line(r"^weir: reload(ed|\b)", timeout=timeout, stream="stderr",
+                              start=start)
+        if m.group(1) != "ed":
+            raise AssertionError("reload failed:\n" + self.tail())
+
     def peak_rss_mib(self):
         kib = self.proc_status("VmHWM")
         return None if kib is None else kib / 1024.0
@@ -233,7 +245,9 @@ def start_weir(cleanups, config_text, extra_args=()):
     path = os.path.join(tmp, "weir.toml")
     with open(path, "w") as f:
         f.write(config_text)
-    return Weir(cleanups, ["--config", path, *extra_args])
+    weir = Weir(cleanups, ["--config", path, *extra_args])
+    weir.config_path = path
+    return weir
 
 
 # ---------------------------------------------------------------------------------------------
@@ -249,6 +263,8 @@ def _toml_value(v):
         return json.dumps(v)  # JSON string escapes are valid TOML basic strings
     if isinstance(v, (list, tuple)):
         return "[" + ", ".join(_toml_value(x) for x in v) + "]"
+    if isinstance(v, dict):
+        return "{ " + ", ".join(f"{k} = {_toml_value(x)}" for k, x in v.items()) + " }"
     raise TypeError(f"cannot render {v!r} as TOML")
 
 
@@ -256,12 +272,16 @@ def _endpoint(e):
     return e.addr if isinstance(e, Backend) else e
 
 
-def version(name, weight, *endpoints):
-    return {"name": name, "weight": weight, "endpoints": [_endpoint(e) for e in endpoints]}
+def version(name, weight, *endpoints, **options):
+    """A [[service.version]]; options are further keys (dicts become inline tables)."""
+    return {"name": name, "weight": weight, "endpoints": [_endpoint(e) for e in endpoints],
+            **options}
 
 
-def service(name, *versions, stable=None):
-    return {"name": name, "stable": stable or versions[0]["name"], "versions": list(versions)}
+def service(name, *versions, stable=None, **options):
+    """A [[service]]; options are further keys such as sticky={"header": "x-user"}."""
+    return {"name": name, "stable": stable or versions[0]["name"], "versions": list(versions),
+            **options}
 
 
 def route(service_name, host="*", path_prefix="/", listener="public"):
@@ -283,11 +303,11 @@ def render_config(services, routes=None, proxy=None, listeners=("public",)):
         out += ["", "[[listener]]", f"name = {_toml_value(name)}",
                 'address = "127.0.0.1:0"']
     for svc in services:
-        out += ["", "[[service]]", f"name = {_toml_value(svc['name'])}",
-                f"stable = {_toml_value(svc['stable'])}"]
+        out += ["", "[[service]]"] + [f"{k} = {_toml_value(v)}" for k, v in svc.items()
+                                      if k != "versions"]
         for ver in svc["versions"]:
-            out += ["  [[service.version]]"] + [f"  {k} = {_toml_value(ver[k])}"
-                                                for k in ("name", "weight", "endpoints")]
+            out += ["  [[service.version]]"] + [f"  {k} = {_toml_value(v)}"
+                                                for k, v in ver.items()]
     for r in routes if routes is not None else [route(services[0]["name"])]:
         out += ["", "[[route]]"] + [f"{k} = {_toml_value(v)}" for k, v in r.items()]
     return "\n".join(out) + "\n"
