@@ -104,7 +104,9 @@ void append_json_string(std::string* out, std::string_view s) {
   out->push_back('"');
 }
 
-enum class Route { kDefault, kStatus, kDelay, kBytes, kChunked, kEcho, kSink, kHeaders, kStats };
+enum class Route {
+  kDefault, kStatus, kDelay, kBytes, kChunked, kEcho, kSink, kHeaders, kStats, kHealth, kSetHealth
+};
 
 // How the response announces the connection's fate.
 enum class ConnMode { kKeepAlive11 = 0, kKeepAlive10 = 1, kClose = 2 };
@@ -157,6 +159,8 @@ struct Shared {
   std::string default_full[3];
   bool default_body_streamed = false;
   size_t default_body_size = 0;
+  // What /healthz answers; the one mutable field, set through /__health/NNN by any loop.
+  mutable std::atomic<int> health_status{200};
 };
 
 struct Connection {
@@ -605,6 +609,10 @@ void Connection::route_request() {
     collect_headers_ = true;
   } else if (path == "/__stats") {
     route_ = Route::kStats;
+  } else if (path == "/healthz") {
+    route_ = Route::kHealth;
+  } else if (prefixed("/__health/", Route::kSetHealth)) {
+    if (route_arg_ < 200 || route_arg_ > 599) route_ = Route::kDefault;
   } else if (prefixed("/status/", Route::kStatus)) {
     if (route_arg_ < 100 || route_arg_ > 999) route_ = Route::kDefault;
   } else if (!prefixed("/delay/", Route::kDelay) && !prefixed("/bytes/", Route::kBytes)) {
@@ -621,7 +629,8 @@ int Connection::on_headers_complete() {
   } else {
     mode_ = chunked_ok_ ? ConnMode::kKeepAlive11 : ConnMode::kKeepAlive10;
   }
-  if (route_ != Route::kStats) loop_->requests.fetch_add(1, std::memory_order_relaxed);
+  if (route_ != Route::kStats && route_ != Route::kHealth && route_ != Route::kSetHealth)
+    loop_->requests.fetch_add(1, std::memory_order_relaxed);
   if (expect_continue_ && chunked_ok_ &&
       (parser_.content_length > 0 || (parser_.flags & F_CHUNKED) != 0)) {
     static constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
@@ -749,6 +758,13 @@ void Connection::start_response() {
     case Route::kDefault:
     case Route::kDelay: stage_default(shared_->options.status); break;
     case Route::kStatus: stage_default(static_cast<int>(route_arg_)); break;
+    case Route::kHealth:
+      stage_default(shared_->health_status.load(std::memory_order_relaxed));
+      break;
+    case Route::kSetHealth:
+      shared_->health_status.store(static_cast<int>(route_arg_), std::memory_order_relaxed);
+      stage_default(200);
+      break;
     case Route::kBytes:
       stage_head(200, "application/octet-stream", false, route_arg_);
       if (!is_head_) {

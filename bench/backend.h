@@ -12,6 +12,9 @@
 //   /headers         answers JSON {"method","target","version","headers":[[name,value],...]}
 //   /__stats         JSON {"name","connections","active_connections","requests"}; the
 //                    /__stats requests themselves are not counted
+//   /healthz         responds with the current health status (200 until changed), default body
+//   /__health/NNN    sets what /healthz answers from now on (200-599); answers 200
+//                    (neither of these two is counted in "requests")
 //   anything else    the default response: `status`, body of `body_size` pattern bytes, or
 //                    "<name>\n" when body_size is 0
 // A query string containing "close=1" makes the response carry Connection: close and closes

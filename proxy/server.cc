@@ -9,6 +9,7 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <set>
 #include <thread>
 
 namespace weir::proxy {
@@ -85,21 +86,87 @@ bool Server::open_listeners(std::string* error) {
   return true;
 }
 
+std::shared_ptr<const routing::Snapshot> Server::build(
+    std::shared_ptr<const config::Config> config, std::string* error) {
+  routing::HealthInput health;
+  health.endpoints.resize(registry_.size());
+  for (uint32_t id = 0; id < health.endpoints.size(); ++id) {
+    routing::EndpointStatus& st = health.endpoints[id];
+    st.healthy = !prober_ || prober_->healthy(id);
+    if (id < endpoint_ramp_.size()) st.ramp_start_ms = endpoint_ramp_[id];
+  }
+  health.version_ramp_start = version_ramp_;
+  return routing::build_snapshot(std::move(config), registry_, ++generation_, resolve_endpoint,
+                                 error, &health);
+}
+
+void Server::publish(std::shared_ptr<const routing::Snapshot> snap) {
+  snap_ = std::move(snap);
+  for (auto& w : workers_) w->post_snapshot(snap_);
+  if (prober_) prober_->sync(*snap_);
+}
+
+void Server::republish(const char* why) {
+  if (stopping_) return;
+  std::string error;
+  auto snap = build(config_, &error);
+  if (!snap) {
+    std::fprintf(stderr, "weir: snapshot after %s failed: %s\n", why, error.c_str());
+    return;
+  }
+  publish(std::move(snap));
+}
+
+void Server::note_ramps(const config::Config& prev, const config::Config& next) {
+  const uint64_t now = std::max<uint64_t>(1, uv_now(&loop_));
+  std::map<std::string, uint32_t> old_weight;
+  std::set<std::string> old_endpoints;
+  for (const auto& svc : prev.services) {
+    for (const auto& v : svc.versions) {
+      old_weight[svc.name + "/" + v.name] = v.weight;
+      for (const auto& ep : v.endpoints) old_endpoints.insert(ep.to_string());
+    }
+  }
+  for (const auto& svc : next.services) {
+    for (const auto& v : svc.versions) {
+      const std::string key = svc.name + "/" + v.name;
+      auto it = old_weight.find(key);
+      if (v.weight > 0 && (it == old_weight.end() || it->second == 0)) version_ramp_[key] = now;
+      for (const auto& ep : v.endpoints) {
+        if (old_endpoints.count(ep.to_string())) continue;
+        uint32_t id = registry_.id_for(ep.to_string());
+        if (endpoint_ramp_.size() <= id) endpoint_ramp_.resize(id + 1, 0);
+        endpoint_ramp_[id] = now;
+      }
+    }
+  }
+}
+
 int Server::run() {
   ::signal(SIGPIPE, SIG_IGN);
   worker_count_ = config_->proxy.workers;
   if (worker_count_ == 0) worker_count_ = std::max(1u, std::thread::hardware_concurrency());
+  uv_loop_init(&loop_);
   std::string error;
-  auto snap = routing::build_snapshot(config_, registry_, ++generation_, resolve_endpoint, &error);
+  auto snap = build(config_, &error);
   if (!snap) {
     std::fprintf(stderr, "weir: %s\n", error.c_str());
+    uv_loop_close(&loop_);
     return 1;
   }
   if (!open_listeners(&error)) {
     std::fprintf(stderr, "weir: %s\n", error.c_str());
+    uv_loop_close(&loop_);
     return 1;
   }
-  uv_loop_init(&loop_);
+  prober_ = std::make_unique<HealthProber>(&loop_, [this](uint32_t id, bool healthy) {
+    if (healthy) {
+      // A revived endpoint ramps up again under slow start.
+      if (endpoint_ramp_.size() <= id) endpoint_ramp_.resize(id + 1, 0);
+      endpoint_ramp_[id] = std::max<uint64_t>(1, uv_now(&loop_));
+    }
+    republish("a health change");
+  });
   for (uv_signal_t* s : {&sigterm_, &sigint_, &sighup_}) {
     uv_signal_init(&loop_, s);
     s->data = this;
@@ -112,6 +179,7 @@ int Server::run() {
     fds_[w].clear();  // the worker's uv_tcp_t owns them now
   }
   for (auto& w : workers_) w->start();
+  publish(snap);
   std::fprintf(stderr, "weir: ready (%u workers)\n", worker_count_);
   uv_run(&loop_, UV_RUN_DEFAULT);
   for (auto& w : workers_) w->join();
@@ -135,6 +203,7 @@ void Server::shutdown() {
   std::fprintf(stderr, "weir: shutting down (drain up to %u ms)\n",
                config_->proxy.drain_timeout_ms);
   for (auto& w : workers_) w->post_shutdown(config_->proxy.drain_timeout_ms);
+  if (prober_) prober_->stop();
   for (uv_signal_t* s : {&sigterm_, &sigint_, &sighup_}) {
     uv_close(reinterpret_cast<uv_handle_t*>(s), nullptr);
   }
@@ -165,14 +234,15 @@ void Server::reload() {
     return;
   }
   std::string error;
-  auto snap = routing::build_snapshot(next, registry_, ++generation_, resolve_endpoint, &error);
+  note_ramps(*config_, *next);
+  auto snap = build(next, &error);
   if (!snap) {
     std::fprintf(stderr, "weir: reload failed, keeping the running configuration: %s\n",
                  error.c_str());
     return;
   }
   config_ = next;
-  for (auto& w : workers_) w->post_snapshot(snap);
+  publish(snap);
   std::fprintf(stderr, "weir: reloaded %s (generation %llu)\n", config_->path.c_str(),
                static_cast<unsigned long long>(generation_));
 }
