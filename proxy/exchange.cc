@@ -156,6 +156,7 @@ bool Exchange::connect_upstream(uint32_t exclude, int* status) {
     int err = 0;
     upstream_ = worker_.pool().acquire(ep->id, reinterpret_cast<const sockaddr*>(&ep->addr), this,
                                        head_request_, &err);
+    if (!upstream_) worker_.streaks().record(ep->id, ep->eject_epoch, true);
     if (upstream_) {
       picker.on_request_start(ep->id);
       outstanding_id_ = ep->id;
@@ -222,6 +223,7 @@ void Exchange::resume_response() {
 
 void Exchange::on_upstream_head(UpstreamConn&, const UpstreamResponseHead& head) {
   response_started_ = true;
+  worker_.streaks().record(endpoint_->id, endpoint_->eject_epoch, head.status >= 500);
   resp_headers_.clear();
   // Names listed in the backend's Connection header are hop-by-hop too.
   std::vector<std::string_view> tokens;
@@ -279,6 +281,7 @@ void Exchange::on_upstream_error(UpstreamConn& c, UpstreamError e, std::string u
   const uint32_t failed = c.endpoint_id();
   if (e == UpstreamError::kConnect) {
     worker_.picker().mark_failed(failed, worker_.now_ms() + 1000);
+    worker_.streaks().record(failed, endpoint_->eject_epoch, true);
   }
   const bool retryable_error = e == UpstreamError::kConnect || e == UpstreamError::kReset;
   if (!response_started_ && retryable_error && attempts_ == 0) {

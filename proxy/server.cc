@@ -93,6 +93,10 @@ std::shared_ptr<const routing::Snapshot> Server::build(
   for (uint32_t id = 0; id < health.endpoints.size(); ++id) {
     routing::EndpointStatus& st = health.endpoints[id];
     st.healthy = !prober_ || prober_->healthy(id);
+    if (id < ejection_.size()) {
+      st.ejected = ejection_[id].ejected;
+      st.eject_epoch = ejection_[id].epoch;
+    }
     if (id < endpoint_ramp_.size()) st.ramp_start_ms = endpoint_ramp_[id];
   }
   health.version_ramp_start = version_ramp_;
@@ -115,6 +119,40 @@ void Server::republish(const char* why) {
     return;
   }
   publish(std::move(snap));
+}
+
+void Server::evaluate_outliers() {
+  if (!snap_ || stopping_) return;
+  const uint64_t now = uv_now(&loop_);
+  bool changed = false;
+  std::vector<uint32_t> streaks;
+  std::vector<health::EjectionState> states;
+  std::vector<health::EjectionEvent> events;
+  for (const auto& svc : snap_->services) {
+    if (!svc.config || !svc.config->outlier.enabled) continue;
+    for (const auto& v : svc.versions) {
+      streaks.assign(v.endpoints.size(), 0);
+      states.assign(v.endpoints.size(), {});
+      for (size_t i = 0; i < v.endpoints.size(); ++i) {
+        const uint32_t id = v.endpoints[i].id;
+        if (ejection_.size() <= id) ejection_.resize(id + 1);
+        states[i] = ejection_[id];
+        // Each worker's streak is unbroken, so their sum is a run of failures with no success
+        // in between on any worker.
+        for (auto& w : workers_) streaks[i] += w->streaks().streak(id, states[i].epoch);
+      }
+      events.clear();
+      health::evaluate_ejections(svc.config->outlier, streaks, states, now, &events);
+      for (size_t i = 0; i < v.endpoints.size(); ++i) ejection_[v.endpoints[i].id] = states[i];
+      for (const auto& e : events) {
+        std::fprintf(stderr, "weir: outlier: %s/%s endpoint %s is %s (%s)\n", svc.name.c_str(),
+                     v.name.c_str(), v.endpoints[e.index].address.c_str(),
+                     e.ejected ? "ejected" : "back", e.why.c_str());
+        changed = true;
+      }
+    }
+  }
+  if (changed) republish("an ejection change");
 }
 
 void Server::note_ramps(const config::Config& prev, const config::Config& next) {
@@ -167,6 +205,11 @@ int Server::run() {
     }
     republish("a health change");
   });
+  uv_timer_init(&loop_, &outlier_timer_);
+  outlier_timer_.data = this;
+  uv_timer_start(
+      &outlier_timer_,
+      [](uv_timer_t* t) { static_cast<Server*>(t->data)->evaluate_outliers(); }, 100, 100);
   for (uv_signal_t* s : {&sigterm_, &sigint_, &sighup_}) {
     uv_signal_init(&loop_, s);
     s->data = this;
@@ -204,6 +247,7 @@ void Server::shutdown() {
                config_->proxy.drain_timeout_ms);
   for (auto& w : workers_) w->post_shutdown(config_->proxy.drain_timeout_ms);
   if (prober_) prober_->stop();
+  uv_close(reinterpret_cast<uv_handle_t*>(&outlier_timer_), nullptr);
   for (uv_signal_t* s : {&sigterm_, &sigint_, &sighup_}) {
     uv_close(reinterpret_cast<uv_handle_t*>(s), nullptr);
   }

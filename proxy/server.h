@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "config/config.h"
+#include "health/outlier.h"
 #include "proxy/health_prober.h"
 #include "proxy/worker.h"
 #include "routing/snapshot.h"
@@ -36,6 +37,8 @@ class Server {
   void republish(const char* why);
   // Slow start: endpoints and versions that begin taking traffic in `next` ramp from now.
   void note_ramps(const config::Config& prev, const config::Config& next);
+  // Once a tick: outlier ejection from the workers' failure streaks.
+  void evaluate_outliers();
   void reload();
   void shutdown();
   static void on_signal(uv_signal_t* h, int signum);
@@ -51,6 +54,8 @@ class Server {
   std::unique_ptr<HealthProber> prober_;
   std::vector<uint64_t> endpoint_ramp_;  // by endpoint id: slow start began (control loop ms)
   std::map<std::string, uint64_t> version_ramp_;  // by "service/version"
+  std::vector<health::EjectionState> ejection_;   // by endpoint id
+  uv_timer_t outlier_timer_{};
   uv_loop_t loop_{};
   uv_signal_t sigterm_{}, sigint_{}, sighup_{};
   bool stopping_ = false;

@@ -42,6 +42,7 @@ class Worker {
   routing::Picker& picker() { return picker_; }
   UpstreamPool& pool() { return pool_; }
   WorkerStats& stats() { return stats_; }
+  EndpointStreaks& streaks() { return streaks_; }
   FlushList& flush_list() { return flush_list_; }
   uint64_t now_ms() const { return uv_now(const_cast<uv_loop_t*>(&loop_)); }
   uint64_t next_random();
@@ -82,6 +83,7 @@ class Worker {
   routing::Picker picker_;
   UpstreamPool pool_;
   WorkerStats stats_;
+  EndpointStreaks streaks_;
   FlushList flush_list_;
   std::unique_ptr<char[]> read_buf_;
   uint64_t rng_;
