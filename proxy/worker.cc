@@ -17,7 +17,24 @@ Worker::Worker(unsigned index, std::vector<int> listen_fds,
       pool_(*this),
       read_buf_(new char[kReadBufferSize]),
       rng_(static_cast<uint64_t>(uv_hrtime()) ^ (static_cast<uint64_t>(index) << 40)) {
+  adopt(snap_);
+}
+
+void Worker::adopt(std::shared_ptr<const routing::Snapshot> snap) {
+  // In-flight exchanges keep the snapshot they pinned; new requests see this one.
+  snap_ = std::move(snap);
   picker_.reset(*snap_);
+  live_.assign(snap_->endpoint_count, false);
+  for (const auto& svc : snap_->services) {
+    for (uint32_t i = 0; i < svc.versions.size(); ++i) {
+      const auto& v = svc.versions[i];
+      if (v.weight == 0 && i != svc.stable) continue;
+      for (const auto& ep : v.endpoints) {
+        if (ep.healthy) live_[ep.id] = true;
+      }
+    }
+  }
+  pool_.close_idle_except(live_);
 }
 
 Worker::~Worker() = default;
@@ -108,11 +125,7 @@ void Worker::on_async(uv_async_t* h) {
     self->inbox_shutdown_ = false;
     drain_ms = self->inbox_drain_ms_;
   }
-  if (snap) {
-    // In-flight exchanges keep the snapshot they pinned; new requests see this one.
-    self->snap_ = std::move(snap);
-    self->picker_.reset(*self->snap_);
-  }
+  if (snap) self->adopt(std::move(snap));
   if (shutdown) self->begin_shutdown(drain_ms);
 }
 

@@ -47,6 +47,9 @@ class Worker {
   uint64_t now_ms() const { return uv_now(const_cast<uv_loop_t*>(&loop_)); }
   uint64_t next_random();
   bool draining() const { return draining_; }
+  // false for an endpoint the current snapshot sends no new requests to (removed, or only in
+  // versions of weight 0): its connections are closed instead of pooled.
+  bool endpoint_live(uint32_t id) const { return id < live_.size() && live_[id]; }
 
   // Shared read buffer: every read callback consumes its data before returning.
   char* read_buffer() { return read_buf_.get(); }
@@ -66,6 +69,7 @@ class Worker {
   static void on_check(uv_check_t* h);
   static void on_drain_timer(uv_timer_t* h);
   void begin_shutdown(uint64_t drain_ms);
+  void adopt(std::shared_ptr<const routing::Snapshot> snap);
   void maybe_finish();
   void finish();
 
@@ -84,6 +88,7 @@ class Worker {
   UpstreamPool pool_;
   WorkerStats stats_;
   EndpointStreaks streaks_;
+  std::vector<bool> live_;  // by endpoint id, for the current snapshot
   FlushList flush_list_;
   std::unique_ptr<char[]> read_buf_;
   uint64_t rng_;
