@@ -16,9 +16,14 @@ CHECK = {"path": "/healthz", "interval_ms": INTERVAL_MS, "timeout_ms": 200,
          "unhealthy_threshold": UNHEALTHY, "healthy_threshold": 1}
 
 
-def set_health(backend, status):
+def set_health(backend, status, weir=None, expect=None):
+    """Makes backend's /healthz answer status; with weir, waits for the log line `expect` and
+    for the snapshot it published to reach the workers."""
     resp = h.get((backend.host, backend.port), f"/__health/{status}")
     assert resp.status == 200, resp
+    if weir:
+        weir.wait_line(expect, timeout=5)
+        time.sleep(0.05)
 
 
 class HealthChecks(h.WeirTestCase):
@@ -50,9 +55,7 @@ class HealthChecks(h.WeirTestCase):
         self.assertLoadClean(result, min_total=200)
         self.assertEqual(dict(result.backends), {"good": 200})
 
-        set_health(bad, 200)
-        weir.wait_line(r"health: shop/stable endpoint .* is up", timeout=5)
-        time.sleep(0.05)
+        set_health(bad, 200, weir, r"health: shop/stable endpoint .* is up")
         result = h.load(weir.addr, threads=2, requests=200)
         self.assertGreater(result.backends["bad"], 50)
 
@@ -61,15 +64,11 @@ class HealthChecks(h.WeirTestCase):
         weir = self.weir(h.render_config([h.service(
             "shop", h.version("stable", 50, stable), h.version("canary", 50, canary),
             health_check=CHECK)]))
-        set_health(canary, 500)
-        weir.wait_line(r"health: shop/canary .* is down", timeout=5)
-        time.sleep(0.05)
+        set_health(canary, 500, weir, r"health: shop/canary .* is down")
         result = h.load(weir.addr, threads=2, requests=200)
         self.assertLoadClean(result, min_total=200)
         self.assertEqual(dict(result.backends), {"stable": 200})
-        set_health(stable, 500)
-        weir.wait_line(r"health: shop/stable .* is down", timeout=5)
-        time.sleep(0.05)
+        set_health(stable, 500, weir, r"health: shop/stable .* is down")
         resp = h.get(weir.addr, "/")
         self.assertEqual(resp.status, 503)
         self.assertIn(b"no version of this service has a healthy endpoint", resp.body)
