@@ -105,7 +105,8 @@ void append_json_string(std::string* out, std::string_view s) {
 }
 
 enum class Route {
-  kDefault, kStatus, kDelay, kBytes, kChunked, kEcho, kSink, kHeaders, kStats, kHealth, kSetHealth
+  kDefault, kStatus, kDelay, kBytes, kChunked, kEcho, kSink, kHeaders, kStats, kForceStatus,
+  kHealth, kSetHealth
 };
 
 // How the response announces the connection's fate.
@@ -159,6 +160,9 @@ struct Shared {
   std::string default_full[3];
   bool default_body_streamed = false;
   size_t default_body_size = 0;
+  // Set at run time by /__status/NNN (0 = back to options.status): lets a test make a version
+  // start failing at a moment of its choosing.
+  mutable std::atomic<int> forced_status{0};
   // What /healthz answers; the one mutable field, set through /__health/NNN by any loop.
   mutable std::atomic<int> health_status{200};
 };
@@ -609,6 +613,8 @@ void Connection::route_request() {
     collect_headers_ = true;
   } else if (path == "/__stats") {
     route_ = Route::kStats;
+  } else if (prefixed("/__status/", Route::kForceStatus)) {
+    if (route_arg_ != 0 && (route_arg_ < 100 || route_arg_ > 999)) route_ = Route::kDefault;
   } else if (path == "/healthz") {
     route_ = Route::kHealth;
   } else if (prefixed("/__health/", Route::kSetHealth)) {
@@ -629,7 +635,8 @@ int Connection::on_headers_complete() {
   } else {
     mode_ = chunked_ok_ ? ConnMode::kKeepAlive11 : ConnMode::kKeepAlive10;
   }
-  if (route_ != Route::kStats && route_ != Route::kHealth && route_ != Route::kSetHealth)
+  if (route_ != Route::kStats && route_ != Route::kForceStatus && route_ != Route::kHealth &&
+      route_ != Route::kSetHealth)
     loop_->requests.fetch_add(1, std::memory_order_relaxed);
   if (expect_continue_ && chunked_ok_ &&
       (parser_.content_length > 0 || (parser_.flags & F_CHUNKED) != 0)) {
@@ -756,7 +763,15 @@ void Connection::start_response() {
   gen_active_ = false;
   switch (route_) {
     case Route::kDefault:
-    case Route::kDelay: stage_default(shared_->options.status); break;
+    case Route::kDelay: {
+      int forced = shared_->forced_status.load(std::memory_order_relaxed);
+      stage_default(forced ? forced : shared_->options.status);
+      break;
+    }
+    case Route::kForceStatus:
+      shared_->forced_status.store(static_cast<int>(route_arg_), std::memory_order_relaxed);
+      stage_json("{\"ok\":true}");
+      break;
     case Route::kStatus: stage_default(static_cast<int>(route_arg_)); break;
     case Route::kHealth:
       stage_default(shared_->health_status.load(std::memory_order_relaxed));

@@ -12,6 +12,8 @@
 //   /headers         answers JSON {"method","target","version","headers":[[name,value],...]}
 //   /__stats         JSON {"name","connections","active_connections","requests"}; the
 //                    /__stats requests themselves are not counted
+//   /__status/NNN    from now on the default response has status NNN (0 = back to the
+//                    configured status), on every thread; not counted as a request
 //   /healthz         responds with the current health status (200 until changed), default body
 //   /__health/NNN    sets what /healthz answers from now on (200-599); answers 200
 //                    (neither of these two is counted in "requests")

@@ -2,6 +2,7 @@
 // sees TOML. Every field has its default here, so a Config{} is a valid empty config.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -44,9 +45,29 @@ struct ProxySettings {
   SourceLoc loc;
 };
 
+// One certificate chain and its key for a TLS listener. Paths are absolute, or relative to the
+// config file's folder (resolved by the loader). The files are read by proxy/, not here.
+struct TlsCertificate {
+  std::string cert;
+  std::string key;
+  SourceLoc cert_loc;
+  SourceLoc key_loc;
+};
+
+struct ListenerTls {
+  std::vector<TlsCertificate> certificates;  // at least one; the first is the SNI default
+  uint32_t handshake_timeout_ms = 10000;
+  bool session_tickets = true;
+};
+
 struct Listener {
   std::string name;
   HostPort address;
+  std::optional<ListenerTls> tls;
+  // `protocols`: HTTP/1.1 and HTTP/2 (h2 by ALPN on TLS, h2c by prior knowledge on plain).
+  // Default: ["http1"] on plain listeners, ["h2", "http1"] on TLS listeners.
+  bool http1 = true;
+  bool h2 = false;
   SourceLoc loc;
 };
 
@@ -102,6 +123,34 @@ struct Version {
   SourceLoc loc;
 };
 
+// [service.guard]: when a non-stable version breaks these, its weight reverts to 0.
+struct GuardConfig {
+  bool enabled = false;                 // on when the table is present, unless enabled = false
+  uint32_t interval_ms = 1000;
+  uint32_t window_s = 30;
+  uint64_t min_requests = 100;
+  double max_error_rate = -1;           // < 0: not checked
+  uint32_t max_p99_ms = 0;              // 0: not checked
+  uint32_t max_p50_ms = 0;
+  double max_error_rate_increase = -1;  // canary minus stable; < 0: not checked
+  double max_p99_ratio = 0;             // canary p99 / stable p99; 0: not checked
+  double confidence = 0.95;             // one-sided, for the error-rate tests
+  uint32_t consecutive = 3;             // breaches in a row that revert
+  SourceLoc loc;
+};
+
+// [service.rollout]: ramp `version` through `steps` (percent of traffic), each held `step_s`
+// with the guard passing throughout; 100 promotes it to stable.
+struct RolloutConfig {
+  bool present = false;
+  std::string version;
+  std::vector<uint32_t> steps;  // increasing, each 1..100, ending at 100
+  uint32_t step_s = 60;
+  uint32_t max_step_s = 600;    // a step not passed by then pauses the rollout
+  bool auto_start = false;      // start when weir starts (else through the admin API)
+  SourceLoc loc;
+};
+
 struct Service {
   enum class Balance : uint8_t { kRoundRobin, kLeastRequest };
 
@@ -118,6 +167,8 @@ struct Service {
   HealthCheck health_check;
   OutlierDetection outlier;
   Mirror mirror;
+  GuardConfig guard;
+  RolloutConfig rollout;
   SourceLoc loc;
 };
 
@@ -129,9 +180,33 @@ struct Route {
   SourceLoc loc;
 };
 
+// One admin API bearer token, from [admin] tokens_file. Only the SHA-256 of the token is ever
+// held, so neither the config nor a memory dump gives the token away.
+struct AdminToken {
+  enum class Scope : uint8_t { kRead, kWrite };
+  std::string name;  // the audit log's actor
+  Scope scope = Scope::kRead;
+  std::array<uint8_t, 32> sha256{};
+  SourceLoc loc;
+};
+
+// [admin]: the admin API listener. Off unless the table is present (a fixed default port would
+// collide between several weir processes on one machine).
+struct AdminSettings {
+  bool enabled = false;
+  HostPort address{"127.0.0.1", 9901};
+  std::string tokens_file;  // required when enabled; relative to the config file's directory
+  std::string state_dir;    // "" = runtime state and audit log live in memory only
+  bool open_healthz = true;   // /healthz without a token
+  bool open_metrics = false;  // /metrics without a token
+  std::vector<AdminToken> tokens;  // read from tokens_file at load (and at every reload)
+  SourceLoc loc;
+};
+
 struct Config {
   std::string path;  // the file it was read from ("" for embedded configs)
   ProxySettings proxy;
+  AdminSettings admin;
   std::vector<Listener> listeners;
   std::vector<Service> services;
   std::vector<Route> routes;

@@ -93,6 +93,8 @@ constexpr toml::node_type type_of() {
     return toml::node_type::string;
   } else if constexpr (std::is_same_v<T, bool>) {
     return toml::node_type::boolean;
+  } else if constexpr (std::is_same_v<T, double>) {
+    return toml::node_type::floating_point;
   } else {
     static_assert(std::is_same_v<T, int64_t>);
     return toml::node_type::integer;
@@ -141,7 +143,7 @@ class Context {
   }
   const std::string& file() const { return file_; }
 
-  // Type-checks one node, reporting a mismatch; T is std::string, int64_t, toml::table or
+  // Type-checks one node, reporting a mismatch; T is std::string, int64_t, bool, toml::table or
   // toml::array.
   template <typename T>
   const auto* as(const toml::node& node, const std::string& path) {
@@ -219,6 +221,27 @@ class TableReader {
     const auto* v = node ? ctx_.as<bool>(*node, path(key)) : nullptr;
     if (v) out = v->get();
     return v != nullptr;
+  }
+  // A float or an integer within [lo, hi].
+  bool number(std::string_view key, double& out, double lo, double hi) {
+    const toml::node* node = find(key, Need::kOptional);
+    if (!node) return false;
+    std::optional<double> v = node->is_integer() ? std::optional<double>(
+                                                       static_cast<double>(node->as_integer()->get()))
+                                                 : std::nullopt;
+    if (!v) {
+      const auto* f = ctx_.as<double>(*node, path(key));
+      if (!f) return false;
+      v = f->get();
+    }
+    if (!(*v >= lo && *v <= hi)) {
+      ctx_.error(node->source(), path(key),
+                 "must be between " + std::to_string(lo) + " and " + std::to_string(hi) +
+                     ", got " + std::to_string(*v));
+      return false;
+    }
+    out = *v;
+    return true;
   }
   bool string(std::string_view key, std::string& out, Need need, const Check& check = {}) {
     auto v = ctx_.string(find(key, need), path(key), check);
@@ -419,6 +442,61 @@ void read_proxy(TableReader& t, ProxySettings& p) {
   t.string("version_header", p.version_header, Need::kOptional, token(true));
 }
 
+void read_admin(TableReader& t, AdminSettings& a) {
+  a.enabled = true;
+  a.loc = t.loc();
+  std::string text;  // kept only as a.address
+  t.string("address", text, Need::kOptional, address(true, a.address));
+  t.string("tokens_file", a.tokens_file, Need::kRequired, [](std::string& s) {
+    return s.empty() ? std::string("must name a file of [[token]] tables") : std::string();
+  });
+  t.string("state_dir", a.state_dir, Need::kOptional);
+  t.boolean("open_healthz", a.open_healthz);
+  t.boolean("open_metrics", a.open_metrics);
+}
+
+std::string check_sha256_hex(std::string& s) {
+  s = lower(s);
+  if (s.size() != 64 || !std::all_of(s.begin(), s.end(), [](char c) {
+        return std::isxdigit(static_cast<unsigned char>(c)) != 0;
+      }))
+    return "must be the 64 hex digits of the token's SHA-256 (e.g. `printf %s TOKEN | "
+           "sha256sum`)";
+  return "";
+}
+
+// The tokens file: [[token]] tables with name, scope and sha256. Errors name the tokens file.
+void read_tokens(Context& ctx, const toml::table& root, std::vector<AdminToken>& out) {
+  TableReader top(ctx, root, "");
+  std::set<std::string> names, digests;
+  each_table(ctx, top, "token", "no [[token]] defined; add one with name, scope and sha256",
+             [&](TableReader& t, size_t) {
+               AdminToken& tok = out.emplace_back();
+               tok.loc = t.loc();
+               t.string("name", tok.name, Need::kRequired, unique_name(names, "token"));
+               std::string scope;
+               if (t.string("scope", scope, Need::kRequired, [](std::string& s) {
+                     return s == "read" || s == "write"
+                                ? std::string()
+                                : quoted(s) + " is not a scope; use \"read\" or \"write\"";
+                   })) {
+                 tok.scope = scope == "write" ? AdminToken::Scope::kWrite
+                                              : AdminToken::Scope::kRead;
+               }
+               std::string hex;
+               if (t.string("sha256", hex, Need::kRequired, [&](std::string& s) {
+                     if (std::string why = check_sha256_hex(s); !why.empty()) return why;
+                     if (!digests.insert(s).second)
+                       return std::string("the same token is listed twice; give each one its own");
+                     return std::string();
+                   })) {
+                 for (size_t i = 0; i < 32; ++i)
+                   tok.sha256[i] = static_cast<uint8_t>(std::stoul(hex.substr(i * 2, 2), nullptr, 16));
+               }
+             });
+  top.finish();
+}
+
 void read_endpoints(Context& ctx, TableReader& t, std::vector<HostPort>& out) {
   const auto* array = t.typed<toml::array>("endpoints", Need::kRequired);
   if (!array) return;
@@ -526,6 +604,57 @@ void read_sticky(Context& ctx, TableReader& t, Sticky& sticky) {
   }
 }
 
+void read_guard(TableReader& t, GuardConfig& g) {
+  g.loc = t.loc();
+  g.enabled = true;
+  t.boolean("enabled", g.enabled);
+  t.integer("interval_ms", g.interval_ms, 100, kMaxTimeoutMs);
+  t.integer("window_s", g.window_s, 1, 600);
+  t.integer("min_requests", g.min_requests, 1, kNoMax);
+  t.number("max_error_rate", g.max_error_rate, 0, 1);
+  t.integer("max_p99_ms", g.max_p99_ms, 1, kMaxTimeoutMs);
+  t.integer("max_p50_ms", g.max_p50_ms, 1, kMaxTimeoutMs);
+  t.number("max_error_rate_increase", g.max_error_rate_increase, 0, 1);
+  t.number("max_p99_ratio", g.max_p99_ratio, 1, 1000);
+  t.number("confidence", g.confidence, 0.5, 0.9999);
+  t.integer("consecutive", g.consecutive, 1, 1000);
+}
+
+void read_rollout(Context& ctx, TableReader& t, const std::set<std::string>& versions,
+                  const std::string& stable, RolloutConfig& r) {
+  r.loc = t.loc();
+  r.present = true;
+  if (t.string("version", r.version, Need::kRequired, check_name)) {
+    if (!versions.count(r.version)) {
+      ctx.error(t.find("version", Need::kOptional)->source(), t.path("version"),
+                no_such("version", r.version, versions));
+    } else if (r.version == stable) {
+      ctx.error(t.find("version", Need::kOptional)->source(), t.path("version"),
+                "the stable version cannot be rolled out; name the new version");
+    }
+  }
+  if (const auto* steps = t.typed<toml::array>("steps", Need::kRequired)) {
+    for (size_t i = 0; i < steps->size(); ++i) {
+      auto v = ctx.integer(steps->get(i), indexed(t.path("steps"), i), 1, 100);
+      if (!v) continue;
+      if (!r.steps.empty() && static_cast<uint32_t>(*v) <= r.steps.back()) {
+        ctx.error(steps->get(i)->source(), indexed(t.path("steps"), i),
+                  "steps must increase, e.g. [1, 5, 25, 50, 100]");
+      }
+      r.steps.push_back(static_cast<uint32_t>(*v));
+    }
+    if (r.steps.empty() || r.steps.back() != 100) {
+      ctx.error(steps->source(), t.path("steps"), "the last step must be 100 (promotion)");
+    }
+  }
+  t.integer("step_s", r.step_s, 1, 86400);
+  t.integer("max_step_s", r.max_step_s, 1, 86400 * 7);
+  t.boolean("auto_start", r.auto_start);
+  if (r.max_step_s < r.step_s) {
+    ctx.error(r.loc, t.path("max_step_s"), "must be at least step_s");
+  }
+}
+
 void read_service(Context& ctx, TableReader& t, std::set<std::string>& names, Service& s) {
   s.loc = t.loc();
   t.string("name", s.name, Need::kRequired, unique_name(names, "service"));
@@ -585,6 +714,11 @@ void read_service(Context& ctx, TableReader& t, std::set<std::string>& names, Se
                          [&](TableReader& ht) { read_health_check(ctx, ht, v.health_check); });
              });
 
+  sub_table(ctx, t, "guard", [&](TableReader& gt) { read_guard(gt, s.guard); });
+  sub_table(ctx, t, "rollout", [&](TableReader& rt) {
+    read_rollout(ctx, rt, version_names, s.stable, s.rollout);
+  });
+
   if (has_stable && !version_names.empty() && !version_names.count(s.stable)) {
     ctx.error(t.find("stable", Need::kOptional)->source(), t.path("stable"),
               no_such("version", s.stable, version_names));
@@ -600,24 +734,68 @@ void read_service(Context& ctx, TableReader& t, std::set<std::string>& names, Se
   }
 }
 
+// A file path, made absolute against the config file's folder.
+Check file_path(const std::string& config_file) {
+  return [&config_file](std::string& s) {
+    if (s.empty()) return std::string("must not be empty; give a file path");
+    size_t slash = config_file.rfind('/');
+    if (s.front() != '/' && slash != std::string::npos) s = config_file.substr(0, slash + 1) + s;
+    return std::string();
+  };
+}
+
+void read_listener_tls(Context& ctx, TableReader& t, ListenerTls& tls) {
+  t.integer("handshake_timeout_ms", tls.handshake_timeout_ms, 1, kMaxTimeoutMs);
+  t.boolean("session_tickets", tls.session_tickets);
+  each_table(ctx, t, "certificate",
+             "needs at least one [[listener.tls.certificate]] with cert and key",
+             [&](TableReader& ct, size_t) {
+               TlsCertificate& c = tls.certificates.emplace_back();
+               if (ct.string("cert", c.cert, Need::kRequired, file_path(ctx.file())))
+                 c.cert_loc = ctx.loc(ct.find("cert", Need::kOptional)->source());
+               if (ct.string("key", c.key, Need::kRequired, file_path(ctx.file())))
+                 c.key_loc = ctx.loc(ct.find("key", Need::kOptional)->source());
+             });
+}
+
+void read_listener(Context& ctx, TableReader& t, std::set<std::string>& names, Listener& l) {
+  l.loc = t.loc();
+  t.string("name", l.name, Need::kRequired, unique_name(names, "listener"));
+  std::string text;  // kept only as l.address
+  t.string("address", text, Need::kRequired, address(true, l.address));
+  sub_table(ctx, t, "tls", [&](TableReader& tt) { read_listener_tls(ctx, tt, l.tls.emplace()); });
+  l.h2 = l.tls.has_value();
+  const auto* protocols = t.typed<toml::array>("protocols", Need::kOptional);
+  if (!protocols) return;
+  const char* h2_name = l.tls ? "h2" : "h2c";
+  l.http1 = l.h2 = false;
+  const size_t errors_before = ctx.error_count();
+  for (size_t i = 0; i < protocols->size(); ++i) {
+    const std::string path = indexed(t.path("protocols"), i);
+    auto name = ctx.string(protocols->get(i), path, [&](std::string& s) {
+      if (s == "http1" || s == h2_name) return std::string();
+      return quoted(s) + " is not a protocol of this listener; use \"http1\" or \"" + h2_name +
+             "\"" + (l.tls ? " (TLS listener)" : " (plain listener; h2 needs [listener.tls])");
+    });
+    if (name) (*name == "http1" ? l.http1 : l.h2) = true;
+  }
+  if (!l.http1 && !l.h2 && ctx.error_count() == errors_before) {
+    ctx.error(protocols->source(), t.path("protocols"),
+              std::string("needs at least one protocol: \"http1\" or \"") + h2_name + "\"");
+  }
+}
+
 Config read_config(Context& ctx, const toml::table& root) {
   Config c;
   TableReader top(ctx, root, "");
   c.proxy.loc.file = ctx.file();
-  if (const auto* proxy = top.typed<toml::table>("proxy", Need::kOptional)) {
-    TableReader t(ctx, *proxy, "proxy");
-    read_proxy(t, c.proxy);
-    t.finish();
-  }
+  sub_table(ctx, top, "proxy", [&](TableReader& t) { read_proxy(t, c.proxy); });
+  sub_table(ctx, top, "admin", [&](TableReader& t) { read_admin(t, c.admin); });
 
   std::set<std::string> listener_names;
   each_table(ctx, top, "listener", "no [[listener]] defined; add one with a name and an address",
              [&](TableReader& t, size_t) {
-               Listener& l = c.listeners.emplace_back();
-               l.loc = t.loc();
-               t.string("name", l.name, Need::kRequired, unique_name(listener_names, "listener"));
-               std::string text;  // kept only as l.address
-               t.string("address", text, Need::kRequired, address(true, l.address));
+               read_listener(ctx, t, listener_names, c.listeners.emplace_back());
              });
 
   std::set<std::string> service_names;
@@ -647,14 +825,52 @@ Config read_config(Context& ctx, const toml::table& root) {
   return c;
 }
 
+// The whole file at `path`; errno on failure (0 on success).
+int read_text(const std::string& path, std::string& text) {
+  int err = 0;
+  if (std::FILE* f = std::fopen(path.c_str(), "rb")) {
+    char buf[65536];
+    size_t n;
+    while ((n = std::fread(buf, 1, sizeof buf, f)) > 0) text.append(buf, n);
+    err = std::ferror(f) ? errno : 0;  // a directory opens fine and fails here with EISDIR
+    std::fclose(f);
+  } else {
+    err = errno;
+  }
+  return err;
+}
+
+// Reads [admin] tokens_file (resolved against the config file's directory) into admin.tokens.
+std::vector<Error> load_tokens(AdminSettings& admin, const std::string& config_path) {
+  std::string& path = admin.tokens_file;
+  size_t slash = config_path.rfind('/');
+  if (!path.starts_with('/') && slash != std::string::npos)
+    path = config_path.substr(0, slash + 1) + path;
+  Context ctx(path);
+  std::string text;
+  if (int err = read_text(path, text); err != 0) {
+    ctx.error(admin.loc, "admin.tokens_file", "cannot read " + path + ": " + std::strerror(err));
+    return ctx.take_errors();
+  }
+  try {
+    read_tokens(ctx, toml::parse(text, std::string_view(path)), admin.tokens);
+  } catch (const toml::parse_error& e) {
+    ctx.error(e.source(), "", std::string(e.description()) + "; fix the TOML syntax");
+  }
+  return ctx.take_errors();
+}
+
 LoadResult load(std::string_view text, const std::string& file, std::string config_path) {
   Context ctx(file);
   LoadResult result;
+  std::vector<Error> token_errors;
   try {
     toml::table root = toml::parse(text, std::string_view(file));
     Config config = read_config(ctx, root);
     config.path = std::move(config_path);
-    if (ctx.error_count() == 0) result.config = std::move(config);
+    if (ctx.error_count() == 0 && config.admin.enabled)
+      token_errors = load_tokens(config.admin, config.path);
+    if (ctx.error_count() == 0 && token_errors.empty()) result.config = std::move(config);
   } catch (const toml::parse_error& e) {
     ctx.error(e.source(), "", std::string(e.description()) + "; fix the TOML syntax");
   } catch (const std::exception& e) {
@@ -663,6 +879,7 @@ LoadResult load(std::string_view text, const std::string& file, std::string conf
     ctx.error(SourceLoc{file, 0, 0}, "", "internal error while reading the configuration");
   }
   result.errors = ctx.take_errors();
+  result.errors.insert(result.errors.end(), token_errors.begin(), token_errors.end());
   return result;
 }
 
@@ -691,16 +908,7 @@ LoadResult load_string(std::string_view toml_text, const std::string& source_nam
 
 LoadResult load_file(const std::string& path) {
   std::string text;
-  int err = 0;
-  if (std::FILE* f = std::fopen(path.c_str(), "rb")) {
-    char buf[65536];
-    size_t n;
-    while ((n = std::fread(buf, 1, sizeof buf, f)) > 0) text.append(buf, n);
-    err = std::ferror(f) ? errno : 0;  // a directory opens fine and fails here with EISDIR
-    std::fclose(f);
-  } else {
-    err = errno;
-  }
+  int err = read_text(path, text);
   if (err == 0) return load(text, path, path);
   LoadResult result;
   result.errors.push_back(

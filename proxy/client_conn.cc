@@ -1,6 +1,6 @@
 #include "proxy/client_conn.h"
 
-#include "proxy/h1_session.h"
+#include "proxy/protocol_select.h"
 #include "proxy/worker.h"
 
 namespace weir::proxy {
@@ -45,7 +45,8 @@ void ClientConn::accept(Worker& worker, uv_stream_t* server, uint32_t listener) 
     c->info_.peer_ip = ip;
   }
   c->out_.init(reinterpret_cast<uv_stream_t*>(&c->tcp_), &worker.flush_list(), c);
-  c->session_ = std::make_unique<H1Session>(*c);
+  c->info_.tls = worker.tls_for(listener) != nullptr;
+  c->session_ = open_session(*c, listener);
   c->resume_reading();
   if (worker.draining()) c->session_->start_drain();
 }

@@ -65,6 +65,9 @@ int Exchange::start(const RequestDesc& req) {
   }
   version_ = choice.version;
   assign_bucket_ = choice.assign_bucket;
+  counters_ = worker_.stats().versions.get_or_create(version_->stats_id);
+  if (counters_) counters_->requests.add();
+  start_ns_ = uv_hrtime();
   idempotent_ = h.idempotent;
   head_request_ = h.is_head;
   chunked_body_ = h.body == BodyKind::kChunked;
@@ -221,9 +224,36 @@ void Exchange::resume_response() {
   if (upstream_) upstream_->resume_reading();
 }
 
+uint64_t Exchange::elapsed_us() const { return (uv_hrtime() - start_ns_) / 1000; }
+
+void Exchange::count_failure(UpstreamError e) {
+  if (!counters_) return;
+  using health::FailureKind;
+  FailureKind kind = e == UpstreamError::kConnect ? FailureKind::kConnect
+                     : (e == UpstreamError::kResponseTimeout || e == UpstreamError::kBodyTimeout)
+                         ? FailureKind::kTimeout
+                         : FailureKind::kReset;
+  counters_->failures[static_cast<size_t>(kind)].add();
+  // Before a head the client gets weir's 502/504; after it, a cut response (class 0).
+  counters_->responses[response_started_ ? 0 : 5].add();
+  counters_->total_latency[health::Histogram::index(elapsed_us())].add();
+}
+
+void Exchange::abandon() {
+  end_outstanding();
+  if (UpstreamConn* u = upstream_) {
+    upstream_ = nullptr;
+    u->close();
+  }
+}
+
 void Exchange::on_upstream_head(UpstreamConn&, const UpstreamResponseHead& head) {
   response_started_ = true;
   worker_.streaks().record(endpoint_->id, endpoint_->eject_epoch, head.status >= 500);
+  if (counters_) {
+    counters_->responses[static_cast<size_t>(head.status / 100) % 6].add();
+    counters_->headers_latency[health::Histogram::index(elapsed_us())].add();
+  }
   resp_headers_.clear();
   // Names listed in the backend's Connection header are hop-by-hop too.
   std::vector<std::string_view> tokens;
@@ -271,6 +301,7 @@ void Exchange::on_upstream_body(UpstreamConn&, const char* data, size_t len) {
 void Exchange::on_upstream_done(UpstreamConn& c, std::span<const HeaderField> trailers) {
   upstream_ = nullptr;
   end_outstanding();
+  if (counters_) counters_->total_latency[health::Histogram::index(elapsed_us())].add();
   worker_.pool().release(&c, request_done_);
   owner_.on_response_end(trailers);
 }
@@ -301,6 +332,7 @@ void Exchange::on_upstream_error(UpstreamConn& c, UpstreamError e, std::string u
   }
   int status = 502;
   if (e == UpstreamError::kResponseTimeout || e == UpstreamError::kBodyTimeout) status = 504;
+  count_failure(e);
   owner_.on_exchange_failed(status);
 }
 

@@ -10,6 +10,7 @@
 #include <string_view>
 #include <vector>
 
+#include "health/version_counters.h"
 #include "proxy/h1_framing.h"
 #include "proxy/http_util.h"
 #include "proxy/session.h"
@@ -66,6 +67,9 @@ class Exchange final : private UpstreamHandler {
   bool request_congested();
   void pause_response();
   void resume_response();
+  // The owner is going away before the exchange ends (an HTTP/2 stream reset): drops the
+  // upstream connection now, so no owner callback can follow.
+  void abandon();
 
   const routing::Service* service() const { return service_; }
   const routing::Version* version() const { return version_; }
@@ -85,6 +89,8 @@ class Exchange final : private UpstreamHandler {
   void write_upstream(std::string_view data);
   // The request stops counting towards its endpoint's outstanding requests.
   void end_outstanding();
+  uint64_t elapsed_us() const;
+  void count_failure(UpstreamError e);
 
   Worker& worker_;
   ExchangeOwner& owner_;
@@ -94,6 +100,8 @@ class Exchange final : private UpstreamHandler {
   const routing::Version* version_ = nullptr;
   const routing::Endpoint* endpoint_ = nullptr;
   UpstreamConn* upstream_ = nullptr;
+  health::VersionCounters* counters_ = nullptr;  // this worker's, for version_
+  uint64_t start_ns_ = 0;
   std::string head_;      // the rewritten request head
   std::string replay_;    // every request byte sent, while small enough to send again
   bool replayable_ = true;

@@ -28,12 +28,12 @@ bool parse_decimal(std::string_view s, uint64_t* out) {
   return true;
 }
 
+}  // namespace
+
 bool method_is_idempotent(std::string_view m) {
   return m == "GET" || m == "HEAD" || m == "OPTIONS" || m == "PUT" || m == "DELETE" ||
          m == "TRACE";
 }
-
-}  // namespace
 
 void RequestHead::clear() {
   method = target = host = {};

@@ -54,6 +54,9 @@ struct HeadError {
   std::string_view reason;
 };
 
+// GET, HEAD, OPTIONS, PUT, DELETE, TRACE (RFC 9110 9.2.2): safe to send again.
+bool method_is_idempotent(std::string_view method);
+
 // Parses and validates a complete head (as found by scan_request_head). On success fills
 // `out` with views into `head`. On failure says which status to send and why.
 HeadError parse_request_head(std::string_view head, const HeadLimits& limits, RequestHead* out);

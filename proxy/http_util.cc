@@ -88,6 +88,7 @@ std::string_view reason_phrase(int status) {
     case 413: return "Content Too Large";
     case 414: return "URI Too Long";
     case 417: return "Expectation Failed";
+    case 422: return "Unprocessable Content";
     case 428: return "Precondition Required";
     case 431: return "Request Header Fields Too Large";
     case 500: return "Internal Server Error";
@@ -112,7 +113,7 @@ void append_hex(std::string& out, uint64_t v) {
   out.append(buf, end);
 }
 
-std::string error_response(int status, bool close, bool head_request, std::string_view detail) {
+std::string error_body(int status, std::string_view detail) {
   std::string body = "weir: ";
   append_number(body, static_cast<uint64_t>(status));
   body += ' ';
@@ -122,6 +123,11 @@ std::string error_response(int status, bool close, bool head_request, std::strin
     body += detail;
   }
   body += '\n';
+  return body;
+}
+
+std::string error_response(int status, bool close, bool head_request, std::string_view detail) {
+  std::string body = error_body(status, detail);
   std::string out = "HTTP/1.1 ";
   append_number(out, static_cast<uint64_t>(status));
   out += ' ';

@@ -28,7 +28,9 @@ bool is_hop_by_hop(std::string_view name);
 
 std::string_view reason_phrase(int status);
 
-// A complete weir-generated response with a short text body; `detail` (if any) says why.
+// The short text body of a weir-generated error response; `detail` (if any) says why.
+std::string error_body(int status, std::string_view detail = {});
+// A complete weir-generated response with that body.
 std::string error_response(int status, bool close, bool head_request = false,
                            std::string_view detail = {});
 

@@ -10,6 +10,7 @@
 #include "config/config.h"
 #include "proxy/demo.h"
 #include "proxy/server.h"
+#include "proxy/tls_context.h"
 
 namespace {
 
@@ -37,6 +38,7 @@ bool parse_uint(const char* s, unsigned long max, unsigned long* out) {
 
 int check(const std::string& path) {
   weir::config::LoadResult r = weir::config::load_file(path);
+  if (r.config && !weir::proxy::build_tls_set(*r.config, &r.errors)) r.config.reset();
   if (!r.config) {
     for (const auto& e : r.errors) std::fprintf(stderr, "%s\n", e.to_string().c_str());
     std::fprintf(stderr, "weir: configuration %s has %zu error%s\n", path.c_str(),

@@ -6,11 +6,14 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
 #include <set>
 #include <thread>
+
+#include "proxy/metrics.h"
 
 namespace weir::proxy {
 
@@ -86,8 +89,49 @@ bool Server::open_listeners(std::string* error) {
   return true;
 }
 
-std::shared_ptr<const routing::Snapshot> Server::build(
-    std::shared_ptr<const config::Config> config, std::string* error) {
+bool Server::open_state(std::string* error) {
+  store_ = std::make_unique<StateStore>(config_->admin.state_dir);
+  if (!store_->open(error)) return false;
+  std::string why;
+  if (auto saved = store_->load_state(&why)) {
+    auto loaded = RuntimeState::from_json(*saved, &why);
+    if (!loaded) {
+      *error = store_->dir() + "/state.json: " + why;
+      return false;
+    }
+    runtime_ = std::move(*loaded);
+  } else if (!why.empty()) {
+    *error = why;
+    return false;
+  }
+  // The config may have changed while weir was down: overrides for a changed version set go.
+  std::vector<std::string> reset = runtime_.reconcile(*config_);
+  for (const auto& name : reset) {
+    AuditEvent ev;
+    ev.actor = "startup";
+    ev.action = "reset_overrides";
+    ev.service = name;
+    ev.reason = "the service's set of versions changed in the configuration";
+    if (!store_->append(ev, error)) return false;
+    std::fprintf(stderr, "weir: %s: runtime weights reset: its versions changed\n", name.c_str());
+  }
+  return store_->save_state(runtime_.to_json(), error);
+}
+
+namespace {
+// The control thread decides ejections, folds statistics and runs guards on this tick: 100 ms
+// ejects a failing endpoint promptly and keeps a revert within a fraction of a second of its
+// last consecutive breach (each guard still runs at its own interval_ms).
+constexpr uint64_t kTickMs = 100;
+// The clock of ramps, ejections, guards and rollouts: the same monotonic milliseconds as the
+// workers' uv_now(), so slow-start ramps compare across loops.
+uint64_t monotonic_ms() { return uv_hrtime() / 1000000; }
+}  // namespace
+
+std::shared_ptr<const routing::Snapshot> Server::build(const config::Config& config,
+                                                       const RuntimeState& runtime,
+                                                       std::string* error) {
+  auto effective = std::make_shared<const config::Config>(runtime.apply(config));
   routing::HealthInput health;
   health.endpoints.resize(registry_.size());
   for (uint32_t id = 0; id < health.endpoints.size(); ++id) {
@@ -100,8 +144,8 @@ std::shared_ptr<const routing::Snapshot> Server::build(
     if (id < endpoint_ramp_.size()) st.ramp_start_ms = endpoint_ramp_[id];
   }
   health.version_ramp_start = version_ramp_;
-  return routing::build_snapshot(std::move(config), registry_, ++generation_, resolve_endpoint,
-                                 error, &health);
+  return routing::build_snapshot(effective, registry_, ++generation_, resolve_endpoint, error,
+                                 &health);
 }
 
 void Server::publish(std::shared_ptr<const routing::Snapshot> snap) {
@@ -113,7 +157,7 @@ void Server::publish(std::shared_ptr<const routing::Snapshot> snap) {
 void Server::republish(const char* why) {
   if (stopping_) return;
   std::string error;
-  auto snap = build(config_, &error);
+  auto snap = build(*config_, runtime_, &error);
   if (!snap) {
     std::fprintf(stderr, "weir: snapshot after %s failed: %s\n", why, error.c_str());
     return;
@@ -121,9 +165,17 @@ void Server::republish(const char* why) {
   publish(std::move(snap));
 }
 
+void Server::on_tick(uv_timer_t* t) {
+  auto* self = static_cast<Server*>(t->data);
+  if (self->stopping_) return;
+  const uint64_t now = monotonic_ms();
+  self->evaluate_outliers();
+  self->collect_stats(now / 1000);
+  self->run_guards(now, now / 1000);
+}
+
 void Server::evaluate_outliers() {
-  if (!snap_ || stopping_) return;
-  const uint64_t now = uv_now(&loop_);
+  const uint64_t now = monotonic_ms();
   bool changed = false;
   std::vector<uint32_t> streaks;
   std::vector<health::EjectionState> states;
@@ -156,7 +208,7 @@ void Server::evaluate_outliers() {
 }
 
 void Server::note_ramps(const config::Config& prev, const config::Config& next) {
-  const uint64_t now = std::max<uint64_t>(1, uv_now(&loop_));
+  const uint64_t now = std::max<uint64_t>(1, monotonic_ms());
   std::map<std::string, uint32_t> old_weight;
   std::set<std::string> old_endpoints;
   for (const auto& svc : prev.services) {
@@ -180,36 +232,252 @@ void Server::note_ramps(const config::Config& prev, const config::Config& next) 
   }
 }
 
+void Server::collect_stats(uint64_t second) {
+  for (const auto& svc : snap_->services) {
+    for (const auto& v : svc.versions) {
+      health::Sample sum;
+      for (auto& w : workers_) {
+        if (const auto* c = w->stats().versions.find(v.stats_id)) sum.add(*c);
+      }
+      stats_.fold(second, v.stats_id, sum);
+    }
+  }
+}
+
+void Server::run_guards(uint64_t now_ms, uint64_t second) {
+  for (size_t si = 0; si < snap_->services.size() && si < config_->services.size(); ++si) {
+    const routing::Service& svc = snap_->services[si];
+    const config::GuardConfig& g = config_->services[si].guard;
+    auto ro = rollouts_.find(svc.name);
+    const bool rolling =
+        ro != rollouts_.end() && ro->second.state() == health::RolloutState::kRunning;
+    if (!g.enabled && !rolling) continue;
+    ServiceGuard& sg = guards_[svc.name];
+    const uint32_t interval = g.enabled ? g.interval_ms : 1000;
+    if (now_ms - sg.last_eval_ms < interval) continue;
+    sg.last_eval_ms = now_ms;
+    const routing::Version& stable = svc.versions[svc.stable];
+    const health::StatsWindow* stable_window = stats_.window(stable.stats_id);
+    health::Summary stable_summary =
+        stable_window ? stable_window->summarize(second, g.window_s) : health::Summary{};
+    for (const auto& v : svc.versions) {
+      if (&v == &stable || v.weight == 0) continue;
+      // Without a guard a rollout advances on time alone.
+      health::Verdict verdict = health::Verdict::kPass;
+      if (g.enabled) {
+        const health::StatsWindow* w = stats_.window(v.stats_id);
+        health::Summary summary = w ? w->summarize(second, g.window_s) : health::Summary{};
+        auto [it, fresh] = sg.versions.try_emplace(v.name, v.name);
+        // Probed unhealthy or ejected endpoints do not count: a version with none left fails.
+        const auto healthy = static_cast<uint32_t>(std::count_if(
+            v.endpoints.begin(), v.endpoints.end(), [](const auto& ep) { return ep.healthy; }));
+        health::Evaluation e = it->second.evaluate(g, summary, stable_summary, healthy, now_ms);
+        verdict = e.verdict;
+        if (e.reverted) {
+          std::string why;
+          for (const auto& r : e.reasons) why += (why.empty() ? "" : "; ") + r;
+          std::fprintf(stderr,
+                       "weir: guard: service %s version %s reverted to weight 0 after %u "
+                       "breaches in a row (window %us): %s\n",
+                       svc.name.c_str(), v.name.c_str(), e.breaches_in_a_row, g.window_s,
+                       why.c_str());
+          const config::Service& cs = config_->services[si];
+          std::map<std::string, uint32_t> weights = runtime_.weights(cs);
+          weights[v.name] = 0;
+          AuditEvent ev;
+          ev.actor = "guard";
+          ev.action = "revert";
+          ev.reason = why;
+          ev.detail = nlohmann::json::parse(
+              health::DecisionLog(1).to_json(svc.name, g), nullptr, false);
+          ev.detail["evaluation"] = {{"version", v.name},
+                                     {"error_rate", summary.error_rate},
+                                     {"completed", summary.completed},
+                                     {"errors", summary.errors},
+                                     {"p99_ms", static_cast<double>(summary.p99_us) / 1000.0},
+                                     {"stable_error_rate", stable_summary.error_rate},
+                                     {"window_s", g.window_s}};
+          std::string error;
+          if (!change_service(svc.name, weights, "", std::move(ev), &error)) {
+            std::fprintf(stderr, "weir: guard: the revert could not be saved: %s\n",
+                         error.c_str());
+          }
+          sg.reverted = true;
+          it->second.reset();
+          if (ro != rollouts_.end() && ro->second.plan().version == v.name) {
+            ro->second.abort("guard reverted " + v.name + ": " + why);
+            std::fprintf(stderr, "weir: rollout: service %s aborted by the guard\n",
+                         svc.name.c_str());
+          }
+        }
+        sg.log.add(std::move(e));
+      }
+      if (rolling && ro->second.plan().version == v.name &&
+          ro->second.state() == health::RolloutState::kRunning) {
+        apply_rollout(svc.name, ro->second.on_verdict(verdict, now_ms), "rollout");
+        if (ro->second.state() == health::RolloutState::kPaused) {
+          std::fprintf(stderr, "weir: rollout: service %s %s\n", svc.name.c_str(),
+                       ro->second.last_reason().c_str());
+        }
+      }
+    }
+  }
+}
+
+bool Server::change_service(const std::string& service,
+                            const std::map<std::string, uint32_t>& weights,
+                            const std::string& stable, AuditEvent ev, std::string* error) {
+  RuntimeState next = runtime_;
+  ServiceRuntime* rt = next.find(service);
+  if (!rt) {
+    *error = "no such service " + service;
+    return false;
+  }
+  const config::Service* cs = nullptr;
+  for (const auto& s : config_->services) {
+    if (s.name == service) cs = &s;
+  }
+  ev.service = service;
+  ev.before = {{"weights", runtime_.weights(*cs)}, {"stable", runtime_.stable(*cs)}};
+  rt->weights = weights;
+  if (!stable.empty()) rt->stable = stable;
+  ++rt->state_version;
+  ev.after = {{"weights", weights}, {"stable", stable.empty() ? runtime_.stable(*cs) : stable}};
+  return commit(std::move(next), std::move(ev), error);
+}
+
+void Server::apply_rollout(const std::string& service, const health::Rollout::Action& a,
+                           const std::string& actor) {
+  if (!a.change && !a.promote) return;
+  const config::Service* cs = nullptr;
+  for (const auto& s : config_->services) {
+    if (s.name == service) cs = &s;
+  }
+  if (!cs) return;
+  const std::string& version = cs->rollout.version;
+  const std::string stable = runtime_.stable(*cs);
+  std::map<std::string, uint32_t> weights = runtime_.weights(*cs);
+  AuditEvent ev;
+  ev.actor = actor;
+  ev.reason = a.why;
+  std::string new_stable;
+  if (a.promote) {
+    for (auto& [name, w] : weights) w = name == version ? 100 : 0;
+    new_stable = version;
+    ev.action = "rollout_promote";
+    std::fprintf(stderr, "weir: rollout: service %s promoted %s to stable (%s)\n",
+                 service.c_str(), version.c_str(), a.why.c_str());
+  } else {
+    weights[version] = a.weight;
+    if (stable != version) weights[stable] = 100 - a.weight;
+    ev.action = "rollout_step";
+    std::fprintf(stderr, "weir: rollout: service %s version %s at %u%% (%s)\n", service.c_str(),
+                 version.c_str(), a.weight, a.why.c_str());
+  }
+  std::string error;
+  if (!change_service(service, weights, new_stable, std::move(ev), &error)) {
+    std::fprintf(stderr, "weir: rollout: the change could not be saved: %s\n", error.c_str());
+  }
+}
+
+bool Server::rollout_command(const std::string& service, const std::string& op,
+                             const std::string& actor, std::string* error) {
+  auto it = rollouts_.find(service);
+  if (it == rollouts_.end()) {
+    *error = "service " + service + " has no [service.rollout]";
+    return false;
+  }
+  health::Rollout& r = it->second;
+  const uint64_t now = monotonic_ms();
+  error->clear();
+  health::Rollout::Action a;
+  if (op == "start") {
+    a = r.start(now, error);
+  } else if (op == "pause") {
+    a = r.pause(error);
+  } else if (op == "resume") {
+    a = r.resume(now, error);
+  } else if (op == "abort") {
+    a = r.abort("aborted by " + actor);
+  } else if (op == "promote") {
+    a = r.promote(error);
+  } else {
+    *error = "unknown rollout operation " + op + " (start, pause, resume, abort, promote)";
+    return false;
+  }
+  if (!error->empty()) return false;
+  apply_rollout(service, a, actor);
+  return true;
+}
+
+std::string Server::explain_json(const std::string& service) const {
+  for (const auto& s : config_->services) {
+    if (s.name != service) continue;
+    auto it = guards_.find(service);
+    static const health::DecisionLog kEmpty;
+    return (it == guards_.end() ? kEmpty : it->second.log).to_json(service, s.guard);
+  }
+  return "";
+}
+
+
+
 int Server::run() {
   ::signal(SIGPIPE, SIG_IGN);
   worker_count_ = config_->proxy.workers;
   if (worker_count_ == 0) worker_count_ = std::max(1u, std::thread::hardware_concurrency());
-  uv_loop_init(&loop_);
   std::string error;
-  auto snap = build(config_, &error);
+  if (!open_state(&error)) {
+    std::fprintf(stderr, "weir: state: %s\n", error.c_str());
+    return 1;
+  }
+  auto snap = build(*config_, runtime_, &error);
   if (!snap) {
     std::fprintf(stderr, "weir: %s\n", error.c_str());
-    uv_loop_close(&loop_);
     return 1;
+  }
+  snap_ = snap;
+  std::vector<config::Error> tls_errors;
+  tls_ = build_tls_set(*config_, &tls_errors);
+  if (!tls_) {
+    for (const auto& e : tls_errors) std::fprintf(stderr, "%s\n", e.to_string().c_str());
+    std::fprintf(stderr, "weir: not starting: a certificate or key cannot be used\n");
+    return 1;
+  }
+  for (const auto& svc : config_->services) {
+    if (!svc.rollout.present) continue;
+    rollouts_.emplace(svc.name, health::Rollout(svc.rollout));
+    if (svc.rollout.auto_start) {
+      std::string why;
+      rollout_command(svc.name, "start", "startup", &why);
+    }
   }
   if (!open_listeners(&error)) {
     std::fprintf(stderr, "weir: %s\n", error.c_str());
-    uv_loop_close(&loop_);
     return 1;
   }
+  uv_loop_init(&loop_);
   prober_ = std::make_unique<HealthProber>(&loop_, [this](uint32_t id, bool healthy) {
     if (healthy) {
       // A revived endpoint ramps up again under slow start.
       if (endpoint_ramp_.size() <= id) endpoint_ramp_.resize(id + 1, 0);
-      endpoint_ramp_[id] = std::max<uint64_t>(1, uv_now(&loop_));
+      endpoint_ramp_[id] = std::max<uint64_t>(1, monotonic_ms());
     }
     republish("a health change");
   });
-  uv_timer_init(&loop_, &outlier_timer_);
-  outlier_timer_.data = this;
-  uv_timer_start(
-      &outlier_timer_,
-      [](uv_timer_t* t) { static_cast<Server*>(t->data)->evaluate_outliers(); }, 100, 100);
+  if (config_->admin.enabled) {
+    api_ = std::make_unique<AdminApi>(*this);
+    admin_ = std::make_unique<AdminServer>(&loop_, *api_);
+    config::HostPort bound;
+    if (!admin_->start(config_->admin.address, &bound, &error)) {
+      std::fprintf(stderr, "weir: %s\n", error.c_str());
+      admin_->stop();
+      uv_run(&loop_, UV_RUN_DEFAULT);
+      uv_loop_close(&loop_);
+      return 1;
+    }
+    std::fprintf(stderr, "weir: admin listening on %s\n", bound.to_string().c_str());
+  }
   for (uv_signal_t* s : {&sigterm_, &sigint_, &sighup_}) {
     uv_signal_init(&loop_, s);
     s->data = this;
@@ -217,12 +485,16 @@ int Server::run() {
   uv_signal_start(&sigterm_, on_signal, SIGTERM);
   uv_signal_start(&sigint_, on_signal, SIGINT);
   uv_signal_start(&sighup_, on_signal, SIGHUP);
+  uv_timer_init(&loop_, &tick_);
+  tick_.data = this;
+  uv_timer_start(&tick_, on_tick, kTickMs, kTickMs);
   for (unsigned w = 0; w < worker_count_; ++w) {
-    workers_.push_back(std::make_unique<Worker>(w, fds_[w], snap));
+    workers_.push_back(std::make_unique<Worker>(w, fds_[w], snap_));
+    workers_.back()->post_tls(tls_);
     fds_[w].clear();  // the worker's uv_tcp_t owns them now
   }
   for (auto& w : workers_) w->start();
-  publish(snap);
+  prober_->sync(*snap_);
   std::fprintf(stderr, "weir: ready (%u workers)\n", worker_count_);
   uv_run(&loop_, UV_RUN_DEFAULT);
   for (auto& w : workers_) w->join();
@@ -234,7 +506,7 @@ int Server::run() {
 void Server::on_signal(uv_signal_t* h, int signum) {
   auto* self = static_cast<Server*>(h->data);
   if (signum == SIGHUP) {
-    self->reload();
+    self->reload("signal");
   } else {
     self->shutdown();
   }
@@ -246,23 +518,127 @@ void Server::shutdown() {
   std::fprintf(stderr, "weir: shutting down (drain up to %u ms)\n",
                config_->proxy.drain_timeout_ms);
   for (auto& w : workers_) w->post_shutdown(config_->proxy.drain_timeout_ms);
-  if (prober_) prober_->stop();
-  uv_close(reinterpret_cast<uv_handle_t*>(&outlier_timer_), nullptr);
   for (uv_signal_t* s : {&sigterm_, &sigint_, &sighup_}) {
     uv_close(reinterpret_cast<uv_handle_t*>(s), nullptr);
   }
+  uv_close(reinterpret_cast<uv_handle_t*>(&tick_), nullptr);
+  if (prober_) prober_->stop();
+  if (admin_) admin_->stop();
 }
 
-void Server::reload() {
-  if (config_->path.empty()) {
-    std::fprintf(stderr, "weir: reload: the embedded configuration cannot be reloaded\n");
-    return;
+// Slow-start ramps noted for a change that may still be refused: restored unless kept.
+class Server::RampTransaction {
+ public:
+  explicit RampTransaction(Server& s)
+      : s_(s), endpoint_ramp_(s.endpoint_ramp_), version_ramp_(s.version_ramp_) {}
+  ~RampTransaction() {
+    if (kept_) return;
+    s_.endpoint_ramp_ = std::move(endpoint_ramp_);
+    s_.version_ramp_ = std::move(version_ramp_);
   }
+  void keep() { kept_ = true; }
+
+ private:
+  Server& s_;
+  std::vector<uint64_t> endpoint_ramp_;
+  std::map<std::string, uint64_t> version_ramp_;
+  bool kept_ = false;
+};
+
+bool Server::commit(RuntimeState next, AuditEvent event, std::string* error) {
+  RampTransaction ramps(*this);
+  note_ramps(runtime_.apply(*config_), next.apply(*config_));
+  auto snap = build(*config_, next, error);
+  if (!snap) return false;
+  // Durable first: the state file, then the audit record; only then does traffic move.
+  if (!store_->save_state(next.to_json(), error)) return false;
+  if (!store_->append(event, error)) {
+    std::string ignored;
+    store_->save_state(runtime_.to_json(), &ignored);
+    return false;
+  }
+  ramps.keep();
+  if (event.actor != "guard") guards_[event.service].reverted = false;  // an operator acted
+  runtime_ = std::move(next);
+  publish(std::move(snap));
+  std::fprintf(stderr, "weir: %s %s by %s: %s\n", event.action.c_str(), event.service.c_str(),
+               event.actor.c_str(), event.after.dump().c_str());
+  return true;
+}
+
+std::vector<nlohmann::json> Server::events_since(uint64_t since, size_t limit) const {
+  return store_->events_since(since, limit);
+}
+
+std::string Server::metrics_text() {
+  MetricsSource source;
+  for (const auto& w : workers_) source.workers.push_back(&w->stats());
+  source.config = config_.get();
+  source.runtime = &runtime_;
+  source.reloads_ok = reloads_ok_;
+  source.reloads_failed = reloads_failed_;
+  return render_metrics(source);
+}
+
+void Server::annotate(ServiceStateView& view) const {
+  for (const auto& s : config_->services) {
+    if (s.name != view.name) continue;
+    auto g = guards_.find(s.name);
+    if (s.guard.enabled) {
+      view.guard = "hold";
+      if (g != guards_.end() && !g->second.log.entries().empty()) {
+        view.guard = health::to_string(g->second.log.entries().back().verdict);
+      }
+      if (g != guards_.end() && g->second.reverted) view.guard = "reverted";
+    }
+    auto r = rollouts_.find(s.name);
+    if (r != rollouts_.end()) view.rollout = health::to_string(r->second.state());
+  }
+  // Endpoint health from the published snapshot (it carries every probe and ejection change).
+  for (const auto& svc : snap_->services) {
+    if (svc.name != view.name) continue;
+    const bool watched = svc.config->outlier.enabled;
+    for (auto& vv : view.versions) {
+      for (const auto& v : svc.versions) {
+        if (v.name != vv.name) continue;
+        for (auto& epv : vv.endpoints) {
+          for (const auto& ep : v.endpoints) {
+            if (ep.address != epv.address) continue;
+            if (ep.id < ejection_.size() && ejection_[ep.id].ejected) {
+              epv.health = "ejected";
+            } else if (prober_ && !prober_->healthy(ep.id)) {
+              epv.health = "unhealthy";
+            } else if (watched || v.config->health_check.enabled) {
+              epv.health = "healthy";
+            }
+          }
+        }
+      }
+    }
+  }
+}
+
+ReloadOutcome Server::reload(const std::string& actor) {
+  ReloadOutcome out;
+  auto fail = [&](std::vector<std::string> errors) {
+    ++reloads_failed_;
+    std::fprintf(stderr, "weir: reload failed, keeping the running configuration:\n");
+    for (const auto& e : errors) std::fprintf(stderr, "  %s\n", e.c_str());
+    AuditEvent ev;
+    ev.actor = actor;
+    ev.action = "reload_failed";
+    ev.detail = {{"errors", errors}};
+    std::string ignored;
+    store_->append(ev, &ignored);
+    out.errors = std::move(errors);
+    return out;
+  };
+  if (config_->path.empty()) return fail({"the embedded configuration cannot be reloaded"});
   config::LoadResult r = config::load_file(config_->path);
   if (!r.config) {
-    std::fprintf(stderr, "weir: reload failed, keeping the running configuration:\n");
-    for (const auto& e : r.errors) std::fprintf(stderr, "  %s\n", e.to_string().c_str());
-    return;
+    std::vector<std::string> errors;
+    for (const auto& e : r.errors) errors.push_back(e.to_string());
+    return fail(std::move(errors));
   }
   auto next = std::make_shared<const config::Config>(std::move(*r.config));
   bool same_listeners = next->listeners.size() == config_->listeners.size();
@@ -271,24 +647,53 @@ void Server::reload() {
                      next->listeners[i].address.to_string() ==
                          config_->listeners[i].address.to_string();
   }
-  if (!same_listeners || next->proxy.workers != config_->proxy.workers) {
-    std::fprintf(stderr,
-                 "weir: reload failed, keeping the running configuration: listeners and "
-                 "workers change only with a restart\n");
-    return;
+  if (!same_listeners || next->proxy.workers != config_->proxy.workers)
+    return fail({next->path + ": listeners and workers change only with a restart"});
+  const config::AdminSettings &was = config_->admin, &now = next->admin;
+  if (was.enabled != now.enabled || was.address.to_string() != now.address.to_string() ||
+      was.state_dir != now.state_dir)
+    return fail({next->path + ": [admin] address and state_dir change only with a restart"});
+  // Certificates are re-read on every reload; a broken one keeps the running set.
+  std::vector<config::Error> tls_errors;
+  auto tls = build_tls_set(*next, &tls_errors);
+  if (!tls) {
+    std::vector<std::string> errors;
+    for (const auto& e : tls_errors) errors.push_back(e.to_string());
+    return fail(std::move(errors));
   }
+  RuntimeState next_runtime = runtime_;
+  out.reset_services = next_runtime.reconcile(*next);
   std::string error;
-  note_ramps(*config_, *next);
-  auto snap = build(next, &error);
-  if (!snap) {
-    std::fprintf(stderr, "weir: reload failed, keeping the running configuration: %s\n",
-                 error.c_str());
-    return;
+  RampTransaction ramps(*this);
+  note_ramps(runtime_.apply(*config_), next_runtime.apply(*next));
+  auto snap = build(*next, next_runtime, &error);
+  if (!snap) return fail({error});
+  if (!store_->save_state(next_runtime.to_json(), &error)) return fail({error});
+  AuditEvent ev;
+  ev.actor = actor;
+  ev.action = "reload";
+  ev.detail = {{"generation", generation_}, {"reset_services", out.reset_services}};
+  if (!out.reset_services.empty())
+    ev.reason = "runtime weights reset where a service's set of versions changed";
+  if (!store_->append(ev, &error)) {
+    std::string ignored;
+    store_->save_state(runtime_.to_json(), &ignored);
+    return fail({error});
   }
+  ramps.keep();
   config_ = next;
-  publish(snap);
+  runtime_ = std::move(next_runtime);
+  tls_ = tls;
+  for (auto& w : workers_) w->post_tls(tls);
+  publish(std::move(snap));
+  ++reloads_ok_;
+  out.ok = true;
+  out.generation = generation_;
+  for (const auto& name : out.reset_services)
+    std::fprintf(stderr, "weir: %s: runtime weights reset: its versions changed\n", name.c_str());
   std::fprintf(stderr, "weir: reloaded %s (generation %llu)\n", config_->path.c_str(),
                static_cast<unsigned long long>(generation_));
+  return out;
 }
 
 }  // namespace weir::proxy

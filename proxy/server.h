@@ -1,5 +1,8 @@
-// The control thread: owns the configuration, the listening sockets and the workers; turns
-// signals into shutdown (SIGTERM/SIGINT) and reload (SIGHUP), and publishes snapshots.
+// The control thread: owns the configuration, the runtime state (weights set through the admin
+// API), the listening sockets, the admin listener and the workers; turns signals into shutdown
+// (SIGTERM/SIGINT) and reload (SIGHUP), runs health probes, outlier ejection, the guard and
+// rollouts, and publishes snapshots, all built by build() from the configuration with the
+// runtime state and the endpoints' health applied.
 #pragma once
 
 #include <uv.h>
@@ -10,54 +13,102 @@
 #include <vector>
 
 #include "config/config.h"
+#include "health/guard.h"
 #include "health/outlier.h"
+#include "health/rollout.h"
+#include "health/stats_window.h"
+#include "proxy/admin_api.h"
+#include "proxy/admin_server.h"
 #include "proxy/health_prober.h"
+#include "proxy/runtime_state.h"
+#include "proxy/state_store.h"
+#include "proxy/tls_context.h"
 #include "proxy/worker.h"
 #include "routing/snapshot.h"
 
 namespace weir::proxy {
 
-class Server {
+class Server final : public AdminHost {
  public:
   explicit Server(std::shared_ptr<const config::Config> config);
-  ~Server();
+  ~Server() override;
 
   // Binds, starts the workers and runs the control loop until shutdown. Returns the exit code.
   int run();
 
+  // AdminHost
+  const config::Config& configured() const override { return *config_; }
+  const RuntimeState& runtime() const override { return runtime_; }
+  bool commit(RuntimeState next, AuditEvent event, std::string* error) override;
+  ReloadOutcome reload(const std::string& actor) override;
+  std::vector<nlohmann::json> events_since(uint64_t since, size_t limit) const override;
+  std::string metrics_text() override;
+  void annotate(ServiceStateView& view) const override;
+  bool rollout_command(const std::string& service, const std::string& op,
+                       const std::string& actor, std::string* error) override;
+  std::string explain_json(const std::string& service) const override;
+
  private:
   bool open_listeners(std::string* error);
-  // The one place snapshots are built: `config` plus what the control thread knows about
-  // endpoint health, ejections and slow-start ramps. nullptr + *error when it cannot be built.
-  std::shared_ptr<const routing::Snapshot> build(std::shared_ptr<const config::Config> config,
-                                                 std::string* error);
+  bool open_state(std::string* error);
+  // The one place snapshots come from: `config` with `runtime`'s overrides applied, plus what
+  // the control thread knows about endpoint health, ejections and slow-start ramps.
+  // nullptr + *error when it cannot be built.
+  std::shared_ptr<const routing::Snapshot> build(const config::Config& config,
+                                                 const RuntimeState& runtime, std::string* error);
   // Makes `snap` current: workers adopt it at their next loop turn, probes follow it.
   void publish(std::shared_ptr<const routing::Snapshot> snap);
-  // Rebuilds from the running config after a health or ejection change.
+  // Rebuilds from the running config and runtime state after a health or ejection change.
   void republish(const char* why);
   // Slow start: endpoints and versions that begin taking traffic in `next` ramp from now.
+  // Both are effective configurations (runtime weights applied).
   void note_ramps(const config::Config& prev, const config::Config& next);
-  // Once a tick: outlier ejection from the workers' failure streaks.
+  static void on_tick(uv_timer_t* t);
+  // Outlier ejection from the workers' failure streaks.
   void evaluate_outliers();
-  void reload();
+  void collect_stats(uint64_t second);
+  void run_guards(uint64_t now_ms, uint64_t second);
+  // Sets weights (and, for a promotion, the stable version) of one service as `actor`, through
+  // commit(): persisted, audited, published. false + *error when refused.
+  bool change_service(const std::string& service, const std::map<std::string, uint32_t>& weights,
+                      const std::string& stable, AuditEvent ev, std::string* error);
+  // Applies a rollout's requested weights (or promotion).
+  void apply_rollout(const std::string& service, const health::Rollout::Action& a,
+                     const std::string& actor);
   void shutdown();
   static void on_signal(uv_signal_t* h, int signum);
+  class RampTransaction;
 
   std::shared_ptr<const config::Config> config_;
+  std::shared_ptr<const TlsSet> tls_;
+  std::shared_ptr<const routing::Snapshot> snap_;  // the one last published
+  RuntimeState runtime_;
+  std::unique_ptr<StateStore> store_;
+  std::unique_ptr<AdminApi> api_;
+  std::unique_ptr<AdminServer> admin_;
+  uint64_t reloads_ok_ = 0, reloads_failed_ = 0;
   routing::EndpointRegistry registry_;
   uint64_t generation_ = 0;
   unsigned worker_count_ = 1;
   // fds_[worker][listener]
   std::vector<std::vector<int>> fds_;
   std::vector<std::unique_ptr<Worker>> workers_;
-  std::shared_ptr<const routing::Snapshot> snap_;
   std::unique_ptr<HealthProber> prober_;
-  std::vector<uint64_t> endpoint_ramp_;  // by endpoint id: slow start began (control loop ms)
+  std::vector<uint64_t> endpoint_ramp_;  // by endpoint id: slow start began (monotonic ms)
   std::map<std::string, uint64_t> version_ramp_;  // by "service/version"
   std::vector<health::EjectionState> ejection_;   // by endpoint id
-  uv_timer_t outlier_timer_{};
   uv_loop_t loop_{};
   uv_signal_t sigterm_{}, sigint_{}, sighup_{};
+  uv_timer_t tick_{};
+  health::StatsCollector stats_;
+  struct ServiceGuard {
+    std::map<std::string, health::VersionGuard> versions;
+    health::DecisionLog log;
+    uint64_t last_eval_ms = 0;
+    bool reverted = false;
+  };
+  std::map<std::string, ServiceGuard> guards_;
+  std::map<std::string, health::Rollout> rollouts_;
   bool stopping_ = false;
 };
 

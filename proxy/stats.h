@@ -6,6 +6,8 @@
 #include <atomic>
 #include <cstdint>
 
+#include "health/version_counters.h"
+
 namespace weir::proxy {
 
 struct Counter {
@@ -25,6 +27,12 @@ struct WorkerStats {
   Counter upstream_connect_failures;
   Counter upstream_reused;
   Counter upstream_retries;
+  health::VersionCounterTable versions;  // by routing::Version::stats_id
+  Counter tls_handshakes;
+  Counter tls_handshake_failures[4];  // TlsFailure: timeout, peer closed, protocol, other
+  Counter h2_connections;
+  Counter h2_streams;
+  Counter h2_abuse_closes;  // connections closed for floods, rapid reset or protocol errors
 
   static int generated_slot(int status) {
     switch (status) {

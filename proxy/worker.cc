@@ -104,6 +104,23 @@ void Worker::post_snapshot(std::shared_ptr<const routing::Snapshot> snap) {
   uv_async_send(&async_);
 }
 
+void Worker::post_tls(std::shared_ptr<const TlsSet> tls) {
+  if (!thread_.joinable()) {
+    tls_ = std::move(tls);
+    return;
+  }
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    inbox_tls_ = std::move(tls);
+  }
+  uv_async_send(&async_);
+}
+
+std::shared_ptr<const TlsContext> Worker::tls_for(uint32_t listener) const {
+  if (!tls_ || listener >= tls_->listeners.size()) return nullptr;
+  return tls_->listeners[listener];
+}
+
 void Worker::post_shutdown(uint64_t drain_ms) {
   {
     std::lock_guard<std::mutex> lock(mu_);
@@ -116,16 +133,19 @@ void Worker::post_shutdown(uint64_t drain_ms) {
 void Worker::on_async(uv_async_t* h) {
   auto* self = static_cast<Worker*>(h->data);
   std::shared_ptr<const routing::Snapshot> snap;
+  std::shared_ptr<const TlsSet> tls;
   bool shutdown = false;
   uint64_t drain_ms = 0;
   {
     std::lock_guard<std::mutex> lock(self->mu_);
     snap.swap(self->inbox_snap_);
+    tls.swap(self->inbox_tls_);
     shutdown = self->inbox_shutdown_;
     self->inbox_shutdown_ = false;
     drain_ms = self->inbox_drain_ms_;
   }
   if (snap) self->adopt(std::move(snap));
+  if (tls) self->tls_ = std::move(tls);  // connections keep the contexts they started with
   if (shutdown) self->begin_shutdown(drain_ms);
 }
 

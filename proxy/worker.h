@@ -13,6 +13,7 @@
 #include "config/config.h"
 #include "proxy/io_buffer.h"
 #include "proxy/stats.h"
+#include "proxy/tls_context.h"
 #include "proxy/upstream_pool.h"
 #include "routing/picker.h"
 #include "routing/snapshot.h"
@@ -32,6 +33,11 @@ class Worker {
 
   // Thread-safe: the snapshot is adopted at the worker's next loop turn.
   void post_snapshot(std::shared_ptr<const routing::Snapshot> snap);
+  // Thread-safe: new connections use these TLS contexts from the next loop turn. Before
+  // start() it sets them directly.
+  void post_tls(std::shared_ptr<const TlsSet> tls);
+  // The TLS context of `listener`, or nullptr for a plain listener.
+  std::shared_ptr<const TlsContext> tls_for(uint32_t listener) const;
   // Thread-safe: stop accepting, drain connections for up to drain_ms, then end the loop.
   void post_shutdown(uint64_t drain_ms);
 
@@ -84,6 +90,7 @@ class Worker {
   uv_timer_t drain_timer_{};
   std::thread thread_;
   std::shared_ptr<const routing::Snapshot> snap_;
+  std::shared_ptr<const TlsSet> tls_;
   routing::Picker picker_;
   UpstreamPool pool_;
   WorkerStats stats_;
@@ -99,6 +106,7 @@ class Worker {
 
   std::mutex mu_;  // guards the two mailboxes below
   std::shared_ptr<const routing::Snapshot> inbox_snap_;
+  std::shared_ptr<const TlsSet> inbox_tls_;
   bool inbox_shutdown_ = false;
   uint64_t inbox_drain_ms_ = 0;
 };

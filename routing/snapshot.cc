@@ -4,8 +4,9 @@
 
 namespace weir::routing {
 
-uint32_t EndpointRegistry::id_for(const std::string& address) {
-  auto [it, inserted] = ids_.try_emplace(address, static_cast<uint32_t>(ids_.size()));
+uint32_t EndpointRegistry::next(std::unordered_map<std::string, uint32_t>& ids,
+                                const std::string& key) {
+  auto [it, inserted] = ids.try_emplace(key, static_cast<uint32_t>(ids.size()));
   return it->second;
 }
 
@@ -29,6 +30,7 @@ std::shared_ptr<const Snapshot> build_snapshot(std::shared_ptr<const config::Con
       v.slow_start_ms = cs.slow_start_ms;
       v.least_request = cs.balance == config::Service::Balance::kLeastRequest;
       v.index = snap->version_count++;
+      v.stats_id = registry.version_id_for(cs.name, cv.name);
       if (health) {
         auto it = health->version_ramp_start.find(cs.name + "/" + cv.name);
         if (it != health->version_ramp_start.end()) v.ramp_start_ms = it->second;

@@ -33,6 +33,7 @@ struct Version {
   std::string name;
   uint32_t weight = 0;
   uint32_t index = 0;  // unique across the snapshot; indexes per-worker picker state
+  uint32_t stats_id = 0;  // stable across snapshots (EndpointRegistry); indexes statistics
   std::vector<Endpoint> endpoints;
   uint64_t ramp_start_ms = 0;  // weight rose from 0 here (slow start); 0 = full share
   uint32_t slow_start_ms = 0;  // the service's
@@ -61,15 +62,23 @@ struct Snapshot {
   uint32_t endpoint_count = 0;  // 1 + the largest endpoint id
 };
 
-// Gives each distinct endpoint address a small id that survives config changes, so per-worker
-// connection pools and failure marks keyed by id stay valid across snapshots. Control thread only.
+// Gives each distinct endpoint address (and each service/version, for statistics) a small id
+// that survives config changes, so per-worker pools, failure marks and counters keyed by id stay
+// valid across snapshots. Control thread only.
 class EndpointRegistry {
  public:
-  uint32_t id_for(const std::string& address);
+  uint32_t id_for(const std::string& address) { return next(ids_, address); }
   uint32_t size() const { return static_cast<uint32_t>(ids_.size()); }
+  // Versions have their own dense id space ("service/version" keys).
+  uint32_t version_id_for(const std::string& service, const std::string& version) {
+    return next(version_ids_, service + "/" + version);
+  }
 
  private:
+  static uint32_t next(std::unordered_map<std::string, uint32_t>& ids, const std::string& key);
+
   std::unordered_map<std::string, uint32_t> ids_;
+  std::unordered_map<std::string, uint32_t> version_ids_;
 };
 
 // What the control thread knows about endpoint and version state, applied to a new snapshot.

@@ -200,7 +200,7 @@ TEST_CASE("config: defaults when [proxy] is absent") {
   CHECK(c.routes.empty());
 }
 
-TEST_CASE("config: empty strings disable via and request ids; bounds are inclusive") {
+TEST_CASE("config: empty strings disable via and request ids, bounds are inclusive") {
   Config c = expect_valid(with_listener(R"([proxy]
 via = ""
 request_id_header = ""
@@ -603,6 +603,81 @@ TEST_CASE("config: load_file on a directory") {
   CHECK(r.errors[0].message == "cannot read /tmp: Is a directory");
 }
 
+// A temporary directory holding weir.toml (with `admin`) and tokens.toml (with `tokens`).
+LoadResult load_with_tokens(const std::string& admin, const std::string& tokens) {
+  auto dir = std::filesystem::temp_directory_path() / "weir_load_test_admin";
+  std::filesystem::create_directories(dir);
+  {
+    std::ofstream(dir / "weir.toml") << admin << "\n" << kListener;
+    std::ofstream(dir / "tokens.toml") << tokens;
+  }
+  LoadResult r = load_file((dir / "weir.toml").string());
+  std::filesystem::remove_all(dir);
+  return r;
+}
+
+constexpr std::string_view kDigest =
+    "9F86D081884C7D659A2FEAA0C55AD015A3BF4F1B2B0B822CD15D6C15B0F00A08";  // sha256("test")
+
+TEST_CASE("config: [admin] is off by default and reads its keys and tokens file") {
+  CHECK_FALSE(expect_valid(with_listener("")).admin.enabled);
+  LoadResult r = load_with_tokens(
+      "[admin]\naddress = \"127.0.0.1:0\"\ntokens_file = \"tokens.toml\"\nstate_dir = \"/s\"\n"
+      "open_healthz = false\nopen_metrics = true",
+      "[[token]]\nname = \"ci\"\nscope = \"write\"\nsha256 = \"" + std::string(kDigest) +
+          "\"\n[[token]]\nname = \"viewer\"\nscope = \"read\"\nsha256 = \"" +
+          std::string(64, '0') + "\"\n");
+  for (const Error& e : r.errors) FAIL_CHECK(e.to_string());
+  REQUIRE(r.config);
+  const AdminSettings& a = r.config->admin;
+  CHECK(a.enabled);
+  CHECK(a.address.to_string() == "127.0.0.1:0");
+  CHECK(a.tokens_file.ends_with("/weir_load_test_admin/tokens.toml"));
+  CHECK(a.state_dir == "/s");
+  CHECK_FALSE(a.open_healthz);
+  CHECK(a.open_metrics);
+  REQUIRE(a.tokens.size() == 2);
+  CHECK(a.tokens[0].name == "ci");
+  CHECK(a.tokens[0].scope == AdminToken::Scope::kWrite);
+  CHECK(a.tokens[0].sha256[0] == 0x9f);
+  CHECK(a.tokens[0].sha256[31] == 0x08);
+  CHECK(a.tokens[1].scope == AdminToken::Scope::kRead);
+}
+
+TEST_CASE("config: [admin] errors") {
+  expect_error(with_listener("[admin]\naddress = \"127.0.0.1:0\"\n"), "4:1",
+               "admin.tokens_file",
+               "missing required key 'tokens_file'; add it to this table");
+  expect_error(with_listener("[admin]\ntokens_file = \"t\"\nopen_metrics = 1\n"), "6:16",
+               "admin.open_metrics", "expected a boolean, got an integer");
+  expect_error(with_listener("[admin]\ntokens_file = \"t\"\nadress = \"x\"\n"), "6:1",
+               "admin.adress", "unknown key 'adress'; did you mean 'address'?");
+}
+
+TEST_CASE("config: tokens file errors name the tokens file") {
+  LoadResult r = load_with_tokens("[admin]\ntokens_file = \"tokens.toml\"",
+                                  "[[token]]\nname = \"ci\"\nscope = \"admin\"\nsha256 = \"abc\"\n");
+  CHECK_FALSE(r.config);
+  REQUIRE(r.errors.size() == 2);
+  CHECK(r.errors[0].loc.file.ends_with("tokens.toml"));
+  CHECK(r.errors[0].loc.line == 3);
+  CHECK(r.errors[0].key == "token[0].scope");
+  CHECK(r.errors[0].message == "'admin' is not a scope; use \"read\" or \"write\"");
+  CHECK(r.errors[1].key == "token[0].sha256");
+
+  r = load_with_tokens("[admin]\ntokens_file = \"missing.toml\"", "");
+  REQUIRE(r.errors.size() == 1);
+  CHECK(r.errors[0].key == "admin.tokens_file");
+  CHECK(r.errors[0].message.find("No such file") != std::string::npos);
+
+  r = load_with_tokens("[admin]\ntokens_file = \"tokens.toml\"",
+                       "[[token]]\nname = \"a\"\nscope = \"read\"\nsha256 = \"" +
+                           std::string(kDigest) + "\"\n[[token]]\nname = \"b\"\nscope = " +
+                           "\"read\"\nsha256 = \"" + std::string(kDigest) + "\"\n");
+  REQUIRE(r.errors.size() == 1);
+  CHECK(r.errors[0].message == "the same token is listed twice; give each one its own");
+}
+
 TEST_CASE("config: Error::to_string") {
   // Member-wise, not aggregate init: GCC 12 -O3 warns falsely (maybe-uninitialized) on the latter.
   Error e;
@@ -744,6 +819,82 @@ TEST_CASE("config: bad balance, status range and mirror version") {
                "service[0].mirror.version", "no version named 'zzz'; known versions: 'a' 'b'");
   expect_error(with_policy("override_header = \"\""), "7:19", "service[0].override_header",
                "must not be empty; leave the key out to disable");
+}
+
+TEST_CASE("config: listener TLS certificates and protocols") {
+  Config c = expect_valid(std::string(R"([[listener]]
+name = "tls"
+address = "127.0.0.1:0"
+  [listener.tls]
+  handshake_timeout_ms = 500
+  session_tickets = false
+  [[listener.tls.certificate]]
+  cert = "/etc/weir/a.crt"
+  key = "a.key"
+[[listener]]
+name = "plain"
+address = "127.0.0.1:0"
+protocols = ["h2c", "http1"]
+)") + std::string(kService));
+  REQUIRE(c.listeners.size() == 2);
+  const Listener& tls = c.listeners[0];
+  REQUIRE(tls.tls);
+  CHECK(tls.tls->handshake_timeout_ms == 500);
+  CHECK_FALSE(tls.tls->session_tickets);
+  REQUIRE(tls.tls->certificates.size() == 1);
+  CHECK(tls.tls->certificates[0].cert == "/etc/weir/a.crt");
+  CHECK(tls.tls->certificates[0].key == "a.key");  // no folder in "t.toml": stays relative
+  CHECK(tls.tls->certificates[0].key_loc.line == 9);
+  CHECK((tls.http1 && tls.h2));  // TLS default: h2 and http/1.1 by ALPN
+  CHECK_FALSE(c.listeners[1].tls);
+  CHECK((c.listeners[1].http1 && c.listeners[1].h2));
+  CHECK_FALSE(expect_valid(with_service("")).listeners[0].h2);  // plain default: http1 only
+}
+
+TEST_CASE("config: listener TLS errors") {
+  expect_error(R"([[listener]]
+name = "l"
+address = "127.0.0.1:0"
+  [listener.tls]
+  handshake_timeout_ms = 500
+)" + std::string(kService),
+               "4:3", "listener[0].tls.certificate",
+               "needs at least one [[listener.tls.certificate]] with cert and key");
+  expect_error(R"([[listener]]
+name = "l"
+address = "127.0.0.1:0"
+  [[listener.tls.certificate]]
+  cert = "a.crt"
+)" + std::string(kService),
+               "4:3", "listener[0].tls.certificate[0].key",
+               "missing required key 'key'; add it to this table");
+  expect_error(R"([[listener]]
+name = "l"
+address = "127.0.0.1:0"
+  [[listener.tls.certificate]]
+  cert = "a.crt"
+  key = "a.key"
+  chain = "x"
+)" + std::string(kService),
+               "7:3", "listener[0].tls.certificate[0].chain", "unknown key 'chain'");
+}
+
+TEST_CASE("config: listener protocols") {
+  expect_error(R"([[listener]]
+name = "l"
+address = "127.0.0.1:0"
+protocols = ["h2"]
+)" + std::string(kService),
+               "4:14", "listener[0].protocols[0]",
+               "'h2' is not a protocol of this listener; use \"http1\" or \"h2c\" (plain "
+               "listener; h2 needs [listener.tls])");
+  expect_error(R"([[listener]]
+name = "l"
+address = "127.0.0.1:0"
+protocols = []
+)" + std::string(kService),
+               "4:13", "listener[0].protocols",
+               "needs at least one protocol: \"http1\" or \"h2c\"");
 }
 
 }  // namespace

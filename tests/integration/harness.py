@@ -7,6 +7,7 @@ that can be generated and verified incrementally, a small load generator and cur
 Every wait here has a deadline; every loop is bounded by one.
 """
 
+import hashlib
 import json
 import os
 import random
@@ -24,6 +25,7 @@ from collections import Counter
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 WEIR_BIN = os.environ.get("WEIR_BIN", os.path.join(REPO, "build", "weir"))
 BACKEND_BIN = os.environ.get("WEIR_BACKEND_BIN", os.path.join(REPO, "build", "weir-backend"))
+WEIRCTL_BIN = os.environ.get("WEIRCTL_BIN", os.path.join(REPO, "build", "weirctl"))
 
 START_TIMEOUT = 10.0  # seconds for a process to print its listening line
 IO_TIMEOUT = 10.0     # default socket timeout
@@ -203,15 +205,20 @@ class Weir(Proc):
     """A weir process. listeners maps listener name → (host, port) as announced on stderr."""
 
     LISTENER_RE = r"^weir: listener (\S+) listening on ([\d.]+):(\d+)$"
+    ADMIN_RE = r"^weir: admin listening on ([\d.]+):(\d+)$"
 
     def __init__(self, cleanups, args):
         super().__init__([WEIR_BIN, *args], cleanups)
         idx, _ = self.wait_line(r"^weir: ready\b", stream="stderr")
         self.listeners = {}
+        self.admin = None  # (host, port) when [admin] is configured
         for line in self.output("stderr")[:idx]:
             m = re.match(self.LISTENER_RE, line)
             if m:
                 self.listeners[m.group(1)] = (m.group(2), int(m.group(3)))
+            m = re.match(self.ADMIN_RE, line)
+            if m:
+                self.admin = (m.group(1), int(m.group(2)))
         if not self.listeners:
             raise AssertionError("weir announced no listener:\n" + self.tail())
 
@@ -238,16 +245,96 @@ class Weir(Proc):
         return None if kib is None else kib / 1024.0
 
 
-def start_weir(cleanups, config_text, extra_args=()):
-    """weir --config on config_text written to a temporary file."""
-    tmp = tempfile.mkdtemp(prefix="weir-it-")
-    cleanups(shutil.rmtree, tmp, True)
-    path = os.path.join(tmp, "weir.toml")
+def start_weir(cleanups, config_text, extra_args=(), path=None):
+    """weir --config on config_text written to path (default: a new temporary file)."""
+    if path is None:
+        tmp = tempfile.mkdtemp(prefix="weir-it-")
+        cleanups(shutil.rmtree, tmp, True)
+        path = os.path.join(tmp, "weir.toml")
     with open(path, "w") as f:
         f.write(config_text)
     weir = Weir(cleanups, ["--config", path, *extra_args])
     weir.config_path = path
     return weir
+
+
+def make_cert(directory, name, *dns_names):
+    """A self-signed EC certificate for dns_names (CN = name) made with the openssl CLI;
+    returns (cert_path, key_path)."""
+    cert, key = (os.path.join(directory, f"{name}.{ext}") for ext in ("crt", "key"))
+    san = ",".join(f"DNS:{n}" for n in dns_names) or f"DNS:{name}"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                    "ec_paramgen_curve:P-256", "-nodes", "-days", "2", "-subj", f"/CN={name}",
+                    "-addext", f"subjectAltName={san}", "-keyout", key, "-out", cert],
+                   check=True, capture_output=True, timeout=30, stdin=subprocess.DEVNULL)
+    return cert, key
+
+
+def tls_subject(addr, server_name=None, extra=()):
+    """The subject CN that weir presents for server_name (openssl s_client), or None when the
+    handshake fails."""
+    argv = ["openssl", "s_client", "-connect", f"{addr[0]}:{addr[1]}", *extra]
+    if server_name:
+        argv += ["-servername", server_name]
+    run = subprocess.run(argv, capture_output=True, text=True, timeout=15, input="")
+    m = re.search(r"^subject=.*CN\s*=\s*([^,\n]+)", run.stdout, re.M)
+    return m.group(1).strip() if m else None
+
+
+# ---------------------------------------------------------------------------------------------
+# Admin API
+
+ADMIN_TOKENS = {"ci": ("write", "ci-secret-token"), "viewer": ("read", "viewer-secret-token")}
+
+
+def tokens_toml(tokens=None):
+    """A tokens file for name → (scope, token): only the tokens' SHA-256 is written."""
+    out = []
+    for name, (scope, token) in (tokens or ADMIN_TOKENS).items():
+        digest = hashlib.sha256(token.encode()).hexdigest()
+        out += ["[[token]]", f"name = {_toml_value(name)}", f"scope = {_toml_value(scope)}",
+                f"sha256 = {_toml_value(digest)}", ""]
+    return "\n".join(out)
+
+
+def admin_settings(tmp, **overrides):
+    """[admin] settings on port 0 with ADMIN_TOKENS written to tmp/tokens.toml and state in
+    tmp/state."""
+    with open(os.path.join(tmp, "tokens.toml"), "w") as f:
+        f.write(tokens_toml())
+    return {"address": "127.0.0.1:0", "tokens_file": os.path.join(tmp, "tokens.toml"),
+            "state_dir": os.path.join(tmp, "state"), **overrides}
+
+
+def admin_call(weir_or_addr, method, path, token="ci", body=None, headers=()):
+    """One admin API request on a fresh connection; token is a name from ADMIN_TOKENS, a raw
+    token string, or None. body: bytes, str, or an object sent as JSON."""
+    addr = weir_or_addr.admin if isinstance(weir_or_addr, Weir) else weir_or_addr
+    hdrs = list(headers)
+    if token is not None:
+        raw = ADMIN_TOKENS[token][1] if token in ADMIN_TOKENS else token
+        hdrs.append(("Authorization", f"Bearer {raw}"))
+    if body is not None and not isinstance(body, (bytes, str)):
+        body = json.dumps(body)
+    if isinstance(body, str):
+        body = body.encode()
+    if body is not None:
+        hdrs.append(("Content-Type", "application/json"))
+        hdrs.append(("Content-Length", str(len(body))))
+    with Client(addr) as c:
+        return c.request(method, path, hdrs, body or b"", host="admin")
+
+
+def weirctl(weir, *args, token="ci", timeout=30):
+    """Runs weirctl against weir's admin listener with token (a name from ADMIN_TOKENS) in
+    WEIR_TOKEN; returns the CompletedProcess (text)."""
+    env = {k: v for k, v in os.environ.items() if k not in ("WEIR_TOKEN", "WEIR_ADMIN")}
+    if token is not None:
+        env["WEIR_TOKEN"] = ADMIN_TOKENS[token][1]
+    host, port = weir.admin
+    return subprocess.run([WEIRCTL_BIN, "--admin", f"http://{host}:{port}", *args],
+                          capture_output=True, text=True, timeout=timeout, env=env,
+                          stdin=subprocess.DEVNULL)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -279,7 +366,9 @@ def version(name, weight, *endpoints, **options):
 
 
 def service(name, *versions, stable=None, **options):
-    """A [[service]]; options are further keys such as sticky={"header": "x-user"}."""
+    """A [[service]]; options are further keys: scalars such as balance="least_request", and
+    dicts such as guard={"window_s": 2} or sticky={"header": "x-user"}, each rendered as a
+    sub-table ([service.guard])."""
     return {"name": name, "stable": stable or versions[0]["name"], "versions": list(versions),
             **options}
 
@@ -294,20 +383,39 @@ def single_service_config(*endpoints, proxy=None):
     return render_config([service("svc", version("v1", 100, *endpoints))], proxy=proxy)
 
 
-def render_config(services, routes=None, proxy=None, listeners=("public",)):
-    """TOML text for weir. proxy: overrides for [proxy] (workers defaults to 2).
+def render_config(services, routes=None, proxy=None, listeners=("public",), admin=None):
+    """TOML text for weir. proxy: overrides for [proxy] (workers defaults to 2). admin: the
+    [admin] table (see admin_settings), none when None.
+    listeners: names, or dicts with name, optional protocols, tls ([(cert, key)...]) and
+    tls_settings (other [listener.tls] keys).
     routes default to one catch-all route on "public" to the first service."""
     settings = {"workers": 2, **(proxy or {})}
     out = ["[proxy]"] + [f"{k} = {_toml_value(v)}" for k, v in settings.items()]
-    for name in listeners:
-        out += ["", "[[listener]]", f"name = {_toml_value(name)}",
+    if admin is not None:
+        out += ["", "[admin]"] + [f"{k} = {_toml_value(v)}" for k, v in admin.items()]
+    for lst in listeners:
+        lst = {"name": lst} if isinstance(lst, str) else lst
+        out += ["", "[[listener]]", f"name = {_toml_value(lst['name'])}",
                 'address = "127.0.0.1:0"']
+        if "protocols" in lst:
+            out.append(f"protocols = {_toml_value(lst['protocols'])}")
+        if "tls" in lst:
+            out.append("  [listener.tls]")
+            out += [f"  {k} = {_toml_value(v)}" for k, v in lst.get("tls_settings", {}).items()]
+            for cert, key in lst["tls"]:
+                out += ["  [[listener.tls.certificate]]", f"  cert = {_toml_value(cert)}",
+                        f"  key = {_toml_value(key)}"]
     for svc in services:
+        # Dict options become sub-tables, after the versions (inline tables in versions).
+        tables = {k: v for k, v in svc.items() if isinstance(v, dict)}
         out += ["", "[[service]]"] + [f"{k} = {_toml_value(v)}" for k, v in svc.items()
-                                      if k != "versions"]
+                                      if k != "versions" and k not in tables]
         for ver in svc["versions"]:
             out += ["  [[service.version]]"] + [f"  {k} = {_toml_value(v)}"
                                                 for k, v in ver.items()]
+        for table, keys in tables.items():
+            out += [f"  [service.{table}]"] + [f"  {k} = {_toml_value(v)}"
+                                               for k, v in keys.items()]
     for r in routes if routes is not None else [route(services[0]["name"])]:
         out += ["", "[[route]]"] + [f"{k} = {_toml_value(v)}" for k, v in r.items()]
     return "\n".join(out) + "\n"

@@ -1,0 +1,170 @@
+#include "health/guard.h"
+
+#include <cmath>
+#include <cstdio>
+#include <nlohmann/json.hpp>
+
+namespace weir::health {
+
+const char* to_string(Verdict v) {
+  switch (v) {
+    case Verdict::kPass: return "pass";
+    case Verdict::kHold: return "hold";
+    case Verdict::kFail: return "fail";
+  }
+  return "?";
+}
+
+double normal_quantile(double p) {
+  double lo = -10, hi = 10;
+  for (int i = 0; i < 100; ++i) {
+    double mid = (lo + hi) / 2;
+    double cdf = 0.5 * std::erfc(-mid / std::sqrt(2.0));
+    (cdf < p ? lo : hi) = mid;
+  }
+  return (lo + hi) / 2;
+}
+
+double wilson_lower(uint64_t errors, uint64_t n, double z) {
+  // With no errors the bound is exactly 0; computed, centre - margin leaves a rounding crumb
+  // (~1e-17) that would fail max_error_rate = 0.
+  if (n == 0 || errors == 0) return 0;
+  const double nn = static_cast<double>(n);
+  const double p = static_cast<double>(errors) / nn;
+  const double z2 = z * z;
+  const double centre = p + z2 / (2 * nn);
+  const double margin = z * std::sqrt(p * (1 - p) / nn + z2 / (4 * nn * nn));
+  return std::max(0.0, (centre - margin) / (1 + z2 / nn));
+}
+
+namespace {
+
+template <typename... Args>
+std::string fmt(const char* f, Args... args) {
+  char buf[200];
+  std::snprintf(buf, sizeof buf, f, args...);
+  return buf;
+}
+
+}  // namespace
+
+Evaluation VersionGuard::evaluate(const GuardSettings& s, const Summary& canary,
+                                  const Summary& stable, uint32_t healthy_endpoints,
+                                  uint64_t now_ms) {
+  Evaluation e;
+  e.at_ms = now_ms;
+  e.version = version_;
+  e.canary = canary;
+  e.stable = stable;
+  if (healthy_endpoints == 0) {
+    e.reasons.push_back("no healthy endpoint");
+  } else if (canary.completed < s.min_requests) {
+    // Too little traffic to judge either way: neither pass nor fail.
+    e.verdict = Verdict::kHold;
+    e.reasons.push_back(fmt("%llu requests in the window, below min_requests %llu",
+                            static_cast<unsigned long long>(canary.completed),
+                            static_cast<unsigned long long>(s.min_requests)));
+    e.breaches_in_a_row = breaches_;
+    return e;
+  } else {
+    const double z = normal_quantile(s.confidence);
+    if (s.max_error_rate >= 0) {
+      // Significant only when even the interval's lower bound is above the limit.
+      double lower = wilson_lower(canary.errors, canary.completed, z);
+      if (lower > s.max_error_rate) {
+        e.reasons.push_back(fmt("error rate %.4f (lower bound %.4f) above max_error_rate %.4f",
+                                canary.error_rate, lower, s.max_error_rate));
+      }
+    }
+    if (s.max_error_rate_increase >= 0 && stable.completed > 0) {
+      // One-sided two-proportion z-test of canary - stable > allowed increase.
+      const double pc = canary.error_rate, ps = stable.error_rate;
+      const double se = std::sqrt(pc * (1 - pc) / static_cast<double>(canary.completed) +
+                                  ps * (1 - ps) / static_cast<double>(stable.completed));
+      const double diff = pc - ps - s.max_error_rate_increase;
+      const bool breach = se > 0 ? diff / se > z : diff > 0;
+      if (breach) {
+        e.reasons.push_back(
+            fmt("error rate %.4f vs stable %.4f: increase above max_error_rate_increase %.4f "
+                "(z %.2f)", pc, ps, s.max_error_rate_increase, se > 0 ? diff / se : 0.0));
+      }
+    }
+    const double p99_ms = static_cast<double>(canary.p99_us) / 1000.0;
+    const double p50_ms = static_cast<double>(canary.p50_us) / 1000.0;
+    if (s.max_p99_ms && p99_ms > s.max_p99_ms) {
+      e.reasons.push_back(fmt("p99 %.1f ms above max_p99_ms %u", p99_ms, s.max_p99_ms));
+    }
+    if (s.max_p50_ms && p50_ms > s.max_p50_ms) {
+      e.reasons.push_back(fmt("p50 %.1f ms above max_p50_ms %u", p50_ms, s.max_p50_ms));
+    }
+    if (s.max_p99_ratio > 0 && stable.completed >= s.min_requests && stable.p99_us > 0) {
+      double ratio = static_cast<double>(canary.p99_us) / static_cast<double>(stable.p99_us);
+      if (ratio > s.max_p99_ratio) {
+        e.reasons.push_back(fmt("p99 %.2fx stable's, above max_p99_ratio %.2f", ratio,
+                                s.max_p99_ratio));
+      }
+    }
+  }
+  if (e.reasons.empty()) {
+    e.verdict = Verdict::kPass;
+    breaches_ = 0;
+    e.reasons.push_back("all thresholds met");
+  } else {
+    e.verdict = Verdict::kFail;
+    ++breaches_;
+    e.reverted = breaches_ >= s.consecutive;
+  }
+  e.breaches_in_a_row = breaches_;
+  return e;
+}
+
+void DecisionLog::add(Evaluation e) {
+  entries_.push_back(std::move(e));
+  while (entries_.size() > capacity_) entries_.pop_front();
+}
+
+namespace {
+
+nlohmann::json summary_json(const Summary& s) {
+  return {{"window_s", s.window_s},
+          {"requests", s.requests},
+          {"completed", s.completed},
+          {"errors", s.errors},
+          {"error_rate", s.error_rate},
+          {"failures", {{"connect", s.failures[0]}, {"reset", s.failures[1]},
+                        {"timeout", s.failures[2]}}},
+          {"p50_ms", static_cast<double>(s.p50_us) / 1000.0},
+          {"p90_ms", static_cast<double>(s.p90_us) / 1000.0},
+          {"p99_ms", static_cast<double>(s.p99_us) / 1000.0}};
+}
+
+}  // namespace
+
+std::string DecisionLog::to_json(const std::string& service, const GuardSettings& s) const {
+  nlohmann::json out;
+  out["service"] = service;
+  out["thresholds"] = {{"window_s", s.window_s},
+                       {"min_requests", s.min_requests},
+                       {"max_error_rate", s.max_error_rate},
+                       {"max_error_rate_increase", s.max_error_rate_increase},
+                       {"max_p99_ms", s.max_p99_ms},
+                       {"max_p50_ms", s.max_p50_ms},
+                       {"max_p99_ratio", s.max_p99_ratio},
+                       {"confidence", s.confidence},
+                       {"consecutive", s.consecutive}};
+  nlohmann::json list = nlohmann::json::array();
+  for (const auto& e : entries_) {
+    list.push_back({{"at_ms", e.at_ms},
+                    {"version", e.version},
+                    {"verdict", to_string(e.verdict)},
+                    {"reasons", e.reasons},
+                    {"breaches_in_a_row", e.breaches_in_a_row},
+                    {"reverted", e.reverted},
+                    {"canary", summary_json(e.canary)},
+                    {"stable", summary_json(e.stable)}});
+  }
+  out["decisions"] = std::move(list);
+  return out.dump();
+}
+
+}  // namespace weir::health

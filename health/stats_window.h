@@ -1,0 +1,77 @@
+// Control-thread view of per-version statistics: the workers' cumulative counters are summed
+// once a second, the difference from the previous second goes into a ring of 1-second buckets,
+// and any window up to ten minutes can be summarized (counts, error rate, percentiles).
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+#include "health/histogram.h"
+#include "health/version_counters.h"
+
+namespace weir::health {
+
+// Counts for one version; cumulative (summed over workers) or one second's increments.
+struct Sample {
+  uint64_t requests = 0;
+  std::array<uint64_t, 6> responses{};
+  std::array<uint64_t, 3> failures{};
+  std::vector<uint64_t> headers_latency = std::vector<uint64_t>(Histogram::kBuckets);
+  std::vector<uint64_t> total_latency = std::vector<uint64_t>(Histogram::kBuckets);
+
+  void add(const VersionCounters& c);  // reads one worker's counters into this sample
+  Sample minus(const Sample& earlier) const;
+};
+
+struct Summary {
+  uint32_t window_s = 0;
+  uint64_t requests = 0;   // started
+  uint64_t completed = 0;  // answered (any status) or cut
+  uint64_t errors = 0;     // 5xx (weir's own 502/504 included) + cut responses
+  std::array<uint64_t, 6> responses{};
+  std::array<uint64_t, 3> failures{};
+  double error_rate = 0;   // errors / completed
+  uint64_t p50_us = 0, p90_us = 0, p99_us = 0;  // total time
+  uint64_t headers_p50_us = 0, headers_p99_us = 0;
+};
+
+class StatsWindow {
+ public:
+  static constexpr uint32_t kSeconds = 600;
+
+  // `second` is a monotonically increasing second number; `delta` that second's increments.
+  void add(uint64_t second, const Sample& delta);
+  // The last `window_s` seconds ending at `now_second` (inclusive).
+  Summary summarize(uint64_t now_second, uint32_t window_s) const;
+
+ private:
+  struct Bucket {
+    uint64_t second = UINT64_MAX;
+    uint64_t requests = 0;
+    std::array<uint64_t, 6> responses{};
+    std::array<uint64_t, 3> failures{};
+    // Sparse: a second's latencies fall into few buckets.
+    std::vector<std::pair<uint16_t, uint32_t>> headers, total;
+  };
+  std::vector<Bucket> ring_ = std::vector<Bucket>(kSeconds);
+};
+
+// Keeps the previous cumulative sample and the window of every version id.
+class StatsCollector {
+ public:
+  void fold(uint64_t second, uint32_t id, const Sample& cumulative);
+  // nullptr for an id never folded.
+  const StatsWindow* window(uint32_t id) const;
+
+ private:
+  struct Entry {
+    Sample previous;
+    StatsWindow window;
+  };
+  std::unordered_map<uint32_t, Entry> entries_;
+};
+
+}  // namespace weir::health

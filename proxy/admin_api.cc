@@ -1,0 +1,430 @@
+#include "proxy/admin_api.h"
+
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+
+#include <algorithm>
+#include <charconv>
+
+#include "proxy/http_util.h"
+
+namespace weir::proxy {
+
+namespace {
+
+using nlohmann::json;
+
+std::string etag(uint64_t state_version) { return "\"" + std::to_string(state_version) + "\""; }
+
+std::vector<std::string_view> split_path(std::string_view path) {
+  std::vector<std::string_view> parts;
+  while (!path.empty()) {
+    size_t slash = path.find('/');
+    std::string_view part = path.substr(0, slash);
+    if (!part.empty()) parts.push_back(part);
+    if (slash == std::string_view::npos) break;
+    path.remove_prefix(slash + 1);
+  }
+  return parts;
+}
+
+AdminResponse json_response(int status, const json& body) {
+  AdminResponse r;
+  r.status = status;
+  r.body = body.dump(2, ' ', false, json::error_handler_t::replace) + "\n";
+  return r;
+}
+
+AdminResponse method_not_allowed(std::string_view allow) {
+  AdminResponse r = admin_error(405, "method_not_allowed", "use " + std::string(allow));
+  r.headers.emplace_back("Allow", std::string(allow));
+  return r;
+}
+
+// The request body as a JSON object; an error response when it is not one.
+std::optional<AdminResponse> parse_object(const AdminRequest& req, json& out,
+                                          std::initializer_list<std::string_view> allowed) {
+  out = json::parse(req.body, nullptr, false);
+  if (out.is_discarded())
+    return admin_error(400, "malformed_json", "the request body is not valid JSON");
+  if (!out.is_object()) return admin_error(400, "bad_request", "the body must be a JSON object");
+  for (const auto& [key, value] : out.items()) {
+    if (std::find(allowed.begin(), allowed.end(), key) == allowed.end())
+      return admin_error(400, "bad_request", "unknown field \"" + key + "\"");
+  }
+  if (out.contains("reason") && !out["reason"].is_string())
+    return admin_error(400, "bad_request", "\"reason\" must be a string");
+  return std::nullopt;
+}
+
+std::string reason_of(const json& body) {
+  return body.contains("reason") ? body["reason"].get<std::string>() : "";
+}
+
+std::optional<uint64_t> parse_u64(std::string_view s) {
+  uint64_t v = 0;
+  auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+  if (ec != std::errc() || p != s.data() + s.size() || s.empty()) return std::nullopt;
+  return v;
+}
+
+// The value of `key` in a query string, "" when absent.
+std::string_view query_param(std::string_view query, std::string_view key) {
+  while (!query.empty()) {
+    size_t amp = query.find('&');
+    std::string_view pair = query.substr(0, amp);
+    size_t eq = pair.find('=');
+    if (pair.substr(0, eq) == key) return eq == std::string_view::npos ? "" : pair.substr(eq + 1);
+    if (amp == std::string_view::npos) break;
+    query.remove_prefix(amp + 1);
+  }
+  return {};
+}
+
+json weights_json(const std::map<std::string, uint32_t>& w) { return json(w); }
+
+}  // namespace
+
+const std::string* AdminRequest::header(std::string_view lower_name) const {
+  for (const auto& [name, value] : headers) {
+    if (name == lower_name) return &value;
+  }
+  return nullptr;
+}
+
+AdminResponse admin_error(int status, std::string_view code, std::string_view detail) {
+  return json_response(status, {{"error", code}, {"detail", detail}});
+}
+
+const config::AdminToken* find_token(const std::vector<config::AdminToken>& tokens,
+                                     std::string_view token) {
+  unsigned char digest[EVP_MAX_MD_SIZE];
+  unsigned int len = 0;
+  if (token.empty() ||
+      EVP_Digest(token.data(), token.size(), digest, &len, EVP_sha256(), nullptr) != 1 ||
+      len != 32) {
+    return nullptr;
+  }
+  // Every token is compared, in constant time, so timing tells nothing about which one is close.
+  const config::AdminToken* found = nullptr;
+  for (const auto& t : tokens) {
+    if (CRYPTO_memcmp(digest, t.sha256.data(), 32) == 0) found = &t;
+  }
+  return found;
+}
+
+bool if_match(std::string_view header, uint64_t state_version) {
+  while (!header.empty()) {
+    size_t comma = header.find(',');
+    std::string_view tag = trim_ows(header.substr(0, comma));
+    if (tag == "*") return true;
+    if (tag.starts_with("W/")) tag.remove_prefix(2);
+    if (tag.size() >= 2 && tag.front() == '"' && tag.back() == '"')
+      tag = tag.substr(1, tag.size() - 2);
+    if (auto v = parse_u64(tag); v && *v == state_version) return true;
+    if (comma == std::string_view::npos) break;
+    header.remove_prefix(comma + 1);
+  }
+  return false;
+}
+
+json ServiceStateView::to_json() const {
+  auto window = [](const std::optional<WindowStatsView>& w) -> json {
+    if (!w) return nullptr;
+    return {{"requests", w->requests},
+            {"error_rate", w->error_rate},
+            {"p50_ms", w->p50_ms},
+            {"p99_ms", w->p99_ms}};
+  };
+  uint64_t total = 0;
+  for (const auto& v : versions) total += v.effective_weight;
+  json vs = json::array();
+  for (const auto& v : versions) {
+    json eps = json::array();
+    for (const auto& ep : v.endpoints) eps.push_back({{"address", ep.address}, {"health", ep.health}});
+    vs.push_back({{"name", v.name},
+                  {"configured_weight", v.configured_weight},
+                  {"effective_weight", v.effective_weight},
+                  {"share", total ? static_cast<double>(v.effective_weight) / total : 0.0},
+                  {"endpoints", eps},
+                  {"stats", {{"10s", window(v.stats_10s)}, {"60s", window(v.stats_60s)}}}});
+  }
+  return {{"name", name},
+          {"stable", stable},
+          {"configured_stable", configured_stable},
+          {"state_version", state_version},
+          {"versions", vs},
+          {"guard", {{"state", guard}}},
+          {"rollout", {{"state", rollout}}}};
+}
+
+ServiceStateView AdminApi::view(const config::Service& svc) const {
+  const RuntimeState& rt = host_.runtime();
+  ServiceStateView v;
+  v.name = svc.name;
+  v.configured_stable = svc.stable;
+  v.stable = rt.stable(svc);
+  const ServiceRuntime* srt = rt.find(svc.name);
+  v.state_version = srt ? srt->state_version : 0;
+  for (const auto& cv : svc.versions) {
+    VersionView vv;
+    vv.name = cv.name;
+    vv.configured_weight = cv.weight;
+    vv.effective_weight = rt.weight(svc, cv);
+    for (const auto& ep : cv.endpoints) vv.endpoints.push_back({ep.to_string()});
+    v.versions.push_back(std::move(vv));
+  }
+  host_.annotate(v);
+  return v;
+}
+
+AdminResponse AdminApi::service_response(const config::Service& svc, int status) {
+  ServiceStateView v = view(svc);
+  AdminResponse r = json_response(status, v.to_json());
+  r.headers.emplace_back("ETag", etag(v.state_version));
+  return r;
+}
+
+AdminResponse AdminApi::handle(const AdminRequest& req) {
+  const config::AdminSettings& admin = host_.configured().admin;
+  const bool read_only = req.method == "GET" || req.method == "HEAD";
+  bool open = (req.path == "/healthz" && admin.open_healthz) ||
+              (req.path == "/metrics" && admin.open_metrics);
+  std::string actor = "anonymous";
+  if (!open) {
+    const std::string* auth = req.header("authorization");
+    std::string_view token;
+    if (auth && auth->size() > 7 && iequals(std::string_view(*auth).substr(0, 7), "bearer ")) {
+      token = trim_ows(std::string_view(*auth).substr(7));
+    }
+    const config::AdminToken* t = find_token(admin.tokens, token);
+    if (!t) {
+      AdminResponse r = admin_error(401, "unauthorized",
+                                    auth ? "the bearer token is not valid"
+                                         : "send Authorization: Bearer <token>");
+      r.headers.emplace_back("WWW-Authenticate",
+                             auth ? "Bearer realm=\"weir\", error=\"invalid_token\""
+                                  : "Bearer realm=\"weir\"");
+      return r;
+    }
+    if (!read_only && t->scope != config::AdminToken::Scope::kWrite) {
+      return admin_error(403, "forbidden",
+                         "token \"" + t->name + "\" has read scope; this call needs write");
+    }
+    actor = t->name;
+  }
+
+  if (req.path == "/healthz") {
+    if (!read_only) return method_not_allowed("GET");
+    return json_response(200, {{"status", "ok"}});
+  }
+  if (req.path == "/metrics") {
+    if (!read_only) return method_not_allowed("GET");
+    AdminResponse r;
+    r.content_type = "text/plain; version=0.0.4; charset=utf-8";
+    r.body = host_.metrics_text();
+    return r;
+  }
+  std::vector<std::string_view> parts = split_path(req.path);
+  if (parts.size() >= 2 && parts[0] == "api" && parts[1] == "v1") {
+    if (parts.size() == 3 && parts[2] == "events") {
+      if (!read_only) return method_not_allowed("GET");
+      return events(req);
+    }
+    if (parts.size() == 3 && parts[2] == "reload") {
+      if (req.method != "POST") return method_not_allowed("POST");
+      return reload(actor);
+    }
+    if (parts.size() >= 3 && parts.size() <= 6 && parts[2] == "services") {
+      std::string action = parts.size() > 4 ? std::string(parts[4]) : "";
+      if (parts.size() > 5) action += "/" + std::string(parts[5]);  // rollout/start ...
+      return services(req, parts.size() > 3 ? std::string(parts[3]) : "", action, actor);
+    }
+  }
+  return admin_error(404, "not_found", "no such admin path: " + req.path);
+}
+
+AdminResponse AdminApi::services(const AdminRequest& req, const std::string& name,
+                                 const std::string& action, const std::string& actor) {
+  const config::Config& cfg = host_.configured();
+  if (name.empty()) {
+    if (req.method != "GET" && req.method != "HEAD") return method_not_allowed("GET");
+    json list = json::array();
+    for (const auto& svc : cfg.services) list.push_back(view(svc).to_json());
+    return json_response(200, {{"services", list}});
+  }
+  auto it = std::find_if(cfg.services.begin(), cfg.services.end(),
+                         [&](const config::Service& s) { return s.name == name; });
+  if (it == cfg.services.end()) return admin_error(404, "not_found", "no service named " + name);
+  if (action.empty()) {
+    if (req.method != "GET" && req.method != "HEAD") return method_not_allowed("GET");
+    return service_response(*it);
+  }
+  if (action == "weights") {
+    if (req.method != "PUT") return method_not_allowed("PUT");
+    return set_weights(req, *it, actor);
+  }
+  if (action == "promote") {
+    if (req.method != "POST") return method_not_allowed("POST");
+    return promote(req, *it, actor);
+  }
+  if (action == "rollback") {
+    if (req.method != "POST") return method_not_allowed("POST");
+    return rollback(req, *it, actor);
+  }
+  if (action == "explain") {
+    if (req.method != "GET" && req.method != "HEAD") return method_not_allowed("GET");
+    return json_response(200, json::parse(host_.explain_json(it->name)));
+  }
+  if (action.starts_with("rollout/")) {
+    if (req.method != "POST") return method_not_allowed("POST");
+    std::string error;
+    if (!host_.rollout_command(it->name, action.substr(8), actor, &error)) {
+      return admin_error(error.starts_with("unknown") ? 404 : 409, "rollout_refused", error);
+    }
+    return service_response(*it);
+  }
+  return admin_error(404, "not_found", "no such service action: " + action);
+}
+
+AdminResponse AdminApi::set_weights(const AdminRequest& req, const config::Service& svc,
+                                    const std::string& actor) {
+  const ServiceRuntime* current = host_.runtime().find(svc.name);
+  uint64_t version = current ? current->state_version : 0;
+  const std::string* match = req.header("if-match");
+  if (!match) {
+    return admin_error(428, "precondition_required",
+                       "send If-Match: " + etag(version) +
+                           " (the service's state version, from GET) or If-Match: * to force");
+  }
+  if (!if_match(*match, version)) {
+    AdminResponse r = admin_error(412, "precondition_failed",
+                                  "the service's state version is " + etag(version) +
+                                      ", not " + *match + "; GET it again and retry");
+    r.headers.emplace_back("ETag", etag(version));
+    return r;
+  }
+  json body;
+  if (auto bad = parse_object(req, body, {"weights", "reason"})) return *bad;
+  if (!body.contains("weights") || !body["weights"].is_object())
+    return admin_error(400, "bad_request", "\"weights\" must be an object of version: weight");
+  std::map<std::string, int64_t> asked;
+  for (const auto& [v, w] : body["weights"].items()) {
+    if (!w.is_number_integer())
+      return admin_error(400, "bad_request", "weight of " + v + " must be an integer");
+    asked[v] = w.get<int64_t>();
+  }
+  RuntimeState next = host_.runtime();
+  std::map<std::string, uint32_t> before = next.weights(svc), after = before;
+  if (std::string why = merge_weights(svc, asked, after); !why.empty())
+    return admin_error(400, "invalid_weights", why);
+  ServiceRuntime* rt = next.find(svc.name);
+  rt->weights = after;
+  ++rt->state_version;
+  AuditEvent ev;
+  ev.actor = actor;
+  ev.action = "set_weights";
+  ev.service = svc.name;
+  ev.before = {{"weights", weights_json(before)}};
+  ev.after = {{"weights", weights_json(after)}};
+  ev.reason = reason_of(body);
+  std::string error;
+  if (!host_.commit(std::move(next), std::move(ev), &error))
+    return admin_error(500, "persist_failed", error);
+  return service_response(svc);
+}
+
+AdminResponse AdminApi::promote(const AdminRequest& req, const config::Service& svc,
+                                const std::string& actor) {
+  json body;
+  if (auto bad = parse_object(req, body, {"version", "reason"})) return *bad;
+  if (!body.contains("version") || !body["version"].is_string())
+    return admin_error(400, "bad_request", "\"version\" must name the version to promote");
+  std::string target = body["version"].get<std::string>();
+  if (std::none_of(svc.versions.begin(), svc.versions.end(),
+                   [&](const config::Version& v) { return v.name == target; }))
+    return admin_error(400, "invalid_version", "service " + svc.name + " has no version \"" +
+                                                   target + "\"");
+  const ServiceRuntime* current = host_.runtime().find(svc.name);
+  uint64_t version = current ? current->state_version : 0;
+  if (const std::string* match = req.header("if-match"); match && !if_match(*match, version))
+    return admin_error(412, "precondition_failed",
+                       "the service's state version is " + etag(version) + ", not " + *match);
+  RuntimeState next = host_.runtime();
+  std::map<std::string, uint32_t> before = next.weights(svc), after;
+  for (const auto& v : svc.versions) after[v.name] = v.name == target ? 100 : 0;
+  ServiceRuntime* rt = next.find(svc.name);
+  AuditEvent ev;
+  ev.before = {{"stable", next.stable(svc)}, {"weights", weights_json(before)}};
+  rt->weights = after;
+  rt->stable = target;
+  ++rt->state_version;
+  ev.actor = actor;
+  ev.action = "promote";
+  ev.service = svc.name;
+  ev.after = {{"stable", target}, {"weights", weights_json(after)}};
+  ev.reason = reason_of(body);
+  std::string error;
+  if (!host_.commit(std::move(next), std::move(ev), &error))
+    return admin_error(500, "persist_failed", error);
+  return service_response(svc);
+}
+
+AdminResponse AdminApi::rollback(const AdminRequest& req, const config::Service& svc,
+                                 const std::string& actor) {
+  json body = json::object();
+  if (!req.body.empty()) {
+    if (auto bad = parse_object(req, body, {"reason"})) return *bad;
+  }
+  const ServiceRuntime* current = host_.runtime().find(svc.name);
+  uint64_t version = current ? current->state_version : 0;
+  if (const std::string* match = req.header("if-match"); match && !if_match(*match, version))
+    return admin_error(412, "precondition_failed",
+                       "the service's state version is " + etag(version) + ", not " + *match);
+  RuntimeState next = host_.runtime();
+  const std::string stable = next.stable(svc);
+  std::map<std::string, uint32_t> before = next.weights(svc), after;
+  for (const auto& v : svc.versions) after[v.name] = v.name == stable ? 100 : 0;
+  ServiceRuntime* rt = next.find(svc.name);
+  rt->weights = after;
+  ++rt->state_version;
+  AuditEvent ev;
+  ev.actor = actor;
+  ev.action = "rollback";
+  ev.service = svc.name;
+  ev.before = {{"weights", weights_json(before)}};
+  ev.after = {{"weights", weights_json(after)}};
+  ev.reason = reason_of(body);
+  std::string error;
+  if (!host_.commit(std::move(next), std::move(ev), &error))
+    return admin_error(500, "persist_failed", error);
+  return service_response(svc);
+}
+
+AdminResponse AdminApi::events(const AdminRequest& req) {
+  std::string_view since_text = query_param(req.query, "since");
+  std::string_view limit_text = query_param(req.query, "limit");
+  auto since = since_text.empty() ? std::optional<uint64_t>(0) : parse_u64(since_text);
+  auto limit = limit_text.empty() ? std::optional<uint64_t>(1000) : parse_u64(limit_text);
+  if (!since) return admin_error(400, "bad_request", "since must be a sequence number");
+  if (!limit || *limit == 0 || *limit > StateStore::kKeptEvents)
+    return admin_error(400, "bad_request", "limit must be between 1 and 10000");
+  std::vector<json> evs = host_.events_since(*since, *limit);
+  uint64_t last = evs.empty() ? *since : evs.back()["seq"].get<uint64_t>();
+  return json_response(200, {{"events", evs}, {"last_seq", last}});
+}
+
+AdminResponse AdminApi::reload(const std::string& actor) {
+  ReloadOutcome out = host_.reload(actor);
+  if (!out.ok) {
+    json r = {{"error", "reload_failed"},
+              {"detail", out.errors.empty() ? "unknown error" : out.errors.front()},
+              {"errors", out.errors}};
+    return json_response(422, r);
+  }
+  return json_response(200, {{"result", "ok"},
+                             {"generation", out.generation},
+                             {"reset_services", out.reset_services}});
+}
+
+}  // namespace weir::proxy

@@ -1,0 +1,135 @@
+// The admin API's request handling: authentication (bearer tokens by SHA-256, read and write
+// scopes), routing of /api/v1/..., /healthz and /metrics, JSON in and out, If-Match checks.
+// Protocol-free: AdminServer turns HTTP/1.1 bytes into AdminRequest and back. Every change goes
+// through AdminHost::commit, which persists, audits and publishes it, or changes nothing.
+#pragma once
+
+#include <nlohmann/json.hpp>
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "config/config.h"
+#include "proxy/runtime_state.h"
+#include "proxy/state_store.h"
+
+namespace weir::proxy {
+
+struct AdminRequest {
+  std::string method;
+  std::string path;   // without the query
+  std::string query;  // after '?', "" when none
+  std::vector<std::pair<std::string, std::string>> headers;  // names lower-cased
+  std::string body;
+
+  const std::string* header(std::string_view lower_name) const;
+};
+
+struct AdminResponse {
+  int status = 200;
+  std::string content_type = "application/json";
+  std::vector<std::pair<std::string, std::string>> headers;
+  std::string body;
+};
+
+// Per-version request figures over one window; filled by the stats windows once they land.
+struct WindowStatsView {
+  uint64_t requests = 0;
+  double error_rate = 0;
+  double p50_ms = 0;
+  double p99_ms = 0;
+};
+
+struct EndpointView {
+  std::string address;
+  // "healthy", "unhealthy" (failing its active health check) or "ejected" (outlier detection);
+  // "unknown" when neither watches it.
+  std::string health = "unknown";
+};
+
+struct VersionView {
+  std::string name;
+  uint32_t configured_weight = 0;
+  uint32_t effective_weight = 0;
+  std::vector<EndpointView> endpoints;
+  std::optional<WindowStatsView> stats_10s, stats_60s;
+};
+
+// What GET /api/v1/services/{name} shows. Built from config + runtime state by the API, then
+// annotated by the host with what other parts of the control plane know (health, stats, guard).
+struct ServiceStateView {
+  std::string name;
+  std::string stable, configured_stable;
+  uint64_t state_version = 0;
+  std::vector<VersionView> versions;
+  std::string guard = "off";      // pass / hold / fail / reverted once the guard lands
+  std::string rollout = "none";
+  nlohmann::json to_json() const;
+};
+
+struct ReloadOutcome {
+  bool ok = false;
+  uint64_t generation = 0;
+  std::vector<std::string> errors;          // "file:line:col: key: message"
+  std::vector<std::string> reset_services;  // overrides dropped: their version set changed
+};
+
+// What the admin API steers. Server implements it, on the control thread.
+class AdminHost {
+ public:
+  virtual ~AdminHost() = default;
+  virtual const config::Config& configured() const = 0;
+  virtual const RuntimeState& runtime() const = 0;
+  // Persists `next`, appends `event` to the audit log and publishes a snapshot built from it.
+  // false + *error when persisting failed: then nothing changed.
+  virtual bool commit(RuntimeState next, AuditEvent event, std::string* error) = 0;
+  virtual ReloadOutcome reload(const std::string& actor) = 0;
+  virtual std::vector<nlohmann::json> events_since(uint64_t since, size_t limit) const = 0;
+  virtual std::string metrics_text() = 0;
+  virtual void annotate(ServiceStateView& view) const = 0;
+  // Rollout start|pause|resume|abort|promote as `actor`; false + *error when refused.
+  virtual bool rollout_command(const std::string& service, const std::string& op,
+                               const std::string& actor, std::string* error) = 0;
+  // The guard's decision history of a service (JSON object).
+  virtual std::string explain_json(const std::string& service) const = 0;
+};
+
+class AdminApi {
+ public:
+  explicit AdminApi(AdminHost& host) : host_(host) {}
+  AdminResponse handle(const AdminRequest& req);
+
+  static constexpr size_t kMaxBody = 64 * 1024;
+
+ private:
+  AdminResponse services(const AdminRequest& req, const std::string& name,
+                         const std::string& action, const std::string& actor);
+  AdminResponse set_weights(const AdminRequest& req, const config::Service& svc,
+                            const std::string& actor);
+  AdminResponse promote(const AdminRequest& req, const config::Service& svc,
+                        const std::string& actor);
+  AdminResponse rollback(const AdminRequest& req, const config::Service& svc,
+                         const std::string& actor);
+  AdminResponse events(const AdminRequest& req);
+  AdminResponse reload(const std::string& actor);
+  AdminResponse service_response(const config::Service& svc, int status = 200);
+  ServiceStateView view(const config::Service& svc) const;
+
+  AdminHost& host_;
+};
+
+// A JSON error body {"error": code, "detail": detail}.
+AdminResponse admin_error(int status, std::string_view code, std::string_view detail);
+
+// The configured token whose SHA-256 matches `token` (compared in constant time), or nullptr.
+const config::AdminToken* find_token(const std::vector<config::AdminToken>& tokens,
+                                     std::string_view token);
+
+// True when an If-Match header value names `state_version` (as "N", N or W/"N") or is "*".
+bool if_match(std::string_view header, uint64_t state_version);
+
+}  // namespace weir::proxy

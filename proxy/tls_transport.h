@@ -1,0 +1,76 @@
+// TLS between a client socket and the protocol session. To the socket (ClientConn) it is the
+// Session that receives ciphertext; to the HTTP/1.1 or HTTP/2 session it is the Transport that
+// carries plaintext. OpenSSL runs over a custom BIO bound to this object: reads come straight
+// from the socket's read buffer and writes go straight into the socket's send queue, so no
+// byte is copied through an intermediate memory BIO. Owned by the ClientConn (as its session);
+// owns the inner session, created once the handshake picked a protocol by ALPN.
+#pragma once
+
+#include <openssl/ssl.h>
+
+#include <memory>
+#include <string>
+
+#include "proxy/session.h"
+#include "proxy/tls_context.h"
+
+namespace weir::proxy {
+
+class TlsTransport final : public Session, public Transport {
+ public:
+  TlsTransport(Transport& lower, std::shared_ptr<const TlsContext> ctx);
+  ~TlsTransport() override;
+
+  // Session: ciphertext and events from the socket.
+  void on_read(const char* data, size_t len) override;
+  void on_eof() override;
+  void on_drain() override;
+  void on_timeout() override;
+  void start_drain() override;
+  void on_close() override;
+
+  // Transport: plaintext from the inner session.
+  void write(std::string_view data) override;
+  std::string& write_buffer() override { return plain_out_; }
+  void commit() override;
+  bool congested() override { return lower_.congested(); }
+  void pause_reading() override { lower_.pause_reading(); }
+  void resume_reading() override { lower_.resume_reading(); }
+  void set_deadline(uint64_t ms_from_now) override { lower_.set_deadline(ms_from_now); }
+  void clear_deadline() override { lower_.clear_deadline(); }
+  void close_after_flush(bool linger) override;
+  void abort() override { lower_.abort(); }
+  const ConnInfo& info() const override { return lower_.info(); }
+  Worker& worker() override { return lower_.worker(); }
+
+ private:
+  enum class State : uint8_t { kHandshake, kOpen, kClosed };
+
+  static int bio_write(BIO* b, const char* data, int len);
+  static int bio_read(BIO* b, char* data, int len);
+  static long bio_ctrl(BIO* b, int cmd, long num, void* ptr);
+  static BIO_METHOD* bio_method();
+
+  void handshake();
+  void established();
+  void read_plaintext();
+  void encrypt(const char* data, size_t len);
+  void fail(TlsFailure why);
+  // Hands what OpenSSL wrote to the socket's send queue.
+  void flush_lower();
+
+  Transport& lower_;
+  std::shared_ptr<const TlsContext> ctx_;
+  SSL* ssl_ = nullptr;
+  std::unique_ptr<Session> inner_;
+  State state_ = State::kHandshake;
+  const char* in_ = nullptr;  // ciphertext not yet read by OpenSSL (inside on_read only)
+  size_t in_len_ = 0;
+  bool wrote_ = false;        // the BIO appended to the lower send queue
+  bool draining_ = false;
+  bool closing_ = false;      // close_notify queued: no more reads or writes
+  std::string plain_out_;     // write_buffer()
+  std::string retry_;         // plaintext an SSL_write must retry with the same length
+};
+
+}  // namespace weir::proxy

@@ -1,0 +1,377 @@
+// weirctl: the admin API from a shell. One blocking HTTP/1.1 request per call (two for
+// set-weights: GET for the ETag, then PUT with If-Match), tables for people, --json for scripts.
+#include <netdb.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <nlohmann/json.hpp>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <map>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace {
+
+using nlohmann::json;
+
+constexpr const char* kUsage =
+    "usage: weirctl [--admin URL] [--token-file FILE] [--json] COMMAND [ARGS]\n"
+    "commands:\n"
+    "  status [SERVICE]                       services, versions, weights, endpoints\n"
+    "  set-weights SERVICE VERSION=WEIGHT... [--reason TEXT] [--force]\n"
+    "                                         fetches the ETag and sends it as If-Match;\n"
+    "                                         --force sends If-Match: *\n"
+    "  promote SERVICE VERSION [--reason TEXT]   VERSION becomes stable with 100%\n"
+    "  rollback SERVICE [--reason TEXT]          all traffic to the stable version\n"
+    "  events [--since SEQ]                   the audit log\n"
+    "  reload                                 re-read the configuration file\n"
+    "  metrics                                the Prometheus exposition\n"
+    "  health                                 /healthz\n"
+    "--admin defaults to $WEIR_ADMIN, else http://127.0.0.1:9901. The token comes from\n"
+    "--token-file, else $WEIR_TOKEN.\n"
+    "exit status: 0 done, 1 the API refused or failed, 2 usage, 3 weir unreachable\n";
+
+constexpr int kTimeoutMs = 10000;
+
+struct HttpResponse {
+  int status = 0;
+  std::map<std::string, std::string> headers;  // names lower-cased
+  std::string body;
+};
+
+struct Options {
+  std::string host = "127.0.0.1";
+  std::string port = "9901";
+  std::string token;
+  bool json = false;
+};
+
+[[noreturn]] void die(int code, const std::string& message) {
+  std::fprintf(stderr, "weirctl: %s\n", message.c_str());
+  std::exit(code);
+}
+
+bool parse_url(std::string_view url, Options& o) {
+  if (url.starts_with("http://")) url.remove_prefix(7);
+  if (url.ends_with("/")) url.remove_suffix(1);
+  if (url.empty() || url.find('/') != std::string_view::npos) return false;
+  size_t colon = url.rfind(':');
+  std::string_view host = url, port = "80";
+  if (colon != std::string_view::npos && url.back() != ']') {
+    host = url.substr(0, colon);
+    port = url.substr(colon + 1);
+  }
+  if (host.size() > 2 && host.front() == '[' && host.back() == ']')
+    host = host.substr(1, host.size() - 2);
+  if (host.empty() || port.empty()) return false;
+  o.host = host;
+  o.port = port;
+  return true;
+}
+
+// Waits until fd is ready for `events`; false on timeout.
+bool wait_fd(int fd, short events) {
+  pollfd p{fd, events, 0};
+  int rc;
+  do {
+    rc = ::poll(&p, 1, kTimeoutMs);
+  } while (rc < 0 && errno == EINTR);
+  return rc > 0;
+}
+
+HttpResponse http(const Options& o, const std::string& method, const std::string& target,
+                  const std::string& body = "", const std::vector<std::string>& headers = {}) {
+  const std::string where = "http://" + o.host + ":" + o.port;
+  addrinfo hints{};
+  hints.ai_socktype = SOCK_STREAM;
+  addrinfo* res = nullptr;
+  if (int rc = ::getaddrinfo(o.host.c_str(), o.port.c_str(), &hints, &res); rc != 0)
+    die(3, "cannot resolve " + where + ": " + gai_strerror(rc));
+  int fd = ::socket(res->ai_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+  int rc = fd < 0 ? -1 : ::connect(fd, res->ai_addr, res->ai_addrlen);
+  freeaddrinfo(res);
+  if (rc != 0 && errno == EINPROGRESS) {
+    int err = ETIMEDOUT;
+    socklen_t len = sizeof err;
+    if (wait_fd(fd, POLLOUT)) ::getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len);
+    rc = err == 0 ? 0 : -1;
+    errno = err;
+  }
+  if (rc != 0) die(3, "cannot connect to " + where + ": " + std::strerror(errno));
+
+  std::string req = method + " " + target + " HTTP/1.1\r\nHost: " + o.host +
+                    "\r\nConnection: close\r\nUser-Agent: weirctl\r\n";
+  if (!o.token.empty()) req += "Authorization: Bearer " + o.token + "\r\n";
+  for (const auto& h : headers) req += h + "\r\n";
+  if (!body.empty() || method == "PUT" || method == "POST")
+    req += "Content-Type: application/json\r\nContent-Length: " + std::to_string(body.size()) +
+           "\r\n";
+  req += "\r\n" + body;
+  for (size_t off = 0; off < req.size();) {
+    ssize_t n = ::send(fd, req.data() + off, req.size() - off, MSG_NOSIGNAL);
+    if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
+      if (!wait_fd(fd, POLLOUT)) die(3, "timed out sending to " + where);
+      continue;
+    }
+    if (n <= 0) die(3, "cannot send to " + where + ": " + std::strerror(errno));
+    off += static_cast<size_t>(n);
+  }
+  // Connection: close, so the response ends where the stream does.
+  std::string raw;
+  char buf[16384];
+  while (true) {
+    ssize_t n = ::recv(fd, buf, sizeof buf, 0);
+    if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
+      if (!wait_fd(fd, POLLIN)) die(3, "timed out waiting for " + where);
+      continue;
+    }
+    if (n < 0) die(3, "cannot read from " + where + ": " + std::strerror(errno));
+    if (n == 0) break;
+    raw.append(buf, static_cast<size_t>(n));
+  }
+  ::close(fd);
+
+  HttpResponse r;
+  size_t head_end = raw.find("\r\n\r\n");
+  if (head_end == std::string::npos || raw.compare(0, 9, "HTTP/1.1 ") != 0)
+    die(3, where + " did not answer with HTTP/1.1");
+  r.status = std::atoi(raw.c_str() + 9);
+  size_t pos = raw.find("\r\n") + 2;
+  while (pos < head_end) {
+    size_t eol = raw.find("\r\n", pos);
+    std::string line = raw.substr(pos, eol - pos);
+    size_t colon = line.find(':');
+    if (colon != std::string::npos) {
+      std::string name = line.substr(0, colon);
+      for (char& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+      size_t v = line.find_first_not_of(" \t", colon + 1);
+      r.headers[name] = v == std::string::npos ? "" : line.substr(v);
+    }
+    pos = eol + 2;
+  }
+  r.body = raw.substr(head_end + 4);
+  if (auto it = r.headers.find("content-length"); it != r.headers.end()) {
+    r.body.resize(std::min(r.body.size(), static_cast<size_t>(std::stoull(it->second))));
+  }
+  return r;
+}
+
+json parse_json(const HttpResponse& r) {
+  json j = json::parse(r.body, nullptr, false);
+  if (j.is_discarded()) die(1, "HTTP " + std::to_string(r.status) + " with a body that is not JSON");
+  return j;
+}
+
+// The JSON body of a 2xx answer; anything else ends weirctl with the API's error.
+json expect_ok(const HttpResponse& r) {
+  if (r.status >= 200 && r.status < 300) return parse_json(r);
+  json j = json::parse(r.body, nullptr, false);
+  std::string what = "HTTP " + std::to_string(r.status);
+  if (!j.is_discarded() && j.is_object() && j.contains("error")) {
+    what += " " + j["error"].get<std::string>();
+    if (j.contains("detail")) what += ": " + j["detail"].get<std::string>();
+    if (j.contains("errors") && j["errors"].size() > 1) {
+      for (const auto& e : j["errors"]) what += "\n  " + e.get<std::string>();
+    }
+  }
+  die(1, what);
+}
+
+// A left-aligned text table.
+void print_table(const std::vector<std::vector<std::string>>& rows) {
+  std::vector<size_t> width;
+  for (const auto& row : rows) {
+    if (width.size() < row.size()) width.resize(row.size(), 0);
+    for (size_t i = 0; i < row.size(); ++i) width[i] = std::max(width[i], row[i].size());
+  }
+  for (const auto& row : rows) {
+    std::string line;
+    for (size_t i = 0; i < row.size(); ++i) {
+      line += row[i];
+      if (i + 1 < row.size()) line += std::string(width[i] - row[i].size() + 2, ' ');
+    }
+    while (!line.empty() && line.back() == ' ') line.pop_back();
+    std::printf("%s\n", line.c_str());
+  }
+}
+
+std::string str(const json& j) {
+  if (j.is_string()) return j.get<std::string>();
+  if (j.is_null()) return "-";
+  return j.dump();
+}
+
+void print_services(const json& services) {
+  std::vector<std::vector<std::string>> rows = {
+      {"SERVICE", "STABLE", "STATE", "GUARD", "VERSION", "WEIGHT", "CONFIGURED", "SHARE",
+       "ENDPOINTS"}};
+  for (const auto& s : services) {
+    bool first = true;
+    for (const auto& v : s["versions"]) {
+      char share[16];
+      std::snprintf(share, sizeof share, "%.1f%%", v["share"].get<double>() * 100);
+      std::string eps;
+      for (const auto& ep : v["endpoints"]) {
+        eps += (eps.empty() ? "" : ",") + ep["address"].get<std::string>();
+        if (ep["health"] != "unknown") eps += "(" + ep["health"].get<std::string>() + ")";
+      }
+      rows.push_back({first ? str(s["name"]) : "", first ? str(s["stable"]) : "",
+                      first ? str(s["state_version"]) : "", first ? str(s["guard"]["state"]) : "",
+                      str(v["name"]), str(v["effective_weight"]), str(v["configured_weight"]),
+                      share, eps});
+      first = false;
+    }
+  }
+  print_table(rows);
+}
+
+void print_events(const json& events) {
+  std::vector<std::vector<std::string>> rows = {
+      {"SEQ", "TIME", "ACTOR", "ACTION", "SERVICE", "AFTER", "REASON"}};
+  for (const auto& e : events) {
+    rows.push_back({str(e["seq"]), str(e["time"]), str(e["actor"]), str(e["action"]),
+                    e["service"] == "" ? "-" : str(e["service"]),
+                    e["after"].is_null() ? "-" : e["after"].dump(),
+                    e["reason"] == "" ? "-" : str(e["reason"])});
+  }
+  print_table(rows);
+}
+
+void output(const Options& o, const json& j, void (*table)(const json&)) {
+  if (o.json) {
+    std::printf("%s\n", j.dump(2).c_str());
+  } else {
+    table(j);
+  }
+}
+
+std::string read_token_file(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) die(2, "cannot read token file " + path + ": " + std::strerror(errno));
+  std::string token;
+  std::getline(in, token);
+  while (!token.empty() && (token.back() == '\r' || token.back() == ' ')) token.pop_back();
+  if (token.empty()) die(2, "token file " + path + " is empty");
+  return token;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Options o;
+  if (const char* env = std::getenv("WEIR_ADMIN"); env && *env && !parse_url(env, o))
+    die(2, std::string("WEIR_ADMIN is not a URL like http://127.0.0.1:9901: ") + env);
+  if (const char* env = std::getenv("WEIR_TOKEN")) o.token = env;
+  std::vector<std::string> args;
+  std::string reason, since = "0";
+  bool force = false;
+  for (int i = 1; i < argc; ++i) {
+    std::string_view a = argv[i];
+    auto value = [&]() -> std::string {
+      if (i + 1 >= argc) die(2, std::string(a) + " needs a value\n" + kUsage);
+      return argv[++i];
+    };
+    if (a == "--admin") {
+      std::string url = value();
+      if (!parse_url(url, o)) die(2, "--admin: not a URL like http://127.0.0.1:9901: " + url);
+    } else if (a == "--token-file") {
+      o.token = read_token_file(value());
+    } else if (a == "--json") {
+      o.json = true;
+    } else if (a == "--reason") {
+      reason = value();
+    } else if (a == "--since") {
+      since = value();
+    } else if (a == "--force") {
+      force = true;
+    } else if (a == "--help" || a == "-h") {
+      std::printf("%s", kUsage);
+      return 0;
+    } else if (a.starts_with("--")) {
+      die(2, "unknown option " + std::string(a) + "\n" + kUsage);
+    } else {
+      args.emplace_back(a);
+    }
+  }
+  if (args.empty()) die(2, std::string("no command\n") + kUsage);
+  const std::string& cmd = args[0];
+  auto need = [&](size_t min, size_t max) {
+    if (args.size() - 1 < min || args.size() - 1 > max)
+      die(2, "wrong number of arguments for " + cmd + "\n" + kUsage);
+  };
+  json with_reason = json::object();
+  if (!reason.empty()) with_reason["reason"] = reason;
+
+  if (cmd == "status") {
+    need(0, 1);
+    if (args.size() == 2) {
+      json s = expect_ok(http(o, "GET", "/api/v1/services/" + args[1]));
+      output(o, s, [](const json& j) { print_services(json::array({j})); });
+    } else {
+      json s = expect_ok(http(o, "GET", "/api/v1/services"));
+      output(o, s, [](const json& j) { print_services(j["services"]); });
+    }
+  } else if (cmd == "set-weights") {
+    if (args.size() < 3) die(2, "set-weights needs a service and VERSION=WEIGHT pairs\n" +
+                                    std::string(kUsage));
+    json weights = json::object();
+    for (size_t i = 2; i < args.size(); ++i) {
+      size_t eq = args[i].find('=');
+      char* end = nullptr;
+      long long w = eq == std::string::npos ? -1 : std::strtoll(args[i].c_str() + eq + 1, &end, 10);
+      if (eq == std::string::npos || eq == 0 || !end || *end != '\0' || end == args[i].c_str() + eq + 1)
+        die(2, "'" + args[i] + "' is not VERSION=WEIGHT");
+      weights[args[i].substr(0, eq)] = w;
+    }
+    std::string etag = "*";
+    if (!force) {
+      HttpResponse current = http(o, "GET", "/api/v1/services/" + args[1]);
+      expect_ok(current);
+      etag = current.headers["etag"];
+    }
+    json body = with_reason;
+    body["weights"] = weights;
+    json s = expect_ok(http(o, "PUT", "/api/v1/services/" + args[1] + "/weights", body.dump(),
+                            {"If-Match: " + etag}));
+    output(o, s, [](const json& j) { print_services(json::array({j})); });
+  } else if (cmd == "promote") {
+    need(2, 2);
+    json body = with_reason;
+    body["version"] = args[2];
+    json s = expect_ok(http(o, "POST", "/api/v1/services/" + args[1] + "/promote", body.dump()));
+    output(o, s, [](const json& j) { print_services(json::array({j})); });
+  } else if (cmd == "rollback") {
+    need(1, 1);
+    json s = expect_ok(
+        http(o, "POST", "/api/v1/services/" + args[1] + "/rollback", with_reason.dump()));
+    output(o, s, [](const json& j) { print_services(json::array({j})); });
+  } else if (cmd == "events") {
+    need(0, 0);
+    json e = expect_ok(http(o, "GET", "/api/v1/events?since=" + since));
+    output(o, e, [](const json& j) { print_events(j["events"]); });
+  } else if (cmd == "reload") {
+    need(0, 0);
+    json r = expect_ok(http(o, "POST", "/api/v1/reload"));
+    output(o, r, [](const json& j) {
+      std::printf("reloaded (generation %s)\n", str(j["generation"]).c_str());
+      for (const auto& s : j["reset_services"])
+        std::printf("runtime weights reset for %s: its versions changed\n", str(s).c_str());
+    });
+  } else if (cmd == "metrics" || cmd == "health") {
+    need(0, 0);
+    HttpResponse r = http(o, "GET", cmd == "metrics" ? "/metrics" : "/healthz");
+    if (r.status != 200) expect_ok(r);
+    std::fwrite(r.body.data(), 1, r.body.size(), stdout);
+  } else {
+    die(2, "unknown command " + cmd + "\n" + kUsage);
+  }
+  return 0;
+}

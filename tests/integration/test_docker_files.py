@@ -1,0 +1,296 @@
+"""docker/: what can be checked without a Docker engine (none runs on the CI machine).
+
+The Dockerfile builds with scripts/setup.sh and runs weir as a non-root user with a
+HEALTHCHECK; docker/weir.toml and the ConfigMap's weir.toml pass `weir --check`; the token
+files hold the digests of the tokens they document; compose.yaml passes `docker-compose config`
+and the YAML passes yamllint (each skipped, with the reason, when the tool is not installed).
+Standard library only; no network, no containers; a few seconds in all.
+"""
+
+import glob
+import hashlib
+import json
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+import tomllib
+import unittest
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+DOCKER = os.path.join(REPO, "docker")
+WEIR_BIN = os.environ.get("WEIR_BIN", os.path.join(REPO, "build", "weir"))
+
+RUNTIME_LIBS = ["libuv1", "libssl3", "libnghttp2-14", "libprometheus-cpp-core1.0",
+                "libtomlplusplus3"]
+
+
+def read(*parts):
+    with open(os.path.join(DOCKER, *parts), encoding="utf-8") as f:
+        return f.read()
+
+
+def dockerfile_stages():
+    """Dockerfile → [[(INSTRUCTION, args), ...] per stage], continuation lines joined."""
+    stages, logical = [], ""
+    for line in read("Dockerfile").split("\n"):
+        if not logical and (not line.strip() or line.lstrip().startswith("#")):
+            continue
+        if logical and line.lstrip().startswith("#"):
+            continue  # comment lines inside a continued instruction
+        if line.rstrip().endswith("\\"):
+            logical += line.rstrip()[:-1] + " "
+            continue
+        logical += line
+        word, _, args = logical.strip().partition(" ")
+        logical = ""
+        if word.upper() == "FROM":
+            stages.append([])
+        elif not stages:
+            continue  # ARG before the first FROM
+        stages[-1].append((word.upper(), " ".join(args.split())))
+    return stages
+
+
+def args_of(stage, instruction):
+    return [args for word, args in stage if word == instruction]
+
+
+def yaml_block(text, key):
+    """The literal block scalar `key: |` in a manifest, dedented (no YAML parser needed)."""
+    lines = text.split("\n")
+    for i, line in enumerate(lines):
+        m = re.match(rf"^(\s*){re.escape(key)}:\s*\|\s*$", line)
+        if not m:
+            continue
+        indent, body = len(m.group(1)), []
+        for inner in lines[i + 1:]:
+            if inner.strip() and len(inner) - len(inner.lstrip()) <= indent:
+                break
+            body.append(inner)
+        while body and not body[-1].strip():
+            body.pop()
+        width = min(len(b) - len(b.lstrip()) for b in body if b.strip())
+        return "\n".join(b[width:] for b in body) + "\n"
+    raise AssertionError(f"no `{key}: |` block")
+
+
+def without_table(text, header):
+    """text without the TOML table `header` (up to the next table header)."""
+    out, skipping = [], False
+    for line in text.split("\n"):
+        if line.strip().startswith("["):
+            skipping = line.strip() == header
+        if not skipping:
+            out.append(line)
+    return "\n".join(out)
+
+
+def run_check(path):
+    return subprocess.run([WEIR_BIN, "--check", path], capture_output=True, text=True,
+                          timeout=10, stdin=subprocess.DEVNULL)
+
+
+_knows_admin = None
+
+
+def weir_knows_admin():
+    """Whether this weir accepts [admin] (the admin listener, issue 5, is built elsewhere)."""
+    global _knows_admin
+    if _knows_admin is None:
+        with tempfile.TemporaryDirectory() as tmp:
+            path = os.path.join(tmp, "probe.toml")
+            with open(path, "w") as f:
+                f.write('[admin]\ntokens_file = "tokens.toml"\n\n'
+                        '[[listener]]\nname = "l"\naddress = "127.0.0.1:0"\n')
+            _knows_admin = "unknown key 'admin'" not in run_check(path).stderr
+    return _knows_admin
+
+
+def documented_tokens(text):
+    """{token: sha256} for each `name (scope): TOKEN` line in a comment."""
+    return {tok: hashlib.sha256(tok.encode()).hexdigest()
+            for tok in re.findall(r"^#\s*\w+\s+\((?:read|write)\):\s+(\S+)", text, re.M)}
+
+
+class Dockerfile(unittest.TestCase):
+    def setUp(self):
+        self.stages = dockerfile_stages()
+
+    def test_multi_stage_on_debian_12_slim(self):
+        self.assertGreaterEqual(len(self.stages), 2)
+        for line in re.findall(r"^FROM\s+(\S+)", read("Dockerfile"), re.M):
+            self.assertEqual(line, "debian:12-slim")
+
+    def test_build_stage_runs_the_setup_script_in_release(self):
+        runs = " ".join(args_of(self.stages[0], "RUN"))
+        self.assertRegex(runs, r"WEIR_BUILD_TYPE=Release\s+scripts/setup\.sh\b")
+        # No package list of its own: the build dependencies live in setup.sh only.
+        self.assertNotIn("apt-get", runs)
+
+    def test_build_stage_copies_every_source_folder_cmake_uses(self):
+        copied = {args.split()[0].rstrip("/") for args in args_of(self.stages[0], "COPY")}
+        with open(os.path.join(REPO, "CMakeLists.txt"), encoding="utf-8") as f:
+            cmake = f.read()
+        used = set(re.findall(r"(?<![\w/$}.])([a-z_]+)/[\w/.-]+\.(?:cc|c|h)\b", cmake))
+        used |= set(re.findall(r"add_subdirectory\(\s*([\w-]+)", cmake))
+        used = {d for d in used if os.path.isdir(os.path.join(REPO, d))}
+        self.assertTrue(used)
+        self.assertLessEqual(used | {"CMakeLists.txt", "scripts"}, copied)
+
+    def test_runtime_stage(self):
+        runtime = self.stages[-1]
+        installs = " ".join(args_of(runtime, "RUN"))
+        for lib in RUNTIME_LIBS:
+            self.assertRegex(installs, rf"(?<![\w.-]){re.escape(lib)}(?![\w.-])")
+        self.assertNotRegex(installs, r"\S+-dev\b", "no -dev packages at runtime")
+        copies = " ".join(args_of(runtime, "COPY"))
+        self.assertIn("--from=build", copies)
+        self.assertRegex(copies, r"/weir\b")
+        self.assertRegex(copies, r"/weir-backend\b")
+
+    def test_runs_as_non_root(self):
+        users = args_of(self.stages[-1], "USER")
+        self.assertTrue(users, "no USER in the runtime stage")
+        user = users[-1].split(":")[0]
+        self.assertNotIn(user, ("root", "0"))
+        # The numeric uid belongs to the weir user created in the image.
+        runs = " ".join(args_of(self.stages[-1], "RUN"))
+        self.assertRegex(runs, rf"useradd\b[^&]*--uid {re.escape(user)}\b[^&]*\bweir\b"
+                         if user.isdigit() else rf"useradd\b[^&]*\b{re.escape(user)}\b")
+
+    def test_ports_healthcheck_volumes_entrypoint(self):
+        runtime = self.stages[-1]
+        exposed = " ".join(args_of(runtime, "EXPOSE")).split()
+        self.assertIn("8080", exposed)
+        self.assertIn("9901", exposed)
+        checks = args_of(runtime, "HEALTHCHECK")
+        self.assertEqual(len(checks), 1)
+        self.assertIn("http://127.0.0.1:9901/healthz", checks[0])
+        self.assertIn("CMD", checks[0].split())
+        volumes = " ".join(args_of(runtime, "VOLUME"))
+        self.assertIn('"/etc/weir"', volumes)
+        self.assertIn('"/var/lib/weir"', volumes)
+        entry = args_of(runtime, "ENTRYPOINT")
+        self.assertEqual([json.loads(e) for e in entry],
+                         [["weir", "--config", "/etc/weir/weir.toml"]])
+
+
+class Configs(unittest.TestCase):
+    def check(self, text, tokens_text, name):
+        """weir --check on text (with tokens_file pointed at tokens_text) in a temp dir. A weir
+        without the admin listener yet checks the file without its [admin] table."""
+        with tempfile.TemporaryDirectory() as tmp:
+            with open(os.path.join(tmp, "tokens.toml"), "w") as f:
+                f.write(tokens_text)
+            text = re.sub(r'(?m)^(\s*tokens_file\s*=\s*)"[^"]*"', r'\1"tokens.toml"', text)
+            if not weir_knows_admin():
+                text = without_table(text, "[admin]")
+            path = os.path.join(tmp, name)
+            with open(path, "w") as f:
+                f.write(text)
+            run = run_check(path)
+            self.assertEqual(run.returncode, 0, f"weir --check {name}:\n{run.stderr}")
+
+    def test_compose_weir_toml_passes_check(self):
+        self.check(read("weir.toml"), read("tokens.toml"), "weir.toml")
+
+    def test_configmap_weir_toml_passes_check(self):
+        self.check(yaml_block(read("k8s", "configmap.yaml"), "weir.toml"),
+                   yaml_block(read("k8s", "secret.yaml"), "tokens.toml"), "weir.toml")
+
+    def test_admin_table_is_checked(self):
+        if not weir_knows_admin():
+            self.skipTest("this weir has no admin listener yet (issue 5): the [admin] tables "
+                          "were checked with it removed")
+        run = run_check(os.path.join(DOCKER, "weir.toml"))  # tokens_file next to it, as is
+        self.assertEqual(run.returncode, 0, run.stderr)
+
+    def test_configs_agree_with_the_image(self):
+        """Ports, state dir and blue/green weights match the Dockerfile and the brief."""
+        for label, text in [("docker/weir.toml", read("weir.toml")),
+                            ("configmap", yaml_block(read("k8s", "configmap.yaml"),
+                                                     "weir.toml"))]:
+            with self.subTest(label):
+                c = tomllib.loads(text)
+                self.assertEqual(c["admin"]["address"], "0.0.0.0:9901")
+                self.assertEqual(c["admin"]["state_dir"], "/var/lib/weir")
+                self.assertTrue(c["admin"].get("open_healthz", True))
+                self.assertEqual([ln["address"] for ln in c["listener"]], ["0.0.0.0:8080"])
+                svc = c["service"][0]
+                self.assertEqual({v["name"]: v["weight"] for v in svc["version"]},
+                                 {"blue": 90, "green": 10})
+                self.assertEqual(set(svc["guard"]), {"interval_ms", "window_s", "min_requests",
+                                                     "max_error_rate", "consecutive"})
+
+    def test_tokens_are_the_digests_of_the_documented_tokens(self):
+        demo = read("tokens.toml")
+        documented = documented_tokens(demo)
+        self.assertEqual(len(documented), 2, "document each demo token in a comment")
+        tokens = {t["name"]: t for t in tomllib.loads(demo)["token"]}
+        self.assertEqual({t["sha256"] for t in tokens.values()}, set(documented.values()))
+        scraper = read("prometheus-token").strip()
+        self.assertEqual(tokens["prometheus"]["sha256"],
+                         hashlib.sha256(scraper.encode()).hexdigest())
+        self.assertEqual(tokens["prometheus"]["scope"], "read")
+
+        secret = read("k8s", "secret.yaml")
+        example = re.search(r"printf %s (\S+) \| sha256sum", secret).group(1)
+        k8s = tomllib.loads(yaml_block(secret, "tokens.toml"))["token"]
+        self.assertEqual([t["sha256"] for t in k8s],
+                         [hashlib.sha256(example.encode()).hexdigest()])
+
+    def test_grace_period_outlasts_prestop_and_drain(self):
+        deployment = read("k8s", "deployment.yaml")
+        grace = int(re.search(r"terminationGracePeriodSeconds:\s*(\d+)", deployment).group(1))
+        sleep = int(re.search(r'command:\s*\["sleep",\s*"(\d+)"\]', deployment).group(1))
+        drain_ms = tomllib.loads(yaml_block(read("k8s", "configmap.yaml"), "weir.toml"))[
+            "proxy"]["drain_timeout_ms"]
+        self.assertGreater(grace, sleep + drain_ms / 1000)
+        for probe in ("readinessProbe", "livenessProbe"):
+            self.assertRegex(deployment, rf"{probe}:\s*\n\s*httpGet:\s*\n\s*path: /healthz\s*\n"
+                                         rf"\s*port: admin\b")
+        self.assertRegex(deployment, r"name: admin\s*\n\s*containerPort: 9901\b")
+
+    def test_dashboard_shows_the_issue_5_metrics(self):
+        dash = json.loads(read("grafana", "dashboards", "weir.json"))
+        exprs = " ".join(t["expr"] for p in dash["panels"] for t in p["targets"])
+        for metric in ("weir_requests_total", "weir_request_duration_seconds_bucket",
+                       "weir_version_weight", "weir_upstream_errors_total"):
+            self.assertIn(metric, exprs)
+        self.assertIn("histogram_quantile(0.99", exprs)
+        provisioned = read("grafana", "provisioning", "datasources", "prometheus.yaml")
+        uids = {t["datasource"]["uid"] for p in dash["panels"] for t in p["targets"]}
+        self.assertEqual(uids, set(re.findall(r"^\s*uid:\s*(\S+)", provisioned, re.M)))
+
+
+class Tools(unittest.TestCase):
+    def test_compose_config(self):
+        tool = shutil.which("docker-compose")
+        if not tool:
+            self.skipTest("docker-compose is not installed (Debian package docker-compose; "
+                          "scripts/setup.sh installs it)")
+        run = subprocess.run([tool, "-f", os.path.join(DOCKER, "compose.yaml"), "config", "-q"],
+                             capture_output=True, text=True, timeout=60, cwd=REPO,
+                             stdin=subprocess.DEVNULL)
+        self.assertEqual(run.returncode, 0, run.stdout + run.stderr)
+
+    def test_yamllint(self):
+        tool = shutil.which("yamllint")
+        if not tool:
+            self.skipTest("yamllint is not installed (Debian package yamllint; "
+                          "scripts/setup.sh installs it)")
+        files = sorted(glob.glob(os.path.join(DOCKER, "k8s", "*.yaml")) +
+                       glob.glob(os.path.join(DOCKER, "grafana", "provisioning", "*", "*.yaml")) +
+                       [os.path.join(DOCKER, "compose.yaml"),
+                        os.path.join(DOCKER, "prometheus.yml")])
+        self.assertGreaterEqual(len(files), 7)
+        run = subprocess.run([tool, "-d", "relaxed", "-f", "parsable", *files],
+                             capture_output=True, text=True, timeout=60,
+                             stdin=subprocess.DEVNULL)
+        self.assertEqual(run.returncode, 0, run.stdout + run.stderr)
+
+
+if __name__ == "__main__":
+    unittest.main()

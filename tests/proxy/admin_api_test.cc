@@ -1,0 +1,229 @@
+#include "proxy/admin_api.h"
+
+#include <doctest/doctest.h>
+
+namespace weir::proxy {
+namespace {
+
+// sha256("w") and sha256("r")
+constexpr const char* kWriteDigest =
+    "50e721e49c013f00c62cf59f2163542a9d8df02464efeb615d31051b0fddc326";
+constexpr const char* kReadDigest =
+    "454349e422f05297191ead13e21d3db520e5abef52055e4964b82fb213f593a1";
+
+config::AdminToken token(std::string name, config::AdminToken::Scope scope, const char* hex) {
+  config::AdminToken t;
+  t.name = std::move(name);
+  t.scope = scope;
+  for (size_t i = 0; i < 32; ++i) {
+    t.sha256[i] = static_cast<uint8_t>(std::stoul(std::string(hex + i * 2, 2), nullptr, 16));
+  }
+  return t;
+}
+
+// An AdminHost over plain members; commit can be made to fail.
+class FakeHost : public AdminHost {
+ public:
+  FakeHost() {
+    config_.admin.enabled = true;
+    config_.admin.tokens = {token("ci", config::AdminToken::Scope::kWrite, kWriteDigest),
+                            token("viewer", config::AdminToken::Scope::kRead, kReadDigest)};
+    config::Service s;
+    s.name = "shop";
+    s.stable = "blue";
+    s.versions = {{"blue", 90, {{"127.0.0.1", 1}}, {}, {}},
+                  {"green", 10, {{"127.0.0.1", 2}}, {}, {}}};
+    config_.services.push_back(s);
+    runtime_.reconcile(config_);
+  }
+  const config::Config& configured() const override { return config_; }
+  const RuntimeState& runtime() const override { return runtime_; }
+  bool commit(RuntimeState next, AuditEvent event, std::string* error) override {
+    if (fail_commit) {
+      *error = "disk full";
+      return false;
+    }
+    runtime_ = std::move(next);
+    events.push_back(event.to_json());
+    return true;
+  }
+  ReloadOutcome reload(const std::string&) override { return {}; }
+  std::vector<nlohmann::json> events_since(uint64_t, size_t) const override { return events; }
+  std::string metrics_text() override { return "weir_up 1\n"; }
+  void annotate(ServiceStateView& v) const override { v.guard = "pass"; }
+  bool rollout_command(const std::string& service, const std::string& op, const std::string&,
+                       std::string* error) override {
+    rollout_ops.push_back(service + " " + op);
+    if (op == "pause") *error = "only a running rollout can be paused";
+    return op != "pause";
+  }
+  std::string explain_json(const std::string& service) const override {
+    return "{\"service\":\"" + service + "\",\"decisions\":[]}";
+  }
+  std::vector<std::string> rollout_ops;
+
+  config::Config config_;
+  RuntimeState runtime_;
+  std::vector<nlohmann::json> events;
+  bool fail_commit = false;
+};
+
+AdminRequest request(std::string method, std::string path, std::string bearer = "w",
+                     std::string body = "", std::string if_match = "") {
+  AdminRequest r;
+  r.method = std::move(method);
+  r.path = std::move(path);
+  if (!bearer.empty()) r.headers.emplace_back("authorization", "Bearer " + bearer);
+  if (!if_match.empty()) r.headers.emplace_back("if-match", if_match);
+  r.body = std::move(body);
+  return r;
+}
+
+std::string header(const AdminResponse& r, const std::string& name) {
+  for (const auto& [n, v] : r.headers) {
+    if (n == name) return v;
+  }
+  return "";
+}
+
+TEST_CASE("admin_api: tokens are matched by SHA-256") {
+  FakeHost host;
+  CHECK(find_token(host.config_.admin.tokens, "w")->name == "ci");
+  CHECK(find_token(host.config_.admin.tokens, "r")->name == "viewer");
+  CHECK(find_token(host.config_.admin.tokens, "x") == nullptr);
+  CHECK(find_token(host.config_.admin.tokens, "") == nullptr);
+}
+
+TEST_CASE("admin_api: If-Match forms") {
+  CHECK(if_match("*", 7));
+  CHECK(if_match("\"7\"", 7));
+  CHECK(if_match("7", 7));
+  CHECK(if_match("W/\"7\"", 7));
+  CHECK(if_match("\"3\", \"7\"", 7));
+  CHECK_FALSE(if_match("\"8\"", 7));
+  CHECK_FALSE(if_match("\"7x\"", 7));
+  CHECK_FALSE(if_match("", 7));
+}
+
+TEST_CASE("admin_api: auth, scopes and open paths") {
+  FakeHost host;
+  AdminApi api(host);
+  AdminResponse r = api.handle(request("GET", "/api/v1/services", ""));
+  CHECK(r.status == 401);
+  CHECK(header(r, "WWW-Authenticate").starts_with("Bearer"));
+  CHECK(api.handle(request("GET", "/api/v1/services", "nope")).status == 401);
+  CHECK(api.handle(request("GET", "/api/v1/services", "r")).status == 200);
+  CHECK(api.handle(request("POST", "/api/v1/services/shop/rollback", "r")).status == 403);
+  CHECK(api.handle(request("GET", "/healthz", "")).status == 200);
+  CHECK(api.handle(request("GET", "/metrics", "")).status == 401);
+  host.config_.admin.open_metrics = true;
+  r = api.handle(request("GET", "/metrics", ""));
+  CHECK(r.status == 200);
+  CHECK(r.body == "weir_up 1\n");
+  CHECK(r.content_type.starts_with("text/plain; version=0.0.4"));
+}
+
+TEST_CASE("admin_api: set weights with If-Match") {
+  FakeHost host;
+  AdminApi api(host);
+  const std::string body = R"({"weights": {"green": 60}, "reason": "ramp"})";
+  CHECK(api.handle(request("PUT", "/api/v1/services/shop/weights", "w", body)).status == 428);
+  AdminResponse r = api.handle(request("PUT", "/api/v1/services/shop/weights", "w", body, "\"5\""));
+  CHECK(r.status == 412);
+  CHECK(header(r, "ETag") == "\"1\"");
+  CHECK(host.events.empty());
+
+  r = api.handle(request("PUT", "/api/v1/services/shop/weights", "w", body, "\"1\""));
+  REQUIRE(r.status == 200);
+  CHECK(header(r, "ETag") == "\"2\"");
+  auto j = nlohmann::json::parse(r.body);
+  CHECK(j["versions"][0]["effective_weight"] == 90);
+  CHECK(j["versions"][1]["effective_weight"] == 60);
+  CHECK(j["versions"][1]["configured_weight"] == 10);
+  CHECK(j["guard"]["state"] == "pass");  // the host's annotation
+  REQUIRE(host.events.size() == 1);
+  CHECK(host.events[0]["actor"] == "ci");
+  CHECK(host.events[0]["reason"] == "ramp");
+  CHECK(host.events[0]["after"]["weights"]["green"] == 60);
+}
+
+TEST_CASE("admin_api: bad bodies and failed commits change nothing") {
+  FakeHost host;
+  AdminApi api(host);
+  nlohmann::json before = host.runtime_.to_json();
+  for (const char* body : {"{", "[]", R"({"weights": 5})", R"({"weights": {"blue": 1.5}})",
+                           R"({"weights": {"blue": 0, "green": 0}})", R"({"weights": {}})",
+                           R"({"weights": {"x": 1}})", R"({"weights": {"blue": 1}, "why": 1})",
+                           R"({"weights": {"blue": 1}, "reason": 5})"}) {
+    CAPTURE(body);
+    AdminResponse r = api.handle(request("PUT", "/api/v1/services/shop/weights", "w", body, "*"));
+    CHECK(r.status == 400);
+    auto j = nlohmann::json::parse(r.body);
+    CHECK(j.contains("error"));
+    CHECK(j.contains("detail"));
+  }
+  host.fail_commit = true;
+  AdminResponse r = api.handle(request("PUT", "/api/v1/services/shop/weights", "w",
+                                       R"({"weights": {"blue": 1}})", "*"));
+  CHECK(r.status == 500);
+  CHECK(nlohmann::json::parse(r.body)["detail"] == "disk full");
+  CHECK(host.runtime_.to_json() == before);
+  CHECK(host.events.empty());
+}
+
+TEST_CASE("admin_api: promote and rollback") {
+  FakeHost host;
+  AdminApi api(host);
+  AdminResponse r = api.handle(
+      request("POST", "/api/v1/services/shop/promote", "w", R"({"version": "green"})"));
+  REQUIRE(r.status == 200);
+  auto j = nlohmann::json::parse(r.body);
+  CHECK(j["stable"] == "green");
+  CHECK(j["configured_stable"] == "blue");
+  CHECK(j["versions"][0]["effective_weight"] == 0);
+  CHECK(j["versions"][1]["effective_weight"] == 100);
+  r = api.handle(request("POST", "/api/v1/services/shop/rollback", "w", "", "\"1\""));
+  CHECK(r.status == 412);
+  r = api.handle(request("POST", "/api/v1/services/shop/rollback", "w"));
+  REQUIRE(r.status == 200);
+  j = nlohmann::json::parse(r.body);
+  CHECK(j["versions"][1]["effective_weight"] == 100);  // green is stable now
+  CHECK(api.handle(request("POST", "/api/v1/services/shop/promote", "w", "{}")).status == 400);
+}
+
+TEST_CASE("admin_api: routing of paths and methods") {
+  FakeHost host;
+  AdminApi api(host);
+  CHECK(api.handle(request("GET", "/api/v1/services/nope")).status == 404);
+  CHECK(api.handle(request("GET", "/api/v2/services")).status == 404);
+  CHECK(api.handle(request("GET", "/api/v1/services/shop/frobnicate")).status == 404);
+  AdminResponse r = api.handle(request("POST", "/api/v1/services/shop"));
+  CHECK(r.status == 405);
+  CHECK(header(r, "Allow") == "GET");
+  CHECK(api.handle(request("GET", "/api/v1/reload")).status == 405);
+  AdminRequest ev = request("GET", "/api/v1/events");
+  ev.query = "since=abc";
+  CHECK(api.handle(ev).status == 400);
+  ev.query = "since=0&limit=5";
+  CHECK(api.handle(ev).status == 200);
+}
+
+TEST_CASE("admin api: rollout operations and explain reach the host") {
+  FakeHost host;
+  AdminApi api(host);
+  AdminResponse r = api.handle(request("POST", "/api/v1/services/shop/rollout/start"));
+  CHECK(r.status == 200);
+  r = api.handle(request("POST", "/api/v1/services/shop/rollout/pause"));
+  CHECK(r.status == 409);
+  CHECK(r.body.find("only a running rollout") != std::string::npos);
+  CHECK(host.rollout_ops == std::vector<std::string>{"shop start", "shop pause"});
+  r = api.handle(request("GET", "/api/v1/services/shop/explain", "r"));
+  CHECK(r.status == 200);
+  CHECK(nlohmann::json::parse(r.body)["service"] == "shop");
+  r = api.handle(request("POST", "/api/v1/services/shop/rollout/start", "r"));
+  CHECK(r.status == 403);  // a read token cannot steer a rollout
+  CHECK(host.rollout_ops.size() == 2);
+}
+
+}  // namespace
+}  // namespace weir::proxy

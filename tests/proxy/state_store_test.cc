@@ -1,0 +1,89 @@
+#include "proxy/state_store.h"
+
+#include <doctest/doctest.h>
+
+#include <filesystem>
+#include <fstream>
+
+namespace weir::proxy {
+namespace {
+
+std::filesystem::path fresh_dir(const char* name) {
+  auto dir = std::filesystem::temp_directory_path() / name;
+  std::filesystem::remove_all(dir);
+  return dir;
+}
+
+std::string slurp(const std::filesystem::path& p) {
+  std::ifstream in(p);
+  return std::string(std::istreambuf_iterator<char>(in), {});
+}
+
+TEST_CASE("state_store: state round-trips through an atomic write") {
+  auto dir = fresh_dir("weir_state_store_test_a");
+  {
+    StateStore store((dir / "nested").string());
+    std::string error;
+    REQUIRE(store.open(&error));
+    CHECK_FALSE(store.load_state(&error));
+    CHECK(error.empty());
+    REQUIRE(store.save_state({{"format", 1}}, &error));
+    CHECK_FALSE(std::filesystem::exists(dir / "nested" / "state.json.tmp"));
+    auto back = store.load_state(&error);
+    REQUIRE(back);
+    CHECK((*back)["format"] == 1);
+  }
+  std::ofstream(dir / "nested" / "state.json") << "{not json";
+  StateStore store((dir / "nested").string());
+  std::string error;
+  REQUIRE(store.open(&error));
+  CHECK_FALSE(store.load_state(&error));
+  CHECK(error.find("not valid JSON") != std::string::npos);
+  std::filesystem::remove_all(dir);
+}
+
+TEST_CASE("state_store: audit log numbering continues across opens and skips a torn line") {
+  auto dir = fresh_dir("weir_state_store_test_b");
+  std::string error;
+  {
+    StateStore store(dir.string());
+    REQUIRE(store.open(&error));
+    for (const char* action : {"a", "b", "c"}) {
+      AuditEvent ev;
+      ev.actor = "ci";
+      ev.action = action;
+      REQUIRE(store.append(ev, &error));
+    }
+    auto evs = store.events_since(1, 100);
+    REQUIRE(evs.size() == 2);
+    CHECK(evs[0]["action"] == "b");
+    CHECK(store.events_since(0, 1).front()["action"] == "c");  // the newest within the limit
+  }
+  std::ofstream(dir / "audit.log", std::ios::app) << R"({"seq": 4, "act)";  // torn by a crash
+  StateStore store(dir.string());
+  REQUIRE(store.open(&error));
+  CHECK(store.last_seq() == 3);
+  AuditEvent ev;
+  ev.action = "d";
+  REQUIRE(store.append(ev, &error));
+  CHECK(ev.seq == 4);
+  CHECK(ev.time.size() == 24);  // 2026-01-02T03:04:05.678Z
+  std::string text = slurp(dir / "audit.log");
+  CHECK(text.ends_with("\"time\":\"" + ev.time + "\"}\n"));
+  CHECK(text.find("\n{\"action\":\"d\"") != std::string::npos);  // on a line of its own
+  std::filesystem::remove_all(dir);
+}
+
+TEST_CASE("state_store: without a directory everything stays in memory") {
+  StateStore store("");
+  std::string error;
+  REQUIRE(store.open(&error));
+  CHECK(store.save_state({{"x", 1}}, &error));
+  CHECK_FALSE(store.load_state(&error));
+  AuditEvent ev;
+  REQUIRE(store.append(ev, &error));
+  CHECK(store.events_since(0, 10).size() == 1);
+}
+
+}  // namespace
+}  // namespace weir::proxy
