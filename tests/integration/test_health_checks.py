@@ -88,5 +88,40 @@ class HealthChecks(h.WeirTestCase):
         self.assertEqual(set(result.backends), {"stable", "canary"})
 
 
+class WithAdmin(h.WeirTestCase):
+    def test_admin_view_shows_endpoint_health_and_weight_changes_keep_it(self):
+        good, sick = self.backend("good"), self.backend("sick")
+        broken = self.backend("broken", status=500)  # probes pass, requests fail: ejected
+        canary = self.backend("canary")
+        weir = self.weir(h.render_config(
+            [h.service("shop", h.version("stable", 100, good, sick, broken),
+                       h.version("canary", 0, canary), health_check=CHECK,
+                       outlier_detection={"consecutive_failures": 3, "ejection_ms": 60000})],
+            admin=h.admin_settings(self.tmpdir())))
+        set_health(sick, 503, weir, r"health: shop/stable endpoint .* is down")
+        with h.Client(weir.addr) as c:
+            for _ in range(30):
+                c.get("/")
+        weir.wait_line(r"outlier: shop/stable endpoint .* is ejected", timeout=5)
+
+        def health():
+            r = h.admin_call(weir, "GET", "/api/v1/services/shop", token="viewer")
+            self.assertEqual(r.status, 200, r)
+            return {ep["address"]: ep["health"] for v in r.json()["versions"]
+                    for ep in v["endpoints"]}
+
+        self.assertEqual(health(), {good.addr: "healthy", sick.addr: "unhealthy",
+                                    broken.addr: "ejected", canary.addr: "healthy"})
+        # A runtime weight change publishes a snapshot that still skips both.
+        r = h.admin_call(weir, "PUT", "/api/v1/services/shop/weights", headers=[("If-Match", "*")],
+                         body={"weights": {"stable": 50, "canary": 50}, "reason": "test"})
+        self.assertEqual(r.status, 200, r)
+        time.sleep(0.05)  # the snapshot reaches the workers
+        result = h.load(weir.addr, threads=2, requests=200)
+        self.assertLoadClean(result, min_total=200)
+        self.assertEqual(set(result.backends), {"good", "canary"})
+        self.assertEqual(health()[broken.addr], "ejected")
+
+
 if __name__ == "__main__":
     unittest.main()

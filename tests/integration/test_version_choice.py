@@ -66,6 +66,23 @@ class StrictOverride(h.WeirTestCase):
         self.assertIsNone(resp.header("x-weir-version"), "version_header = \"\" disables it")
 
 
+class OverHttp2(h.WeirTestCase):
+    def test_h2_requests_take_the_same_choice_and_carry_the_reason(self):
+        stable, canary = self.backend("stable"), self.backend("canary")
+        weir = self.weir(h.render_config(
+            [h.service("shop", h.version("stable", 100, stable), h.version("canary", 0, canary),
+                       override_cookie="weir_version", override_strict=True)],
+            listeners=[{"name": "public", "protocols": ["http1", "h2c"]}]))
+        url = f"http://127.0.0.1:{weir.addr[1]}/"
+        run = h.curl("--http2-prior-knowledge", "-i", "-b", "weir_version=canary", url)
+        self.assertRegex(run.stdout, rb"(?m)^HTTP/2 200")
+        self.assertRegex(run.stdout, rb"(?im)^x-backend: canary")
+        self.assertRegex(run.stdout, rb"(?im)^x-weir-version: canary")
+        run = h.curl("--http2-prior-knowledge", "-i", "-b", "weir_version=nosuch", url)
+        self.assertRegex(run.stdout, rb"(?m)^HTTP/2 503")
+        self.assertIn(b"override names no version", run.stdout)
+
+
 class Sticky(h.WeirTestCase):
     def test_sticky_user_stays_on_one_version_across_requests_and_a_weight_increase(self):
         stable, canary = self.backend("stable"), self.backend("canary")
