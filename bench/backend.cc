@@ -105,7 +105,8 @@ void append_json_string(std::string* out, std::string_view s) {
 }
 
 enum class Route {
-  kDefault, kStatus, kDelay, kBytes, kChunked, kEcho, kSink, kHeaders, kStats, kForceStatus
+  kDefault, kStatus, kDelay, kBytes, kChunked, kEcho, kSink, kHeaders, kStats, kForceStatus,
+  kHealth, kSetHealth
 };
 
 // How the response announces the connection's fate.
@@ -162,6 +163,8 @@ struct Shared {
   // Set at run time by /__status/NNN (0 = back to options.status): lets a test make a version
   // start failing at a moment of its choosing.
   mutable std::atomic<int> forced_status{0};
+  // What /healthz answers; the one mutable field, set through /__health/NNN by any loop.
+  mutable std::atomic<int> health_status{200};
 };
 
 struct Connection {
@@ -612,6 +615,10 @@ void Connection::route_request() {
     route_ = Route::kStats;
   } else if (prefixed("/__status/", Route::kForceStatus)) {
     if (route_arg_ != 0 && (route_arg_ < 100 || route_arg_ > 999)) route_ = Route::kDefault;
+  } else if (path == "/healthz") {
+    route_ = Route::kHealth;
+  } else if (prefixed("/__health/", Route::kSetHealth)) {
+    if (route_arg_ < 200 || route_arg_ > 599) route_ = Route::kDefault;
   } else if (prefixed("/status/", Route::kStatus)) {
     if (route_arg_ < 100 || route_arg_ > 999) route_ = Route::kDefault;
   } else if (!prefixed("/delay/", Route::kDelay) && !prefixed("/bytes/", Route::kBytes)) {
@@ -628,7 +635,9 @@ int Connection::on_headers_complete() {
   } else {
     mode_ = chunked_ok_ ? ConnMode::kKeepAlive11 : ConnMode::kKeepAlive10;
   }
-  if (route_ != Route::kStats && route_ != Route::kForceStatus) loop_->requests.fetch_add(1, std::memory_order_relaxed);
+  if (route_ != Route::kStats && route_ != Route::kForceStatus && route_ != Route::kHealth &&
+      route_ != Route::kSetHealth)
+    loop_->requests.fetch_add(1, std::memory_order_relaxed);
   if (expect_continue_ && chunked_ok_ &&
       (parser_.content_length > 0 || (parser_.flags & F_CHUNKED) != 0)) {
     static constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
@@ -764,6 +773,13 @@ void Connection::start_response() {
       stage_json("{\"ok\":true}");
       break;
     case Route::kStatus: stage_default(static_cast<int>(route_arg_)); break;
+    case Route::kHealth:
+      stage_default(shared_->health_status.load(std::memory_order_relaxed));
+      break;
+    case Route::kSetHealth:
+      shared_->health_status.store(static_cast<int>(route_arg_), std::memory_order_relaxed);
+      stage_default(200);
+      break;
     case Route::kBytes:
       stage_head(200, "application/octet-stream", false, route_arg_);
       if (!is_head_) {

@@ -14,6 +14,9 @@
 //                    /__stats requests themselves are not counted
 //   /__status/NNN    from now on the default response has status NNN (0 = back to the
 //                    configured status), on every thread; not counted as a request
+//   /healthz         responds with the current health status (200 until changed), default body
+//   /__health/NNN    sets what /healthz answers from now on (200-599); answers 200
+//                    (neither of these two is counted in "requests")
 //   anything else    the default response: `status`, body of `body_size` pattern bytes, or
 //                    "<name>\n" when body_size is 0
 // A query string containing "close=1" makes the response carry Connection: close and closes

@@ -42,6 +42,7 @@ struct ProxySettings {
   std::string via = "weir";                     // pseudonym in the Via header; "" disables Via
   std::string request_id_header = "x-request-id";  // "" disables generation
   std::string access_log;                       // "" = off, "-" = stdout, else a file path
+  std::string version_header = "x-weir-version";   // response header naming the version; "" off
   SourceLoc loc;
 };
 
@@ -71,10 +72,55 @@ struct Listener {
   SourceLoc loc;
 };
 
+// An inclusive range of HTTP status codes ("200-299", or 204 alone as 204-204).
+struct StatusRange {
+  uint16_t lo = 200;
+  uint16_t hi = 299;
+};
+
+// Active health probing ([service.health_check], overridable per version). Disabled unless the
+// table is present.
+struct HealthCheck {
+  bool enabled = false;
+  std::string path = "/healthz";
+  std::string host;                  // Host header; "" = the endpoint's host:port
+  uint32_t interval_ms = 5000;
+  uint32_t timeout_ms = 1000;
+  uint32_t jitter_ms = 0;            // each interval is lengthened by up to this much, at random
+  uint32_t healthy_threshold = 2;    // consecutive passes to mark an unhealthy endpoint up
+  uint32_t unhealthy_threshold = 3;  // consecutive failures to mark a healthy endpoint down
+  std::vector<StatusRange> expected_status;  // empty = 200-299
+};
+
+// Passive outlier ejection ([service.outlier_detection]); disabled unless the table is present.
+struct OutlierDetection {
+  bool enabled = false;
+  uint32_t consecutive_failures = 5;   // 5xx responses or connect failures in a row
+  uint32_t ejection_ms = 30000;        // first ejection; the n-th lasts n times as long
+  uint32_t max_ejection_ms = 300000;
+  uint32_t max_ejection_percent = 50;  // of a version's endpoints (at least one may always go)
+};
+
+// Sticky version assignment: where the per-user key comes from.
+struct Sticky {
+  enum class Source : uint8_t { kNone, kHeader, kCookie, kClientIp };
+  Source source = Source::kNone;
+  std::string name;  // header (lower-case) or cookie name
+  std::string salt;  // "" = the service name
+};
+
+// Shadow traffic: a copy of `percent`% of requests goes to `version`; responses are discarded.
+struct Mirror {
+  std::string version;  // "" = no mirroring
+  uint32_t percent = 0;
+  uint64_t max_body_bytes = 65536;  // requests with a larger body are not mirrored
+};
+
 struct Version {
   std::string name;
   uint32_t weight = 0;
   std::vector<HostPort> endpoints;
+  HealthCheck health_check;  // the service's, with this version's overrides applied
   SourceLoc loc;
 };
 
@@ -107,9 +153,21 @@ struct RolloutConfig {
 };
 
 struct Service {
+  enum class Balance : uint8_t { kRoundRobin, kLeastRequest };
+
   std::string name;
   std::string stable;  // name of the fallback version; always one of `versions`
   std::vector<Version> versions;
+  std::string override_header;  // lower-case; "" = no override by header
+  std::string override_cookie;  // "" = no override by cookie
+  bool override_strict = false;  // an unusable override answers 503 instead of falling through
+  Sticky sticky;
+  std::string assign_cookie;  // "" = off; else keyless clients get a bucket cookie
+  Balance balance = Balance::kRoundRobin;
+  uint32_t slow_start_ms = 0;  // 0 = new endpoints and revived versions take full share at once
+  HealthCheck health_check;
+  OutlierDetection outlier;
+  Mirror mirror;
   GuardConfig guard;
   RolloutConfig rollout;
   SourceLoc loc;

@@ -195,6 +195,7 @@ class TableReader {
       : ctx_(ctx), table_(table), path_(std::move(path)) {}
 
   std::string path(std::string_view key) const { return join(path_, key); }
+  const toml::table& table() const { return table_; }
   const std::string& path() const { return path_; }
   SourceLoc loc() const { return ctx_.loc(table_.source()); }
 
@@ -439,6 +440,7 @@ void read_proxy(TableReader& t, ProxySettings& p) {
   t.string("via", p.via, Need::kOptional, token(false));
   t.string("request_id_header", p.request_id_header, Need::kOptional, token(true));
   t.string("access_log", p.access_log, Need::kOptional);
+  t.string("version_header", p.version_header, Need::kOptional, token(true));
 }
 
 void read_admin(TableReader& t, AdminSettings& a) {
@@ -517,6 +519,92 @@ void read_endpoints(Context& ctx, TableReader& t, std::vector<HostPort>& out) {
   }
 }
 
+// Reads an optional sub-table `key` of `parent` with read(reader); true when it was present.
+template <typename Fn>
+bool sub_table(Context& ctx, TableReader& parent, std::string_view key, Fn read) {
+  const auto* table = parent.typed<toml::table>(key, Need::kOptional);
+  if (!table) return false;
+  TableReader reader(ctx, *table, parent.path(key));
+  read(reader);
+  reader.finish();
+  return true;
+}
+
+// One expected_status element: 200, or "200-299".
+std::optional<StatusRange> status_range(Context& ctx, const toml::node& node,
+                                        const std::string& path) {
+  auto in_range = [](int64_t v) { return v >= 100 && v <= 599; };
+  if (const auto* n = node.as<int64_t>()) {
+    if (in_range(n->get())) return StatusRange{uint16_t(n->get()), uint16_t(n->get())};
+  } else if (const auto* str = node.as<std::string>()) {
+    const std::string& text = str->get();
+    unsigned lo = 0, hi = 0;
+    char tail = 0;
+    if (std::sscanf(text.c_str(), "%u-%u%c", &lo, &hi, &tail) == 2 && in_range(lo) &&
+        in_range(hi) && lo <= hi)
+      return StatusRange{uint16_t(lo), uint16_t(hi)};
+  }
+  ctx.error(node.source(), path,
+            "expected a status code (100-599) or a range such as \"200-299\"");
+  return std::nullopt;
+}
+
+// Reads health-check keys over `hc` (which holds the defaults, or the service's settings when
+// this is a version's override) and enables it unless `enabled = false`.
+void read_health_check(Context& ctx, TableReader& t, HealthCheck& hc) {
+  hc.enabled = true;
+  t.boolean("enabled", hc.enabled);
+  t.string("path", hc.path, Need::kOptional, check_path_prefix);
+  t.string("host", hc.host, Need::kOptional, [](std::string& s) {
+    HostPort ignored;
+    return is_host_name(s) || split_host_port(s, false, ignored).empty()
+               ? std::string()
+               : quoted(s) + " is not a host name or host:port";
+  });
+  t.integer("interval_ms", hc.interval_ms, 10, kMaxTimeoutMs);
+  t.integer("timeout_ms", hc.timeout_ms, 1, kMaxTimeoutMs);
+  t.integer("jitter_ms", hc.jitter_ms, 0, kMaxTimeoutMs);
+  t.integer("healthy_threshold", hc.healthy_threshold, 1, 1000);
+  t.integer("unhealthy_threshold", hc.unhealthy_threshold, 1, 1000);
+  if (const auto* list = t.typed<toml::array>("expected_status", Need::kOptional)) {
+    std::vector<StatusRange> ranges;
+    for (size_t i = 0; i < list->size(); ++i) {
+      if (auto r = status_range(ctx, *list->get(i), indexed(t.path("expected_status"), i)))
+        ranges.push_back(*r);
+    }
+    if (list->empty()) {
+      ctx.error(list->source(), t.path("expected_status"),
+                "needs at least one status, e.g. [200, \"300-399\"]");
+    } else {
+      hc.expected_status = std::move(ranges);
+    }
+  }
+}
+
+void read_sticky(Context& ctx, TableReader& t, Sticky& sticky) {
+  int sources = 0;
+  if (t.string("header", sticky.name, Need::kOptional, token(true))) {
+    sticky.source = Sticky::Source::kHeader;
+    ++sources;
+  }
+  std::string cookie;
+  if (t.string("cookie", cookie, Need::kOptional, token(false))) {
+    sticky.source = Sticky::Source::kCookie;
+    sticky.name = cookie;
+    ++sources;
+  }
+  bool client_ip = false;
+  if (t.boolean("client_ip", client_ip) && client_ip) {
+    sticky.source = Sticky::Source::kClientIp;
+    ++sources;
+  }
+  t.string("salt", sticky.salt, Need::kOptional);
+  if (sources != 1) {
+    ctx.error(t.loc(), t.path(),
+              "set exactly one of header = \"...\", cookie = \"...\" or client_ip = true");
+  }
+}
+
 void read_guard(TableReader& t, GuardConfig& g) {
   g.loc = t.loc();
   g.enabled = true;
@@ -572,6 +660,44 @@ void read_service(Context& ctx, TableReader& t, std::set<std::string>& names, Se
   s.loc = t.loc();
   t.string("name", s.name, Need::kRequired, unique_name(names, "service"));
   bool has_stable = t.string("stable", s.stable, Need::kRequired, check_name);
+  auto not_empty_token = [](bool lower_case) {
+    return [lower_case](std::string& v) {
+      return v.empty() ? std::string("must not be empty; leave the key out to disable")
+                       : token(lower_case)(v);
+    };
+  };
+  t.string("override_header", s.override_header, Need::kOptional, not_empty_token(true));
+  t.string("override_cookie", s.override_cookie, Need::kOptional, not_empty_token(false));
+  t.boolean("override_strict", s.override_strict);
+  t.string("assign_cookie", s.assign_cookie, Need::kOptional, not_empty_token(false));
+  t.integer("slow_start_ms", s.slow_start_ms, 0, kMaxTimeoutMs);
+  std::string balance = "round_robin";
+  t.string("balance", balance, Need::kOptional, [](std::string& v) {
+    return v == "round_robin" || v == "least_request"
+               ? std::string()
+               : quoted(v) + " is not a balance; use \"round_robin\" or \"least_request\"";
+  });
+  s.balance = balance == "least_request" ? Service::Balance::kLeastRequest
+                                                : Service::Balance::kRoundRobin;
+  sub_table(ctx, t, "sticky", [&](TableReader& st) { read_sticky(ctx, st, s.sticky); });
+  sub_table(ctx, t, "health_check",
+            [&](TableReader& ht) { read_health_check(ctx, ht, s.health_check); });
+  sub_table(ctx, t, "outlier_detection", [&](TableReader& ot) {
+    OutlierDetection& o = s.outlier;
+    o.enabled = true;
+    ot.boolean("enabled", o.enabled);
+    ot.integer("consecutive_failures", o.consecutive_failures, 1, 1000);
+    ot.integer("ejection_ms", o.ejection_ms, 1, kMaxTimeoutMs);
+    ot.integer("max_ejection_ms", o.max_ejection_ms, 1, kMaxTimeoutMs);
+    ot.integer("max_ejection_percent", o.max_ejection_percent, 0, 100);
+  });
+  const toml::table* mirror_table = nullptr;
+  sub_table(ctx, t, "mirror", [&](TableReader& mt) {
+    mirror_table = &mt.table();
+    mt.string("version", s.mirror.version, Need::kRequired, check_name);
+    mt.integer("percent", s.mirror.percent, 0, 100);
+    mt.integer("max_body_bytes", s.mirror.max_body_bytes, 0, kNoMax);
+  });
 
   std::set<std::string> version_names;
   bool weights_read = true;
@@ -584,23 +710,24 @@ void read_service(Context& ctx, TableReader& t, std::set<std::string>& names, Se
                weights_read &= vt.integer("weight", v.weight, 0, 10000, Need::kRequired);
                weight_sum += v.weight;
                read_endpoints(ctx, vt, v.endpoints);
+               v.health_check = s.health_check;
+               sub_table(ctx, vt, "health_check",
+                         [&](TableReader& ht) { read_health_check(ctx, ht, v.health_check); });
              });
 
-  if (const auto* guard = t.typed<toml::table>("guard", Need::kOptional)) {
-    TableReader gt(ctx, *guard, t.path("guard"));
-    read_guard(gt, s.guard);
-    gt.finish();
-  }
-
-  if (const auto* rollout = t.typed<toml::table>("rollout", Need::kOptional)) {
-    TableReader rt(ctx, *rollout, t.path("rollout"));
+  sub_table(ctx, t, "guard", [&](TableReader& gt) { read_guard(gt, s.guard); });
+  sub_table(ctx, t, "rollout", [&](TableReader& rt) {
     read_rollout(ctx, rt, version_names, s.stable, s.rollout);
-    rt.finish();
-  }
+  });
 
   if (has_stable && !version_names.empty() && !version_names.count(s.stable)) {
     ctx.error(t.find("stable", Need::kOptional)->source(), t.path("stable"),
               no_such("version", s.stable, version_names));
+  }
+  if (mirror_table && !s.mirror.version.empty() && !version_names.empty() &&
+      !version_names.count(s.mirror.version)) {
+    ctx.error(mirror_table->get("version")->source(), t.path("mirror.version"),
+              no_such("version", s.mirror.version, version_names));
   }
   if (weights_read && !s.versions.empty() && weight_sum == 0) {
     ctx.error(s.loc, t.path(),
@@ -637,11 +764,7 @@ void read_listener(Context& ctx, TableReader& t, std::set<std::string>& names, L
   t.string("name", l.name, Need::kRequired, unique_name(names, "listener"));
   std::string text;  // kept only as l.address
   t.string("address", text, Need::kRequired, address(true, l.address));
-  if (const auto* tls = t.typed<toml::table>("tls", Need::kOptional)) {
-    TableReader tt(ctx, *tls, t.path("tls"));
-    read_listener_tls(ctx, tt, l.tls.emplace());
-    tt.finish();
-  }
+  sub_table(ctx, t, "tls", [&](TableReader& tt) { read_listener_tls(ctx, tt, l.tls.emplace()); });
   l.h2 = l.tls.has_value();
   const auto* protocols = t.typed<toml::array>("protocols", Need::kOptional);
   if (!protocols) return;
@@ -667,16 +790,8 @@ Config read_config(Context& ctx, const toml::table& root) {
   Config c;
   TableReader top(ctx, root, "");
   c.proxy.loc.file = ctx.file();
-  if (const auto* proxy = top.typed<toml::table>("proxy", Need::kOptional)) {
-    TableReader t(ctx, *proxy, "proxy");
-    read_proxy(t, c.proxy);
-    t.finish();
-  }
-  if (const auto* admin = top.typed<toml::table>("admin", Need::kOptional)) {
-    TableReader t(ctx, *admin, "admin");
-    read_admin(t, c.admin);
-    t.finish();
-  }
+  sub_table(ctx, top, "proxy", [&](TableReader& t) { read_proxy(t, c.proxy); });
+  sub_table(ctx, top, "admin", [&](TableReader& t) { read_admin(t, c.admin); });
 
   std::set<std::string> listener_names;
   each_table(ctx, top, "listener", "no [[listener]] defined; add one with a name and an address",

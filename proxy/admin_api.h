@@ -37,7 +37,7 @@ struct AdminResponse {
   std::string body;
 };
 
-// Per-version request figures over one window; filled by the stats windows once they land.
+// Per-version request figures over one window, from the control thread's stats windows.
 struct WindowStatsView {
   uint64_t requests = 0;
   double error_rate = 0;
@@ -47,7 +47,9 @@ struct WindowStatsView {
 
 struct EndpointView {
   std::string address;
-  std::string health = "unknown";  // "healthy" / "unhealthy" once health checks land
+  // "healthy", "unhealthy" (failing its active health check) or "ejected" (outlier detection);
+  // "unknown" when neither watches it.
+  std::string health = "unknown";
 };
 
 struct VersionView {

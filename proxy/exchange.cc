@@ -32,6 +32,7 @@ Exchange::Exchange(Worker& worker, ExchangeOwner& owner, const ConnInfo& conn)
     : worker_(worker), owner_(owner), conn_info_(conn) {}
 
 Exchange::~Exchange() {
+  end_outstanding();
   if (upstream_) upstream_->close();  // mid-flight: the connection's state is unknown
   if (started_ms_ != 0) log_access();
 }
@@ -50,6 +51,12 @@ void Exchange::log_access() {
   r.bytes = response_bytes_;
   r.duration_ms = worker_.now_ms() - started_ms_;
   worker_.log_access(r);
+}
+
+void Exchange::end_outstanding() {
+  if (outstanding_id_ == routing::Picker::kNoEndpoint) return;
+  worker_.picker().on_request_end(outstanding_id_);
+  outstanding_id_ = routing::Picker::kNoEndpoint;
 }
 
 int Exchange::start(const RequestDesc& req) {
@@ -72,8 +79,22 @@ int Exchange::route_and_send(const RequestDesc& req) {
   auto svc = snap_->listeners[conn_info_.listener].match(h.host, path);
   if (!svc) return 404;
   service_ = &snap_->services[*svc];
-  version_ = worker_.picker().pick_version(*service_, worker_.now_ms());
-  if (!version_) return 503;
+  routing::RequestInfo info;
+  info.ctx = &h;
+  info.header = [](const void* ctx, std::string_view name) {
+    for (const auto& f : static_cast<const RequestHead*>(ctx)->headers) {
+      if (iequals(f.name, name)) return f.value;
+    }
+    return std::string_view();
+  };
+  info.client_ip = conn_info_.peer_ip;
+  routing::Choice choice = worker_.picker().choose(*service_, info, worker_.now_ms());
+  if (!choice.version) {
+    error_detail_ = choice.why;
+    return 503;
+  }
+  version_ = choice.version;
+  assign_bucket_ = choice.assign_bucket;
   counters_ = worker_.stats().versions.get_or_create(version_->stats_id);
   if (counters_) counters_->requests.add();
   start_ns_ = uv_hrtime();
@@ -161,19 +182,28 @@ void Exchange::build_request_head(const RequestDesc& req) {
 bool Exchange::connect_upstream(uint32_t exclude, int* status) {
   routing::Picker& picker = worker_.picker();
   const uint64_t now = worker_.now_ms();
+  end_outstanding();
+  bool tried = false;
   for (size_t tries = 0; tries < version_->endpoints.size(); ++tries) {
     const routing::Endpoint* ep = picker.pick_endpoint(*version_, now, exclude);
     if (!ep) ep = picker.pick_endpoint(*version_, now);  // the excluded one is all there is
     if (!ep) break;
+    tried = true;
     endpoint_ = ep;
     int err = 0;
     upstream_ = worker_.pool().acquire(ep->id, reinterpret_cast<const sockaddr*>(&ep->addr), this,
                                        head_request_, &err);
-    if (upstream_) return true;
+    if (!upstream_) worker_.streaks().record(ep->id, ep->eject_epoch, true);
+    if (upstream_) {
+      picker.on_request_start(ep->id);
+      outstanding_id_ = ep->id;
+      return true;
+    }
     picker.mark_failed(ep->id, now + 1000);
     exclude = ep->id;
   }
-  *status = version_->endpoints.empty() ? 503 : 502;
+  if (!tried) error_detail_ = "the chosen version has no healthy endpoint";
+  *status = tried ? 502 : 503;
   return false;
 }
 
@@ -244,6 +274,7 @@ void Exchange::count_failure(UpstreamError e) {
 }
 
 void Exchange::abandon() {
+  end_outstanding();
   if (UpstreamConn* u = upstream_) {
     upstream_ = nullptr;
     u->close();
@@ -253,6 +284,7 @@ void Exchange::abandon() {
 void Exchange::on_upstream_head(UpstreamConn&, const UpstreamResponseHead& head) {
   response_started_ = true;
   status_ = head.status;
+  worker_.streaks().record(endpoint_->id, endpoint_->eject_epoch, head.status >= 500);
   if (counters_) {
     counters_->responses[static_cast<size_t>(head.status / 100) % 6].add();
     counters_->headers_latency[health::Histogram::index(elapsed_us())].add();
@@ -284,6 +316,16 @@ void Exchange::on_upstream_head(UpstreamConn&, const UpstreamResponseHead& head)
     resp_headers_.push_back(f);
   }
   if (!worker_.settings().via.empty()) resp_headers_.push_back({"Via", via_});
+  const config::ProxySettings& ps = worker_.settings();
+  if (!ps.version_header.empty()) resp_headers_.push_back({ps.version_header, version_->name});
+  if (assign_bucket_ >= 0) {
+    // Anonymous clients keep their bucket, so they stay on their version across requests.
+    set_cookie_ = service_->config->assign_cookie;
+    set_cookie_.push_back('=');
+    append_number(set_cookie_, static_cast<uint64_t>(assign_bucket_));
+    set_cookie_.append("; Path=/; Max-Age=31536000; HttpOnly");
+    resp_headers_.push_back({"Set-Cookie", set_cookie_});
+  }
   owner_.on_response_head(meta, resp_headers_);
 }
 
@@ -294,6 +336,7 @@ void Exchange::on_upstream_body(UpstreamConn&, const char* data, size_t len) {
 
 void Exchange::on_upstream_done(UpstreamConn& c, std::span<const HeaderField> trailers) {
   upstream_ = nullptr;
+  end_outstanding();
   if (counters_) counters_->total_latency[health::Histogram::index(elapsed_us())].add();
   worker_.pool().release(&c, request_done_);
   owner_.on_response_end(trailers);
@@ -301,9 +344,11 @@ void Exchange::on_upstream_done(UpstreamConn& c, std::span<const HeaderField> tr
 
 void Exchange::on_upstream_error(UpstreamConn& c, UpstreamError e, std::string unsent) {
   upstream_ = nullptr;
+  end_outstanding();
   const uint32_t failed = c.endpoint_id();
   if (e == UpstreamError::kConnect) {
     worker_.picker().mark_failed(failed, worker_.now_ms() + 1000);
+    worker_.streaks().record(failed, endpoint_->eject_epoch, true);
   }
   const bool retryable_error = e == UpstreamError::kConnect || e == UpstreamError::kReset;
   if (!response_started_ && retryable_error && attempts_ == 0) {

@@ -15,6 +15,7 @@
 #include "proxy/http_util.h"
 #include "proxy/session.h"
 #include "proxy/upstream_pool.h"
+#include "routing/picker.h"
 #include "routing/snapshot.h"
 
 namespace weir::proxy {
@@ -72,6 +73,8 @@ class Exchange final : private UpstreamHandler {
 
   const routing::Service* service() const { return service_; }
   const routing::Version* version() const { return version_; }
+  // Why start() answered 503, for the response body ("" when it did not).
+  std::string_view error_detail() const { return error_detail_; }
 
  private:
   void on_upstream_head(UpstreamConn& c, const UpstreamResponseHead& head) override;
@@ -86,6 +89,8 @@ class Exchange final : private UpstreamHandler {
   // Picks an endpoint (not `exclude`) and attaches a connection; false when none could start.
   bool connect_upstream(uint32_t exclude, int* status);
   void write_upstream(std::string_view data);
+  // The request stops counting towards its endpoint's outstanding requests.
+  void end_outstanding();
   uint64_t elapsed_us() const;
   void count_failure(UpstreamError e);
 
@@ -114,8 +119,12 @@ class Exchange final : private UpstreamHandler {
   uint64_t response_bytes_ = 0;
   uint64_t started_ms_ = 0;
   std::string method_, host_, target_, request_id_;
+  uint32_t outstanding_id_ = routing::Picker::kNoEndpoint;
+  int32_t assign_bucket_ = -1;  // >= 0: answer with a Set-Cookie for this sticky bucket
+  std::string_view error_detail_;
   std::vector<HeaderField> resp_headers_;
   std::string via_;
+  std::string set_cookie_;
 };
 
 }  // namespace weir::proxy

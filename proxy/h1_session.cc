@@ -252,9 +252,10 @@ bool H1Session::begin_request() {
   ex_ = std::make_unique<Exchange>(worker_, *this, t_.info());
   int status = ex_->start(RequestDesc{&req_, t_.info().tls ? "https" : "http"});
   if (status != 0) {
+    std::string detail(ex_->error_detail());
     ex_.reset();
     if (req_.body != BodyKind::kNone) close_after_ = true;
-    respond_error(status);
+    respond_error(status, detail);
     return false;
   }
   if (req_.expect_continue) t_.write("HTTP/1.1 100 Continue\r\n\r\n");
@@ -266,12 +267,12 @@ bool H1Session::begin_request() {
   return true;
 }
 
-void H1Session::respond_error(int status) {
+void H1Session::respond_error(int status, std::string_view detail) {
   resp_started_ = resp_done_ = true;
   WorkerStats& st = worker_.stats();
   st.responses_by_class[status / 100].inc();
   st.generated_by_status[WorkerStats::generated_slot(status)].inc();
-  t_.write(error_response(status, close_after_ || draining_, head_request_));
+  t_.write(error_response(status, close_after_ || draining_, head_request_, detail));
 }
 
 void H1Session::reject(int status) {

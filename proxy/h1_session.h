@@ -42,7 +42,7 @@ class H1Session final : public Session, public ExchangeOwner {
   size_t consume_head(const char* p, size_t n);
   size_t consume_body(const char* p, size_t n);
   bool begin_request();
-  void respond_error(int status);
+  void respond_error(int status, std::string_view detail = {});
   void reject(int status);
   void finish_if_done();
   void update_reading();

@@ -352,18 +352,19 @@ void H2Session::start_stream(Stream& st, bool end_stream) {
   st.ex = std::make_unique<Exchange>(worker_, st, t_.info());
   int status = st.ex->start(RequestDesc{&h, t_.info().tls ? "https" : "http"});
   if (status != 0) {
+    std::string detail(st.ex->error_detail());
     worker_.retire(std::move(st.ex));
-    respond_error(st, status);
+    respond_error(st, status, detail);
   }
 }
 
-void H2Session::respond_error(Stream& st, int status) {
+void H2Session::respond_error(Stream& st, int status, std::string_view detail) {
   if (st.response_started) return;
   st.response_started = st.response_ended = true;
   WorkerStats& stats = worker_.stats();
   stats.responses_by_class[status / 100].inc();
   stats.generated_by_status[WorkerStats::generated_slot(status)].inc();
-  st.body = error_body(status);
+  st.body = error_body(status, detail);
   st.body_off = 0;
   st.resp_fields.clear();
   st.resp_fields.emplace_back(":status", std::to_string(status));

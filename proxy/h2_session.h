@@ -63,7 +63,8 @@ class H2Session final : public Session {
 
   Stream* find(int32_t stream_id);
   void start_stream(Stream& st, bool end_stream);
-  void respond_error(Stream& st, int status);
+  // `detail` (if any) says why, in the body, as H1Session does.
+  void respond_error(Stream& st, int status, std::string_view detail = {});
   bool control_flood();
   // Runs nghttp2's send loop into the transport until it is congested or nothing is left;
   // closes the connection when nghttp2 wants neither to read nor to write.

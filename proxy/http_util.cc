@@ -113,17 +113,21 @@ void append_hex(std::string& out, uint64_t v) {
   out.append(buf, end);
 }
 
-std::string error_body(int status) {
+std::string error_body(int status, std::string_view detail) {
   std::string body = "weir: ";
   append_number(body, static_cast<uint64_t>(status));
   body += ' ';
   body += reason_phrase(status);
+  if (!detail.empty()) {
+    body += ": ";
+    body += detail;
+  }
   body += '\n';
   return body;
 }
 
-std::string error_response(int status, bool close, bool head_request) {
-  std::string body = error_body(status);
+std::string error_response(int status, bool close, bool head_request, std::string_view detail) {
+  std::string body = error_body(status, detail);
   std::string out = "HTTP/1.1 ";
   append_number(out, static_cast<uint64_t>(status));
   out += ' ';

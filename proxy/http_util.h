@@ -28,10 +28,11 @@ bool is_hop_by_hop(std::string_view name);
 
 std::string_view reason_phrase(int status);
 
-// The short text body of a weir-generated error response.
-std::string error_body(int status);
-// A complete weir-generated response with a short text body.
-std::string error_response(int status, bool close, bool head_request = false);
+// The short text body of a weir-generated error response; `detail` (if any) says why.
+std::string error_body(int status, std::string_view detail = {});
+// A complete weir-generated response with that body.
+std::string error_response(int status, bool close, bool head_request = false,
+                           std::string_view detail = {});
 
 // Appends the decimal form of `v`.
 void append_number(std::string& out, uint64_t v);

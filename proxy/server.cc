@@ -10,6 +10,7 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <set>
 #include <thread>
 
 #include "proxy/metrics.h"
@@ -129,31 +130,122 @@ bool Server::open_state(std::string* error) {
   return store_->save_state(runtime_.to_json(), error);
 }
 
+namespace {
+// The control thread decides ejections, folds statistics and runs guards on this tick: 100 ms
+// ejects a failing endpoint promptly and keeps a revert within a fraction of a second of its
+// last consecutive breach (each guard still runs at its own interval_ms).
+constexpr uint64_t kTickMs = 100;
+// The clock of ramps, ejections, guards and rollouts: the same monotonic milliseconds as the
+// workers' uv_now(), so slow-start ramps compare across loops.
+uint64_t monotonic_ms() { return uv_hrtime() / 1000000; }
+}  // namespace
+
 std::shared_ptr<const routing::Snapshot> Server::build(const config::Config& config,
                                                        const RuntimeState& runtime,
                                                        std::string* error) {
   auto effective = std::make_shared<const config::Config>(runtime.apply(config));
-  return routing::build_snapshot(effective, registry_, ++generation_, resolve_endpoint, error);
+  routing::HealthInput health;
+  health.endpoints.resize(registry_.size());
+  for (uint32_t id = 0; id < health.endpoints.size(); ++id) {
+    routing::EndpointStatus& st = health.endpoints[id];
+    st.healthy = !prober_ || prober_->healthy(id);
+    if (id < ejection_.size()) {
+      st.ejected = ejection_[id].ejected;
+      st.eject_epoch = ejection_[id].epoch;
+    }
+    if (id < endpoint_ramp_.size()) st.ramp_start_ms = endpoint_ramp_[id];
+  }
+  health.version_ramp_start = version_ramp_;
+  return routing::build_snapshot(effective, registry_, ++generation_, resolve_endpoint, error,
+                                 &health);
 }
 
 void Server::publish(std::shared_ptr<const routing::Snapshot> snap,
                      std::vector<std::vector<ListenFd>> open) {
-  snap_ = snap;
+  snap_ = std::move(snap);
   open.resize(workers_.size());
-  for (size_t w = 0; w < workers_.size(); ++w) workers_[w]->post_snapshot(snap, std::move(open[w]));
+  for (size_t w = 0; w < workers_.size(); ++w) {
+    workers_[w]->post_snapshot(snap_, std::move(open[w]));
+  }
+  if (prober_) prober_->sync(*snap_);
 }
-namespace {
-// The control thread folds statistics and runs guards on this tick; 250 ms keeps a revert
-// within a fraction of a second of its last consecutive breach.
-constexpr uint64_t kTickMs = 250;
-uint64_t monotonic_ms() { return uv_hrtime() / 1000000; }
-}  // namespace
+
+void Server::republish(const char* why) {
+  if (stopping_) return;
+  std::string error;
+  auto snap = build(*config_, runtime_, &error);
+  if (!snap) {
+    std::fprintf(stderr, "weir: snapshot after %s failed: %s\n", why, error.c_str());
+    return;
+  }
+  publish(std::move(snap));
+}
 
 void Server::on_tick(uv_timer_t* t) {
   auto* self = static_cast<Server*>(t->data);
+  if (self->stopping_) return;
   const uint64_t now = monotonic_ms();
+  self->evaluate_outliers();
   self->collect_stats(now / 1000);
   self->run_guards(now, now / 1000);
+}
+
+void Server::evaluate_outliers() {
+  const uint64_t now = monotonic_ms();
+  bool changed = false;
+  std::vector<uint32_t> streaks;
+  std::vector<health::EjectionState> states;
+  std::vector<health::EjectionEvent> events;
+  for (const auto& svc : snap_->services) {
+    if (!svc.config || !svc.config->outlier.enabled) continue;
+    for (const auto& v : svc.versions) {
+      streaks.assign(v.endpoints.size(), 0);
+      states.assign(v.endpoints.size(), {});
+      for (size_t i = 0; i < v.endpoints.size(); ++i) {
+        const uint32_t id = v.endpoints[i].id;
+        if (ejection_.size() <= id) ejection_.resize(id + 1);
+        states[i] = ejection_[id];
+        // Each worker's streak is unbroken, so their sum is a run of failures with no success
+        // in between on any worker.
+        for (auto& w : workers_) streaks[i] += w->streaks().streak(id, states[i].epoch);
+      }
+      events.clear();
+      health::evaluate_ejections(svc.config->outlier, streaks, states, now, &events);
+      for (size_t i = 0; i < v.endpoints.size(); ++i) ejection_[v.endpoints[i].id] = states[i];
+      for (const auto& e : events) {
+        std::fprintf(stderr, "weir: outlier: %s/%s endpoint %s is %s (%s)\n", svc.name.c_str(),
+                     v.name.c_str(), v.endpoints[e.index].address.c_str(),
+                     e.ejected ? "ejected" : "back", e.why.c_str());
+        changed = true;
+      }
+    }
+  }
+  if (changed) republish("an ejection change");
+}
+
+void Server::note_ramps(const config::Config& prev, const config::Config& next) {
+  const uint64_t now = std::max<uint64_t>(1, monotonic_ms());
+  std::map<std::string, uint32_t> old_weight;
+  std::set<std::string> old_endpoints;
+  for (const auto& svc : prev.services) {
+    for (const auto& v : svc.versions) {
+      old_weight[svc.name + "/" + v.name] = v.weight;
+      for (const auto& ep : v.endpoints) old_endpoints.insert(ep.to_string());
+    }
+  }
+  for (const auto& svc : next.services) {
+    for (const auto& v : svc.versions) {
+      const std::string key = svc.name + "/" + v.name;
+      auto it = old_weight.find(key);
+      if (v.weight > 0 && (it == old_weight.end() || it->second == 0)) version_ramp_[key] = now;
+      for (const auto& ep : v.endpoints) {
+        if (old_endpoints.count(ep.to_string())) continue;
+        uint32_t id = registry_.id_for(ep.to_string());
+        if (endpoint_ramp_.size() <= id) endpoint_ramp_.resize(id + 1, 0);
+        endpoint_ramp_[id] = now;
+      }
+    }
+  }
 }
 
 void Server::collect_stats(uint64_t second) {
@@ -192,8 +284,10 @@ void Server::run_guards(uint64_t now_ms, uint64_t second) {
         const health::StatsWindow* w = stats_.window(v.stats_id);
         health::Summary summary = w ? w->summarize(second, g.window_s) : health::Summary{};
         auto [it, fresh] = sg.versions.try_emplace(v.name, v.name);
-        health::Evaluation e = it->second.evaluate(
-            g, summary, stable_summary, static_cast<uint32_t>(v.endpoints.size()), now_ms);
+        // Probed unhealthy or ejected endpoints do not count: a version with none left fails.
+        const auto healthy = static_cast<uint32_t>(std::count_if(
+            v.endpoints.begin(), v.endpoints.end(), [](const auto& ep) { return ep.healthy; }));
+        health::Evaluation e = it->second.evaluate(g, summary, stable_summary, healthy, now_ms);
         verdict = e.verdict;
         if (e.reverted) {
           std::string why;
@@ -384,6 +478,14 @@ int Server::run() {
     return 1;
   }
   uv_loop_init(&loop_);
+  prober_ = std::make_unique<HealthProber>(&loop_, [this](uint32_t id, bool healthy) {
+    if (healthy) {
+      // A revived endpoint ramps up again under slow start.
+      if (endpoint_ramp_.size() <= id) endpoint_ramp_.resize(id + 1, 0);
+      endpoint_ramp_[id] = std::max<uint64_t>(1, monotonic_ms());
+    }
+    republish("a health change");
+  });
   if (config_->admin.enabled) {
     api_ = std::make_unique<AdminApi>(*this);
     admin_ = std::make_unique<AdminServer>(&loop_, *api_);
@@ -415,6 +517,7 @@ int Server::run() {
     fds_[w].clear();  // the worker's uv_tcp_t owns them now
   }
   for (auto& w : workers_) w->start();
+  prober_->sync(*snap_);
   std::fprintf(stderr, "weir: ready (%u workers)\n", worker_count_);
   uv_run(&loop_, UV_RUN_DEFAULT);
   for (auto& w : workers_) w->join();
@@ -447,10 +550,32 @@ void Server::shutdown() {
     uv_close(reinterpret_cast<uv_handle_t*>(s), nullptr);
   }
   uv_close(reinterpret_cast<uv_handle_t*>(&tick_), nullptr);
+  if (prober_) prober_->stop();
   if (admin_) admin_->stop();
 }
 
+// Slow-start ramps noted for a change that may still be refused: restored unless kept.
+class Server::RampTransaction {
+ public:
+  explicit RampTransaction(Server& s)
+      : s_(s), endpoint_ramp_(s.endpoint_ramp_), version_ramp_(s.version_ramp_) {}
+  ~RampTransaction() {
+    if (kept_) return;
+    s_.endpoint_ramp_ = std::move(endpoint_ramp_);
+    s_.version_ramp_ = std::move(version_ramp_);
+  }
+  void keep() { kept_ = true; }
+
+ private:
+  Server& s_;
+  std::vector<uint64_t> endpoint_ramp_;
+  std::map<std::string, uint64_t> version_ramp_;
+  bool kept_ = false;
+};
+
 bool Server::commit(RuntimeState next, AuditEvent event, std::string* error) {
+  RampTransaction ramps(*this);
+  note_ramps(runtime_.apply(*config_), next.apply(*config_));
   auto snap = build(*config_, next, error);
   if (!snap) return false;
   // Durable first: the state file, then the audit record; only then does traffic move.
@@ -460,6 +585,7 @@ bool Server::commit(RuntimeState next, AuditEvent event, std::string* error) {
     store_->save_state(runtime_.to_json(), &ignored);
     return false;
   }
+  ramps.keep();
   if (event.actor != "guard") guards_[event.service].reverted = false;  // an operator acted
   runtime_ = std::move(next);
   publish(std::move(snap));
@@ -512,6 +638,42 @@ void Server::annotate(ServiceStateView& view) const {
     auto r = rollouts_.find(s.name);
     if (r != rollouts_.end()) view.rollout = health::to_string(r->second.state());
   }
+  // Endpoint health from the published snapshot (it carries every probe and ejection change).
+  const uint64_t second = monotonic_ms() / 1000;
+  auto window_view = [&](const health::StatsWindow& w, uint32_t seconds) {
+    health::Summary sum = w.summarize(second, seconds);
+    WindowStatsView out;
+    out.requests = sum.completed;
+    out.error_rate = sum.error_rate;
+    out.p50_ms = static_cast<double>(sum.p50_us) / 1000.0;
+    out.p99_ms = static_cast<double>(sum.p99_us) / 1000.0;
+    return out;
+  };
+  for (const auto& svc : snap_->services) {
+    if (svc.name != view.name) continue;
+    const bool watched = svc.config->outlier.enabled;
+    for (auto& vv : view.versions) {
+      for (const auto& v : svc.versions) {
+        if (v.name != vv.name) continue;
+        if (const health::StatsWindow* w = stats_.window(v.stats_id)) {
+          vv.stats_10s = window_view(*w, 10);
+          vv.stats_60s = window_view(*w, 60);
+        }
+        for (auto& epv : vv.endpoints) {
+          for (const auto& ep : v.endpoints) {
+            if (ep.address != epv.address) continue;
+            if (ep.id < ejection_.size() && ejection_[ep.id].ejected) {
+              epv.health = "ejected";
+            } else if (prober_ && !prober_->healthy(ep.id)) {
+              epv.health = "unhealthy";
+            } else if (watched || v.config->health_check.enabled) {
+              epv.health = "healthy";
+            }
+          }
+        }
+      }
+    }
+  }
 }
 
 ReloadOutcome Server::reload(const std::string& actor) {
@@ -555,6 +717,8 @@ ReloadOutcome Server::reload(const std::string& actor) {
   RuntimeState next_runtime = runtime_;
   out.reset_services = next_runtime.reconcile(*next);
   std::string error;
+  RampTransaction ramps(*this);
+  note_ramps(runtime_.apply(*config_), next_runtime.apply(*next));
   auto snap = build(*next, next_runtime, &error);
   if (!snap) return fail({error});
   // New listeners, and listeners whose address changed, get new sockets now; so a bind error
@@ -602,6 +766,7 @@ ReloadOutcome Server::reload(const std::string& actor) {
                             });
     if (!kept) std::fprintf(stderr, "weir: listener %s closed\n", l.name.c_str());
   }
+  ramps.keep();
   config_ = next;
   runtime_ = std::move(next_runtime);
   tls_ = tls;

@@ -1,7 +1,8 @@
 // The control thread: owns the configuration, the runtime state (weights set through the admin
 // API), the listening sockets, the admin listener and the workers; turns signals into shutdown
-// (SIGTERM/SIGINT) and reload (SIGHUP), and publishes snapshots, all built by build() from the
-// configuration with the runtime state applied.
+// (SIGTERM/SIGINT) and reload (SIGHUP), runs health probes, outlier ejection, the guard and
+// rollouts, and publishes snapshots, all built by build() from the configuration with the
+// runtime state and the endpoints' health applied.
 #pragma once
 
 #include <uv.h>
@@ -13,10 +14,12 @@
 
 #include "config/config.h"
 #include "health/guard.h"
+#include "health/outlier.h"
 #include "health/rollout.h"
 #include "health/stats_window.h"
 #include "proxy/admin_api.h"
 #include "proxy/admin_server.h"
+#include "proxy/health_prober.h"
 #include "proxy/runtime_state.h"
 #include "proxy/state_store.h"
 #include "proxy/tls_context.h"
@@ -50,13 +53,23 @@ class Server final : public AdminHost {
   // One SO_REUSEPORT socket per worker on l's address, into *fds; prints the bound address.
   bool open_listener(const config::Listener& l, std::vector<int>* fds, std::string* error);
   bool open_state(std::string* error);
-  // The one place snapshots come from: `config` with `runtime`'s overrides applied.
+  // The one place snapshots come from: `config` with `runtime`'s overrides applied, plus what
+  // the control thread knows about endpoint health, ejections and slow-start ramps.
+  // nullptr + *error when it cannot be built.
   std::shared_ptr<const routing::Snapshot> build(const config::Config& config,
                                                  const RuntimeState& runtime, std::string* error);
-  // Posts `snap` to every worker, with open[w] (new listener sockets) for worker w.
+  // Makes `snap` current: workers adopt it at their next loop turn (with open[w], new
+  // listener sockets, for worker w), probes follow it.
   void publish(std::shared_ptr<const routing::Snapshot> snap,
                std::vector<std::vector<ListenFd>> open = {});
+  // Rebuilds from the running config and runtime state after a health or ejection change.
+  void republish(const char* why);
+  // Slow start: endpoints and versions that begin taking traffic in `next` ramp from now.
+  // Both are effective configurations (runtime weights applied).
+  void note_ramps(const config::Config& prev, const config::Config& next);
   static void on_tick(uv_timer_t* t);
+  // Outlier ejection from the workers' failure streaks.
+  void evaluate_outliers();
   void collect_stats(uint64_t second);
   void run_guards(uint64_t now_ms, uint64_t second);
   // Sets weights (and, for a promotion, the stable version) of one service as `actor`, through
@@ -68,6 +81,7 @@ class Server final : public AdminHost {
                      const std::string& actor);
   void shutdown();
   static void on_signal(uv_signal_t* h, int signum);
+  class RampTransaction;
 
   std::shared_ptr<const config::Config> config_;
   std::shared_ptr<const TlsSet> tls_;
@@ -83,6 +97,10 @@ class Server final : public AdminHost {
   // fds_[worker][listener]
   std::vector<std::vector<int>> fds_;
   std::vector<std::unique_ptr<Worker>> workers_;
+  std::unique_ptr<HealthProber> prober_;
+  std::vector<uint64_t> endpoint_ramp_;  // by endpoint id: slow start began (monotonic ms)
+  std::map<std::string, uint64_t> version_ramp_;  // by "service/version"
+  std::vector<health::EjectionState> ejection_;   // by endpoint id
   uv_loop_t loop_{};
   uv_signal_t sigterm_{}, sigint_{}, sighup_{}, sigusr1_{};
   std::unique_ptr<AccessLog> access_log_;

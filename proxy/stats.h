@@ -2,6 +2,7 @@
 // thread can read them without locks; never a shared atomic or a metrics-library call per request.
 #pragma once
 
+#include <array>
 #include <atomic>
 #include <cstdint>
 
@@ -43,6 +44,58 @@ struct WorkerStats {
       default: return 2;
     }
   }
+};
+
+// Consecutive failures (5xx or connect) per endpoint, for outlier ejection. Written by one
+// worker, read by the control thread once a tick. Slots live in fixed chunks allocated on
+// first use and never moved, so a reader never sees a resize.
+class EndpointStreaks {
+ public:
+  EndpointStreaks() = default;
+  EndpointStreaks(const EndpointStreaks&) = delete;
+  EndpointStreaks& operator=(const EndpointStreaks&) = delete;
+  ~EndpointStreaks() {
+    for (auto& c : chunks_) delete[] c.load(std::memory_order_relaxed);
+  }
+
+  // Worker: one response or connect outcome. `epoch` is the endpoint's eject_epoch in the
+  // request's snapshot: a new epoch (an ejection ended) starts the streak over.
+  void record(uint32_t id, uint32_t epoch, bool failure) {
+    Slot* s = slot(id, true);
+    if (!s) return;
+    uint32_t streak = s->epoch.load(std::memory_order_relaxed) == epoch
+                          ? s->streak.load(std::memory_order_relaxed)
+                          : 0;
+    s->epoch.store(epoch, std::memory_order_relaxed);
+    s->streak.store(failure ? streak + 1 : 0, std::memory_order_relaxed);
+  }
+  // Control thread: the streak counted in `epoch` (0 when the worker has not seen it yet).
+  uint32_t streak(uint32_t id, uint32_t epoch) const {
+    const Slot* s = const_cast<EndpointStreaks*>(this)->slot(id, false);
+    if (!s || s->epoch.load(std::memory_order_relaxed) != epoch) return 0;
+    return s->streak.load(std::memory_order_relaxed);
+  }
+
+ private:
+  struct Slot {
+    std::atomic<uint32_t> streak{0};
+    std::atomic<uint32_t> epoch{0};
+  };
+  static constexpr size_t kChunk = 256;
+  static constexpr size_t kChunks = 256;  // 65,536 endpoint ids
+
+  Slot* slot(uint32_t id, bool create) {
+    if (id >= kChunk * kChunks) return nullptr;
+    std::atomic<Slot*>& chunk = chunks_[id / kChunk];
+    Slot* c = chunk.load(std::memory_order_acquire);
+    if (!c && create) {
+      c = new Slot[kChunk];
+      chunk.store(c, std::memory_order_release);
+    }
+    return c ? &c[id % kChunk] : nullptr;
+  }
+
+  std::array<std::atomic<Slot*>, kChunks> chunks_{};
 };
 
 }  // namespace weir::proxy

@@ -332,7 +332,8 @@ UpstreamConn* UpstreamPool::acquire(uint32_t endpoint_id, const sockaddr* addr,
 void UpstreamPool::release(UpstreamConn* c, bool reusable) {
   if (c->state_ == UpstreamConn::State::kClosed) return;
   const uint32_t id = c->endpoint_id();
-  if (!reusable || worker_.draining() || worker_.settings().upstream_max_idle == 0) {
+  if (!reusable || worker_.draining() || worker_.settings().upstream_max_idle == 0 ||
+      !worker_.endpoint_live(id)) {
     c->close();
     return;
   }
@@ -356,6 +357,13 @@ void UpstreamPool::forget_idle(UpstreamConn* c) {
 void UpstreamPool::close_all() {
   for (auto& list : idle_) {
     while (!list.empty()) list.back()->close();
+  }
+}
+
+void UpstreamPool::close_idle_except(const std::vector<bool>& live) {
+  for (size_t id = 0; id < idle_.size(); ++id) {
+    if (id < live.size() && live[id]) continue;
+    while (!idle_[id].empty()) idle_[id].back()->close();
   }
 }
 

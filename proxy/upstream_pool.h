@@ -140,6 +140,8 @@ class UpstreamPool {
   // The exchange is done with `c`: pooled when `reusable`, closed otherwise.
   void release(UpstreamConn* c, bool reusable);
   void close_all();
+  // Draining: closes idle connections to every endpoint id not marked in `live`.
+  void close_idle_except(const std::vector<bool>& live);
   size_t idle_count() const;
 
  private:

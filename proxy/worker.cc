@@ -19,7 +19,24 @@ Worker::Worker(unsigned index, std::vector<int> listen_fds,
       pool_(*this),
       read_buf_(new char[kReadBufferSize]),
       rng_(static_cast<uint64_t>(uv_hrtime()) ^ (static_cast<uint64_t>(index) << 40)) {
+  adopt_routing(snap_);
+}
+
+void Worker::adopt_routing(std::shared_ptr<const routing::Snapshot> snap) {
+  // In-flight exchanges keep the snapshot they pinned; new requests see this one.
+  snap_ = std::move(snap);
   picker_.reset(*snap_);
+  live_.assign(snap_->endpoint_count, false);
+  for (const auto& svc : snap_->services) {
+    for (uint32_t i = 0; i < svc.versions.size(); ++i) {
+      const auto& v = svc.versions[i];
+      if (v.weight == 0 && i != svc.stable) continue;
+      for (const auto& ep : v.endpoints) {
+        if (ep.healthy) live_[ep.id] = true;
+      }
+    }
+  }
+  pool_.close_idle_except(live_);
 }
 
 Worker::~Worker() = default;
@@ -216,8 +233,7 @@ void Worker::adopt(std::shared_ptr<const routing::Snapshot> snap, std::vector<Li
     if (new_index == UINT32_MAX) orphans.push_back(c);
   }
   // In-flight exchanges keep the snapshot they pinned; new requests see this one.
-  snap_ = std::move(snap);
-  picker_.reset(*snap_);
+  adopt_routing(std::move(snap));
   for (ClientConn* c : orphans) c->start_drain();
 }
 

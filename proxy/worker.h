@@ -64,10 +64,14 @@ class Worker {
   routing::Picker& picker() { return picker_; }
   UpstreamPool& pool() { return pool_; }
   WorkerStats& stats() { return stats_; }
+  EndpointStreaks& streaks() { return streaks_; }
   FlushList& flush_list() { return flush_list_; }
   uint64_t now_ms() const { return uv_now(const_cast<uv_loop_t*>(&loop_)); }
   uint64_t next_random();
   bool draining() const { return draining_; }
+  // false for an endpoint the current snapshot sends no new requests to (removed, or only in
+  // versions of weight 0): its connections are closed instead of pooled.
+  bool endpoint_live(uint32_t id) const { return id < live_.size() && live_[id]; }
 
   // Shared read buffer: every read callback consumes its data before returning.
   char* read_buffer() { return read_buf_.get(); }
@@ -96,6 +100,8 @@ class Worker {
   void begin_shutdown(uint64_t drain_ms);
   void adopt(std::shared_ptr<const routing::Snapshot> snap, std::vector<ListenFd> open);
   void listen_on(std::string name, int fd);
+  // The routing part of adopting a snapshot: picker state, live endpoints, idle pools.
+  void adopt_routing(std::shared_ptr<const routing::Snapshot> snap);
   void maybe_finish();
   void finish();
 
@@ -117,6 +123,8 @@ class Worker {
   routing::Picker picker_;
   UpstreamPool pool_;
   WorkerStats stats_;
+  EndpointStreaks streaks_;
+  std::vector<bool> live_;  // by endpoint id, for the current snapshot
   FlushList flush_list_;
   std::unique_ptr<char[]> read_buf_;
   uint64_t rng_;

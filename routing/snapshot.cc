@@ -1,5 +1,7 @@
 #include "routing/snapshot.h"
 
+#include <algorithm>
+
 namespace weir::routing {
 
 uint32_t EndpointRegistry::next(std::unordered_map<std::string, uint32_t>& ids,
@@ -10,7 +12,8 @@ uint32_t EndpointRegistry::next(std::unordered_map<std::string, uint32_t>& ids,
 
 std::shared_ptr<const Snapshot> build_snapshot(std::shared_ptr<const config::Config> config,
                                                EndpointRegistry& registry, uint64_t generation,
-                                               const Resolver& resolve, std::string* error) {
+                                               const Resolver& resolve, std::string* error,
+                                               const HealthInput* health) {
   auto snap = std::make_shared<Snapshot>();
   snap->generation = generation;
   snap->config = config;
@@ -18,12 +21,20 @@ std::shared_ptr<const Snapshot> build_snapshot(std::shared_ptr<const config::Con
   for (const auto& cs : config->services) {
     Service svc;
     svc.name = cs.name;
+    svc.config = &cs;
     for (const auto& cv : cs.versions) {
       Version v;
       v.name = cv.name;
       v.weight = cv.weight;
+      v.config = &cv;
+      v.slow_start_ms = cs.slow_start_ms;
+      v.least_request = cs.balance == config::Service::Balance::kLeastRequest;
       v.index = snap->version_count++;
       v.stats_id = registry.version_id_for(cs.name, cv.name);
+      if (health) {
+        auto it = health->version_ramp_start.find(cs.name + "/" + cv.name);
+        if (it != health->version_ramp_start.end()) v.ramp_start_ms = it->second;
+      }
       for (const auto& hp : cv.endpoints) {
         Endpoint ep;
         ep.host = hp.host;
@@ -36,12 +47,24 @@ std::shared_ptr<const Snapshot> build_snapshot(std::shared_ptr<const config::Con
                    ep.address + ": " + why;
           return nullptr;
         }
+        if (health && ep.id < health->endpoints.size()) {
+          const EndpointStatus& st = health->endpoints[ep.id];
+          ep.healthy = st.healthy && !st.ejected;
+          ep.eject_epoch = st.eject_epoch;
+          ep.ramp_start_ms = st.ramp_start_ms;
+        }
         v.endpoints.push_back(std::move(ep));
       }
+      if (cv.name == cs.mirror.version) svc.mirror = static_cast<int32_t>(svc.versions.size());
       if (cv.name == cs.stable) svc.stable = static_cast<uint32_t>(svc.versions.size());
       svc.total_weight += v.weight;
       svc.versions.push_back(std::move(v));
     }
+    for (uint32_t i = 0; i < svc.versions.size(); ++i) svc.bucket_order.push_back(i);
+    std::sort(svc.bucket_order.begin(), svc.bucket_order.end(), [&](uint32_t a, uint32_t b) {
+      if ((a == svc.stable) != (b == svc.stable)) return a == svc.stable;
+      return svc.versions[a].name < svc.versions[b].name;
+    });
     service_index.emplace(svc.name, static_cast<uint32_t>(snap->services.size()));
     snap->services.push_back(std::move(svc));
   }

@@ -7,6 +7,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <string>
 #include <unordered_map>
@@ -23,6 +24,9 @@ struct Endpoint {
   uint16_t port = 0;
   std::string address;  // "host:port", for logs and errors
   sockaddr_storage addr{};  // resolved when the snapshot was built
+  bool healthy = true;      // active probes pass and not ejected: pickers skip it otherwise
+  uint32_t eject_epoch = 0;   // bumps when an ejection ends, so workers restart their streaks
+  uint64_t ramp_start_ms = 0;  // slow start began here (monotonic ms); 0 = full share
 };
 
 struct Version {
@@ -31,6 +35,10 @@ struct Version {
   uint32_t index = 0;  // unique across the snapshot; indexes per-worker picker state
   uint32_t stats_id = 0;  // stable across snapshots (EndpointRegistry); indexes statistics
   std::vector<Endpoint> endpoints;
+  uint64_t ramp_start_ms = 0;  // weight rose from 0 here (slow start); 0 = full share
+  uint32_t slow_start_ms = 0;  // the service's
+  bool least_request = false;  // the service's balance
+  const config::Version* config = nullptr;  // owned by Snapshot::config
 };
 
 struct Service {
@@ -38,6 +46,11 @@ struct Service {
   uint32_t stable = 0;  // index into versions
   uint32_t total_weight = 0;
   std::vector<Version> versions;
+  // Sticky bucket layout order: stable first, then the others by name, so that growing a
+  // canary's weight moves buckets only from stable to that canary.
+  std::vector<uint32_t> bucket_order;
+  int32_t mirror = -1;  // index into versions of the mirror target; -1 = none
+  const config::Service* config = nullptr;  // owned by Snapshot::config
 };
 
 struct Snapshot {
@@ -68,6 +81,18 @@ class EndpointRegistry {
   std::unordered_map<std::string, uint32_t> version_ids_;
 };
 
+// What the control thread knows about endpoint and version state, applied to a new snapshot.
+struct EndpointStatus {
+  bool healthy = true;  // active health checks
+  bool ejected = false;  // passive outlier ejection
+  uint32_t eject_epoch = 0;
+  uint64_t ramp_start_ms = 0;
+};
+struct HealthInput {
+  std::vector<EndpointStatus> endpoints;  // by Endpoint::id; missing ids are healthy
+  std::map<std::string, uint64_t> version_ramp_start;  // by "service/version"
+};
+
 // Turns host:port into a socket address; false + message when it cannot. Injected so routing
 // stays free of I/O (proxy/ passes a getaddrinfo-based one; tests pass a fake).
 using Resolver = std::function<bool(const std::string& host, uint16_t port, sockaddr_storage* out,
@@ -76,6 +101,7 @@ using Resolver = std::function<bool(const std::string& host, uint16_t port, sock
 // nullptr + *error when an endpoint cannot be resolved.
 std::shared_ptr<const Snapshot> build_snapshot(std::shared_ptr<const config::Config> config,
                                                EndpointRegistry& registry, uint64_t generation,
-                                               const Resolver& resolve, std::string* error);
+                                               const Resolver& resolve, std::string* error,
+                                               const HealthInput* health = nullptr);
 
 }  // namespace weir::routing

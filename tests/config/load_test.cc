@@ -724,6 +724,110 @@ TEST_CASE("config: parse_host_port") {
   CHECK_FALSE(parse_host_port("a b:80", false));
 }
 
+// ---- traffic shifting and health keys -------------------------------------------------------
+
+// Listener, then service "s" (stable "a") whose keys after name/stable are `service_rest`
+// (from line 7), then versions "a" and "b".
+std::string with_policy(std::string_view service_rest, std::string_view version_b_rest = "") {
+  return std::string(kListener) + "[[service]]\nname = \"s\"\nstable = \"a\"\n" +
+         std::string(service_rest) +
+         "\n[[service.version]]\nname = \"a\"\nweight = 9\nendpoints = [\"127.0.0.1:1\"]\n"
+         "[[service.version]]\nname = \"b\"\nweight = 1\nendpoints = [\"127.0.0.1:2\"]\n" +
+         std::string(version_b_rest);
+}
+
+TEST_CASE("config: version choice, health, ejection and mirror keys") {
+  Config c = expect_valid(with_policy(R"(override_header = "X-Weir-Version"
+override_cookie = "weir_version"
+override_strict = true
+assign_cookie = "weir_bucket"
+balance = "least_request"
+slow_start_ms = 30000
+sticky = { cookie = "session", salt = "pepper" }
+[service.health_check]
+path = "/ready"
+interval_ms = 200
+timeout_ms = 100
+healthy_threshold = 1
+unhealthy_threshold = 2
+expected_status = [200, "300-399"]
+jitter_ms = 50
+host = "health.local"
+[service.outlier_detection]
+consecutive_failures = 3
+ejection_ms = 1000
+max_ejection_percent = 34
+[service.mirror]
+version = "b"
+percent = 10
+max_body_bytes = 1024)",
+                                      "[service.version.health_check]\npath = \"/b\"\n"));
+  const Service& s = c.services[0];
+  CHECK(s.override_header == "x-weir-version");
+  CHECK(s.override_cookie == "weir_version");
+  CHECK(s.override_strict);
+  CHECK(s.assign_cookie == "weir_bucket");
+  CHECK(s.balance == Service::Balance::kLeastRequest);
+  CHECK(s.slow_start_ms == 30000);
+  CHECK(s.sticky.source == Sticky::Source::kCookie);
+  CHECK(s.sticky.name == "session");
+  CHECK(s.sticky.salt == "pepper");
+  CHECK(s.health_check.enabled);
+  CHECK(s.health_check.path == "/ready");
+  CHECK(s.health_check.interval_ms == 200);
+  REQUIRE(s.health_check.expected_status.size() == 2);
+  CHECK(s.health_check.expected_status[1].lo == 300);
+  CHECK(s.health_check.expected_status[1].hi == 399);
+  CHECK(s.health_check.host == "health.local");
+  CHECK(s.outlier.enabled);
+  CHECK(s.outlier.consecutive_failures == 3);
+  CHECK(s.outlier.max_ejection_percent == 34);
+  CHECK(s.mirror.version == "b");
+  CHECK(s.mirror.percent == 10);
+  CHECK(s.mirror.max_body_bytes == 1024);
+  // A version inherits the service's check and overrides only what it sets.
+  CHECK(s.versions[0].health_check.path == "/ready");
+  CHECK(s.versions[1].health_check.path == "/b");
+  CHECK(s.versions[1].health_check.interval_ms == 200);
+}
+
+TEST_CASE("config: defaults leave every shifting feature off") {
+  Config c = expect_valid(with_policy(""));
+  const Service& s = c.services[0];
+  CHECK(s.override_header.empty());
+  CHECK(s.sticky.source == Sticky::Source::kNone);
+  CHECK(s.balance == Service::Balance::kRoundRobin);
+  CHECK_FALSE(s.health_check.enabled);
+  CHECK_FALSE(s.versions[0].health_check.enabled);
+  CHECK_FALSE(s.outlier.enabled);
+  CHECK(s.mirror.version.empty());
+  CHECK(c.proxy.version_header == "x-weir-version");
+}
+
+TEST_CASE("config: sticky needs exactly one source") {
+  expect_error(with_policy("sticky = { header = \"x-user\", client_ip = true }"), "7:10",
+               "service[0].sticky",
+               "set exactly one of header = \"...\", cookie = \"...\" or client_ip = true");
+  LoadResult r = load_string(with_policy("sticky = { head = \"x\" }"), "t.toml");
+  REQUIRE(r.errors.size() == 2);
+  CHECK(r.errors[1].to_string() ==
+        "t.toml:7:12: service[0].sticky.head: unknown key 'head'; did you mean 'header'?");
+}
+
+TEST_CASE("config: bad balance, status range and mirror version") {
+  expect_error(with_policy("balance = \"random\""), "7:11", "service[0].balance",
+               "'random' is not a balance; use \"round_robin\" or \"least_request\"");
+  expect_error(with_policy("[service.health_check]\nexpected_status = [\"299-200\"]"), "8:20",
+               "service[0].health_check.expected_status[0]",
+               "expected a status code (100-599) or a range such as \"200-299\"");
+  expect_error(with_policy("[service.health_check]\ninterval_ms = 0"), "8:15",
+               "service[0].health_check.interval_ms", "must be between 10 and 86400000, got 0");
+  expect_error(with_policy("[service.mirror]\nversion = \"zzz\""), "8:11",
+               "service[0].mirror.version", "no version named 'zzz'; known versions: 'a' 'b'");
+  expect_error(with_policy("override_header = \"\""), "7:19", "service[0].override_header",
+               "must not be empty; leave the key out to disable");
+}
+
 TEST_CASE("config: listener TLS certificates and protocols") {
   Config c = expect_valid(std::string(R"([[listener]]
 name = "tls"

@@ -13,6 +13,7 @@ import os
 import random
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -228,6 +229,17 @@ class Weir(Proc):
             return self.listeners["public"]
         return next(iter(self.listeners.values()))
 
+    def reload(self, config_text, timeout=START_TIMEOUT):
+        """Rewrites the config file, sends SIGHUP and waits until weir reports the reload."""
+        start = len(self.lines)
+        with open(self.config_path, "w") as f:
+            f.write(config_text)
+        self.signal(signal.SIGHUP)
+        _, m = self.wait_line(r"^weir: reload(ed|\b)", timeout=timeout, stream="stderr",
+                              start=start)
+        if m.group(1) != "ed":
+            raise AssertionError("reload failed:\n" + self.tail())
+
     def peak_rss_mib(self):
         kib = self.proc_status("VmHWM")
         return None if kib is None else kib / 1024.0
@@ -241,7 +253,9 @@ def start_weir(cleanups, config_text, extra_args=(), path=None):
         path = os.path.join(tmp, "weir.toml")
     with open(path, "w") as f:
         f.write(config_text)
-    return Weir(cleanups, ["--config", path, *extra_args])
+    weir = Weir(cleanups, ["--config", path, *extra_args])
+    weir.config_path = path
+    return weir
 
 
 def make_cert(directory, name, *dns_names):
@@ -336,6 +350,8 @@ def _toml_value(v):
         return json.dumps(v)  # JSON string escapes are valid TOML basic strings
     if isinstance(v, (list, tuple)):
         return "[" + ", ".join(_toml_value(x) for x in v) + "]"
+    if isinstance(v, dict):
+        return "{ " + ", ".join(f"{k} = {_toml_value(x)}" for k, x in v.items()) + " }"
     raise TypeError(f"cannot render {v!r} as TOML")
 
 
@@ -343,14 +359,18 @@ def _endpoint(e):
     return e.addr if isinstance(e, Backend) else e
 
 
-def version(name, weight, *endpoints):
-    return {"name": name, "weight": weight, "endpoints": [_endpoint(e) for e in endpoints]}
+def version(name, weight, *endpoints, **options):
+    """A [[service.version]]; options are further keys (dicts become inline tables)."""
+    return {"name": name, "weight": weight, "endpoints": [_endpoint(e) for e in endpoints],
+            **options}
 
 
-def service(name, *versions, stable=None, **tables):
-    """tables: sub-tables of the service, e.g. guard={"window_s": 2} → [service.guard]."""
+def service(name, *versions, stable=None, **options):
+    """A [[service]]; options are further keys: scalars such as balance="least_request", and
+    dicts such as guard={"window_s": 2} or sticky={"header": "x-user"}, each rendered as a
+    sub-table ([service.guard])."""
     return {"name": name, "stable": stable or versions[0]["name"], "versions": list(versions),
-            "tables": tables}
+            **options}
 
 
 def route(service_name, host="*", path_prefix="/", listener="public"):
@@ -386,12 +406,14 @@ def render_config(services, routes=None, proxy=None, listeners=("public",), admi
                 out += ["  [[listener.tls.certificate]]", f"  cert = {_toml_value(cert)}",
                         f"  key = {_toml_value(key)}"]
     for svc in services:
-        out += ["", "[[service]]", f"name = {_toml_value(svc['name'])}",
-                f"stable = {_toml_value(svc['stable'])}"]
+        # Dict options become sub-tables, after the versions (inline tables in versions).
+        tables = {k: v for k, v in svc.items() if isinstance(v, dict)}
+        out += ["", "[[service]]"] + [f"{k} = {_toml_value(v)}" for k, v in svc.items()
+                                      if k != "versions" and k not in tables]
         for ver in svc["versions"]:
-            out += ["  [[service.version]]"] + [f"  {k} = {_toml_value(ver[k])}"
-                                                for k in ("name", "weight", "endpoints")]
-        for table, keys in svc.get("tables", {}).items():
+            out += ["  [[service.version]]"] + [f"  {k} = {_toml_value(v)}"
+                                                for k, v in ver.items()]
+        for table, keys in tables.items():
             out += [f"  [service.{table}]"] + [f"  {k} = {_toml_value(v)}"
                                                for k, v in keys.items()]
     for r in routes if routes is not None else [route(services[0]["name"])]:

@@ -96,6 +96,17 @@ class Guard(GuardCase):
         self.assertGreater(backends["green"], 0, "the canary kept its share")
         self.assertEqual({s for _, s, _ in load.samples}, {200})
 
+    def test_canary_without_a_healthy_endpoint_is_reverted(self):
+        # Its endpoints failing their health checks, the canary gets no traffic at all: the
+        # guard counts that as a breach (no healthy endpoint), not as too few requests.
+        check = {"path": "/healthz", "interval_ms": 100, "timeout_ms": 200,
+                 "unhealthy_threshold": 2, "healthy_threshold": 1}
+        edge = self.start(FAST_GUARD, health_check=check)
+        self.assertEqual(h.get((self.green.host, self.green.port), "/__health/503").status, 200)
+        edge.wait_line(r"health: shop/green endpoint .* is down", timeout=5)
+        idx, _ = edge.wait_line(REVERT_LINE, timeout=10, stream="stderr")
+        self.assertIn("no healthy endpoint", edge.output("stderr")[idx])
+
     def test_canary_below_min_requests_holds(self):
         edge = self.start({**FAST_GUARD, "min_requests": 100000})
         with PacedLoad(edge.addr, rate=100):

@@ -31,7 +31,8 @@ class FakeHost : public AdminHost {
     config::Service s;
     s.name = "shop";
     s.stable = "blue";
-    s.versions = {{"blue", 90, {{"127.0.0.1", 1}}, {}}, {"green", 10, {{"127.0.0.1", 2}}, {}}};
+    s.versions = {{"blue", 90, {{"127.0.0.1", 1}}, {}, {}},
+                  {"green", 10, {{"127.0.0.1", 2}}, {}, {}}};
     config_.services.push_back(s);
     runtime_.reconcile(config_);
   }

@@ -19,7 +19,7 @@ TEST_CASE("metrics: counters are summed over workers and weights are the effecti
   config::Service s;
   s.name = "shop";
   s.stable = "blue";
-  s.versions = {{"blue", 90, {}, {}}, {"green", 10, {}, {}}};
+  s.versions = {{"blue", 90, {}, {}, {}}, {"green", 10, {}, {}, {}}};
   c.services.push_back(s);
   RuntimeState rt;
   rt.reconcile(c);

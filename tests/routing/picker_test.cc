@@ -4,6 +4,8 @@
 #include <doctest/doctest.h>
 #include <netinet/in.h>
 
+#include <algorithm>
+#include <cstdlib>
 #include <map>
 #include <memory>
 #include <string>
@@ -395,15 +397,14 @@ TEST_CASE("pick_version edge cases on hand-built services") {
   CHECK(v->name == "zero");
 }
 
-TEST_CASE("the same seed gives the same choices, and seed 0 still picks") {
+TEST_CASE("weighted choice does not depend on the seed, and seed 0 still picks") {
   auto sequence = [](uint64_t seed) {
     OneService one("a", {{"a", 1, {"10.0.0.1:80"}}, {"b", 1, {"10.0.0.2:80"}}}, seed);
     std::string out;
     for (int i = 0; i < 64; ++i) out += one.picker.pick_version(one.svc(), 0)->name;
     return out;
   };
-  CHECK(sequence(5) == sequence(5));
-  CHECK(sequence(5) != sequence(6));
+  CHECK(sequence(5) == sequence(6));
   std::string zero = sequence(0);
   CHECK(zero.find('a') != std::string::npos);
   CHECK(zero.find('b') != std::string::npos);
@@ -496,6 +497,289 @@ TEST_CASE("pick_endpoint on a version without endpoints, or unknown to reset") {
   CHECK(pick_ports(picker, late, 2, 5) == Ports{1, 1});
   picker.mark_ok(99);
   CHECK(picker.usable(99, 0));
+}
+
+// ---- choose: override, sticky, exactness, health, least_request --------------------------------
+
+// A request whose headers are a small name → value map (names lower-case).
+struct FakeRequest {
+  std::map<std::string, std::string> headers;
+  std::string ip = "10.1.2.3";
+
+  RequestInfo info() const {
+    RequestInfo r;
+    r.ctx = this;
+    r.header = [](const void* ctx, std::string_view name) {
+      const auto& h = static_cast<const FakeRequest*>(ctx)->headers;
+      auto it = h.find(std::string(name));
+      return it == h.end() ? std::string_view() : std::string_view(it->second);
+    };
+    r.client_ip = ip;
+    return r;
+  }
+};
+
+// One service "s" whose config the test shapes before building.
+struct PolicyService {
+  explicit PolicyService(const std::vector<VersionSpec>& versions, const std::string& stable = "")
+      : svc_config(make_service("s", stable.empty() ? versions[0].name : stable, versions)) {}
+  void build() {
+    snap = b.build(make_config({svc_config}));
+    picker.reset(*snap);
+  }
+  const Service& svc() const { return snap->services[0]; }
+  std::string choose(const FakeRequest& req, uint64_t now = 0) {
+    Choice c = picker.choose(svc(), req.info(), now);
+    return c.version ? c.version->name : std::string("503:") + c.why;
+  }
+
+  config::Service svc_config;
+  Builder b;
+  std::shared_ptr<const Snapshot> snap;
+  Picker picker{42};
+};
+
+// A snapshot of `ps` where every endpoint of `version` is unhealthy (as active probes report).
+void make_unhealthy(PolicyService& ps, const std::string& version) {
+  HealthInput health;
+  for (const auto& v : ps.svc().versions) {
+    for (const auto& ep : v.endpoints) {
+      if (health.endpoints.size() <= ep.id) health.endpoints.resize(ep.id + 1);
+      if (v.name == version) health.endpoints[ep.id].healthy = false;
+    }
+  }
+  std::string error;
+  ps.snap = build_snapshot(ps.snap->config, ps.b.registry, 99, ps.b.resolver.fn(), &error, &health);
+  REQUIRE(ps.snap);
+  ps.picker.reset(*ps.snap);
+}
+
+TEST_CASE("cookie_value finds a cookie among others, unquoted and trimmed") {
+  CHECK(cookie_value("a=1; weir_version=canary; b=2", "weir_version") == "canary");
+  CHECK(cookie_value("weir_version=\"green\"", "weir_version") == "green");
+  CHECK(cookie_value("xweir_version=1; weir_version=2", "weir_version") == "2");
+  CHECK(cookie_value("a=1", "weir_version").empty());
+  CHECK(cookie_value("", "a").empty());
+}
+
+TEST_CASE("sticky_bucket is stable, salted and spread over 10,000 buckets") {
+  CHECK(sticky_bucket("shop", "user-1") == sticky_bucket("shop", "user-1"));
+  CHECK(sticky_bucket("shop", "user-1") < kBuckets);
+  int differs = 0;
+  std::vector<int> tenths(10, 0);
+  for (int i = 0; i < 20000; ++i) {
+    std::string key = "user-" + std::to_string(i);
+    if (sticky_bucket("shop", key) != sticky_bucket("cart", key)) ++differs;
+    ++tenths[sticky_bucket("shop", key) / 1000];
+  }
+  CHECK(differs > 19900);
+  for (int t : tenths) CHECK(std::abs(t - 2000) < 200);
+}
+
+TEST_CASE("override precedence: header over cookie over sticky over weights") {
+  PolicyService ps({{"stable", 99, {"10.0.0.1:80"}}, {"canary", 1, {"10.0.0.2:80"}},
+                    {"dark", 0, {"10.0.0.3:80"}}});
+  ps.svc_config.override_header = "x-weir-version";
+  ps.svc_config.override_cookie = "weir_version";
+  ps.svc_config.sticky.source = config::Sticky::Source::kHeader;
+  ps.svc_config.sticky.name = "x-user";
+  ps.build();
+  FakeRequest r;
+  r.headers["x-weir-version"] = "canary";
+  r.headers["cookie"] = "weir_version=dark";
+  for (int i = 0; i < 10; ++i) CHECK(ps.choose(r) == "canary");
+  r.headers.erase("x-weir-version");
+  CHECK(ps.choose(r) == "dark");  // an override may reach a weight-0 version
+  r.headers["cookie"] = "weir_version=nosuch";
+  r.headers["x-user"] = "alice";
+  const std::string sticky = ps.choose(r);
+  for (int i = 0; i < 50; ++i) CHECK(ps.choose(r) == sticky);
+  SUBCASE("an unhealthy override falls through to normal choice") {
+    r.headers["x-weir-version"] = "canary";
+    make_unhealthy(ps, "canary");
+    for (int i = 0; i < 50; ++i) CHECK(ps.choose(r) == "stable");
+  }
+  SUBCASE("override_strict answers 503 for an unknown or unhealthy version") {
+    ps.svc_config.override_strict = true;
+    ps.build();
+    r.headers["x-weir-version"] = "nosuch";
+    CHECK(ps.choose(r) == "503:the override names no version of this service");
+    r.headers["x-weir-version"] = "canary";
+    make_unhealthy(ps, "canary");
+    CHECK(ps.choose(r) == "503:the version named by the override has no healthy endpoint");
+  }
+}
+
+TEST_CASE("weighted choice is exact over small windows") {
+  for (uint32_t canary : {1u, 5u, 10u, 33u}) {
+    OneService one("stable", {{"stable", 100 - canary, {"10.0.0.1:80"}},
+                              {"canary", canary, {"10.0.0.2:80"}}},
+                   canary);
+    for (int window = 0; window < 20; ++window) {
+      auto counts = pick_counts(one.picker, one.svc(), 100);
+      CAPTURE(canary);
+      CHECK(counts["canary"] == static_cast<int>(canary));
+    }
+  }
+  // Three versions 2:3:5: every run of 10 picks holds each exactly that often.
+  OneService three("a", {{"a", 2, {"10.0.0.1:80"}}, {"b", 3, {"10.0.0.2:80"}},
+                         {"c", 5, {"10.0.0.3:80"}}},
+                   1);
+  std::string seq;
+  for (int i = 0; i < 200; ++i) seq += three.picker.pick_version(three.svc(), 0)->name;
+  for (size_t start = 0; start + 10 <= seq.size(); start += 10) {
+    std::string w = seq.substr(start, 10);
+    CHECK(std::count(w.begin(), w.end(), 'a') == 2);
+    CHECK(std::count(w.begin(), w.end(), 'c') == 5);
+  }
+}
+
+TEST_CASE("property: growing a canary only ever moves buckets from stable to it") {
+  // Random weight sequences: stable shrinks or holds, one canary grows or holds, the other
+  // versions keep their shares. No bucket may move except stable -> the growing canary.
+  uint64_t rng = 12345;
+  auto rnd = [&rng](uint32_t n) {
+    rng = rng * 6364136223846793005ULL + 1442695040888963407ULL;
+    return static_cast<uint32_t>((rng >> 33) % n);
+  };
+  for (int trial = 0; trial < 60; ++trial) {
+    const int extra = static_cast<int>(rnd(3));  // other non-stable versions
+    // The canary is placed next to stable in bucket order (names sort "c" < "x...").
+    std::vector<VersionSpec> spec{{"stable", 50 + rnd(500), {"10.0.0.1:80"}},
+                                  {"canary", rnd(20), {"10.0.0.2:80"}}};
+    for (int e = 0; e < extra; ++e)
+      spec.push_back({"x" + std::to_string(e), rnd(50), {"10.0.1." + std::to_string(e) + ":80"}});
+    Builder b;
+    Picker picker(1);
+    std::vector<std::string> before;
+    for (int step = 0; step < 8; ++step) {
+      auto snap = b.build_one("stable", spec);
+      const Service& svc = snap->services[0];
+      std::vector<std::string> now;
+      for (uint32_t k = 0; k < kBuckets; ++k) now.push_back(picker.version_for_bucket(svc, k, 0)->name);
+      for (uint32_t k = 0; k < kBuckets && !before.empty(); ++k) {
+        if (before[k] == now[k]) continue;
+        CAPTURE(k);
+        CHECK(before[k] == "stable");
+        CHECK(now[k] == "canary");
+      }
+      before = now;
+      if (extra == 0) {
+        // Stable and canary alone: any shrink of stable and growth of the canary.
+        spec[0].weight -= std::min(spec[0].weight - 1, rnd(2) ? rnd(40) : 0);
+        spec[1].weight += rnd(60);
+      } else {
+        // With other versions their shares must hold, so the canary grows by what stable
+        // gives up (the total stays put).
+        uint32_t shift = std::min(spec[0].weight - 1, rnd(60));
+        spec[0].weight -= shift;
+        spec[1].weight += shift;
+      }
+    }
+  }
+}
+
+TEST_CASE("sticky by client ip keeps a user on one version; keyless users get weights") {
+  PolicyService ps({{"stable", 80, {"10.0.0.1:80"}}, {"canary", 20, {"10.0.0.2:80"}}});
+  ps.svc_config.sticky.source = config::Sticky::Source::kClientIp;
+  ps.build();
+  std::map<std::string, int> per_version;
+  for (int u = 0; u < 2000; ++u) {
+    FakeRequest r;
+    r.ip = "10.9." + std::to_string(u / 250) + "." + std::to_string(u % 250);
+    std::string first = ps.choose(r);
+    for (int i = 0; i < 5; ++i) CHECK(ps.choose(r) == first);
+    ++per_version[first];
+  }
+  CHECK(std::abs(per_version["canary"] - 400) < 80);
+}
+
+TEST_CASE("assign_cookie: a keyless client gets a bucket, and the bucket decides after") {
+  PolicyService ps({{"stable", 50, {"10.0.0.1:80"}}, {"canary", 50, {"10.0.0.2:80"}}});
+  ps.svc_config.assign_cookie = "weir_bucket";
+  ps.build();
+  FakeRequest r;
+  Choice c = ps.picker.choose(ps.svc(), r.info(), 0);
+  REQUIRE(c.version);
+  REQUIRE(c.assign_bucket >= 0);
+  CHECK(ps.picker.version_for_bucket(ps.svc(), c.assign_bucket, 0) == c.version);
+  r.headers["cookie"] = "weir_bucket=" + std::to_string(c.assign_bucket);
+  for (int i = 0; i < 20; ++i) {
+    Choice again = ps.picker.choose(ps.svc(), r.info(), 0);
+    CHECK(again.version == c.version);
+    CHECK(again.assign_bucket == -1);
+  }
+  r.headers["cookie"] = "weir_bucket=99999";  // out of range: a fresh bucket is assigned
+  CHECK(ps.picker.choose(ps.svc(), r.info(), 0).assign_bucket >= 0);
+}
+
+TEST_CASE("unhealthy versions: share to stable, then any healthy version, else 503") {
+  PolicyService ps({{"stable", 50, {"10.0.0.1:80"}}, {"canary", 50, {"10.0.0.2:80"}}});
+  ps.svc_config.sticky.source = config::Sticky::Source::kHeader;
+  ps.svc_config.sticky.name = "x-user";
+  ps.build();
+  make_unhealthy(ps, "canary");
+  FakeRequest keyless, user;
+  for (int i = 0; i < 20; ++i) CHECK(ps.choose(keyless) == "stable");
+  for (int u = 0; u < 50; ++u) {
+    user.headers["x-user"] = "u" + std::to_string(u);
+    CHECK(ps.choose(user) == "stable");
+  }
+  make_unhealthy(ps, "stable");
+  for (int i = 0; i < 20; ++i) CHECK(ps.choose(keyless) == "canary");
+  CHECK(ps.choose(user) == "canary");
+  HealthInput none;
+  none.endpoints.resize(ps.snap->endpoint_count, EndpointStatus{false, false, 0, 0});
+  std::string error;
+  ps.snap = build_snapshot(ps.snap->config, ps.b.registry, 7, ps.b.resolver.fn(), &error, &none);
+  ps.picker.reset(*ps.snap);
+  CHECK(ps.choose(keyless) == "503:no version of this service has a healthy endpoint");
+  CHECK(ps.choose(user) == "503:no version of this service has a healthy endpoint");
+}
+
+TEST_CASE("least_request prefers the endpoint with fewer outstanding requests") {
+  PolicyService ps({{"v", 1, {"10.0.0.1:1", "10.0.0.2:2", "10.0.0.3:3"}}});
+  ps.svc_config.balance = config::Service::Balance::kLeastRequest;
+  ps.build();
+  const Version& v = ps.svc().versions[0];
+  const uint32_t busy = v.endpoints[0].id;
+  for (int i = 0; i < 10; ++i) ps.picker.on_request_start(busy);
+  CHECK(ps.picker.outstanding(busy) == 10);
+  std::map<uint16_t, int> counts;
+  for (int i = 0; i < 3000; ++i) ++counts[ps.picker.pick_endpoint(v, 0)->port];
+  CHECK(counts[1] == 0);  // two distinct candidates: the busy one always loses
+  CHECK(counts[2] > 1200);
+  CHECK(counts[3] > 1200);
+  // Load spreads evenly when every started request stays outstanding.
+  for (int i = 0; i < 10; ++i) ps.picker.on_request_end(busy);
+  CHECK(ps.picker.outstanding(busy) == 0);
+  for (int i = 0; i < 300; ++i) ps.picker.on_request_start(ps.picker.pick_endpoint(v, 0)->id);
+  for (const auto& ep : v.endpoints) CHECK(std::abs(int(ps.picker.outstanding(ep.id)) - 100) <= 3);
+  ps.picker.on_request_end(12345);  // unknown ids are ignored
+}
+
+TEST_CASE("unhealthy endpoints are skipped; slow start ramps a version's share") {
+  PolicyService ps({{"stable", 50, {"10.0.0.1:80"}}, {"canary", 50, {"10.0.0.2:80", "10.0.0.3:80"}}});
+  ps.svc_config.slow_start_ms = 1000;
+  ps.build();
+  HealthInput health;
+  health.endpoints.resize(ps.snap->endpoint_count);
+  health.endpoints[ps.svc().versions[1].endpoints[0].id].healthy = false;
+  health.version_ramp_start["s/canary"] = 10000;
+  std::string error;
+  ps.snap = build_snapshot(ps.snap->config, ps.b.registry, 2, ps.b.resolver.fn(), &error, &health);
+  ps.picker.reset(*ps.snap);
+  const Version& canary = ps.svc().versions[1];
+  for (int i = 0; i < 10; ++i) CHECK(ps.picker.pick_endpoint(canary, 0)->port == 80);
+  CHECK(canary.endpoints[1].address == "10.0.0.3:80");
+  auto share_at = [&](uint64_t now) {
+    int n = 0;
+    for (int i = 0; i < 1000; ++i) n += ps.picker.pick_version(ps.svc(), now)->name == "canary";
+    return n;
+  };
+  CHECK(share_at(10000) == 91);   // floor of 10%: 5 of 55
+  CHECK(share_at(10500) == 333);  // half ramped: 25 of 75
+  CHECK(share_at(11000) == 500);
 }
 
 }  // namespace
