@@ -169,8 +169,11 @@ void Server::collect_stats(uint64_t second) {
 }
 
 void Server::run_guards(uint64_t now_ms, uint64_t second) {
-  for (size_t si = 0; si < snap_->services.size() && si < config_->services.size(); ++si) {
-    const routing::Service& svc = snap_->services[si];
+  // A revert publishes a new snapshot (snap_ moves on, and the workers drop the old one on
+  // their threads): keep the one this loop walks alive until it is done.
+  const std::shared_ptr<const routing::Snapshot> snap = snap_;
+  for (size_t si = 0; si < snap->services.size() && si < config_->services.size(); ++si) {
+    const routing::Service& svc = snap->services[si];
     const config::GuardConfig& g = config_->services[si].guard;
     auto ro = rollouts_.find(svc.name);
     const bool rolling =
