@@ -279,6 +279,21 @@ class Reload(AdminTestCase):
         self.assertEqual(self.events()[-1]["detail"]["reset_services"], ["shop"])
 
 
+    def test_reloads_under_load_fail_nothing(self):
+        self.start()
+        result = {}
+        t = threading.Thread(target=lambda: result.update(
+            r=load(self.edge.addr, threads=4, duration=4)), daemon=True)
+        t.start()
+        for i in range(20):
+            self.write_config(self.config(weights=(90 - i, 10 + i)))
+            r = admin_call(self.edge, "POST", "/api/v1/reload")
+            self.assertEqual(r.status, 200, r)
+            time.sleep(0.1)
+        t.join(30)
+        self.assertLoadClean(result["r"], min_total=200)
+        self.assertEqual(self.weights(), {"blue": 71, "green": 29})
+
     def test_reload_adds_and_removes_listeners(self):
         self.start()
         self.write_config(self.config(listeners=("public", "extra")))
