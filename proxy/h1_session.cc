@@ -99,6 +99,8 @@ size_t H1Session::consume_head(const char* p, size_t n) {
     while (skipped < n && skipped < 4 && (p[skipped] == '\r' || p[skipped] == '\n')) ++skipped;
     if (skipped == n) return n;
     phase_ = Phase::kHead;
+    // A new request: nothing of it has been answered yet (reject() relies on this).
+    req_done_ = resp_started_ = resp_done_ = false;
     scan_from_ = 0;
     t_.set_deadline(worker_.settings().request_header_timeout_ms);
     p += skipped;

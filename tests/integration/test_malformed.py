@@ -77,6 +77,18 @@ class Rejects(h.SharedProxyTestCase):
         self.assertEqual(self.origin.requests(), before, "the request reached the backend")
         self.assertWeirAlive(self.edge)
 
+    def test_malformed_request_after_a_good_one_on_the_same_connection(self):
+        # The 400 must not depend on the connection being fresh (state of the previous
+        # exchange once hid it: the connection just closed).
+        c = self.client(self.edge, timeout=5)
+        self.assertEqual(c.get("/first").status, 200)
+        before = self.origin.requests()
+        c.send(req(HOST, b" obs-fold"))
+        resp = self.response_within(c, 5.0, "a malformed second request")
+        self.assertEqual(resp.status, 400, resp)
+        self.assertClosesConnection(c, resp)
+        self.assertEqual(self.origin.requests(), before)
+
     def test_well_formed_control(self):
         # The same shapes, well formed, do reach the backend: the checks above can fail.
         before = self.origin.requests()
