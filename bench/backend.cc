@@ -106,7 +106,7 @@ void append_json_string(std::string* out, std::string_view s) {
 
 enum class Route {
   kDefault, kStatus, kDelay, kBytes, kChunked, kEcho, kSink, kHeaders, kStats, kForceStatus,
-  kHealth, kSetHealth
+  kHealth, kSetHealth, kForceDelay
 };
 
 // How the response announces the connection's fate.
@@ -163,6 +163,8 @@ struct Shared {
   // Set at run time by /__status/NNN (0 = back to options.status): lets a test make a version
   // start failing at a moment of its choosing.
   mutable std::atomic<int> forced_status{0};
+  // Set by /__delay/MS (0 = back to options.delay_ms): a version that turns slow on command.
+  mutable std::atomic<uint32_t> forced_delay_ms{0};
   // What /healthz answers; the one mutable field, set through /__health/NNN by any loop.
   mutable std::atomic<int> health_status{200};
 };
@@ -615,6 +617,8 @@ void Connection::route_request() {
     route_ = Route::kStats;
   } else if (prefixed("/__status/", Route::kForceStatus)) {
     if (route_arg_ != 0 && (route_arg_ < 100 || route_arg_ > 999)) route_ = Route::kDefault;
+  } else if (prefixed("/__delay/", Route::kForceDelay)) {
+    if (route_arg_ > 600000) route_ = Route::kDefault;
   } else if (path == "/healthz") {
     route_ = Route::kHealth;
   } else if (prefixed("/__health/", Route::kSetHealth)) {
@@ -636,7 +640,7 @@ int Connection::on_headers_complete() {
     mode_ = chunked_ok_ ? ConnMode::kKeepAlive11 : ConnMode::kKeepAlive10;
   }
   if (route_ != Route::kStats && route_ != Route::kForceStatus && route_ != Route::kHealth &&
-      route_ != Route::kSetHealth)
+      route_ != Route::kSetHealth && route_ != Route::kForceDelay)
     loop_->requests.fetch_add(1, std::memory_order_relaxed);
   if (expect_continue_ && chunked_ok_ &&
       (parser_.content_length > 0 || (parser_.flags & F_CHUNKED) != 0)) {
@@ -682,9 +686,13 @@ int Connection::on_message_complete() {
   if (route_ == Route::kEcho) {
     if (chunked_ok_ && !is_head_) staging()->add_owned(kLastChunk);
     response_finished();
-  } else if (route_ == Route::kDelay || (route_ == Route::kDefault && shared_->options.delay_ms)) {
+  } else if (route_ == Route::kDelay ||
+             (route_ == Route::kDefault && (shared_->options.delay_ms ||
+                                            shared_->forced_delay_ms.load(std::memory_order_relaxed)))) {
     responding_ = true;
-    uint64_t ms = route_ == Route::kDelay ? route_arg_ : shared_->options.delay_ms;
+    uint64_t forced = shared_->forced_delay_ms.load(std::memory_order_relaxed);
+    uint64_t ms = route_ == Route::kDelay ? route_arg_
+                                          : (forced ? forced : shared_->options.delay_ms);
     uv_timer_start(&delay_timer_, on_delay_timer, ms, 0);
   } else {
     start_response();
@@ -770,6 +778,10 @@ void Connection::start_response() {
     }
     case Route::kForceStatus:
       shared_->forced_status.store(static_cast<int>(route_arg_), std::memory_order_relaxed);
+      stage_json("{\"ok\":true}");
+      break;
+    case Route::kForceDelay:
+      shared_->forced_delay_ms.store(static_cast<uint32_t>(route_arg_), std::memory_order_relaxed);
       stage_json("{\"ok\":true}");
       break;
     case Route::kStatus: stage_default(static_cast<int>(route_arg_)); break;

@@ -14,6 +14,8 @@
 //                    /__stats requests themselves are not counted
 //   /__status/NNN    from now on the default response has status NNN (0 = back to the
 //                    configured status), on every thread; not counted as a request
+//   /__delay/MS      from now on the default response waits MS ms (0 = back to the
+//                    configured delay), on every thread; not counted as a request
 //   /healthz         responds with the current health status (200 until changed), default body
 //   /__health/NNN    sets what /healthz answers from now on (200-599); answers 200
 //                    (neither of these two is counted in "requests")

@@ -137,6 +137,7 @@ struct GuardConfig {
   double max_p99_ratio = 0;             // canary p99 / stable p99; 0: not checked
   double confidence = 0.95;             // one-sided, for the error-rate tests
   uint32_t consecutive = 3;             // breaches in a row that revert
+  uint32_t revert_ramp_ms = 0;          // 0: revert at once; else step the weight down over this
   SourceLoc loc;
 };
 

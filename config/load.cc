@@ -226,18 +226,24 @@ class TableReader {
   bool number(std::string_view key, double& out, double lo, double hi) {
     const toml::node* node = find(key, Need::kOptional);
     if (!node) return false;
-    std::optional<double> v = node->is_integer() ? std::optional<double>(
-                                                       static_cast<double>(node->as_integer()->get()))
-                                                 : std::nullopt;
-    if (!v) {
-      const auto* f = ctx_.as<double>(*node, path(key));
-      if (!f) return false;
-      v = f->get();
+    std::optional<double> v;
+    if (node->is_integer()) {
+      v = static_cast<double>(node->as_integer()->get());
+    } else if (node->is_floating_point()) {
+      v = node->as_floating_point()->get();
+    } else {
+      ctx_.error(node->source(), path(key),
+                 "expected a number, got " + std::string(type_name(node->type())));
+      return false;
     }
     if (!(*v >= lo && *v <= hi)) {
+      auto show = [](double d) {
+        char buf[32];
+        std::snprintf(buf, sizeof buf, "%g", d);
+        return std::string(buf);
+      };
       ctx_.error(node->source(), path(key),
-                 "must be between " + std::to_string(lo) + " and " + std::to_string(hi) +
-                     ", got " + std::to_string(*v));
+                 "must be between " + show(lo) + " and " + show(hi) + ", got " + show(*v));
       return false;
     }
     out = *v;
@@ -619,6 +625,7 @@ void read_guard(TableReader& t, GuardConfig& g) {
   t.number("max_p99_ratio", g.max_p99_ratio, 1, 1000);
   t.number("confidence", g.confidence, 0.5, 0.9999);
   t.integer("consecutive", g.consecutive, 1, 1000);
+  t.integer("revert_ramp_ms", g.revert_ramp_ms, 0, kMaxTimeoutMs);
 }
 
 void read_rollout(Context& ctx, TableReader& t, const std::set<std::string>& versions,

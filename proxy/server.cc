@@ -188,6 +188,49 @@ void Server::on_tick(uv_timer_t* t) {
   self->evaluate_outliers();
   self->collect_stats(now / 1000);
   self->run_guards(now, now / 1000);
+  self->advance_revert_ramps(now);
+}
+
+void Server::advance_revert_ramps(uint64_t now_ms) {
+  for (auto it = revert_ramps_.begin(); it != revert_ramps_.end();) {
+    RevertRamp& r = *it;
+    const uint64_t elapsed = now_ms - r.start_ms;
+    uint32_t due = static_cast<uint32_t>(
+        std::min<uint64_t>(kRevertSteps, 1 + elapsed * kRevertSteps / std::max(1u, r.duration_ms)));
+    if (due <= r.steps_done) {
+      ++it;
+      continue;
+    }
+    r.steps_done = due;
+    const config::Service* cs = nullptr;
+    for (const auto& s : config_->services) {
+      if (s.name == r.service) cs = &s;
+    }
+    std::map<std::string, uint32_t> weights;
+    if (cs) weights = runtime_.weights(*cs);
+    if (!cs || !weights.count(r.version)) {
+      it = revert_ramps_.erase(it);
+      continue;
+    }
+    const uint32_t w = r.from * (kRevertSteps - due) / kRevertSteps;
+    weights[r.version] = w;
+    AuditEvent ev;
+    ev.actor = "guard";
+    ev.action = "revert_step";
+    ev.reason = "revert_ramp_ms: step " + std::to_string(due) + " of " +
+                std::to_string(kRevertSteps);
+    std::string error;
+    if (!change_service(r.service, weights, "", std::move(ev), &error)) {
+      std::fprintf(stderr, "weir: guard: a revert step could not be saved: %s\n", error.c_str());
+    }
+    std::fprintf(stderr, "weir: guard: service %s version %s revert ramp at weight %u\n",
+                 r.service.c_str(), r.version.c_str(), w);
+    if (due >= kRevertSteps) {
+      it = revert_ramps_.erase(it);
+    } else {
+      ++it;
+    }
+  }
 }
 
 void Server::evaluate_outliers() {
@@ -281,6 +324,12 @@ void Server::run_guards(uint64_t now_ms, uint64_t second) {
         stable_window ? stable_window->summarize(second, g.window_s) : health::Summary{};
     for (const auto& v : svc.versions) {
       if (&v == &stable || v.weight == 0) continue;
+      // A version already ramping down after a revert is not judged (or reverted) again.
+      if (std::any_of(revert_ramps_.begin(), revert_ramps_.end(), [&](const RevertRamp& r) {
+            return r.service == svc.name && r.version == v.name;
+          })) {
+        continue;
+      }
       // Without a guard a rollout advances on time alone.
       health::Verdict verdict = health::Verdict::kPass;
       if (g.enabled) {
@@ -302,7 +351,13 @@ void Server::run_guards(uint64_t now_ms, uint64_t second) {
                        why.c_str());
           const config::Service& cs = config_->services[si];
           std::map<std::string, uint32_t> weights = runtime_.weights(cs);
-          weights[v.name] = 0;
+          const uint32_t from = weights[v.name];
+          // With a ramp, the first step happens now and the rest on the tick.
+          weights[v.name] =
+              g.revert_ramp_ms ? from * (kRevertSteps - 1) / kRevertSteps : 0;
+          if (g.revert_ramp_ms) {
+            revert_ramps_.push_back({svc.name, v.name, from, now_ms, g.revert_ramp_ms, 1});
+          }
           AuditEvent ev;
           ev.actor = "guard";
           ev.action = "revert";
@@ -589,7 +644,12 @@ bool Server::commit(RuntimeState next, AuditEvent event, std::string* error) {
     return false;
   }
   ramps.keep();
-  if (event.actor != "guard") guards_[event.service].reverted = false;  // an operator acted
+  if (event.actor != "guard") {
+    // An operator acted: the revert is over, including any ramp still stepping down.
+    guards_[event.service].reverted = false;
+    std::erase_if(revert_ramps_,
+                  [&](const RevertRamp& r) { return r.service == event.service; });
+  }
   runtime_ = std::move(next);
   publish(std::move(snap));
   std::fprintf(stderr, "weir: %s %s by %s: %s\n", event.action.c_str(), event.service.c_str(),

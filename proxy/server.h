@@ -113,6 +113,18 @@ class Server final : public AdminHost {
     bool reverted = false;
   };
   std::map<std::string, ServiceGuard> guards_;
+  // A capacity-aware revert in progress (revert_ramp_ms): the version's weight steps from
+  // `from` down to 0 in kRevertSteps equal steps over `duration_ms`.
+  struct RevertRamp {
+    std::string service, version;
+    uint32_t from = 0;
+    uint64_t start_ms = 0;
+    uint32_t duration_ms = 0;
+    uint32_t steps_done = 0;
+  };
+  static constexpr uint32_t kRevertSteps = 10;
+  std::vector<RevertRamp> revert_ramps_;
+  void advance_revert_ramps(uint64_t now_ms);
   std::map<std::string, health::Rollout> rollouts_;
   bool stopping_ = false;
 };

@@ -906,3 +906,91 @@ protocols = []
 
 }  // namespace
 }  // namespace weir::config
+
+namespace weir::config {
+namespace {
+
+// The one error `text` gives, as "line:col key: message".
+std::string only_error(const std::string& text) {
+  LoadResult r = load_string(text, "t.toml");
+  REQUIRE(r.errors.size() == 1);
+  const Error& e = r.errors[0];
+  return std::to_string(e.loc.line) + ":" + std::to_string(e.loc.column) + " " + e.key + ": " +
+         e.message;
+}
+
+TEST_CASE("config: guard and rollout keys") {
+  Config c = expect_valid(with_policy(R"([service.guard]
+interval_ms = 500
+window_s = 5
+min_requests = 20
+max_error_rate = 0.05
+max_p99_ms = 250
+max_p50_ms = 50
+max_error_rate_increase = 0.02
+max_p99_ratio = 1.5
+confidence = 0.99
+consecutive = 2
+revert_ramp_ms = 3000
+[service.rollout]
+version = "b"
+steps = [1, 10, 100]
+step_s = 30
+max_step_s = 90
+auto_start = true)"));
+  const Service& s = c.services[0];
+  CHECK(s.guard.enabled);
+  CHECK(s.guard.interval_ms == 500);
+  CHECK(s.guard.window_s == 5);
+  CHECK(s.guard.min_requests == 20);
+  CHECK(s.guard.max_error_rate == doctest::Approx(0.05));
+  CHECK(s.guard.max_p99_ms == 250);
+  CHECK(s.guard.max_p50_ms == 50);
+  CHECK(s.guard.max_error_rate_increase == doctest::Approx(0.02));
+  CHECK(s.guard.max_p99_ratio == doctest::Approx(1.5));
+  CHECK(s.guard.confidence == doctest::Approx(0.99));
+  CHECK(s.guard.consecutive == 2);
+  CHECK(s.guard.revert_ramp_ms == 3000);
+  CHECK(s.rollout.present);
+  CHECK(s.rollout.version == "b");
+  CHECK(s.rollout.steps == std::vector<uint32_t>{1, 10, 100});
+  CHECK(s.rollout.step_s == 30);
+  CHECK(s.rollout.max_step_s == 90);
+  CHECK(s.rollout.auto_start);
+  // Without the tables both are off; an integer is a valid number.
+  Config d = expect_valid(with_policy("[service.guard]\nenabled = false\nmax_error_rate = 0\n"));
+  CHECK_FALSE(d.services[0].guard.enabled);
+  CHECK(d.services[0].guard.max_error_rate == 0);
+  CHECK_FALSE(d.services[0].rollout.present);
+}
+
+TEST_CASE("config: guard and rollout errors") {
+  const std::string guard = "[service.guard]\n";
+  CHECK(only_error(with_policy(guard + "max_error_rate = 1.5")) ==
+        "8:18 service[0].guard.max_error_rate: must be between 0 and 1, got 1.5");
+  CHECK(only_error(with_policy(guard + "max_error_rate = \"high\"")) ==
+        "8:18 service[0].guard.max_error_rate: expected a number, got a string");
+  CHECK(only_error(with_policy(guard + "enabled = 1")).find("expected a boolean") !=
+        std::string::npos);
+  CHECK(only_error(with_policy(guard + "window_s = 601")).find("between 1 and 600") !=
+        std::string::npos);
+  CHECK(only_error(with_policy(guard + "consecutve = 2")).find("did you mean 'consecutive'") !=
+        std::string::npos);
+  const std::string rollout = "[service.rollout]\n";
+  CHECK(only_error(with_policy(rollout + "version = \"b\"\nsteps = [1, 50]"))
+            .find("the last step must be 100") != std::string::npos);
+  CHECK(only_error(with_policy(rollout + "version = \"b\"\nsteps = [50, 10, 100]"))
+            .find("steps must increase") != std::string::npos);
+  CHECK(only_error(with_policy(rollout + "version = \"a\"\nsteps = [100]"))
+            .find("the stable version cannot be rolled out") != std::string::npos);
+  CHECK(only_error(with_policy(rollout + "version = \"c\"\nsteps = [100]"))
+            .find("no version named") != std::string::npos);
+  CHECK(only_error(with_policy(rollout + "version = \"b\"\nsteps = [100]\nstep_s = 60\n"
+                                         "max_step_s = 10"))
+            .find("must be at least step_s") != std::string::npos);
+  CHECK(only_error(with_policy(rollout + "steps = [100]")).find("missing required key 'version'") !=
+        std::string::npos);
+}
+
+}  // namespace
+}  // namespace weir::config

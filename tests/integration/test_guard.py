@@ -87,14 +87,53 @@ class Guard(GuardCase):
                          "traffic after the revert must all go to stable")
 
     def test_healthy_canary_is_not_reverted(self):
+        # 60 s of equal health under the same load and the sensitive settings: no false revert.
         edge = self.start(FAST_GUARD)
-        with PacedLoad(edge.addr, rate=200) as load:
-            time.sleep(6.0)
+        with PacedLoad(edge.addr, rate=200, max_time=70) as load:
+            time.sleep(60.0)
         self.assertFalse(any(re.search(REVERT_LINE, line) for line in edge.output("stderr")),
                          edge.tail())
         backends = Counter(b for _, _, b in load.samples)
         self.assertGreater(backends["green"], 0, "the canary kept its share")
         self.assertEqual({s for _, s, _ in load.samples}, {200})
+
+    def test_revert_ramp_steps_the_weight_down(self):
+        edge = self.start({**FAST_GUARD, "revert_ramp_ms": 2000}, blue_weight=50, green_weight=50)
+        with PacedLoad(edge.addr, rate=200) as load:
+            time.sleep(1.5)
+            self.break_green()
+            edge.wait_line(REVERT_LINE, timeout=10, stream="stderr")
+            reverted_at = time.monotonic()
+            edge.wait_line(r"revert ramp at weight 0$", timeout=10, stream="stderr")
+            done_at = time.monotonic()
+            time.sleep(0.5)
+        steps = [int(m.group(1)) for line in edge.output("stderr")
+                 for m in [re.search(r"revert ramp at weight (\d+)$", line)] if m]
+        self.assertEqual(steps, sorted(steps, reverse=True), "the weight only goes down")
+        self.assertGreaterEqual(len(steps), 5, f"stepped, not dropped at once: {steps}")
+        self.assertGreater(done_at - reverted_at, 1.0, "the ramp takes about revert_ramp_ms")
+        during = Counter(b for t, _, b in load.samples if reverted_at + 0.1 < t < done_at - 0.5)
+        self.assertGreater(during["green"], 0, f"the canary kept some traffic during the ramp")
+        after = Counter(b for t, _, b in load.samples if t > done_at + 0.2)
+        self.assertEqual(set(after), {"blue"}, f"after the ramp: {after}")
+
+    def test_slow_canary_is_reverted_on_p99(self):
+        edge = self.start({"interval_ms": 500, "window_s": 3, "min_requests": 10,
+                           "max_p99_ms": 150, "consecutive": 2})
+        loads = [PacedLoad(edge.addr, rate=100) for _ in range(4)]
+        for load in loads:
+            load.__enter__()
+        try:
+            time.sleep(2.0)
+            self.assertEqual(h.get((self.green.host, self.green.port), "/__delay/400").status, 200)
+            broke_at = time.monotonic()
+            idx, _ = edge.wait_line(REVERT_LINE, timeout=15, stream="stderr")
+            print(f"\nguard: canary turned slow (400 ms) -> reverted in "
+                  f"{time.monotonic() - broke_at:.2f} s")
+            self.assertRegex(edge.output("stderr")[idx], r"p99 [\d.]+ ms above max_p99_ms 150")
+        finally:
+            for load in loads:
+                load.__exit__(None, None, None)
 
     def test_canary_without_a_healthy_endpoint_is_reverted(self):
         # Its endpoints failing their health checks, the canary gets no traffic at all: the
