@@ -31,29 +31,41 @@ struct VersionCounters {
   std::array<SingleWriterCount, Histogram::kBuckets> total_latency;    // µs to response end
 };
 
-// Counters for every version id a worker has served, allocated on first use by the worker and
+// Per-worker, per-endpoint counts: each attempt on an endpoint (a retry counts on the endpoint
+// it went to), its response class, or weir's failure with it.
+struct EndpointCounters {
+  SingleWriterCount attempts;
+  std::array<SingleWriterCount, 6> responses;  // [0]: cut after the head
+  std::array<SingleWriterCount, 3> failures;   // by FailureKind
+};
+
+// Counters for every id a worker has served, allocated on first use by the worker and
 // published with release stores; readers skip ids that were never used.
-class VersionCounterTable {
+template <typename Counters>
+class CounterTable {
  public:
   static constexpr uint32_t kCapacity = 4096;
 
-  VersionCounters* get_or_create(uint32_t id) {
+  Counters* get_or_create(uint32_t id) {
     if (id >= kCapacity) return nullptr;
-    VersionCounters* c = slots_[id].load(std::memory_order_relaxed);
+    Counters* c = slots_[id].load(std::memory_order_relaxed);
     if (!c) {
-      owned_[id] = std::make_unique<VersionCounters>();
+      owned_[id] = std::make_unique<Counters>();
       c = owned_[id].get();
       slots_[id].store(c, std::memory_order_release);
     }
     return c;
   }
-  const VersionCounters* find(uint32_t id) const {
+  const Counters* find(uint32_t id) const {
     return id < kCapacity ? slots_[id].load(std::memory_order_acquire) : nullptr;
   }
 
  private:
-  std::array<std::atomic<VersionCounters*>, kCapacity> slots_{};
-  std::array<std::unique_ptr<VersionCounters>, kCapacity> owned_{};
+  std::array<std::atomic<Counters*>, kCapacity> slots_{};
+  std::array<std::unique_ptr<Counters>, kCapacity> owned_{};
 };
+
+using VersionCounterTable = CounterTable<VersionCounters>;
+using EndpointCounterTable = CounterTable<EndpointCounters>;
 
 }  // namespace weir::health

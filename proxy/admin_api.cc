@@ -141,7 +141,13 @@ json ServiceStateView::to_json() const {
   json vs = json::array();
   for (const auto& v : versions) {
     json eps = json::array();
-    for (const auto& ep : v.endpoints) eps.push_back({{"address", ep.address}, {"health", ep.health}});
+    for (const auto& ep : v.endpoints) {
+      eps.push_back({{"address", ep.address},
+                     {"health", ep.health},
+                     {"attempts", ep.attempts},
+                     {"responses", ep.responses},
+                     {"failures", ep.failures}});
+    }
     vs.push_back({{"name", v.name},
                   {"configured_weight", v.configured_weight},
                   {"effective_weight", v.effective_weight},
@@ -171,7 +177,11 @@ ServiceStateView AdminApi::view(const config::Service& svc) const {
     vv.name = cv.name;
     vv.configured_weight = cv.weight;
     vv.effective_weight = rt.weight(svc, cv);
-    for (const auto& ep : cv.endpoints) vv.endpoints.push_back({ep.to_string()});
+    for (const auto& ep : cv.endpoints) {
+      EndpointView e;
+      e.address = ep.to_string();
+      vv.endpoints.push_back(std::move(e));
+    }
     v.versions.push_back(std::move(vv));
   }
   host_.annotate(v);

@@ -50,6 +50,11 @@ struct EndpointView {
   // "healthy", "unhealthy" (failing its active health check) or "ejected" (outlier detection);
   // "unknown" when neither watches it.
   std::string health = "unknown";
+  // Since start, summed over workers: attempts sent to it, responses by class ("2xx"...),
+  // weir's failures with it by kind (connect, reset, timeout).
+  uint64_t attempts = 0;
+  std::map<std::string, uint64_t> responses;
+  std::map<std::string, uint64_t> failures;
 };
 
 struct VersionView {

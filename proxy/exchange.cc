@@ -194,6 +194,8 @@ bool Exchange::connect_upstream(uint32_t exclude, int* status) {
     upstream_ = worker_.pool().acquire(ep->id, reinterpret_cast<const sockaddr*>(&ep->addr), this,
                                        head_request_, &err);
     if (!upstream_) worker_.streaks().record(ep->id, ep->eject_epoch, true);
+    ep_counters_ = worker_.stats().endpoints.get_or_create(ep->id);
+    if (ep_counters_) ep_counters_->attempts.add();
     if (upstream_) {
       picker.on_request_start(ep->id);
       outstanding_id_ = ep->id;
@@ -260,14 +262,18 @@ void Exchange::resume_response() {
 
 uint64_t Exchange::elapsed_us() const { return (uv_hrtime() - start_ns_) / 1000; }
 
+health::FailureKind Exchange::failure_kind(UpstreamError e) {
+  using health::FailureKind;
+  if (e == UpstreamError::kConnect) return FailureKind::kConnect;
+  if (e == UpstreamError::kResponseTimeout || e == UpstreamError::kBodyTimeout) {
+    return FailureKind::kTimeout;
+  }
+  return FailureKind::kReset;
+}
+
 void Exchange::count_failure(UpstreamError e) {
   if (!counters_) return;
-  using health::FailureKind;
-  FailureKind kind = e == UpstreamError::kConnect ? FailureKind::kConnect
-                     : (e == UpstreamError::kResponseTimeout || e == UpstreamError::kBodyTimeout)
-                         ? FailureKind::kTimeout
-                         : FailureKind::kReset;
-  counters_->failures[static_cast<size_t>(kind)].add();
+  counters_->failures[static_cast<size_t>(failure_kind(e))].add();
   // Before a head the client gets weir's 502/504; after it, a cut response (class 0).
   counters_->responses[response_started_ ? 0 : 5].add();
   counters_->total_latency[health::Histogram::index(elapsed_us())].add();
@@ -285,6 +291,7 @@ void Exchange::on_upstream_head(UpstreamConn&, const UpstreamResponseHead& head)
   response_started_ = true;
   status_ = head.status;
   worker_.streaks().record(endpoint_->id, endpoint_->eject_epoch, head.status >= 500);
+  if (ep_counters_) ep_counters_->responses[static_cast<size_t>(head.status / 100) % 6].add();
   if (counters_) {
     counters_->responses[static_cast<size_t>(head.status / 100) % 6].add();
     counters_->headers_latency[health::Histogram::index(elapsed_us())].add();
@@ -344,6 +351,11 @@ void Exchange::on_upstream_done(UpstreamConn& c, std::span<const HeaderField> tr
 
 void Exchange::on_upstream_error(UpstreamConn& c, UpstreamError e, std::string unsent) {
   upstream_ = nullptr;
+  // Every failed attempt counts on its endpoint, retried or not.
+  if (ep_counters_) {
+    ep_counters_->failures[static_cast<size_t>(failure_kind(e))].add();
+    if (response_started_) ep_counters_->responses[0].add();
+  }
   end_outstanding();
   const uint32_t failed = c.endpoint_id();
   if (e == UpstreamError::kConnect) {

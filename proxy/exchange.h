@@ -93,6 +93,7 @@ class Exchange final : private UpstreamHandler {
   void end_outstanding();
   uint64_t elapsed_us() const;
   void count_failure(UpstreamError e);
+  static health::FailureKind failure_kind(UpstreamError e);
 
   Worker& worker_;
   ExchangeOwner& owner_;
@@ -103,6 +104,7 @@ class Exchange final : private UpstreamHandler {
   const routing::Endpoint* endpoint_ = nullptr;
   UpstreamConn* upstream_ = nullptr;
   health::VersionCounters* counters_ = nullptr;  // this worker's, for version_
+  health::EndpointCounters* ep_counters_ = nullptr;  // this worker's, for endpoint_
   uint64_t start_ns_ = 0;
   std::string head_;      // the rewritten request head
   std::string replay_;    // every request byte sent, while small enough to send again

@@ -725,6 +725,15 @@ void Server::annotate(ServiceStateView& view) const {
         for (auto& epv : vv.endpoints) {
           for (const auto& ep : v.endpoints) {
             if (ep.address != epv.address) continue;
+            static constexpr const char* kClasses[] = {"cut", "1xx", "2xx", "3xx", "4xx", "5xx"};
+            static constexpr const char* kKinds[] = {"connect", "reset", "timeout"};
+            for (const auto& w : workers_) {
+              const health::EndpointCounters* c = w->stats().endpoints.find(ep.id);
+              if (!c) continue;
+              epv.attempts += c->attempts.get();
+              for (size_t i = 0; i < 6; ++i) epv.responses[kClasses[i]] += c->responses[i].get();
+              for (size_t i = 0; i < 3; ++i) epv.failures[kKinds[i]] += c->failures[i].get();
+            }
             if (ep.id < ejection_.size() && ejection_[ep.id].ejected) {
               epv.health = "ejected";
             } else if (prober_ && !prober_->healthy(ep.id)) {

@@ -28,6 +28,7 @@ struct WorkerStats {
   Counter upstream_reused;
   Counter upstream_retries;
   health::VersionCounterTable versions;  // by routing::Version::stats_id
+  health::EndpointCounterTable endpoints;  // by routing::Endpoint::id
   Counter tls_handshakes;
   Counter tls_handshake_failures[4];  // TlsFailure: timeout, peer closed, protocol, other
   Counter h2_connections;

@@ -328,6 +328,26 @@ class Reload(AdminTestCase):
         return self.edge.admin[1]
 
 
+class EndpointStats(AdminTestCase):
+    def test_endpoint_counts_match_requests_sent(self):
+        self.start()
+        time.sleep(0.3)  # the control thread's first statistics fold is only a baseline
+        with self.client(self.edge) as c:
+            statuses = [c.get("/").status for _ in range(60)] + [c.get("/status/503").status]
+        time.sleep(0.3)  # folded every 100 ms
+        self.assertEqual(statuses.count(200), 60)
+        r = admin_call(self.edge, "GET", "/api/v1/services/shop", token="viewer")
+        self.assertEqual(r.status, 200, r)
+        endpoints = [ep for v in r.json()["versions"] for ep in v["endpoints"]]
+        self.assertEqual(sum(ep["attempts"] for ep in endpoints), 61)
+        self.assertEqual(sum(ep["responses"]["2xx"] for ep in endpoints), 60)
+        self.assertEqual(sum(ep["responses"]["5xx"] for ep in endpoints), 1)
+        self.assertEqual(sum(sum(ep["failures"].values()) for ep in endpoints), 0)
+        # Per-version windows count the same requests.
+        stats = [v["stats"]["10s"] for v in r.json()["versions"] if v["stats"]["10s"]]
+        self.assertEqual(sum(s["requests"] for s in stats), 61, r.json())
+
+
 class Metrics(AdminTestCase):
     def scrape(self, token=None):
         from prometheus_client.parser import text_string_to_metric_families
