@@ -80,6 +80,14 @@ bool Server::open_listener(const config::Listener& l, std::vector<int>* fds, std
       // Port 0: the first socket picks the port, its siblings join it.
       ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
     }
+    // Listening already here: once weir says the listener exists (startup line, reload
+    // answer), connections queue in the backlog until the worker's loop takes the socket.
+    if (::listen(fd, 1024) != 0) {
+      int err = errno;
+      ::close(fd);
+      errno = err;
+      return fail("listen " + l.address.to_string());
+    }
     fds->push_back(fd);
   }
   uint16_t port = ntohs(addr.ss_family == AF_INET6
