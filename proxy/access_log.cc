@@ -46,15 +46,7 @@ void field(std::string& out, const char* name, uint64_t value) {
 }  // namespace
 
 void append_access_line(std::string& out, const AccessRecord& r) {
-  auto now = std::chrono::system_clock::now();
-  auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()).count();
-  std::time_t secs = static_cast<std::time_t>(ms / 1000);
-  std::tm tm{};
-  gmtime_r(&secs, &tm);
-  char time[64];
-  std::snprintf(time, sizeof time, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
-                tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
-                static_cast<int>(ms % 1000));
+  const std::string time = utc_timestamp_ms();
   out.append("{\"time\":\"").append(time).push_back('"');
   field(out, "client", r.client);
   field(out, "method", r.method);

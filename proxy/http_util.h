@@ -34,6 +34,9 @@ std::string error_body(int status, std::string_view detail = {});
 std::string error_response(int status, bool close, bool head_request = false,
                            std::string_view detail = {});
 
+// Now as RFC 3339 UTC with milliseconds ("2026-11-26T17:00:29.123Z"), for logs.
+std::string utc_timestamp_ms();
+
 // Appends the decimal form of `v`.
 void append_number(std::string& out, uint64_t v);
 // Appends `v` in lower-case hex (chunk sizes).

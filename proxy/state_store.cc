@@ -1,5 +1,7 @@
 #include "proxy/state_store.h"
 
+#include "proxy/http_util.h"
+
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -38,18 +40,6 @@ bool make_dirs(const std::string& dir, std::string* error) {
   return !ec;
 }
 
-std::string now_rfc3339() {
-  auto now = std::chrono::system_clock::now();
-  auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()).count();
-  std::time_t secs = static_cast<std::time_t>(ms / 1000);
-  std::tm tm{};
-  gmtime_r(&secs, &tm);
-  char buf[64];
-  std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
-                tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
-                static_cast<int>(ms % 1000));
-  return buf;
-}
 
 }  // namespace
 
@@ -155,7 +145,7 @@ bool StateStore::save_state(const nlohmann::json& state, std::string* error) {
 
 bool StateStore::append(AuditEvent& ev, std::string* error) {
   ev.seq = seq_ + 1;
-  ev.time = now_rfc3339();
+  ev.time = utc_timestamp_ms();
   nlohmann::json j = ev.to_json();
   if (audit_fd_ >= 0) {
     std::string line = j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
