@@ -1,5 +1,10 @@
 #include "proxy/demo.h"
 
+#include <openssl/evp.h>
+#include <openssl/rand.h>
+#include <stdlib.h>
+#include <unistd.h>
+
 #include <cstdio>
 #include <memory>
 #include <string>
@@ -9,8 +14,58 @@
 #include "proxy/server.h"
 
 namespace weir::proxy {
+namespace {
 
-int run_demo(uint16_t port, unsigned workers) {
+std::string to_hex(const unsigned char* data, size_t len) {
+  static constexpr char kDigits[] = "0123456789abcdef";
+  std::string out;
+  out.reserve(len * 2);
+  for (size_t i = 0; i < len; ++i) {
+    out += kDigits[data[i] >> 4];
+    out += kDigits[data[i] & 15];
+  }
+  return out;
+}
+
+// A fresh random token and the tokens file that admits it (its SHA-256 only), in `dir`.
+bool write_token_file(const std::string& path, std::string* token) {
+  unsigned char raw[16];
+  unsigned char digest[EVP_MAX_MD_SIZE];
+  unsigned int len = 0;
+  if (RAND_bytes(raw, sizeof raw) != 1) return false;
+  *token = "demo-" + to_hex(raw, sizeof raw);
+  if (EVP_Digest(token->data(), token->size(), digest, &len, EVP_sha256(), nullptr) != 1) {
+    return false;
+  }
+  std::FILE* f = std::fopen(path.c_str(), "w");
+  if (!f) return false;
+  std::fprintf(f, "[[token]]\nname = \"demo\"\nscope = \"write\"\nsha256 = \"%s\"\n",
+               to_hex(digest, len).c_str());
+  return std::fclose(f) == 0;
+}
+
+std::string demo_config(const DemoOptions& o, uint16_t blue_port, uint16_t green_port,
+                        const std::string& tokens_file) {
+  auto port = [](unsigned p) { return std::to_string(p); };
+  return "[proxy]\nworkers = " + std::to_string(o.workers) +
+         "\n\n[[listener]]\nname = \"demo\"\naddress = \"127.0.0.1:" + port(o.port) +
+         "\"\n\n[[service]]\nname = \"demo\"\nstable = \"blue\"\n"
+         "override_header = \"x-weir-version\"\n"
+         "  [service.health_check]\n  path = \"/healthz\"\n  interval_ms = 1000\n"
+         "  [service.guard]\n  interval_ms = 1000\n  window_s = 10\n  min_requests = 20\n"
+         "  max_error_rate = 0.05\n  consecutive = 3\n"
+         "  [[service.version]]\n  name = \"blue\"\n  weight = 90\n"
+         "  endpoints = [\"127.0.0.1:" + port(blue_port) + "\"]\n"
+         "  [[service.version]]\n  name = \"green\"\n  weight = 10\n"
+         "  endpoints = [\"127.0.0.1:" + port(green_port) + "\"]\n\n"
+         "[[route]]\nlistener = \"demo\"\nservice = \"demo\"\n\n"
+         "[admin]\naddress = \"127.0.0.1:" + port(o.admin_port) + "\"\ntokens_file = \"" +
+         tokens_file + "\"\nopen_metrics = true\n";
+}
+
+}  // namespace
+
+int run_demo(const DemoOptions& options) {
   bench::BackendOptions blue_opts;
   blue_opts.name = "blue";
   bench::BackendOptions green_opts;
@@ -21,24 +76,36 @@ int run_demo(uint16_t port, unsigned workers) {
     std::fprintf(stderr, "weir: demo backends: %s\n", error.c_str());
     return 1;
   }
-  std::string toml = "[proxy]\nworkers = " + std::to_string(workers) +
-                     "\n\n[[listener]]\nname = \"demo\"\naddress = \"127.0.0.1:" +
-                     std::to_string(port) +
-                     "\"\n\n[[service]]\nname = \"demo\"\nstable = \"blue\"\n"
-                     "  [[service.version]]\n  name = \"blue\"\n  weight = 90\n"
-                     "  endpoints = [\"127.0.0.1:" + std::to_string(blue.port()) + "\"]\n"
-                     "  [[service.version]]\n  name = \"green\"\n  weight = 10\n"
-                     "  endpoints = [\"127.0.0.1:" + std::to_string(green.port()) + "\"]\n\n"
-                     "[[route]]\nlistener = \"demo\"\nservice = \"demo\"\n";
-  config::LoadResult r = config::load_string(toml, "<demo>");
+  char dir_template[] = "/tmp/weir-demo-XXXXXX";
+  const char* dir = mkdtemp(dir_template);
+  if (!dir) {
+    std::perror("weir: demo: mkdtemp");
+    return 1;
+  }
+  const std::string tokens_file = std::string(dir) + "/tokens.toml";
+  std::string token;
+  if (!write_token_file(tokens_file, &token)) {
+    std::fprintf(stderr, "weir: demo: cannot write %s\n", tokens_file.c_str());
+    rmdir(dir);
+    return 1;
+  }
+  config::LoadResult r =
+      config::load_string(demo_config(options, blue.port(), green.port(), tokens_file), "<demo>");
+  unlink(tokens_file.c_str());
+  rmdir(dir);
   if (!r.config) {
     for (const auto& e : r.errors) std::fprintf(stderr, "weir: %s\n", e.to_string().c_str());
     return 1;
   }
   std::fprintf(stderr,
                "weir: demo: backends blue on 127.0.0.1:%u and green on 127.0.0.1:%u, split "
-               "90/10; try: curl -si http://127.0.0.1:%u/ | grep x-backend\n",
-               blue.port(), green.port(), port);
+               "90/10, guard on green (error rate > 5%% over 10 s reverts it)\n"
+               "weir: demo: admin token (write scope): %s\n"
+               "weir: demo: try: export WEIR_ADMIN=http://127.0.0.1:%s WEIR_TOKEN=%s; "
+               "build/weirctl status demo\n",
+               blue.port(), green.port(), token.c_str(),
+               options.admin_port ? std::to_string(options.admin_port).c_str() : "PORT",
+               token.c_str());
   Server server(std::make_shared<const config::Config>(std::move(*r.config)));
   return server.run();
 }

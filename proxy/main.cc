@@ -17,9 +17,10 @@ namespace {
 constexpr const char* kUsage =
     "usage: weir --config FILE        run with FILE\n"
     "       weir --check FILE         validate FILE and exit (0 = valid, 1 = errors)\n"
-    "       weir --demo [--demo-port N] [--workers N]\n"
+    "       weir --demo [--demo-port N] [--demo-admin-port N] [--workers N]\n"
     "                                 run on an embedded demo config with two built-in\n"
-    "                                 backends (blue 90%, green 10%); port defaults to 8080\n"
+    "                                 backends (blue 90%, green 10%), a guard and the admin\n"
+    "                                 API (token printed); ports default to 8080 and 9901\n"
     "       weir --version\n";
 
 int usage_error(const std::string& what) {
@@ -54,7 +55,7 @@ int check(const std::string& path) {
 int main(int argc, char** argv) {
   std::string config_path, check_path;
   bool demo = false;
-  unsigned long demo_port = 8080, workers = 1;
+  unsigned long demo_port = 8080, demo_admin_port = 9901, workers = 1;
   for (int i = 1; i < argc; ++i) {
     std::string_view a = argv[i];
     auto value = [&](const char* flag) -> const char* {
@@ -75,6 +76,11 @@ int main(int argc, char** argv) {
     } else if (a == "--demo-port") {
       const char* v = value("--demo-port");
       if (!v || !parse_uint(v, 65535, &demo_port)) return usage_error("--demo-port needs 0..65535");
+    } else if (a == "--demo-admin-port") {
+      const char* v = value("--demo-admin-port");
+      if (!v || !parse_uint(v, 65535, &demo_admin_port)) {
+        return usage_error("--demo-admin-port needs 0..65535");
+      }
     } else if (a == "--workers") {
       const char* v = value("--workers");
       if (!v || !parse_uint(v, 256, &workers)) return usage_error("--workers needs 0..256");
@@ -89,8 +95,13 @@ int main(int argc, char** argv) {
     }
   }
   if (!check_path.empty()) return check(check_path);
-  if (demo) return weir::proxy::run_demo(static_cast<uint16_t>(demo_port),
-                                         static_cast<unsigned>(workers));
+  if (demo) {
+    weir::proxy::DemoOptions options;
+    options.port = static_cast<uint16_t>(demo_port);
+    options.admin_port = static_cast<uint16_t>(demo_admin_port);
+    options.workers = static_cast<unsigned>(workers);
+    return weir::proxy::run_demo(options);
+  }
   if (config_path.empty()) return usage_error("nothing to do");
   weir::config::LoadResult r = weir::config::load_file(config_path);
   if (!r.config) {

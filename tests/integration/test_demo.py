@@ -1,4 +1,5 @@
-"""weir --demo: embedded blue/green backends behind a 90/10 split, no config file needed."""
+"""weir --demo: embedded blue/green backends behind a 90/10 split, with the admin API, a guard
+and the override header, so the README's canary walkthrough runs with no config file."""
 
 import os
 import signal
@@ -11,13 +12,62 @@ import harness as h  # noqa: E402
 
 class Demo(h.WeirTestCase):
     def setUp(self):
-        self.demo = h.Weir(self.addCleanup, ["--demo", "--demo-port", "0"])
+        self.demo = h.Weir(self.addCleanup, ["--demo", "--demo-port", "0",
+                                             "--demo-admin-port", "0"])
+        _, m = self.demo.wait_line(r"admin token \(write scope\): (\S+)$", stream="stderr")
+        self.token = m.group(1)
+
+    def service(self):
+        resp = h.admin_call(self.demo, "GET", "/api/v1/services/demo", token=self.token)
+        self.assertEqual(resp.status, 200, resp)
+        return resp.json()
+
+    def weights(self):
+        return {v["name"]: v["effective_weight"] for v in self.service()["versions"]}
 
     def test_serves_blue_and_green_90_10(self):
         result = h.load(self.demo.addr, threads=4, requests=1000)
         self.assertLoadClean(result, min_total=1000)
         self.assertEqual(set(result.backends), {"blue", "green"})
         self.assertShare(result.backends, "green", 0.10, 0.04)
+
+    def test_token_is_fresh_and_required(self):
+        self.assertRegex(self.token, r"^demo-[0-9a-f]{32}$")
+        self.assertEqual(h.admin_call(self.demo, "GET", "/api/v1/services", token=None).status,
+                         401)
+        self.assertEqual(h.admin_call(self.demo, "GET", "/api/v1/services",
+                                      token="demo-" + "0" * 32).status, 401)
+
+    def test_walkthrough_ramp_break_revert_explain(self):
+        """The README's five-minute canary story, step by step."""
+        etag = h.admin_call(self.demo, "GET", "/api/v1/services/demo",
+                            token=self.token).header("etag")
+        resp = h.admin_call(self.demo, "PUT", "/api/v1/services/demo/weights", token=self.token,
+                            body={"weights": {"blue": 75, "green": 25}, "reason": "ramp"},
+                            headers=[("If-Match", etag)])
+        self.assertEqual(resp.status, 200, resp)
+        self.assertEqual(self.weights(), {"blue": 75, "green": 25})
+        # Break green through weir itself: the override header reaches the green backend.
+        resp = h.get(self.demo.addr, "/__status/500", headers=[("x-weir-version", "green")])
+        self.assertEqual(resp.header("x-weir-version"), "green")
+        # Traffic in one-second slices until the guard (10 s window, 3 breaches) reverts.
+        reverted = h.wait_until(
+            lambda: h.load(self.demo.addr, threads=4, duration=1.0).total > 0
+            and self.weights()["green"] == 0, 40.0, interval=0)
+        self.assertTrue(reverted, f"guard did not revert green: {self.service()}")
+        self.assertEqual(self.service()["guard"]["state"], "reverted")
+        events = h.admin_call(self.demo, "GET", "/api/v1/events", token=self.token).json()
+        actions = [(e["actor"], e["action"]) for e in events["events"]]
+        self.assertIn(("demo", "set_weights"), actions)
+        self.assertIn(("guard", "revert"), actions)
+        explain = h.admin_call(self.demo, "GET", "/api/v1/services/demo/explain",
+                               token=self.token)
+        self.assertEqual(explain.status, 200)
+        self.assertIn("max_error_rate", explain.body.decode())
+        # After the revert, every request goes to blue.
+        after = h.load(self.demo.addr, threads=2, requests=200)
+        self.assertLoadClean(after, min_total=200)
+        self.assertEqual(set(after.backends), {"blue"})
 
     def test_sigterm_exits_0(self):
         self.assertEqual(h.get(self.demo.addr, "/").status, 200)
