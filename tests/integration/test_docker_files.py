@@ -76,36 +76,9 @@ def yaml_block(text, key):
     raise AssertionError(f"no `{key}: |` block")
 
 
-def without_table(text, header):
-    """text without the TOML table `header` (up to the next table header)."""
-    out, skipping = [], False
-    for line in text.split("\n"):
-        if line.strip().startswith("["):
-            skipping = line.strip() == header
-        if not skipping:
-            out.append(line)
-    return "\n".join(out)
-
-
 def run_check(path):
     return subprocess.run([WEIR_BIN, "--check", path], capture_output=True, text=True,
                           timeout=10, stdin=subprocess.DEVNULL)
-
-
-_knows_admin = None
-
-
-def weir_knows_admin():
-    """Whether this weir accepts [admin] (the admin listener, issue 5, is built elsewhere)."""
-    global _knows_admin
-    if _knows_admin is None:
-        with tempfile.TemporaryDirectory() as tmp:
-            path = os.path.join(tmp, "probe.toml")
-            with open(path, "w") as f:
-                f.write('[admin]\ntokens_file = "tokens.toml"\n\n'
-                        '[[listener]]\nname = "l"\naddress = "127.0.0.1:0"\n')
-            _knows_admin = "unknown key 'admin'" not in run_check(path).stderr
-    return _knows_admin
 
 
 def documented_tokens(text):
@@ -179,14 +152,11 @@ class Dockerfile(unittest.TestCase):
 
 class Configs(unittest.TestCase):
     def check(self, text, tokens_text, name):
-        """weir --check on text (with tokens_file pointed at tokens_text) in a temp dir. A weir
-        without the admin listener yet checks the file without its [admin] table."""
+        """weir --check on text (with tokens_file pointed at tokens_text) in a temp dir."""
         with tempfile.TemporaryDirectory() as tmp:
             with open(os.path.join(tmp, "tokens.toml"), "w") as f:
                 f.write(tokens_text)
             text = re.sub(r'(?m)^(\s*tokens_file\s*=\s*)"[^"]*"', r'\1"tokens.toml"', text)
-            if not weir_knows_admin():
-                text = without_table(text, "[admin]")
             path = os.path.join(tmp, name)
             with open(path, "w") as f:
                 f.write(text)
@@ -201,9 +171,6 @@ class Configs(unittest.TestCase):
                    yaml_block(read("k8s", "secret.yaml"), "tokens.toml"), "weir.toml")
 
     def test_admin_table_is_checked(self):
-        if not weir_knows_admin():
-            self.skipTest("this weir has no admin listener yet (issue 5): the [admin] tables "
-                          "were checked with it removed")
         run = run_check(os.path.join(DOCKER, "weir.toml"))  # tokens_file next to it, as is
         self.assertEqual(run.returncode, 0, run.stderr)
 
