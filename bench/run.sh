@@ -39,8 +39,18 @@ usage() {
   sed -n '8,16p' "$0" | sed 's/^# \{0,1\}//' >&2
   exit 2
 }
+declare -A plain_port tls_port h2c_port pid_of
+current=  # the target under load, named by die() when it crashed
 die() {
   echo "bench: $*" >&2
+  local pid=${pid_of[${current:-none}]-} log
+  if [ -n "$pid" ] && ! kill -0 "$pid" 2>/dev/null; then
+    log=$tmp/$current.log
+    [ "$current" = nginx ] && log=$tmp/nginx/error.log
+    mkdir -p "$out_dir" && cp "$log" "$out_dir/$current-crash.log" 2>/dev/null || true
+    echo "bench: $current exited during the bench; its log is in $out_dir/$current-crash.log:" >&2
+    tail -20 "$log" >&2 2>/dev/null || true
+  fi
   exit 1
 }
 note() { echo "bench: $*" >&2; }
@@ -127,6 +137,9 @@ if [ "${#target_list[@]}" -eq 0 ] && [ "${scenarios[*]}" != direct ]; then die "
 
 # 10k idle connections need 10k descriptors in the helper and in the proxy, plus headroom.
 maxconn=$((idle_conns + 1024))
+# Idle upstream connections a worker keeps: enough for h1-1024, so that no proxy churns backend
+# connections (haproxy keeps every one by default; weir's default is 128, nginx has no default).
+upstream_idle=1024
 fd_need=$((maxconn + 1024))
 ulimit -n 1048576 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 fd_limit=$(ulimit -n)
@@ -169,6 +182,11 @@ wait_line() {
   done
   cat "$log" >&2
   die "$name did not print '$pattern' within 15 s"
+}
+
+# Dies when target $1's process has exited (crashed) during the bench.
+alive_or_die() {
+  [ -z "${pid_of[$1]-}" ] || kill -0 "${pid_of[$1]}" 2>/dev/null || die "$1 is gone"
 }
 
 # Waits (bounded) until a request to $1 succeeds; $2 is the process that must stay alive.
@@ -249,7 +267,6 @@ openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -su
 cat "$tmp/bench.crt" "$tmp/bench.key" >"$tmp/bench.pem" # haproxy wants both in one file
 
 # --- proxies: one process each, with a plain, a TLS (h2 + http/1.1) and an h2c listener ----------
-declare -A plain_port tls_port h2c_port pid_of
 admin_addr=
 admin_token=
 
@@ -261,6 +278,7 @@ start_weir() {
   cat >"$tmp/weir.toml" <<EOF
 [proxy]
 workers = $workers
+upstream_max_idle = $upstream_idle
 
 [admin]
 address = "127.0.0.1:0"
@@ -325,6 +343,7 @@ start_nginx() {
   plain_port[nginx]=$(free_port) tls_port[nginx]=$(free_port) h2c_port[nginx]=$(free_port)
   mkdir -p "$d"
   chmod 755 "$d"
+  # keepalive (idle upstream connections kept per worker): as weir's upstream_max_idle.
   # keepalive_requests: nginx closes a keep-alive connection after 1000 requests by default
   # (client and upstream side); weir and haproxy do not. proxy_max_temp_file_size 0: stream
   # large responses through memory buffers instead of spooling them to disk.
@@ -347,7 +366,7 @@ http {
   upstream app {
     server 127.0.0.1:$blue_port weight=9;
     server 127.0.0.1:$green_port weight=1;
-    keepalive 128;
+    keepalive $upstream_idle;
     keepalive_requests 1000000;
   }
   server {
@@ -462,6 +481,7 @@ clk_tck=$(getconf CLK_TCK)
 # load SCENARIO TARGET SECS: runs the scenario's load once against the target.
 load() {
   local s=$1 t=$2 secs=$3 p=${plain_port[$2]-}
+  current=$t
   case $s in
     h1-64 | weight-flip) load_wrk "http://127.0.0.1:$p/" 64 "$secs" ;;
     direct) load_wrk "http://127.0.0.1:$blue_port/" 64 "$secs" ;;
@@ -481,6 +501,7 @@ measure() {
   [ -n "$pid" ] && c0=$(cpu_ticks "$pid")
   read -r bc0 br0 g0 <<<"$(backend_counts)"
   out=$(load "$s" "$t" "$duration")
+  alive_or_die "$t"
   [ -n "$pid" ] && { c1=$(cpu_ticks "$pid"); rss=$(rss_kib "$pid"); }
   read -r bc1 br1 g1 <<<"$(backend_counts)"
   # The /__stats requests above open one backend connection each; they are not counted.
@@ -517,6 +538,7 @@ run_load_scenario() {
 # must reach the cleanup list).
 measure_idle() {
   local t=$1 pid=${pid_of[$1]} before after helper out=$tmp/idle.out stop=$tmp/idle.stop
+  current=$t
   rm -f "$stop" "$out"
   before=$(rss_kib "$pid")
   python3 "$here/bench/idle_conns.py" 127.0.0.1 "${plain_port[$t]}" "$idle_conns" "$stop" \
@@ -528,9 +550,11 @@ measure_idle() {
     kill -0 "$helper" 2>/dev/null || break
     sleep 0.1
   done
+  alive_or_die "$t"
   grep -q '^ready' "$out" || { cat "$out" >&2; die "$t: could not hold $idle_conns idle connections"; }
   sleep 0.5 # let the proxy finish its per-connection work
   after=$(rss_kib "$pid")
+  alive_or_die "$t"
   touch "$stop"
   wait "$helper" || true
   sleep 0.5 # the proxy sees the closes before the next measurement
