@@ -718,8 +718,10 @@ chart_data() {
 }
 
 chart() {
-  local png=$1 rps=$2 cpu=$3
-  gnuplot <<EOF
+  local png=$1 rps=$2 cpu=$3 n
+  n=$(($(wc -l <"$rps") - 1)) # scenarios: clusters sit at x = 0 .. n-1 in both panels
+  # Its warnings (a proxy left out leaves a column without data) only show when it fails.
+  gnuplot 2>"$tmp/gnuplot.err" <<EOF || { cat "$tmp/gnuplot.err" >&2; return 1; }
 set terminal pngcairo size 1200,900 font ",10"
 set output "$png"
 set datafile missing "-"
@@ -730,11 +732,15 @@ set boxwidth 0.9
 set grid ytics
 set key top right
 set xtics rotate by -20
-set yrange [0:*]
+# Log scale: 1 MiB responses run at a few thousand requests/s, small ones at tens of thousands.
+set logscale y
+set xrange [-0.6:$n - 0.4]
+set lmargin 10
+set rmargin 3
 set multiplot layout 2,1 title "weir vs nginx vs haproxy, $rounds x ${duration} s rounds (medians)"
-set title "requests per second (higher is better)"
+set title "requests per second, log scale (higher is better)"
 plot for [i=2:5] "$rps" using i:xtic(1) title columnheader(i)
-set title "proxy CPU per request, µs (lower is better)"
+set title "proxy CPU µs per request, log scale (lower is better)"
 plot for [i=2:4] "$cpu" using i:xtic(1) title columnheader(i)
 unset multiplot
 EOF
