@@ -7,10 +7,12 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 import tempfile
 import unittest
 
-from harness import BACKEND_BIN, REPO, WEIR_BIN
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from harness import BACKEND_BIN, REPO, WEIR_BIN  # noqa: E402
 
 RUN_SH = os.path.join(REPO, "bench", "run.sh")
 TOOLS = ("wrk", "h2load", "nginx", "haproxy", "gnuplot", "openssl", "curl")
