@@ -6,19 +6,20 @@
 # Everything binds 127.0.0.1 and every child is stopped on exit.
 #
 # usage: bench/run.sh [options] [scenario...]      (default: all)
-#   scenarios: h1-64 h1-1024 h1-close h1-1mib tls-h1 tls-h2 h2c idle-10k weight-flip direct all
+#   scenarios: idle-10k h1-64 h1-1024 h1-close h1-1mib tls-h1 tls-h2 h2c weight-flip direct all
 #   --rounds 3  --duration 5 (s per run)  --warmup 1 (s per proxy and scenario, not counted)
 #   --targets weir,nginx,haproxy  --workers 2  --wrk-threads 2  --h2-conns 32  --h2-streams 8
 #   --idle-conns 10000  --flip-rate 10 (weight changes per second)
 #   --build-dir DIR (use DIR as built; default: build Release into ./build-rel)  --no-build
-#   --out-dir DIR (default bench/results: latest.md, latest.png, latest.dat)
+#   --out-dir DIR (default bench/results: latest.md, latest.png, latest-rps.dat, latest-cpu.dat)
 #   --smoke   CI check of the script itself: ./build as is, 1 round of 1 s, a few scenarios
 set -euo pipefail
 shopt -s inherit_errexit
 
 here=$(cd "$(dirname "$0")/.." && pwd)
-all_scenarios=(h1-64 h1-1024 h1-close h1-1mib tls-h1 tls-h2 h2c idle-10k weight-flip direct)
-smoke_scenarios=(h1-64 tls-h2 idle-10k weight-flip direct)
+# idle-10k first: before any load has grown the proxies' heaps, RSS growth is per connection.
+all_scenarios=(idle-10k h1-64 h1-1024 h1-close h1-1mib tls-h1 tls-h2 h2c weight-flip direct)
+smoke_scenarios=(idle-10k h1-64 tls-h2 weight-flip direct)
 rounds=3
 duration=5
 warmup=1
@@ -95,8 +96,9 @@ for s in "${scenarios[@]}"; do
   [[ " ${all_scenarios[*]} " == *" $s "* ]] || die "unknown scenario '$s' (${all_scenarios[*]} all)"
   expanded+=("$s")
 done
+# Always in the order of all_scenarios, whatever the order asked.
 scenarios=()
-for s in "${expanded[@]}"; do [[ " ${scenarios[*]-} " == *" $s "* ]] || scenarios+=("$s"); done
+for s in "${all_scenarios[@]}"; do [[ " ${expanded[*]} " == *" $s "* ]] && scenarios+=("$s"); done
 wants_scenario() { [[ " ${scenarios[*]} " == *" $1 "* ]]; }
 
 IFS=, read -r -a target_list <<<"$targets"
@@ -562,14 +564,14 @@ measure_idle() {
     'BEGIN { printf "%.1f %.1f %.1f\n", b / 1024, a / 1024, (a - b) / n }')
 }
 
+# One pass, whatever --rounds says: memory freed by a first pass stays in the heap, so a second
+# pass would find its connections' memory already resident.
 run_idle_scenario() {
-  local t r line
-  for r in $(seq "$rounds"); do
-    for t in "$@"; do
-      measure_idle "$t"
-      results[idle-10k/$t]+="$idle_line"$'\n'
-      awk -v t="$t" -v r="$r" -v n="$idle_conns" '{ printf "bench: idle-10k    round %d %-8s %d conns: RSS %.1f -> %.1f MiB, %.1f KiB/conn\n", r, t, n, $1, $2, $3 }' <<<"$idle_line" >&2
-    done
+  local t
+  for t in "$@"; do
+    measure_idle "$t"
+    results[idle-10k/$t]=$idle_line
+    awk -v t="$t" -v n="$idle_conns" '{ printf "bench: idle-10k    %-8s %d conns: RSS %.1f -> %.1f MiB, %.1f KiB/conn\n", t, n, $1, $2, $3 }' <<<"$idle_line" >&2
   done
 }
 
@@ -669,7 +671,8 @@ report() {
     echo
     case $s in
       idle-10k)
-        echo "$idle_conns idle HTTP/1.1 keep-alive connections (bench/idle_conns.py: one GET each, then idle)."
+        echo "$idle_conns idle HTTP/1.1 keep-alive connections (bench/idle_conns.py: one GET each, then idle)," \
+          "one pass per proxy before any other load (a second pass would reuse memory the first freed)."
         echo
         echo "| proxy | RSS before (MiB) | RSS holding $idle_conns (MiB) | KiB per connection |"
         echo "|---|---:|---:|---:|"
