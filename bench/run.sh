@@ -37,7 +37,7 @@ smoke=0
 scenarios=()
 
 usage() {
-  sed -n '8,16p' "$0" | sed 's/^# \{0,1\}//' >&2
+  awk '/^# usage:/ { on = 1 } on && !/^#/ { exit } on { sub(/^# ?/, ""); print }' "$0" >&2
   exit 2
 }
 declare -A plain_port tls_port h2c_port pid_of
@@ -106,7 +106,9 @@ for t in "${target_list[@]}"; do
   case $t in weir | nginx | haproxy) ;; *) die "unknown target '$t' (weir, nginx, haproxy)" ;; esac
 done
 wants() { [[ ",$targets," == *",$1,"* ]]; }
-[ "$duration" -ge 1 ] && [ "$wrk_threads" -le 64 ] || usage
+# wrk and h2load want at least one connection per thread; h1-1mib runs 16 connections.
+[ "$wrk_threads" -le 16 ] || die "--wrk-threads: at most 16 (h1-1mib runs 16 connections)"
+[ "$h2_conns" -ge "$wrk_threads" ] || die "--h2-conns must be at least --wrk-threads ($wrk_threads)"
 
 # --- tools and binaries -------------------------------------------------------------------------
 export PATH=$PATH:/usr/sbin

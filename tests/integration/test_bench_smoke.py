@@ -104,6 +104,9 @@ class BenchSmoke(unittest.TestCase):
         run = self.run_bench("--targets", "weir,envoy", timeout=30)
         self.assertEqual(run.returncode, 1)
         self.assertIn("unknown target 'envoy'", run.stderr)
+        run = self.run_bench("--help", timeout=30)
+        self.assertEqual(run.returncode, 2)
+        self.assertIn("scenarios: idle-10k h1-64 h1-1024", run.stderr)
 
 
 if __name__ == "__main__":
