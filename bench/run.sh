@@ -638,6 +638,8 @@ median() { sort -g | awk '{ v[NR] = $1 } END { if (NR == 0) print "-"; else if (
 col() {
   awk -v n="$2" 'NF && $n != "-" { print $n }' <<<"${results[$1]-}" | median
 }
+# num FORMAT VALUE: printf, but "-" stays "-".
+num() { if [ "$2" = - ]; then echo -; else printf "$1" "$2"; fi; }
 total() { awk -v n="$2" 'NF { s += $n } END { print s + 0 }' <<<"${results[$1]-}"; }
 
 declare -A describe=(
@@ -696,11 +698,11 @@ report() {
     for t in "${list[@]}"; do
       name=$t
       [ "$t" = direct ] && name="direct (blue backend)"
-      printf '| %s | %.0f | %.2f | %.2f | %.2f | %s | %s | %s | %d |' "$name" "$(col "$s/$t" 1)" \
-        "$(col "$s/$t" 2)" "$(col "$s/$t" 3)" "$(col "$s/$t" 4)" "$(col "$s/$t" 6)" \
-        "$(col "$s/$t" 7)" "$(col "$s/$t" 8)" "$(total "$s/$t" 5)"
+      printf '| %s | %.0f | %.2f | %.2f | %.2f | %s | %s | %.0f | %d |' "$name" "$(col "$s/$t" 1)" \
+        "$(col "$s/$t" 2)" "$(col "$s/$t" 3)" "$(col "$s/$t" 4)" "$(num %.1f "$(col "$s/$t" 6)")" \
+        "$(num %.1f "$(col "$s/$t" 7)")" "$(col "$s/$t" 8)" "$(total "$s/$t" 5)"
       if [ "$s" = weight-flip ]; then
-        printf ' %s%% | %d | %d |' "$(col "$s/$t" 9)" "$(total "$s/$t" 10)" "$(total "$s/$t" 11)"
+        printf ' %s%% | %d | %d |' "$(num %.1f "$(col "$s/$t" 9)")" "$(total "$s/$t" 10)" "$(total "$s/$t" 11)"
       fi
       echo
     done
