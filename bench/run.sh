@@ -158,7 +158,6 @@ chmod 755 "$tmp" # nginx workers run as another user
 pids=()
 cleanup() {
   local pid
-  touch "$tmp/stop" 2>/dev/null || true
   for pid in "${pids[@]-}"; do [ -n "$pid" ] && kill -TERM "$pid" 2>/dev/null || true; done
   for pid in "${pids[@]-}"; do
     [ -n "$pid" ] || continue
