@@ -294,7 +294,13 @@ void Worker::flush_access_log() {
 
 void Worker::on_access_timer(uv_timer_t* h) { static_cast<Worker*>(h->data)->flush_access_log(); }
 
-void Worker::retire(std::unique_ptr<Exchange> ex) { graveyard_.push_back(std::move(ex)); }
+void Worker::retire(std::unique_ptr<Exchange> ex) {
+  // Detached from its backend now, not when the graveyard is emptied: a write error in
+  // on_check's flush retires an exchange after the graveyard was cleared, its session is freed
+  // in the close phase, and the backend's next bytes would reach that freed session.
+  ex->abandon();
+  graveyard_.push_back(std::move(ex));
+}
 
 void Worker::add_conn(ClientConn* c) { conns_.push_back(c); }
 

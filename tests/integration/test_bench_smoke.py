@@ -1,0 +1,113 @@
+"""bench/run.sh --smoke: the bench suite runs end to end against the binaries under test (weir,
+nginx, haproxy, wrk, h2load, the idle-connection helper, the admin API weight flips, gnuplot)
+and writes its Markdown report and PNG chart, so the bench cannot rot unnoticed. The figures
+themselves are not judged here (a loaded CI box gives noise), only that every row is real."""
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from harness import BACKEND_BIN, REPO, WEIR_BIN  # noqa: E402
+
+RUN_SH = os.path.join(REPO, "bench", "run.sh")
+TOOLS = ("wrk", "h2load", "nginx", "haproxy", "gnuplot", "openssl", "curl")
+
+
+def missing_tools():
+    path = os.environ.get("PATH", "") + os.pathsep + "/usr/sbin"
+    return [t for t in TOOLS if shutil.which(t, path=path) is None]
+
+
+def table_rows(markdown, section):
+    """{first cell: [cells]} of the table under '## section'."""
+    m = re.search(rf"^## {re.escape(section)}\n(.*?)(?=^## |\Z)", markdown, re.M | re.S)
+    if not m:
+        raise AssertionError(f"no section '{section}' in the report:\n{markdown}")
+    rows = {}
+    for line in m.group(1).splitlines():
+        if line.startswith("|") and not line.startswith("|---"):
+            cells = [c.strip() for c in line.strip("|").split("|")]
+            rows[cells[0]] = cells[1:]
+    return rows
+
+
+@unittest.skipIf(missing_tools(), f"bench tools missing: {missing_tools()} (scripts/setup.sh)")
+class BenchSmoke(unittest.TestCase):
+    def run_bench(self, *args, timeout=180):
+        build_dir = os.path.dirname(WEIR_BIN)
+        if os.path.dirname(BACKEND_BIN) != build_dir:
+            self.skipTest("weir and weir-backend are in different build directories")
+        return subprocess.run([RUN_SH, "--build-dir", build_dir, *args], capture_output=True,
+                              text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+
+    def test_smoke_run_writes_report_and_chart(self):
+        out_dir = tempfile.mkdtemp(prefix="weir-bench-smoke.")
+        self.addCleanup(shutil.rmtree, out_dir, True)
+        run = self.run_bench("--smoke", "--out-dir", out_dir)
+        self.assertEqual(run.returncode, 0, f"stdout:\n{run.stdout}\nstderr:\n{run.stderr}")
+
+        with open(os.path.join(out_dir, "latest.md")) as f:
+            report = f.read()
+        self.assertEqual(report, run.stdout, "the report printed is the report written")
+        header = ["req/s", "p50 (ms)", "p99 (ms)", "p99.9 (ms)", "CPU µs/req", "RSS (MiB)",
+                  "upstream conns", "errors"]
+        for section in ("h1-64", "tls-h2"):
+            rows = table_rows(report, section)
+            self.assertEqual(rows["target"], header)
+            for proxy in ("weir", "nginx", "haproxy"):
+                cells = rows[proxy]
+                self.assertGreater(float(cells[0]), 0, f"{section} {proxy}: {cells}")
+                p50, p99, p999 = (float(c) for c in cells[1:4])
+                self.assertTrue(0 < p50 <= p99 <= p999, f"{section} {proxy}: {cells}")
+                self.assertGreater(float(cells[4]), 0, f"{section} {proxy} CPU: {cells}")
+                self.assertGreater(float(cells[5]), 1, f"{section} {proxy} RSS: {cells}")
+                self.assertEqual(cells[7], "0", f"{section} {proxy} errors: {cells}")
+
+        idle = table_rows(report, "idle-10k")
+        for proxy in ("weir", "nginx", "haproxy"):
+            before, held = float(idle[proxy][0]), float(idle[proxy][1])
+            self.assertGreater(before, 1, idle[proxy])
+            self.assertGreater(held, 1, idle[proxy])
+
+        flip = table_rows(report, "weight-flip")["weir"]
+        self.assertGreater(float(flip[0]), 0, flip)
+        self.assertEqual(flip[7], "0", f"requests failed during weight flips: {flip}")
+        self.assertGreater(int(flip[9]), 0, f"no weight change went through: {flip}")
+        self.assertEqual(flip[10], "0", f"weight changes refused: {flip}")
+        # The weights spent about half the run at green 90, half at green 10.
+        self.assertTrue(15 < float(flip[8].rstrip("%")) < 85, flip)
+
+        direct = table_rows(report, "direct")["direct (blue backend)"]
+        self.assertGreater(float(direct[0]), 0, direct)
+
+        with open(os.path.join(out_dir, "latest.png"), "rb") as f:
+            png = f.read()
+        self.assertTrue(png.startswith(b"\x89PNG\r\n\x1a\n"), "latest.png is not a PNG")
+        self.assertGreater(len(png), 10000, "the chart is suspiciously small")
+        with open(os.path.join(out_dir, "latest-rps.dat")) as f:
+            data = f.read().split("\n")
+        self.assertEqual(data[0], "scenario weir nginx haproxy direct")
+        self.assertTrue(data[1].startswith("h1-64 "), data)
+
+    def test_bad_arguments_are_refused_before_anything_starts(self):
+        run = self.run_bench("--smoke", "h1-65", timeout=30)
+        self.assertEqual(run.returncode, 1)
+        self.assertIn("unknown scenario 'h1-65'", run.stderr)
+        run = self.run_bench("--rounds", "0", timeout=30)
+        self.assertEqual(run.returncode, 2)
+        self.assertIn("--rounds wants a positive integer", run.stderr)
+        run = self.run_bench("--targets", "weir,envoy", timeout=30)
+        self.assertEqual(run.returncode, 1)
+        self.assertIn("unknown target 'envoy'", run.stderr)
+        run = self.run_bench("--help", timeout=30)
+        self.assertEqual(run.returncode, 2)
+        self.assertIn("scenarios: idle-10k h1-64 h1-1024", run.stderr)
+
+
+if __name__ == "__main__":
+    unittest.main()
