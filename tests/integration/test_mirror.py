@@ -248,6 +248,24 @@ class Mirror(h.WeirTestCase):
         self.assertEqual(m["failures"]["connect"], m["sent"])
         self.assertLessEqual(m["sent"], 20)
 
+    def test_only_healthy_mirror_endpoints_get_copies(self):
+        blue, green = self.backend("blue"), self.backend("green")
+        self.assertEqual(h.get((green.host, green.port), "/__health/503").status, 200)
+        check = {"path": "/healthz", "interval_ms": 100, "timeout_ms": 500,
+                 "unhealthy_threshold": 1, "healthy_threshold": 1}
+        cfg = h.render_config(
+            [h.service("shop", h.version("blue", 100, blue), h.version("green", 0, green),
+                       mirror={"version": "green"}, health_check=check)],
+            admin=h.admin_settings(self.tmpdir()))
+        weir = self.weir(cfg)
+        weir.wait_line(r"health: shop/green endpoint 127\.0\.0\.1:\d+ is down", timeout=5)
+        time.sleep(0.1)
+        c = self.client(weir)
+        self.assertEqual([c.get("/").status for _ in range(10)], [200] * 10)
+        m = self.wait_mirror(weir, lambda m: m["no_endpoint"] == 10, "copies with no endpoint")
+        self.assertEqual(m["sent"], 0)
+        self.assertEqual(green.requests(), 0)
+
 
 if __name__ == "__main__":
     unittest.main()
