@@ -7,7 +7,7 @@ import http.server
 import json
 import os
 import re
-import subprocess
+import signal
 import sys
 import threading
 import time
@@ -265,6 +265,19 @@ class Mirror(h.WeirTestCase):
         m = self.wait_mirror(weir, lambda m: m["no_endpoint"] == 10, "copies with no endpoint")
         self.assertEqual(m["sent"], 0)
         self.assertEqual(green.requests(), 0)
+
+    def test_shutdown_cuts_copies_under_way(self):
+        blue, green = self.backend("blue"), self.backend("green", delay_ms=30000)
+        weir = self.start(blue, green, {}, proxy={"upstream_response_timeout_ms": 60000})
+        with h.Client(weir.addr) as c:
+            self.assertEqual([c.get("/").status for _ in range(3)], [200] * 3)
+        self.wait_mirror(weir, lambda m: m["in_flight"] == 3, "3 copies under way")
+        t0 = time.monotonic()
+        weir.signal(signal.SIGTERM)
+        # The clients are gone, so weir exits at once: a copy never holds up a shutdown.
+        self.assertEqual(weir.wait_exit(10), 0, weir.tail())
+        self.assertLess(time.monotonic() - t0, 5.0)
+        weir.assert_no_sanitizer_report()
 
 
 if __name__ == "__main__":
