@@ -79,11 +79,11 @@ class Draining(h.WeirTestCase):
                          body={"weights": {"stable": 100, "canary": 0}, "reason": "drain"},
                          headers=[("If-Match", "*")])
         self.assertEqual(r.status, 200, r.body)
-        time.sleep(0.2)  # requests already at the canary finish
+        time.sleep(0.5)  # requests already on their way to the canary arrive
         canary_after = canary.requests()
         time.sleep(1.0)
         weir.reload(cfg(stable1))
-        time.sleep(0.2)
+        time.sleep(0.5)
         stable2_after = stable2.requests()
         self.assertTrue(wrk.running(), "wrk ended before the changes were made: "
                         "they were not made under load")
