@@ -9,8 +9,7 @@ namespace weir::proxy {
 
 MirrorRequest::MirrorRequest(Mirrors& owner, std::shared_ptr<const routing::Snapshot> snap,
                              const routing::Version& target, health::MirrorCounters& counters,
-                             uint64_t max_body, bool head_request, bool has_body,
-                             std::string head)
+                             uint64_t max_body, bool head_request, bool has_body, std::string head)
     : owner_(owner),
       snap_(std::move(snap)),
       target_(target),

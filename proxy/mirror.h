@@ -42,8 +42,8 @@ class MirrorRequest final : private UpstreamHandler {
  private:
   friend class Mirrors;
   MirrorRequest(Mirrors& owner, std::shared_ptr<const routing::Snapshot> snap,
-                const routing::Version& target, health::MirrorCounters& counters,
-                uint64_t max_body, bool head_request, bool has_body, std::string head);
+                const routing::Version& target, health::MirrorCounters& counters, uint64_t max_body,
+                bool head_request, bool has_body, std::string head);
 
   void start();
   // Counts nothing; unlinks from the owner and deletes this.
@@ -66,7 +66,7 @@ class MirrorRequest final : private UpstreamHandler {
   uint32_t outstanding_id_ = routing::Picker::kNoEndpoint;
   int status_ = 0;
   bool head_request_;
-  bool has_body_;     // the request had a body (even an empty chunked one): send a length
+  bool has_body_;  // the request had a body (even an empty chunked one): send a length
   bool sent_ = false;
 };
 
@@ -81,9 +81,8 @@ class Mirrors {
   // body framing headers and the final CRLF. A pending copy for the service's mirror target
   // when this request is selected and may be copied, else nullptr (skips and drops counted).
   std::unique_ptr<MirrorRequest> select(const std::shared_ptr<const routing::Snapshot>& snap,
-                                        const routing::Service& svc,
-                                        const routing::Version& chosen, const RequestHead& req,
-                                        std::string_view head);
+                                        const routing::Service& svc, const routing::Version& chosen,
+                                        const RequestHead& req, std::string_view head);
   // The request is complete: the copy goes out on its own from here.
   void send(std::unique_ptr<MirrorRequest> m);
   // Worker shutdown: cuts every copy under way (each counted as a reset).
