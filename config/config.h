@@ -112,8 +112,9 @@ struct Sticky {
 // Shadow traffic: a copy of `percent`% of requests goes to `version`; responses are discarded.
 struct Mirror {
   std::string version;  // "" = no mirroring
-  uint32_t percent = 0;
+  uint32_t percent = 100;  // of the requests whose chosen version is not `version`
   uint64_t max_body_bytes = 65536;  // requests with a larger body are not mirrored
+  uint32_t max_in_flight = 64;  // per worker: copies beyond this are dropped (and counted)
 };
 
 struct Version {

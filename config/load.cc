@@ -704,6 +704,7 @@ void read_service(Context& ctx, TableReader& t, std::set<std::string>& names, Se
     mt.string("version", s.mirror.version, Need::kRequired, check_name);
     mt.integer("percent", s.mirror.percent, 0, 100);
     mt.integer("max_body_bytes", s.mirror.max_body_bytes, 0, kNoMax);
+    mt.integer("max_in_flight", s.mirror.max_in_flight, 1, 100000);
   });
 
   std::set<std::string> version_names;

@@ -22,6 +22,46 @@ struct SingleWriterCount {
 
 enum class FailureKind : uint8_t { kConnect, kReset, kTimeout };
 
+// Shadow copies sent to a version as a mirror target ([service.mirror]). Kept apart from the
+// version's live counters so neither the guard nor the stats windows ever see them. Every copy
+// that is sent ends in exactly one response class or failure kind; the rest of the selected
+// copies are never sent, for the reason counted.
+struct MirrorCounters {
+  SingleWriterCount sent;
+  std::array<SingleWriterCount, 6> responses;  // complete responses by status/100 ([0] unused)
+  std::array<SingleWriterCount, 3> failures;   // by FailureKind (a bad response is a reset)
+  SingleWriterCount skipped_body;  // the request body was over max_body_bytes
+  SingleWriterCount dropped;       // max_in_flight copies were already under way
+  SingleWriterCount no_endpoint;   // the target had no healthy endpoint
+  SingleWriterCount cancelled;     // the request body never arrived in full (client gone)
+};
+
+// Sums of MirrorCounters over workers, for the admin view and the metrics (control thread).
+struct MirrorTotals {
+  uint64_t sent = 0;
+  std::array<uint64_t, 6> responses{};
+  std::array<uint64_t, 3> failures{};
+  uint64_t skipped_body = 0, dropped = 0, no_endpoint = 0, cancelled = 0;
+
+  void add(const MirrorCounters& c) {
+    sent += c.sent.get();
+    for (size_t i = 0; i < responses.size(); ++i) responses[i] += c.responses[i].get();
+    for (size_t i = 0; i < failures.size(); ++i) failures[i] += c.failures[i].get();
+    skipped_body += c.skipped_body.get();
+    dropped += c.dropped.get();
+    no_endpoint += c.no_endpoint.get();
+    cancelled += c.cancelled.get();
+  }
+  // Sent and not yet answered or failed. Workers write their counters one at a time, so a
+  // reader racing a completion may see the response before the send: never below zero.
+  uint64_t in_flight() const {
+    uint64_t done = 0;
+    for (uint64_t n : responses) done += n;
+    for (uint64_t n : failures) done += n;
+    return sent > done ? sent - done : 0;
+  }
+};
+
 struct VersionCounters {
   SingleWriterCount requests;
   // By status class (index status/100); [0] counts responses cut after their head was sent.
@@ -29,6 +69,7 @@ struct VersionCounters {
   std::array<SingleWriterCount, 3> failures;  // by FailureKind, weir-generated
   std::array<SingleWriterCount, Histogram::kBuckets> headers_latency;  // µs to response head
   std::array<SingleWriterCount, Histogram::kBuckets> total_latency;    // µs to response end
+  MirrorCounters mirror;  // this version as a mirror target; not live traffic
 };
 
 // Per-worker, per-endpoint counts: each attempt on an endpoint (a retry counts on the endpoint

@@ -136,6 +136,20 @@ json ServiceStateView::to_json() const {
             {"p50_ms", w->p50_ms},
             {"p99_ms", w->p99_ms}};
   };
+  auto mirror = [](const std::optional<MirrorView>& m) -> json {
+    if (!m) return nullptr;
+    static constexpr const char* kClasses[] = {"1xx", "2xx", "3xx", "4xx", "5xx"};
+    static constexpr const char* kKinds[] = {"connect", "reset", "timeout"};
+    const health::MirrorTotals& t = m->totals;
+    json responses = json::object(), failures = json::object();
+    for (size_t i = 1; i < 6; ++i) responses[kClasses[i - 1]] = t.responses[i];
+    for (size_t i = 0; i < 3; ++i) failures[kKinds[i]] = t.failures[i];
+    return {{"percent", m->percent},         {"sent", t.sent},
+            {"in_flight", t.in_flight()},    {"responses", responses},
+            {"failures", failures},          {"skipped_body", t.skipped_body},
+            {"dropped", t.dropped},          {"no_endpoint", t.no_endpoint},
+            {"cancelled", t.cancelled}};
+  };
   uint64_t total = 0;
   for (const auto& v : versions) total += v.effective_weight;
   json vs = json::array();
@@ -153,7 +167,8 @@ json ServiceStateView::to_json() const {
                   {"effective_weight", v.effective_weight},
                   {"share", total ? static_cast<double>(v.effective_weight) / total : 0.0},
                   {"endpoints", eps},
-                  {"stats", {{"10s", window(v.stats_10s)}, {"60s", window(v.stats_60s)}}}});
+                  {"stats", {{"10s", window(v.stats_10s)}, {"60s", window(v.stats_60s)}}},
+                  {"mirror", mirror(v.mirror)}});
   }
   return {{"name", name},
           {"stable", stable},

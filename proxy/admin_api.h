@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "config/config.h"
+#include "health/version_counters.h"
 #include "proxy/runtime_state.h"
 #include "proxy/state_store.h"
 
@@ -57,12 +58,19 @@ struct EndpointView {
   std::map<std::string, uint64_t> failures;
 };
 
+// A mirror target's shadow traffic since start, summed over workers ([service.mirror]).
+struct MirrorView {
+  uint32_t percent = 0;
+  health::MirrorTotals totals;
+};
+
 struct VersionView {
   std::string name;
   uint32_t configured_weight = 0;
   uint32_t effective_weight = 0;
   std::vector<EndpointView> endpoints;
   std::optional<WindowStatsView> stats_10s, stats_60s;
+  std::optional<MirrorView> mirror;  // set for the service's mirror target only
 };
 
 // What GET /api/v1/services/{name} shows. Built from config + runtime state by the API, then

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstdio>
 
+#include "proxy/mirror.h"
 #include "proxy/worker.h"
 
 namespace weir::proxy {
@@ -102,6 +103,9 @@ int Exchange::route_and_send(const RequestDesc& req) {
   head_request_ = h.is_head;
   chunked_body_ = h.body == BodyKind::kChunked;
   build_request_head(req);
+  mirror_ = worker_.mirrors().select(snap_, *service_, *version_, h,
+                                     std::string_view(head_).substr(0, framing_at_));
+  if (mirror_ && h.body == BodyKind::kNone) worker_.mirrors().send(std::move(mirror_));
   int status = 0;
   if (!connect_upstream(routing::Picker::kNoEndpoint, &status)) return status;
   write_upstream(head_);
@@ -126,7 +130,7 @@ void Exchange::build_request_head(const RequestDesc& req) {
     if (is_hop_by_hop(f.name) || named_in(h.connection_tokens, f.name)) continue;
     if (iequals(f.name, "host") || iequals(f.name, "content-length") ||
         iequals(f.name, "expect") || iequals(f.name, "x-forwarded-proto") ||
-        iequals(f.name, "x-forwarded-host")) {
+        iequals(f.name, "x-forwarded-host") || iequals(f.name, kMirrorHeader)) {
       continue;
     }
     if (iequals(f.name, "x-forwarded-for")) {
@@ -167,6 +171,7 @@ void Exchange::build_request_head(const RequestDesc& req) {
     append_header(out, ps.request_id_header, id);
     if (started_ms_ != 0) request_id_ = id;
   }
+  framing_at_ = out.size();
   if (h.body == BodyKind::kContentLength) {
     out.append("Content-Length: ");
     append_number(out, h.content_length);
@@ -222,6 +227,7 @@ void Exchange::write_upstream(std::string_view data) {
 }
 
 void Exchange::send_body(const char* data, size_t len) {
+  if (mirror_ && !mirror_->add_body(data, len)) mirror_.reset();
   if (!upstream_ || len == 0) return;
   if (chunked_body_) {
     std::string size;
@@ -238,6 +244,7 @@ void Exchange::send_body(const char* data, size_t len) {
 void Exchange::end_body(std::span<const HeaderField> trailers) {
   if (request_done_) return;  // a request without a body was ended by start()
   request_done_ = true;
+  if (mirror_) worker_.mirrors().send(std::move(mirror_));  // trailers are not copied
   if (!upstream_) return;
   if (chunked_body_) {
     std::string tail = "0\r\n";
@@ -280,6 +287,7 @@ void Exchange::count_failure(UpstreamError e) {
 }
 
 void Exchange::abandon() {
+  mirror_.reset();  // the request will not complete: its copy is cancelled
   end_outstanding();
   if (UpstreamConn* u = upstream_) {
     upstream_ = nullptr;

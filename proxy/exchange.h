@@ -21,6 +21,7 @@
 namespace weir::proxy {
 
 class Worker;
+class MirrorRequest;
 
 // How the response body is delimited upstream, for the owner to choose its own framing.
 struct ResponseMeta {
@@ -75,6 +76,7 @@ class Exchange final : private UpstreamHandler {
   const routing::Version* version() const { return version_; }
   // Why start() answered 503, for the response body ("" when it did not).
   std::string_view error_detail() const { return error_detail_; }
+  static health::FailureKind failure_kind(UpstreamError e);
 
  private:
   void on_upstream_head(UpstreamConn& c, const UpstreamResponseHead& head) override;
@@ -93,7 +95,6 @@ class Exchange final : private UpstreamHandler {
   void end_outstanding();
   uint64_t elapsed_us() const;
   void count_failure(UpstreamError e);
-  static health::FailureKind failure_kind(UpstreamError e);
 
   Worker& worker_;
   ExchangeOwner& owner_;
@@ -107,6 +108,9 @@ class Exchange final : private UpstreamHandler {
   health::EndpointCounters* ep_counters_ = nullptr;  // this worker's, for endpoint_
   uint64_t start_ns_ = 0;
   std::string head_;      // the rewritten request head
+  size_t framing_at_ = 0;  // where head_'s body framing headers start
+  // A shadow copy of this request, held until its body is complete (proxy/mirror.h).
+  std::unique_ptr<MirrorRequest> mirror_;
   std::string replay_;    // every request byte sent, while small enough to send again
   bool replayable_ = true;
   bool idempotent_ = false;

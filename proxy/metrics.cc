@@ -73,6 +73,7 @@ class WeirCollector : public prometheus::Collectable {
             sum([](const WorkerStats& w) -> const Counter& { return w.upstream_connect_failures; }),
             MetricType::Counter));
     add_version_families(out);
+    add_mirror_families(out);
     auto& upstream_conns = family("weir_upstream_connections_total",
                                   "Upstream connections used for a request, new or reused",
                                   MetricType::Counter);
@@ -169,6 +170,39 @@ class WeirCollector : public prometheus::Collectable {
     out.push_back(std::move(requests));
     out.push_back(std::move(errors));
     out.push_back(std::move(duration));
+  }
+
+  // Shadow copies per mirror target: how each selected copy ended (a response class, a
+  // failure kind, or why it was never sent), and how many are under way.
+  void add_mirror_families(std::vector<MetricFamily>& out) const {
+    MetricFamily results{"weir_mirror_requests_total",
+                         "Mirrored request copies per target version, by result: a response "
+                         "class, a failure (connect, reset, timeout), or why the copy was not "
+                         "sent (skipped_body, dropped, no_endpoint, cancelled)",
+                         MetricType::Counter, {}};
+    MetricFamily in_flight{"weir_mirror_in_flight", "Mirrored request copies under way",
+                           MetricType::Gauge, {}};
+    static const char* const kClasses[6] = {"", "1xx", "2xx", "3xx", "4xx", "5xx"};
+    static const char* const kKinds[3] = {"connect", "reset", "timeout"};
+    for (const MirrorMetrics& m : s_.mirrors) {
+      const health::MirrorTotals& t = m.totals;
+      auto add = [&](const char* result, uint64_t n) {
+        results.metric.push_back(sample(static_cast<double>(n), MetricType::Counter,
+                                        {{"service", m.service},
+                                         {"version", m.version},
+                                         {"result", result}}));
+      };
+      for (int c = 1; c < 6; ++c) add(kClasses[c], t.responses[c]);
+      for (int k = 0; k < 3; ++k) add(kKinds[k], t.failures[k]);
+      add("skipped_body", t.skipped_body);
+      add("dropped", t.dropped);
+      add("no_endpoint", t.no_endpoint);
+      add("cancelled", t.cancelled);
+      in_flight.metric.push_back(sample(static_cast<double>(t.in_flight()), MetricType::Gauge,
+                                        {{"service", m.service}, {"version", m.version}}));
+    }
+    out.push_back(std::move(results));
+    out.push_back(std::move(in_flight));
   }
 
   const MetricsSource& s_;

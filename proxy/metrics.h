@@ -21,6 +21,12 @@ struct VersionMetrics {
   std::vector<uint64_t> latency;    // health::Histogram buckets of µs to the response's end
 };
 
+// A service's mirror target and the shadow traffic it got ([service.mirror]).
+struct MirrorMetrics {
+  std::string service, version;
+  health::MirrorTotals totals;
+};
+
 // What one scrape reads. Control thread only; the worker counters are single-writer atomics.
 struct MetricsSource {
   std::vector<const WorkerStats*> workers;
@@ -29,6 +35,7 @@ struct MetricsSource {
   uint64_t reloads_ok = 0;
   uint64_t reloads_failed = 0;
   std::vector<VersionMetrics> versions;
+  std::vector<MirrorMetrics> mirrors = {};  // defaulted: initializers may stop before it
 };
 
 std::string render_metrics(const MetricsSource& source);

@@ -692,7 +692,20 @@ std::string Server::metrics_text() {
       }
     }
   }
+  for (const auto& svc : snap_->services) {
+    if (svc.mirror < 0) continue;
+    const routing::Version& target = svc.versions[static_cast<size_t>(svc.mirror)];
+    source.mirrors.push_back({svc.name, target.name, mirror_totals(target.stats_id)});
+  }
   return render_metrics(source);
+}
+
+health::MirrorTotals Server::mirror_totals(uint32_t stats_id) const {
+  health::MirrorTotals t;
+  for (const auto& w : workers_) {
+    if (const health::VersionCounters* c = w->stats().versions.find(stats_id)) t.add(c->mirror);
+  }
+  return t;
 }
 
 void Server::annotate(ServiceStateView& view) const {
@@ -729,6 +742,9 @@ void Server::annotate(ServiceStateView& view) const {
         if (const health::StatsWindow* w = stats_.window(v.stats_id)) {
           vv.stats_10s = window_view(*w, 10);
           vv.stats_60s = window_view(*w, 60);
+        }
+        if (svc.mirror >= 0 && &v == &svc.versions[static_cast<size_t>(svc.mirror)]) {
+          vv.mirror = MirrorView{svc.config->mirror.percent, mirror_totals(v.stats_id)};
         }
         for (auto& epv : vv.endpoints) {
           for (const auto& ep : v.endpoints) {

@@ -68,6 +68,8 @@ class Server final : public AdminHost {
   // Both are effective configurations (runtime weights applied).
   void note_ramps(const config::Config& prev, const config::Config& next);
   static void on_tick(uv_timer_t* t);
+  // Mirror figures of the version with `stats_id` as a mirror target, summed over workers.
+  health::MirrorTotals mirror_totals(uint32_t stats_id) const;
   // Outlier ejection from the workers' failure streaks.
   void evaluate_outliers();
   void collect_stats(uint64_t second);

@@ -17,6 +17,7 @@ Worker::Worker(unsigned index, std::vector<int> listen_fds,
       snap_(std::move(snap)),
       picker_(0x5eed0000ULL + index * 0x9e3779b9ULL + static_cast<uint64_t>(uv_hrtime())),
       pool_(*this),
+      mirrors_(*this),
       read_buf_(new char[kReadBufferSize]),
       rng_(static_cast<uint64_t>(uv_hrtime()) ^ (static_cast<uint64_t>(index) << 40)) {
   adopt_routing(snap_);
@@ -30,7 +31,9 @@ void Worker::adopt_routing(std::shared_ptr<const routing::Snapshot> snap) {
   for (const auto& svc : snap_->services) {
     for (uint32_t i = 0; i < svc.versions.size(); ++i) {
       const auto& v = svc.versions[i];
-      if (v.weight == 0 && i != svc.stable) continue;
+      // A mirror target keeps its pooled connections even at weight 0: copies reuse them.
+      const bool mirrored = static_cast<int32_t>(i) == svc.mirror && svc.config->mirror.percent;
+      if (v.weight == 0 && i != svc.stable && !mirrored) continue;
       for (const auto& ep : v.endpoints) {
         if (ep.healthy) live_[ep.id] = true;
       }
@@ -277,6 +280,7 @@ void Worker::finish() {
   uv_close(reinterpret_cast<uv_handle_t*>(&wake_), nullptr);
   uv_close(reinterpret_cast<uv_handle_t*>(&drain_timer_), nullptr);
   graveyard_.clear();  // retiring exchanges write their last access log lines
+  mirrors_.close_all();
   flush_access_log();
   uv_close(reinterpret_cast<uv_handle_t*>(&access_timer_), nullptr);
 }

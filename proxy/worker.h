@@ -15,6 +15,7 @@
 #include "config/config.h"
 #include "proxy/access_log.h"
 #include "proxy/io_buffer.h"
+#include "proxy/mirror.h"
 #include "proxy/stats.h"
 #include "proxy/tls_context.h"
 #include "proxy/upstream_pool.h"
@@ -63,6 +64,7 @@ class Worker {
   const config::ProxySettings& settings() const { return snap_->config->proxy; }
   routing::Picker& picker() { return picker_; }
   UpstreamPool& pool() { return pool_; }
+  Mirrors& mirrors() { return mirrors_; }
   WorkerStats& stats() { return stats_; }
   EndpointStreaks& streaks() { return streaks_; }
   FlushList& flush_list() { return flush_list_; }
@@ -70,7 +72,7 @@ class Worker {
   uint64_t next_random();
   bool draining() const { return draining_; }
   // false for an endpoint the current snapshot sends no new requests to (removed, or only in
-  // versions of weight 0): its connections are closed instead of pooled.
+  // versions of weight 0 that are not a mirror target): its connections are closed, not pooled.
   bool endpoint_live(uint32_t id) const { return id < live_.size() && live_[id]; }
 
   // Shared read buffer: every read callback consumes its data before returning.
@@ -122,6 +124,7 @@ class Worker {
   std::shared_ptr<const TlsSet> tls_;
   routing::Picker picker_;
   UpstreamPool pool_;
+  Mirrors mirrors_;
   WorkerStats stats_;
   EndpointStreaks streaks_;
   std::vector<bool> live_;  // by endpoint id, for the current snapshot

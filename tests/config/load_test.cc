@@ -760,7 +760,8 @@ max_ejection_percent = 34
 [service.mirror]
 version = "b"
 percent = 10
-max_body_bytes = 1024)",
+max_body_bytes = 1024
+max_in_flight = 8)",
                                       "[service.version.health_check]\npath = \"/b\"\n"));
   const Service& s = c.services[0];
   CHECK(s.override_header == "x-weir-version");
@@ -785,6 +786,7 @@ max_body_bytes = 1024)",
   CHECK(s.mirror.version == "b");
   CHECK(s.mirror.percent == 10);
   CHECK(s.mirror.max_body_bytes == 1024);
+  CHECK(s.mirror.max_in_flight == 8);
   // A version inherits the service's check and overrides only what it sets.
   CHECK(s.versions[0].health_check.path == "/ready");
   CHECK(s.versions[1].health_check.path == "/b");
@@ -802,6 +804,17 @@ TEST_CASE("config: defaults leave every shifting feature off") {
   CHECK_FALSE(s.outlier.enabled);
   CHECK(s.mirror.version.empty());
   CHECK(c.proxy.version_header == "x-weir-version");
+}
+
+TEST_CASE("config: a mirror table with only a version copies every eligible request") {
+  Config c = expect_valid(with_policy("[service.mirror]\nversion = \"b\""));
+  const Mirror& m = c.services[0].mirror;
+  CHECK(m.version == "b");
+  CHECK(m.percent == 100);
+  CHECK(m.max_body_bytes == 65536);
+  CHECK(m.max_in_flight == 64);
+  expect_error(with_policy("[service.mirror]\nversion = \"b\"\nmax_in_flight = 0"), "9:17",
+               "service[0].mirror.max_in_flight", "must be between 1 and 100000, got 0");
 }
 
 TEST_CASE("config: sticky needs exactly one source") {

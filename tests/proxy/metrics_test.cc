@@ -62,5 +62,41 @@ TEST_CASE("metrics: counters are summed over workers and weights are the effecti
   CHECK(text.starts_with("# HELP weir_build_info"));
 }
 
+TEST_CASE("metrics: mirror copies by result, and those under way") {
+  config::Config c;
+  RuntimeState rt;
+  MetricsSource src;
+  src.config = &c;
+  src.runtime = &rt;
+  MirrorMetrics m;
+  m.service = "shop";
+  m.version = "green";
+  m.totals.sent = 10;
+  m.totals.responses[2] = 6;
+  m.totals.responses[5] = 1;
+  m.totals.failures[static_cast<size_t>(health::FailureKind::kTimeout)] = 2;
+  m.totals.skipped_body = 3;
+  m.totals.dropped = 4;
+  m.totals.cancelled = 5;
+  src.mirrors.push_back(m);
+  std::string text = render_metrics(src);
+  auto has = [&](const std::string& line) {
+    CAPTURE(line);
+    CHECK(text.find("\n" + line + "\n") != std::string::npos);
+  };
+  const std::string l = "{service=\"shop\",version=\"green\",result=";
+  has("# TYPE weir_mirror_requests_total counter");
+  has("weir_mirror_requests_total" + l + "\"2xx\"} 6");
+  has("weir_mirror_requests_total" + l + "\"5xx\"} 1");
+  has("weir_mirror_requests_total" + l + "\"timeout\"} 2");
+  has("weir_mirror_requests_total" + l + "\"connect\"} 0");
+  has("weir_mirror_requests_total" + l + "\"skipped_body\"} 3");
+  has("weir_mirror_requests_total" + l + "\"dropped\"} 4");
+  has("weir_mirror_requests_total" + l + "\"no_endpoint\"} 0");
+  has("weir_mirror_requests_total" + l + "\"cancelled\"} 5");
+  has("# TYPE weir_mirror_in_flight gauge");
+  has("weir_mirror_in_flight{service=\"shop\",version=\"green\"} 1");  // 10 sent, 9 ended
+}
+
 }  // namespace
 }  // namespace weir::proxy
