@@ -285,6 +285,12 @@ class Dashboard(WeirTestCase):
             "document.querySelector('section[data-service=shop] [data-field=rate] path:last-child')"
             ".getAttribute('d').length"), 10, "the rate sparkline has no line")
 
+        # Refreshing keeps keyboard focus where it was.
+        browser.evaluate("document.querySelector('section[data-service=shop] "
+                         "button[data-action=rollback]').focus()")
+        time.sleep(2.5)  # two refreshes or more
+        self.assertEqual(browser.evaluate("document.activeElement.dataset.action"), "rollback")
+
         # A read token cannot roll back: the 403 is shown and nothing changes.
         before = self.api_shop()
         self.confirm(browser, "section[data-service=shop] button[data-action=rollback]",
