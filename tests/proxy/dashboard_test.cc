@@ -83,8 +83,7 @@ TEST_CASE("dashboard: the CSP allows exactly the page's inline script and style"
   CHECK(csp.find("unsafe") == std::string::npos);
   // Self-contained: no external script, stylesheet, image or font.
   for (const char* needle : {"<script ", "src=", "<link rel=\"stylesheet\"", "@import", "url("})
-    CHECK_MESSAGE(std::string_view(kDashboardHtml).find(needle) == std::string_view::npos,
-                  needle);
+    CHECK_MESSAGE(std::string_view(kDashboardHtml).find(needle) == std::string_view::npos, needle);
 }
 
 }  // namespace weir::proxy
