@@ -4,7 +4,6 @@ endpoints, events), and its buttons change weir (rollback, promote) with If-Matc
 refusals (403 with a read token, 412 after a concurrent change) are shown and change nothing.
 Screenshots go to $WEIR_TEST_OUTPUT (default: test-output/ next to the weir binary)."""
 
-import json
 import os
 import re
 import threading
