@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cstdio>
 
+#include "proxy/dashboard.h"
 #include "proxy/h1_framing.h"
 #include "proxy/http_util.h"
 #include "proxy/server.h"
@@ -182,8 +183,9 @@ class AdminConn {
   }
 
   void dispatch() {
-    AdminResponse r = server_.api().handle(req_);
-    respond(r);
+    // The dashboard page is served before the API's token check: it holds no data.
+    std::optional<AdminResponse> page = dashboard_response(req_);
+    respond(page ? *page : server_.api().handle(req_));
     auto* stream = reinterpret_cast<uv_stream_t*>(&tcp_);
     if (!close_after_write_ && uv_stream_get_write_queue_size(stream) > kMaxQueuedOutput) {
       // A client pipelining without reading: stop reading until its answers drain.

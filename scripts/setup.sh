@@ -13,7 +13,9 @@ packages=(
   build-essential cmake pkg-config ninja-build
   libuv1-dev node-llhttp libssl-dev libnghttp2-dev prometheus-cpp-dev
   libtomlplusplus-dev doctest-dev nlohmann-json3-dev
-  curl nghttp2-client wrk nginx-light haproxy python3 procps docker-compose yamllint openssl python3-h2 python3-prometheus-client gnuplot-nox
+  curl nghttp2-client wrk nginx-light haproxy python3 procps docker-compose yamllint openssl python3-h2 python3-prometheus-client
+  gnuplot-nox  # bench/run.sh's chart
+  chromium     # headless, for tests/integration/test_dashboard.py
 )
 
 missing=()
