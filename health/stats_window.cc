@@ -85,9 +85,10 @@ Summary StatsWindow::summarize(uint64_t now_second, uint32_t window_s) const {
 }
 
 void StatsCollector::fold(uint64_t second, uint32_t id, const Sample& cumulative) {
-  auto [it, fresh] = entries_.try_emplace(id);
-  Entry& e = it->second;
-  if (!fresh) e.window.add(second, cumulative.minus(e.previous));
+  // A new id starts from zero: worker counters start at zero in this process, so what they hold
+  // at the first fold is traffic since start (or since a reload added the version), not history.
+  Entry& e = entries_[id];
+  e.window.add(second, cumulative.minus(e.previous));
   e.previous = cumulative;
 }
 
