@@ -321,7 +321,10 @@ void Server::run_guards(uint64_t now_ms, uint64_t second) {
     auto ro = rollouts_.find(svc.name);
     const bool rolling =
         ro != rollouts_.end() && ro->second.state() == health::RolloutState::kRunning;
+    const ServiceRuntime* srt = runtime_.find(svc.name);
+    const bool switched_off = g.enabled && srt && srt->guard_disabled;
     if (!g.enabled && !rolling) continue;
+    if (switched_off && !rolling) continue;
     ServiceGuard& sg = guards_[svc.name];
     const uint32_t interval = g.enabled ? g.interval_ms : 1000;
     if (now_ms - sg.last_eval_ms < interval) continue;
@@ -338,9 +341,10 @@ void Server::run_guards(uint64_t now_ms, uint64_t second) {
           })) {
         continue;
       }
-      // Without a guard a rollout advances on time alone.
-      health::Verdict verdict = health::Verdict::kPass;
-      if (g.enabled) {
+      // Without a guard a rollout advances on time alone; with its guard switched off by an
+      // operator it holds, since nothing watches the step it would advance to.
+      health::Verdict verdict = switched_off ? health::Verdict::kHold : health::Verdict::kPass;
+      if (g.enabled && !switched_off) {
         const health::StatsWindow* w = stats_.window(v.stats_id);
         health::Summary summary = w ? w->summarize(second, g.window_s) : health::Summary{};
         auto [it, fresh] = sg.versions.try_emplace(v.name, v.name);
@@ -652,7 +656,16 @@ bool Server::commit(RuntimeState next, AuditEvent event, std::string* error) {
     return false;
   }
   ramps.keep();
-  if (event.actor != "guard") {
+  const bool guard_switch = event.action == "guard_enable" || event.action == "guard_disable";
+  if (guard_switch) {
+    ServiceGuard& sg = guards_[event.service];
+    // Breaches counted before the guard went off are stale by the time it is back on.
+    for (auto& [name, vg] : sg.versions) vg.reset();
+    // A disabled guard reverts nothing, not even the rest of a ramp it started.
+    if (event.action == "guard_disable")
+      std::erase_if(revert_ramps_,
+                    [&](const RevertRamp& r) { return r.service == event.service; });
+  } else if (event.actor != "guard") {
     // An operator acted: the revert is over, including any ramp still stepping down.
     guards_[event.service].reverted = false;
     std::erase_if(revert_ramps_,
