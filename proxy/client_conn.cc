@@ -15,7 +15,7 @@ ClientConn::ClientConn(Worker& worker) : worker_(worker) {}
 
 ClientConn::~ClientConn() {
   worker_.remove_conn(this);
-  worker_.stats().connections_active.dec();
+  worker_.stats().connections_active[WorkerStats::listener_slot(info_.listener)].dec();
 }
 
 void ClientConn::accept(Worker& worker, uv_stream_t* server, uint32_t listener) {
@@ -25,14 +25,14 @@ void ClientConn::accept(Worker& worker, uv_stream_t* server, uint32_t listener) 
   c->deadline_.init(worker.loop(), c, on_deadline);
   c->open_handles_ = 2;
   worker.add_conn(c);
+  c->info_.listener = listener;
   worker.stats().connections_accepted.inc();
-  worker.stats().connections_active.inc();
+  worker.stats().connections_active[WorkerStats::listener_slot(listener)].inc();
   if (uv_accept(server, reinterpret_cast<uv_stream_t*>(&c->tcp_)) != 0) {
     c->close();
     return;
   }
   uv_tcp_nodelay(&c->tcp_, 1);
-  c->info_.listener = listener;
   sockaddr_storage peer{};
   int len = sizeof peer;
   if (uv_tcp_getpeername(&c->tcp_, reinterpret_cast<sockaddr*>(&peer), &len) == 0) {
@@ -49,6 +49,13 @@ void ClientConn::accept(Worker& worker, uv_stream_t* server, uint32_t listener) 
   c->session_ = open_session(*c, listener);
   c->resume_reading();
   if (worker.draining()) c->session_->start_drain();
+}
+
+void ClientConn::set_listener(uint32_t index) {
+  WorkerStats& stats = worker_.stats();
+  stats.connections_active[WorkerStats::listener_slot(info_.listener)].dec();
+  stats.connections_active[WorkerStats::listener_slot(index)].inc();
+  info_.listener = index;
 }
 
 void ClientConn::pause_reading() {

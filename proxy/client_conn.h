@@ -32,7 +32,7 @@ class ClientConn final : public Transport, private OutQueue::Listener {
   Worker& worker() override { return worker_; }
 
   // A reload moved (or, with UINT32_MAX, removed) this connection's listener.
-  void set_listener(uint32_t index) { info_.listener = index; }
+  void set_listener(uint32_t index);
 
   // Graceful shutdown of the worker.
   void start_drain() { if (session_ && !closing_) session_->start_drain(); }

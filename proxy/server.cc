@@ -388,7 +388,8 @@ void Server::run_guards(uint64_t now_ms, uint64_t second) {
             std::fprintf(stderr, "weir: guard: the revert could not be saved: %s\n",
                          error.c_str());
           }
-          sg.reverted = true;
+          sg.reverted.insert(v.name);
+          ++sg.reverts[v.name];
           it->second.reset();
           if (ro != rollouts_.end() && ro->second.plan().version == v.name) {
             ro->second.abort("guard reverted " + v.name + ": " + why);
@@ -667,7 +668,7 @@ bool Server::commit(RuntimeState next, AuditEvent event, std::string* error) {
                     [&](const RevertRamp& r) { return r.service == event.service; });
   } else if (event.actor != "guard") {
     // An operator acted: the revert is over, including any ramp still stepping down.
-    guards_[event.service].reverted = false;
+    guards_[event.service].reverted.clear();
     std::erase_if(revert_ramps_,
                   [&](const RevertRamp& r) { return r.service == event.service; });
   }
@@ -705,6 +706,44 @@ std::string Server::metrics_text() {
       }
     }
   }
+  for (const auto& l : snap_->config->listeners) source.listeners.push_back(l.name);
+  for (const auto& svc : snap_->services) {
+    const config::Service* cs = nullptr;
+    for (const auto& s : config_->services) {
+      if (s.name == svc.name) cs = &s;
+    }
+    if (!cs) continue;
+    for (const auto& v : svc.versions) {
+      for (const auto& ep : v.endpoints) {
+        EndpointMetrics& e = source.endpoints.emplace_back();
+        e.service = svc.name;
+        e.version = v.name;
+        e.endpoint = ep.address;
+        e.probe_failing = prober_ && !prober_->healthy(ep.id);
+        e.ejected = ep.id < ejection_.size() && ejection_[ep.id].ejected;
+      }
+    }
+    if (!cs->guard.enabled) continue;
+    const ServiceRuntime* rt = runtime_.find(svc.name);
+    auto sg = guards_.find(svc.name);
+    for (const auto& v : cs->versions) {
+      if (v.name == runtime_.stable(*cs)) continue;
+      GuardMetrics& g = source.guards.emplace_back();
+      g.service = svc.name;
+      g.version = v.name;
+      g.state = "hold";
+      if (sg != guards_.end()) {
+        const auto& log = sg->second.log.entries();
+        auto last = std::find_if(log.rbegin(), log.rend(),
+                                 [&](const health::Evaluation& e) { return e.version == v.name; });
+        if (last != log.rend()) g.state = health::to_string(last->verdict);
+        if (sg->second.reverted.count(v.name)) g.state = "reverted";
+        if (auto n = sg->second.reverts.find(v.name); n != sg->second.reverts.end())
+          g.reverts = n->second;
+      }
+      if (rt && rt->guard_disabled) g.state = "disabled";
+    }
+  }
   return render_metrics(source);
 }
 
@@ -717,7 +756,7 @@ void Server::annotate(ServiceStateView& view) const {
       if (g != guards_.end() && !g->second.log.entries().empty()) {
         view.guard = health::to_string(g->second.log.entries().back().verdict);
       }
-      if (g != guards_.end() && g->second.reverted) view.guard = "reverted";
+      if (g != guards_.end() && !g->second.reverted.empty()) view.guard = "reverted";
     }
     auto r = rollouts_.find(s.name);
     if (r != rollouts_.end()) view.rollout = health::to_string(r->second.state());

@@ -9,6 +9,7 @@
 
 #include <map>
 #include <memory>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -110,7 +111,8 @@ class Server final : public AdminHost {
     std::map<std::string, health::VersionGuard> versions;
     health::DecisionLog log;
     uint64_t last_eval_ms = 0;
-    bool reverted = false;
+    std::set<std::string> reverted;           // versions the guard reverted, until an operator acts
+    std::map<std::string, uint64_t> reverts;  // by version, since start (weir_reverts_total)
   };
   std::map<std::string, ServiceGuard> guards_;
   // A capacity-aware revert in progress (revert_ramp_ms): the version's weight steps from

@@ -53,6 +53,17 @@ class AdminTestCase(WeirTestCase):
         self.assertEqual(r.status, 200, r)
         return r.json()["events"]
 
+    def scrape(self, token=None):
+        from prometheus_client.parser import text_string_to_metric_families
+        r = admin_call(self.edge, "GET", "/metrics", token=token)
+        self.assertEqual(r.status, 200, r)
+        self.assertTrue(r.header("content-type").startswith("text/plain; version=0.0.4"))
+        samples = {}
+        for family in text_string_to_metric_families(r.body.decode()):
+            for s in family.samples:
+                samples[(s.name, tuple(sorted(s.labels.items())))] = s.value
+        return samples
+
     def backends_seen(self, n=40):
         return {load_one.header("x-backend") for load_one in
                 (self.client(self.edge).get("/") for _ in range(n))}
@@ -351,17 +362,6 @@ class EndpointStats(AdminTestCase):
 
 
 class Metrics(AdminTestCase):
-    def scrape(self, token=None):
-        from prometheus_client.parser import text_string_to_metric_families
-        r = admin_call(self.edge, "GET", "/metrics", token=token)
-        self.assertEqual(r.status, 200, r)
-        self.assertTrue(r.header("content-type").startswith("text/plain; version=0.0.4"))
-        samples = {}
-        for family in text_string_to_metric_families(r.body.decode()):
-            for s in family.samples:
-                samples[(s.name, tuple(sorted(s.labels.items())))] = s.value
-        return samples
-
     def test_metrics_parse_and_match_requests_sent(self):
         self.start(open_metrics=True)
         with self.client(self.edge) as c:
@@ -385,6 +385,20 @@ class Metrics(AdminTestCase):
         self.assertEqual(m[("weir_local_replies_total", (("reason", "bad_request"),))], 1)
         self.assertEqual(m[("weir_build_info", (("version", "0.1.0"),))], 1)
         self.assertEqual(m[("weir_connections_accepted_total", ())], 2)
+        for v, port in (("blue", self.blue.port), ("green", self.green.port)):
+            ep = (("endpoint", f"127.0.0.1:{port}"), ("service", "shop"), ("version", v))
+            self.assertEqual(m[("weir_endpoint_healthy", ep)], 1)
+            self.assertEqual(m[("weir_endpoint_unhealthy", tuple(sorted(ep + (("reason", "ejected"),))))], 0)
+        self.assertFalse([k for k in m if k[0] == "weir_guard_state"], "no guard configured")
+        active = ("weir_connections_active", (("listener", "public"),))
+        self.assertTrue(wait_until(lambda: self.scrape()[active] == 0, 10), self.scrape()[active])
+        clients = [self.client(self.edge) for _ in range(3)]
+        for c in clients:
+            self.assertEqual(c.get("/").status, 200)
+        self.assertEqual(self.scrape()[active], 3)
+        for c in clients:
+            c.close()
+        self.assertTrue(wait_until(lambda: self.scrape()[active] == 0, 10), self.scrape()[active])
         weight = ("weir_version_weight", (("service", "shop"), ("version", "green")))
         self.assertEqual(m[weight], 10)
         self.put_weights({"green": 70})
@@ -490,6 +504,13 @@ class GuardSwitch(AdminTestCase):
                          self.edge.tail())
         self.assertEqual(self.weights(), {"blue": 50, "green": 50})
         self.assertIn(500, {s for _, s, _ in paced.samples}, "the canary kept failing")
+        state = lambda st: ("weir_guard_state", (("service", "shop"), ("state", st),
+                                                 ("version", "green")))
+        reverts = ("weir_reverts_total", (("service", "shop"), ("version", "green")))
+        m = self.scrape("viewer")
+        self.assertEqual([st for st in ("pass", "hold", "fail", "reverted", "disabled")
+                          if m[state(st)] == 1], ["disabled"])
+        self.assertEqual(m[reverts], 0)
 
         # The switch is runtime state: a restart keeps it off.
         self.edge.signal(signal.SIGTERM)
@@ -508,6 +529,10 @@ class GuardSwitch(AdminTestCase):
             self.edge.wait_line(REVERT_LINE, timeout=15, stream="stderr")
         self.assertEqual(self.weights(), {"blue": 50, "green": 0})
         self.assertEqual(self.shop()[0]["guard"]["state"], "reverted")
+        m = self.scrape("viewer")
+        self.assertEqual([st for st in ("pass", "hold", "fail", "reverted", "disabled")
+                          if m[state(st)] == 1], ["reverted"])
+        self.assertEqual(m[reverts], 1)
         actions = [(e["action"], e["actor"], e["reason"]) for e in self.events()
                    if e["action"].startswith("guard_")]
         self.assertEqual(actions, [("guard_disable", "ci", "known noisy canary"),
