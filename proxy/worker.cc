@@ -286,6 +286,22 @@ void Worker::log_access(const AccessRecord& r) {
   if (access_buf_.size() >= AccessLog::kFlushBytes) flush_access_log();
 }
 
+void Worker::log_rejected(const ConnInfo& conn, int status, std::string_view method,
+                          std::string_view host, std::string_view path,
+                          std::string_view request_id, uint64_t started_ms) {
+  if (!access_log_) return;
+  AccessRecord r;
+  r.client = conn.peer_ip;
+  r.method = method;
+  r.host = host;
+  r.path = path;
+  r.request_id = request_id;
+  r.status = status;
+  const uint64_t now = now_ms();
+  r.duration_ms = started_ms != 0 && started_ms <= now ? now - started_ms : 0;
+  log_access(r);
+}
+
 void Worker::flush_access_log() {
   if (!access_log_ || access_buf_.empty()) return;
   access_log_->write(access_buf_);

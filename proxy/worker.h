@@ -15,6 +15,7 @@
 #include "config/config.h"
 #include "proxy/access_log.h"
 #include "proxy/io_buffer.h"
+#include "proxy/session.h"
 #include "proxy/stats.h"
 #include "proxy/tls_context.h"
 #include "proxy/upstream_pool.h"
@@ -85,6 +86,12 @@ class Worker {
   void set_access_log(AccessLog* log) { access_log_ = log; }
   bool logging() const { return access_log_ != nullptr; }
   void log_access(const AccessRecord& r);
+  // A request weir answered itself before routing (400, 408, 413, 414, 431): no Exchange exists
+  // to log it, so the session does through this. `started_ms` is when its first byte came
+  // (this loop's clock); method, host and path are whatever could be read ("" otherwise).
+  void log_rejected(const ConnInfo& conn, int status, std::string_view method,
+                    std::string_view host, std::string_view path, std::string_view request_id,
+                    uint64_t started_ms);
 
   void add_conn(ClientConn* c);
   void remove_conn(ClientConn* c);
