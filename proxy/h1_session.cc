@@ -8,6 +8,8 @@ namespace {
 
 // Pipelined bytes weir holds while a response is in progress before it stops reading.
 constexpr size_t kPipelineLimit = 64 * 1024;
+// How long an idle keep-alive connection stays open once weir drains (see start_drain).
+constexpr uint64_t kDrainIdleGraceMs = 1000;
 
 H1Session* from_parser(llhttp_t* p) { return static_cast<H1Session*>(p->data); }
 
@@ -504,8 +506,10 @@ void H1Session::on_timeout() {
 void H1Session::start_drain() {
   draining_ = true;
   if (phase_ == Phase::kIdle && inbuf_.empty()) {
-    phase_ = Phase::kClosed;
-    t_.close_after_flush(false);
+    // A keep-alive client may be sending its next request this very moment, and a connection
+    // closed under it fails that request. So an idle connection gets a short grace: a request
+    // that comes is answered with Connection: close; otherwise the deadline closes it.
+    t_.set_deadline(std::min<uint64_t>(kDrainIdleGraceMs, worker_.settings().keepalive_timeout_ms));
   }
 }
 

@@ -570,12 +570,14 @@ int Server::run() {
     }
     std::fprintf(stderr, "weir: admin listening on %s\n", bound.to_string().c_str());
   }
-  for (uv_signal_t* s : {&sigterm_, &sigint_, &sighup_, &sigusr1_}) {
+  for (uv_signal_t* s : {&sigterm_, &sigint_, &sigquit_, &sighup_, &sigusr1_}) {
     uv_signal_init(&loop_, s);
     s->data = this;
   }
   uv_signal_start(&sigterm_, on_signal, SIGTERM);
   uv_signal_start(&sigint_, on_signal, SIGINT);
+  // SIGQUIT: the old process of a binary upgrade (a new weir already listens on its ports).
+  uv_signal_start(&sigquit_, on_signal, SIGQUIT);
   uv_signal_start(&sighup_, on_signal, SIGHUP);
   uv_signal_start(&sigusr1_, on_signal, SIGUSR1);
   uv_timer_init(&loop_, &tick_);
@@ -617,7 +619,7 @@ void Server::shutdown() {
   std::fprintf(stderr, "weir: shutting down (drain up to %u ms)\n",
                config_->proxy.drain_timeout_ms);
   for (auto& w : workers_) w->post_shutdown(config_->proxy.drain_timeout_ms);
-  for (uv_signal_t* s : {&sigterm_, &sigint_, &sighup_, &sigusr1_}) {
+  for (uv_signal_t* s : {&sigterm_, &sigint_, &sigquit_, &sighup_, &sigusr1_}) {
     uv_close(reinterpret_cast<uv_handle_t*>(s), nullptr);
   }
   uv_close(reinterpret_cast<uv_handle_t*>(&tick_), nullptr);

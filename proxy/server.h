@@ -103,7 +103,7 @@ class Server final : public AdminHost {
   std::map<std::string, uint64_t> version_ramp_;  // by "service/version"
   std::vector<health::EjectionState> ejection_;   // by endpoint id
   uv_loop_t loop_{};
-  uv_signal_t sigterm_{}, sigint_{}, sighup_{}, sigusr1_{};
+  uv_signal_t sigterm_{}, sigint_{}, sigquit_{}, sighup_{}, sigusr1_{};
   std::unique_ptr<AccessLog> access_log_;
   uv_timer_t tick_{};
   health::StatsCollector stats_;

@@ -99,6 +99,10 @@ class Worker {
  private:
   void run();
   static void on_connection(uv_stream_t* server, int status);
+  // The snapshot index of the listener listeners_[socket] serves (UINT32_MAX: removed).
+  uint32_t listener_index(size_t socket) const;
+  // Shutdown: accepts what the kernel queued on listeners_[socket] before it is closed.
+  void accept_backlog(size_t socket);
   static void on_async(uv_async_t* h);
   static void on_check(uv_check_t* h);
   static void on_drain_timer(uv_timer_t* h);
