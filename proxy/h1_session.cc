@@ -8,8 +8,6 @@ namespace {
 
 // Pipelined bytes weir holds while a response is in progress before it stops reading.
 constexpr size_t kPipelineLimit = 64 * 1024;
-// How long an idle keep-alive connection stays open once weir drains (see start_drain).
-constexpr uint64_t kDrainIdleGraceMs = 1000;
 
 H1Session* from_parser(llhttp_t* p) { return static_cast<H1Session*>(p->data); }
 

@@ -45,13 +45,21 @@ class FreshConnections:
                     self.result.errors.append((time.monotonic(), repr(e)))
 
 
+def edge_connections(edge):
+    """Open client connections of weir, from its /metrics."""
+    body = admin_call(edge, "GET", "/metrics", token="viewer").body.decode()
+    return sum(float(m.group(1)) for m in
+               re.finditer(r'^weir_connections_active\{listener="[^"]*"\} (\S+)$', body, re.M))
+
+
 class Upgrade(WeirTestCase):
-    def config(self, listener_port=0, admin_port=0):
+    def config(self, listener_port=0, admin_port=0, protocols=("http1",)):
         admin = admin_settings(self.tmpdir(), address=f"127.0.0.1:{admin_port}")
         text = render_config([service("shop", version("blue", 50, self.blue),
                                       version("green", 50, self.green))],
                              routes=[route("shop")], admin=admin,
-                             proxy={"drain_timeout_ms": 8000})
+                             proxy={"drain_timeout_ms": 8000},
+                             listeners=[{"name": "public", "protocols": list(protocols)}])
         # render_config binds listeners to port 0; the successor takes the same port.
         return text.replace('address = "127.0.0.1:0"', f'address = "127.0.0.1:{listener_port}"')
 
@@ -115,11 +123,14 @@ class Upgrade(WeirTestCase):
     def test_sigquit_closes_idle_keepalive_and_answers_the_next_request_with_close(self):
         self.blue = self.backend("blue")
         self.green = self.backend("green")
-        edge = start_weir(self.addCleanup, self.config())
+        # http1 + h2c: a connection's protocol is chosen from its first bytes.
+        edge = start_weir(self.addCleanup, self.config(protocols=("http1", "h2c")))
         idle = self.client(edge)
         self.assertEqual(idle.get("/").status, 200)
         busy = self.client(edge)
         self.assertEqual(busy.get("/").status, 200)
+        silent = self.client(edge)  # connected, nothing sent yet: like one taken from the backlog
+        self.assertTrue(wait_until(lambda: edge_connections(edge) == 3, 5))
         edge.signal(signal.SIGQUIT)
         self.assertTrue(wait_until(lambda: any("shutting down" in line
                                                for line in edge.output("stderr")), 5))
@@ -128,6 +139,9 @@ class Upgrade(WeirTestCase):
         resp = busy.get("/")
         self.assertEqual(resp.status, 200)
         self.assertClosesConnection(busy, resp)
+        resp = silent.get("/")
+        self.assertEqual(resp.status, 200)
+        self.assertClosesConnection(silent, resp)
         # One that stays idle is closed within the grace.
         self.assertTrue(idle.closed_within(5.0), "idle client connection kept open")
         self.assertEqual(edge.wait_exit(10), 0, edge.tail())
