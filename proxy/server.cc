@@ -48,6 +48,16 @@ Server::~Server() {
 }
 
 bool Server::open_listener(const config::Listener& l, std::vector<int>* fds, std::string* error) {
+  // Both sockets set SO_REUSEPORT (for binary upgrades), so the kernel would let a listener
+  // share the admin port and split its connections with the admin API: refuse that here.
+  const config::HostPort& admin = admin_bound_.port ? admin_bound_ : config_->admin.address;
+  auto wildcard = [](const std::string& h) { return h == "0.0.0.0" || h == "::" || h == "[::]"; };
+  if (config_->admin.enabled && admin.port != 0 && l.address.port == admin.port &&
+      (l.address.host == admin.host || wildcard(l.address.host) || wildcard(admin.host))) {
+    *error = "listener " + l.name + ": bind " + l.address.to_string() +
+             ": the admin listener uses this port";
+    return false;
+  }
   sockaddr_storage addr{};
   if (!resolve_endpoint(l.address.host, l.address.port, &addr, error)) {
     *error = "listener " + l.name + ": " + *error;
@@ -560,7 +570,7 @@ int Server::run() {
   if (config_->admin.enabled) {
     api_ = std::make_unique<AdminApi>(*this);
     admin_ = std::make_unique<AdminServer>(&loop_, *api_);
-    config::HostPort bound;
+    config::HostPort& bound = admin_bound_;
     if (!admin_->start(config_->admin.address, &bound, &error)) {
       std::fprintf(stderr, "weir: %s\n", error.c_str());
       admin_->stop();

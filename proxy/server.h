@@ -91,6 +91,7 @@ class Server final : public AdminHost {
   std::unique_ptr<StateStore> store_;
   std::unique_ptr<AdminApi> api_;
   std::unique_ptr<AdminServer> admin_;
+  config::HostPort admin_bound_;  // the admin listener's address once bound (port 0 resolved)
   uint64_t reloads_ok_ = 0, reloads_failed_ = 0;
   routing::EndpointRegistry registry_;
   uint64_t generation_ = 0;
