@@ -99,7 +99,8 @@ class AccessLog(WeirTestCase):
         h2_400, h1_400 = sorted(by_status[400], key=lambda line: line["path"])
         self.assertEqual((h2_400["method"], h2_400["path"], h2_400["host"]),
                          ("CONNECT", "", "h2.local:443"))
-        for line, expect in ((h1_400, ("GET", "/malformed")), (by_status[431][0], ("GET", "/big-head")),
+        for line, expect in ((h1_400, ("GET", "/malformed")),
+                             (by_status[431][0], ("GET", "/big-head")),
                              (by_status[408][0], ("GET", "/slow"))):
             self.assertEqual((line["method"], line["path"]), expect, line)
             self.assertEqual((line["service"], line["version"], line["upstream"]), ("", "", ""))

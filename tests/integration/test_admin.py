@@ -388,7 +388,8 @@ class Metrics(AdminTestCase):
         for v, port in (("blue", self.blue.port), ("green", self.green.port)):
             ep = (("endpoint", f"127.0.0.1:{port}"), ("service", "shop"), ("version", v))
             self.assertEqual(m[("weir_endpoint_healthy", ep)], 1)
-            self.assertEqual(m[("weir_endpoint_unhealthy", tuple(sorted(ep + (("reason", "ejected"),))))], 0)
+            ejected = tuple(sorted(ep + (("reason", "ejected"),)))
+            self.assertEqual(m[("weir_endpoint_unhealthy", ejected)], 0)
         self.assertFalse([k for k in m if k[0] == "weir_guard_state"], "no guard configured")
         active = ("weir_connections_active", (("listener", "public"),))
         self.assertTrue(wait_until(lambda: self.scrape()[active] == 0, 10), self.scrape()[active])
