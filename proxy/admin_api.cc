@@ -175,7 +175,8 @@ json ServiceStateView::to_json() const {
           {"configured_stable", configured_stable},
           {"state_version", state_version},
           {"versions", vs},
-          {"guard", {{"state", guard}}},
+          {"guard", guard == "disabled" ? json{{"state", guard}, {"reason", guard_reason}}
+                                        : json{{"state", guard}}},
           {"rollout", {{"state", rollout}}}};
 }
 
@@ -200,6 +201,10 @@ ServiceStateView AdminApi::view(const config::Service& svc) const {
     v.versions.push_back(std::move(vv));
   }
   host_.annotate(v);
+  if (srt && srt->guard_disabled && svc.guard.enabled) {
+    v.guard = "disabled";
+    v.guard_reason = srt->guard_reason;
+  }
   return v;
 }
 
@@ -296,6 +301,10 @@ AdminResponse AdminApi::services(const AdminRequest& req, const std::string& nam
   if (action == "rollback") {
     if (req.method != "POST") return method_not_allowed("POST");
     return rollback(req, *it, actor);
+  }
+  if (action == "guard") {
+    if (req.method != "POST") return method_not_allowed("POST");
+    return set_guard(req, *it, actor);
   }
   if (action == "explain") {
     if (req.method != "GET" && req.method != "HEAD") return method_not_allowed("GET");
@@ -403,6 +412,35 @@ AdminResponse AdminApi::rollback(const AdminRequest& req, const config::Service&
   std::map<std::string, uint32_t> weights;
   for (const auto& v : svc.versions) weights[v.name] = v.name == stable ? 100 : 0;
   return change(svc, {actor, "rollback", reason_of(body), std::move(weights), ""});
+}
+
+AdminResponse AdminApi::set_guard(const AdminRequest& req, const config::Service& svc,
+                                  const std::string& actor) {
+  json body;
+  if (auto bad = parse_object(req, body, {"enabled", "reason"})) return *bad;
+  if (!body.contains("enabled") || !body["enabled"].is_boolean())
+    return admin_error(400, "bad_request", "\"enabled\" must be true or false");
+  if (!svc.guard.enabled)
+    return admin_error(409, "no_guard", "service " + svc.name +
+                                            " has no [service.guard] table to turn on or off");
+  if (auto refused = check_if_match(req, svc, false)) return *refused;
+  const bool enabled = body["enabled"].get<bool>();
+  RuntimeState next = host_.runtime();
+  ServiceRuntime* rt = next.find(svc.name);
+  AuditEvent ev;
+  ev.actor = actor;
+  ev.action = enabled ? "guard_enable" : "guard_disable";
+  ev.service = svc.name;
+  ev.reason = reason_of(body);
+  ev.before = {{"guard", rt->guard_disabled ? "disabled" : "enabled"}};
+  ev.after = {{"guard", enabled ? "enabled" : "disabled"}};
+  rt->guard_disabled = !enabled;
+  rt->guard_reason = enabled ? "" : ev.reason;
+  ++rt->state_version;
+  std::string error;
+  if (!host_.commit(std::move(next), std::move(ev), &error))
+    return admin_error(500, "persist_failed", error);
+  return service_response(svc);
 }
 
 AdminResponse AdminApi::events(const AdminRequest& req) {

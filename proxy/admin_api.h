@@ -80,7 +80,8 @@ struct ServiceStateView {
   std::string stable, configured_stable;
   uint64_t state_version = 0;
   std::vector<VersionView> versions;
-  std::string guard = "off";      // pass / hold / fail / reverted once the guard lands
+  std::string guard = "off";      // off / pass / hold / fail / reverted / disabled
+  std::string guard_reason;       // why an operator disabled it
   std::string rollout = "none";
   nlohmann::json to_json() const;
 };
@@ -128,6 +129,8 @@ class AdminApi {
                         const std::string& actor);
   AdminResponse rollback(const AdminRequest& req, const config::Service& svc,
                          const std::string& actor);
+  AdminResponse set_guard(const AdminRequest& req, const config::Service& svc,
+                          const std::string& actor);
   // One change to a service's runtime state, committed through the host.
   struct Change {
     std::string actor;

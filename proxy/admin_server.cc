@@ -2,7 +2,10 @@
 
 #include <llhttp.h>
 
+#include <sys/socket.h>
+
 #include <algorithm>
+#include <cerrno>
 #include <cstdio>
 
 #include "proxy/dashboard.h"
@@ -256,10 +259,17 @@ bool AdminServer::start(const config::HostPort& address, config::HostPort* bound
                         std::string* error) {
   sockaddr_storage addr{};
   if (!resolve_endpoint(address.host, address.port, &addr, error)) return false;
-  uv_tcp_init(loop_, &listener_);
+  uv_tcp_init_ex(loop_, &listener_, addr.ss_family);
   listener_.data = this;
   listening_ = true;
-  int rc = uv_tcp_bind(&listener_, reinterpret_cast<const sockaddr*>(&addr), 0);
+  // SO_REUSEPORT, as the data listeners: during a binary upgrade the new weir binds the same
+  // admin address while the old one still runs (the old one closes it at SIGQUIT).
+  uv_os_fd_t fd = -1;
+  int one = 1;
+  int rc = uv_fileno(reinterpret_cast<uv_handle_t*>(&listener_), &fd);
+  if (rc == 0 && ::setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0)
+    rc = uv_translate_sys_error(errno);
+  if (rc == 0) rc = uv_tcp_bind(&listener_, reinterpret_cast<const sockaddr*>(&addr), 0);
   if (rc == 0) rc = uv_listen(reinterpret_cast<uv_stream_t*>(&listener_), 128, on_connection);
   if (rc != 0) {
     *error = "admin: bind " + address.to_string() + ": " + uv_strerror(rc);

@@ -1,5 +1,7 @@
 #include "proxy/client_conn.h"
 
+#include <unistd.h>
+
 #include "proxy/protocol_select.h"
 #include "proxy/worker.h"
 
@@ -15,40 +17,66 @@ ClientConn::ClientConn(Worker& worker) : worker_(worker) {}
 
 ClientConn::~ClientConn() {
   worker_.remove_conn(this);
-  worker_.stats().connections_active.dec();
+  worker_.stats().connections_active[WorkerStats::listener_slot(info_.listener)].dec();
 }
 
-void ClientConn::accept(Worker& worker, uv_stream_t* server, uint32_t listener) {
+ClientConn* ClientConn::create(Worker& worker, uint32_t listener) {
   auto* c = new ClientConn(worker);
   uv_tcp_init(worker.loop(), &c->tcp_);
   c->tcp_.data = c;
   c->deadline_.init(worker.loop(), c, on_deadline);
   c->open_handles_ = 2;
   worker.add_conn(c);
+  c->info_.listener = listener;
   worker.stats().connections_accepted.inc();
-  worker.stats().connections_active.inc();
+  worker.stats().connections_active[WorkerStats::listener_slot(listener)].inc();
+  return c;
+}
+
+void ClientConn::accept(Worker& worker, uv_stream_t* server, uint32_t listener) {
+  ClientConn* c = create(worker, listener);
   if (uv_accept(server, reinterpret_cast<uv_stream_t*>(&c->tcp_)) != 0) {
     c->close();
     return;
   }
-  uv_tcp_nodelay(&c->tcp_, 1);
-  c->info_.listener = listener;
+  c->start();
+}
+
+void ClientConn::adopt(Worker& worker, int fd, uint32_t listener) {
+  ClientConn* c = create(worker, listener);
+  if (uv_tcp_open(&c->tcp_, fd) != 0) {
+    ::close(fd);
+    c->close();
+    return;
+  }
+  c->start();
+}
+
+void ClientConn::start() {
+  uv_tcp_nodelay(&tcp_, 1);
   sockaddr_storage peer{};
   int len = sizeof peer;
-  if (uv_tcp_getpeername(&c->tcp_, reinterpret_cast<sockaddr*>(&peer), &len) == 0) {
+  if (uv_tcp_getpeername(&tcp_, reinterpret_cast<sockaddr*>(&peer), &len) == 0) {
     char ip[64] = {0};
     if (peer.ss_family == AF_INET6) {
       uv_ip6_name(reinterpret_cast<sockaddr_in6*>(&peer), ip, sizeof ip);
     } else {
       uv_ip4_name(reinterpret_cast<sockaddr_in*>(&peer), ip, sizeof ip);
     }
-    c->info_.peer_ip = ip;
+    info_.peer_ip = ip;
   }
-  c->out_.init(reinterpret_cast<uv_stream_t*>(&c->tcp_), &worker.flush_list(), c);
-  c->info_.tls = worker.tls_for(listener) != nullptr;
-  c->session_ = open_session(*c, listener);
-  c->resume_reading();
-  if (worker.draining()) c->session_->start_drain();
+  out_.init(reinterpret_cast<uv_stream_t*>(&tcp_), &worker_.flush_list(), this);
+  info_.tls = worker_.tls_for(info_.listener) != nullptr;
+  session_ = open_session(*this, info_.listener);
+  resume_reading();
+  if (worker_.draining()) session_->start_drain();
+}
+
+void ClientConn::set_listener(uint32_t index) {
+  WorkerStats& stats = worker_.stats();
+  stats.connections_active[WorkerStats::listener_slot(info_.listener)].dec();
+  stats.connections_active[WorkerStats::listener_slot(index)].inc();
+  info_.listener = index;
 }
 
 void ClientConn::pause_reading() {

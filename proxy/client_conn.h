@@ -16,6 +16,8 @@ namespace weir::proxy {
 class ClientConn final : public Transport, private OutQueue::Listener {
  public:
   static void accept(Worker& worker, uv_stream_t* server, uint32_t listener);
+  // The same for a socket the worker accepted itself (the backlog taken in at shutdown).
+  static void adopt(Worker& worker, int fd, uint32_t listener);
 
   // Transport
   void write(std::string_view data) override { out_.append(data); }
@@ -32,7 +34,7 @@ class ClientConn final : public Transport, private OutQueue::Listener {
   Worker& worker() override { return worker_; }
 
   // A reload moved (or, with UINT32_MAX, removed) this connection's listener.
-  void set_listener(uint32_t index) { info_.listener = index; }
+  void set_listener(uint32_t index);
 
   // Graceful shutdown of the worker.
   void start_drain() { if (session_ && !closing_) session_->start_drain(); }
@@ -40,6 +42,8 @@ class ClientConn final : public Transport, private OutQueue::Listener {
 
  private:
   explicit ClientConn(Worker& worker);
+  static ClientConn* create(Worker& worker, uint32_t listener);
+  void start();  // once the socket is open: peer address, session, reading
   ~ClientConn() override;
   void close();
   void on_out_drained() override;

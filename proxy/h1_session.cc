@@ -18,6 +18,19 @@ bool forbidden_trailer(std::string_view name) {
          iequals(name, "authorization") || iequals(name, "cookie");
 }
 
+// The method and target of a request weir refused before parsing it, as far as its request line
+// can be read; a target longer than this is logged cut (a 414's is by definition too long).
+constexpr size_t kLoggedTargetMax = 1024;
+void readable_request_line(std::string_view raw, std::string_view* method,
+                           std::string_view* target) {
+  std::string_view line = raw.substr(0, raw.find_first_of("\r\n"));
+  size_t sp = line.find(' ');
+  if (sp == std::string_view::npos || sp > 32 || !is_token(line.substr(0, sp))) return;
+  *method = line.substr(0, sp);
+  line.remove_prefix(sp + 1);
+  *target = line.substr(0, std::min(line.find(' '), kLoggedTargetMax));
+}
+
 }  // namespace
 
 const llhttp_settings_t* H1Session::settings() {
@@ -99,6 +112,7 @@ size_t H1Session::consume_head(const char* p, size_t n) {
     while (skipped < n && skipped < 4 && (p[skipped] == '\r' || p[skipped] == '\n')) ++skipped;
     if (skipped == n) return n;
     phase_ = Phase::kHead;
+    head_started_ms_ = std::max<uint64_t>(worker_.now_ms(), 1);
     // A new request: nothing of it has been answered yet (reject() relies on this).
     req_done_ = resp_started_ = resp_done_ = false;
     scan_from_ = 0;
@@ -108,7 +122,7 @@ size_t H1Session::consume_head(const char* p, size_t n) {
   }
   HeadScan scan = scan_request_head(p, n, scan_from_, limits_);
   if (scan.state == HeadScan::State::kError) {
-    reject(scan.status);
+    reject(scan.status, std::string_view(p, n));
     return skipped + n;
   }
   if (scan.state == HeadScan::State::kNeedMore) {
@@ -118,7 +132,7 @@ size_t H1Session::consume_head(const char* p, size_t n) {
   scan_from_ = 0;
   HeadError err = parse_request_head(std::string_view(p, scan.head_size), limits_, &req_);
   if (err.status != 0) {
-    reject(err.status);
+    reject(err.status, std::string_view(p, scan.head_size));
     return skipped + n;
   }
   // llhttp re-reads the validated head so its body framing state matches ours.
@@ -132,7 +146,7 @@ size_t H1Session::consume_head(const char* p, size_t n) {
     }
   } else if (rc != HPE_OK) {
     // reject() answers only if nothing was answered yet (-1: begin_request already did).
-    reject(pending_reject_ > 0 ? pending_reject_ : 400);
+    reject(pending_reject_ > 0 ? pending_reject_ : 400, std::string_view(p, scan.head_size));
     return skipped + n;
   }
   return skipped + scan.head_size;
@@ -248,6 +262,15 @@ bool H1Session::begin_request() {
   const uint64_t max = worker_.settings().max_request_body_bytes;
   if (max != 0 && req_.body == BodyKind::kContentLength && req_.content_length > max) {
     close_after_ = true;
+    if (worker_.logging()) {
+      std::string_view request_id;
+      const std::string& id_header = worker_.settings().request_id_header;
+      for (const auto& f : req_.headers) {
+        if (!id_header.empty() && iequals(f.name, id_header)) request_id = f.value;
+      }
+      worker_.log_rejected(t_.info(), 413, req_.method, req_.host, req_.target, request_id,
+                           head_started_ms_);
+    }
     respond_error(413);
     return false;
   }
@@ -277,10 +300,16 @@ void H1Session::respond_error(int status, std::string_view detail) {
   t_.write(error_response(status, close_after_ || draining_, head_request_, detail));
 }
 
-void H1Session::reject(int status) {
+void H1Session::reject(int status, std::string_view raw) {
   // Malformed or over-limit input: answer (if nothing was answered yet) and close, since the
   // framing of whatever follows cannot be trusted.
+  const bool routed = ex_ != nullptr;  // its Exchange writes the access log line
   if (ex_) worker_.retire(std::move(ex_));
+  if (!resp_started_ && !routed && worker_.logging()) {
+    std::string_view method, target;
+    readable_request_line(raw, &method, &target);
+    worker_.log_rejected(t_.info(), status, method, {}, target, {}, head_started_ms_);
+  }
   if (!resp_started_) {
     close_after_ = true;
     head_request_ = false;
@@ -455,7 +484,7 @@ void H1Session::on_timeout() {
       t_.close_after_flush(false);
       break;
     case Phase::kHead:
-      reject(408);
+      reject(408, inbuf_);
       break;
     case Phase::kBody:
       if (resp_started_) {
@@ -475,8 +504,10 @@ void H1Session::on_timeout() {
 void H1Session::start_drain() {
   draining_ = true;
   if (phase_ == Phase::kIdle && inbuf_.empty()) {
-    phase_ = Phase::kClosed;
-    t_.close_after_flush(false);
+    // A keep-alive client may be sending its next request this very moment, and a connection
+    // closed under it fails that request. So an idle connection gets a short grace: a request
+    // that comes is answered with Connection: close; otherwise the deadline closes it.
+    t_.set_deadline(std::min<uint64_t>(kDrainIdleGraceMs, worker_.settings().keepalive_timeout_ms));
   }
 }
 

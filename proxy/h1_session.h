@@ -43,7 +43,9 @@ class H1Session final : public Session, public ExchangeOwner {
   size_t consume_body(const char* p, size_t n);
   bool begin_request();
   void respond_error(int status, std::string_view detail = {});
-  void reject(int status);
+  // `raw`: the unparsed request bytes, for the access log line of a request refused before
+  // routing.
+  void reject(int status, std::string_view raw = {});
   void finish_if_done();
   void update_reading();
   void close_now();
@@ -66,6 +68,7 @@ class H1Session final : public Session, public ExchangeOwner {
   std::unique_ptr<Exchange> ex_;
   uint64_t body_bytes_ = 0;
   int version_minor_ = 1;
+  uint64_t head_started_ms_ = 0;  // the current request's first byte (loop clock)
   int pending_reject_ = 0;   // set by llhttp callbacks, acted on after llhttp_execute
   bool in_read_ = false;
   bool keep_alive_ = true;

@@ -301,6 +301,7 @@ int H2Session::on_frame_recv(nghttp2_session*, const nghttp2_frame* frame, void*
 void H2Session::start_stream(Stream& st, bool end_stream) {
   worker_.stats().requests.inc();
   if (st.headers_too_large) {
+    log_rejected(st, 431, st.authority);
     respond_error(st, 431);
     return;
   }
@@ -315,6 +316,7 @@ void H2Session::start_stream(Stream& st, bool end_stream) {
   }
   if (st.method == "CONNECT" || st.path.empty() || host.empty() ||
       (st.path.front() != '/' && !(st.path == "*" && st.method == "OPTIONS"))) {
+    log_rejected(st, 400, host);
     respond_error(st, 400);
     return;
   }
@@ -346,6 +348,7 @@ void H2Session::start_stream(Stream& st, bool end_stream) {
   }
   const uint64_t max = worker_.settings().max_request_body_bytes;
   if (max != 0 && has_length && h.content_length > max) {
+    log_rejected(st, 413, host);
     respond_error(st, 413);
     return;
   }
@@ -356,6 +359,12 @@ void H2Session::start_stream(Stream& st, bool end_stream) {
     worker_.retire(std::move(st.ex));
     respond_error(st, status, detail);
   }
+}
+
+void H2Session::log_rejected(const Stream& st, int status, std::string_view host) {
+  if (!worker_.logging()) return;
+  // The whole header block has arrived by now: the stream began this loop turn.
+  worker_.log_rejected(t_.info(), status, st.method, host, st.path, {}, worker_.now_ms());
 }
 
 void H2Session::respond_error(Stream& st, int status, std::string_view detail) {

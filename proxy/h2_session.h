@@ -65,6 +65,8 @@ class H2Session final : public Session {
   void start_stream(Stream& st, bool end_stream);
   // `detail` (if any) says why, in the body, as H1Session does.
   void respond_error(Stream& st, int status, std::string_view detail = {});
+  // The access log line of a stream refused before routing (no Exchange logs it).
+  void log_rejected(const Stream& st, int status, std::string_view host);
   bool control_flood();
   // Runs nghttp2's send loop into the transport until it is congested or nothing is left;
   // closes the connection when nghttp2 wants neither to read nor to write.

@@ -92,10 +92,21 @@ class WeirCollector : public prometheus::Collectable {
         .metric.push_back(sample(
             sum([](const WorkerStats& w) -> const Counter& { return w.connections_accepted; }),
             MetricType::Counter));
-    family("weir_connections_active", "Open client connections", MetricType::Gauge)
-        .metric.push_back(sample(
-            sum([](const WorkerStats& w) -> const Counter& { return w.connections_active; }),
-            MetricType::Gauge));
+    auto& active = family("weir_connections_active", "Open client connections, by listener",
+                          MetricType::Gauge);
+    constexpr uint32_t kRemoved = WorkerStats::kListenerSlots - 1;
+    auto active_in = [&](uint32_t slot) {
+      return sum([slot](const WorkerStats& w) -> const Counter& {
+        return w.connections_active[slot];
+      });
+    };
+    for (uint32_t i = 0; i < s_.listeners.size() && i < kRemoved; ++i)
+      active.metric.push_back(
+          sample(active_in(i), MetricType::Gauge, {{"listener", s_.listeners[i]}}));
+    // Connections still finishing on a listener that a reload removed.
+    if (double removed = active_in(kRemoved); removed > 0)
+      active.metric.push_back(sample(removed, MetricType::Gauge, {{"listener", "(removed)"}}));
+    add_health_families(out);
 
     auto& weights = family("weir_version_weight", "Effective weight of each version",
                            MetricType::Gauge);
@@ -115,6 +126,49 @@ class WeirCollector : public prometheus::Collectable {
   }
 
  private:
+  // Endpoint health and the guard's state, from the control thread's view.
+  void add_health_families(std::vector<MetricFamily>& out) const {
+    MetricFamily healthy{"weir_endpoint_healthy",
+                         "1 when the endpoint may take traffic: its active check passes (or "
+                         "there is none) and outlier detection has not ejected it",
+                         MetricType::Gauge, {}};
+    MetricFamily unhealthy{"weir_endpoint_unhealthy",
+                           "1 for each reason an endpoint is not healthy: probe (failing its "
+                           "active check) or ejected (outlier detection)",
+                           MetricType::Gauge, {}};
+    for (const EndpointMetrics& e : s_.endpoints) {
+      std::vector<ClientMetric::Label> labels = {
+          {"service", e.service}, {"version", e.version}, {"endpoint", e.endpoint}};
+      healthy.metric.push_back(
+          sample(e.probe_failing || e.ejected ? 0 : 1, MetricType::Gauge, labels));
+      for (auto [reason, on] : {std::pair{"probe", e.probe_failing}, {"ejected", e.ejected}}) {
+        auto l = labels;
+        l.push_back({"reason", reason});
+        unhealthy.metric.push_back(sample(on ? 1 : 0, MetricType::Gauge, std::move(l)));
+      }
+    }
+    MetricFamily state{"weir_guard_state",
+                       "The guard's state for each watched version, one-hot over pass, hold, "
+                       "fail, reverted and disabled",
+                       MetricType::Gauge, {}};
+    MetricFamily reverts{"weir_reverts_total", "Guard reverts of each version since start",
+                         MetricType::Counter, {}};
+    for (const GuardMetrics& g : s_.guards) {
+      std::vector<ClientMetric::Label> labels = {{"service", g.service}, {"version", g.version}};
+      for (const char* st : kGuardStates) {
+        auto l = labels;
+        l.push_back({"state", st});
+        state.metric.push_back(sample(g.state == st ? 1 : 0, MetricType::Gauge, std::move(l)));
+      }
+      reverts.metric.push_back(
+          sample(static_cast<double>(g.reverts), MetricType::Counter, labels));
+    }
+    out.push_back(std::move(healthy));
+    out.push_back(std::move(unhealthy));
+    out.push_back(std::move(state));
+    out.push_back(std::move(reverts));
+  }
+
   // Per service and version: requests by status class, upstream errors by kind, and the
   // request duration histogram folded from the log-linear buckets into fixed bounds.
   void add_version_families(std::vector<MetricFamily>& out) const {

@@ -27,6 +27,20 @@ struct MirrorMetrics {
   health::MirrorTotals totals;
 };
 
+// One endpoint of one version as the control thread sees it (probes and outlier ejection).
+struct EndpointMetrics {
+  std::string service, version, endpoint;  // endpoint: "host:port"
+  bool probe_failing = false;
+  bool ejected = false;
+};
+
+// The guard's view of one watched (non-stable) version.
+struct GuardMetrics {
+  std::string service, version;
+  std::string state;     // pass, hold, fail, reverted or disabled
+  uint64_t reverts = 0;  // since start
+};
+
 // What one scrape reads. Control thread only; the worker counters are single-writer atomics.
 struct MetricsSource {
   std::vector<const WorkerStats*> workers;
@@ -35,8 +49,14 @@ struct MetricsSource {
   uint64_t reloads_ok = 0;
   uint64_t reloads_failed = 0;
   std::vector<VersionMetrics> versions;
+  std::vector<std::string> listeners = {};  // names by index, for weir_connections_active
+  std::vector<EndpointMetrics> endpoints = {};
+  std::vector<GuardMetrics> guards = {};
   std::vector<MirrorMetrics> mirrors = {};  // defaulted: initializers may stop before it
 };
+
+// The states weir_guard_state is one-hot over.
+inline constexpr const char* kGuardStates[] = {"pass", "hold", "fail", "reverted", "disabled"};
 
 std::string render_metrics(const MetricsSource& source);
 

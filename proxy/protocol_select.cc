@@ -79,7 +79,9 @@ void ProtocolSelect::start_drain() {
   if (inner_) {
     inner_->start_drain();
   } else if (head_.empty()) {
-    t_.close_after_flush(false);
+    // Nothing read yet (perhaps accepted from the backlog at shutdown): the first request may
+    // be on its way. on_timeout closes the connection if none comes.
+    t_.set_deadline(kDrainIdleGraceMs);
   }
 }
 

@@ -99,6 +99,8 @@ nlohmann::json RuntimeState::to_json() const {
     services[name] = {{"weights", rt.weights},
                       {"stable", rt.stable},
                       {"state_version", rt.state_version},
+                      {"guard_disabled", rt.guard_disabled},
+                      {"guard_reason", rt.guard_reason},
                       {"version_set", rt.version_set},
                       {"definition", rt.definition}};
   }
@@ -118,6 +120,9 @@ std::optional<RuntimeState> RuntimeState::from_json(const nlohmann::json& j, std
       rt.weights = s.at("weights").get<std::map<std::string, uint32_t>>();
       rt.stable = s.at("stable").get<std::string>();
       rt.state_version = s.at("state_version").get<uint64_t>();
+      // Absent in files written before the guard switch existed.
+      rt.guard_disabled = s.value("guard_disabled", false);
+      rt.guard_reason = s.value("guard_reason", std::string());
       rt.version_set = s.at("version_set").get<std::string>();
       rt.definition = s.at("definition").get<std::string>();
       out.services_.emplace(name, std::move(rt));

@@ -20,6 +20,10 @@ struct ServiceRuntime {
   std::map<std::string, uint32_t> weights;  // empty = the configured weights
   std::string stable;                       // "" = the configured stable version
   uint64_t state_version = 1;
+  // An operator turned the service's guard off (POST .../guard): no verdicts, no reverts, and a
+  // rollout holds, until it is turned on again. Survives restarts and reloads.
+  bool guard_disabled = false;
+  std::string guard_reason;  // the operator's reason for turning it off
   // What the configured service looked like when this was last reconciled: its version names
   // (a change drops the overrides) and its whole definition (a change bumps state_version).
   std::string version_set;

@@ -48,6 +48,16 @@ Server::~Server() {
 }
 
 bool Server::open_listener(const config::Listener& l, std::vector<int>* fds, std::string* error) {
+  // Both sockets set SO_REUSEPORT (for binary upgrades), so the kernel would let a listener
+  // share the admin port and split its connections with the admin API: refuse that here.
+  const config::HostPort& admin = admin_bound_.port ? admin_bound_ : config_->admin.address;
+  auto wildcard = [](const std::string& h) { return h == "0.0.0.0" || h == "::" || h == "[::]"; };
+  if (config_->admin.enabled && admin.port != 0 && l.address.port == admin.port &&
+      (l.address.host == admin.host || wildcard(l.address.host) || wildcard(admin.host))) {
+    *error = "listener " + l.name + ": bind " + l.address.to_string() +
+             ": the admin listener uses this port";
+    return false;
+  }
   sockaddr_storage addr{};
   if (!resolve_endpoint(l.address.host, l.address.port, &addr, error)) {
     *error = "listener " + l.name + ": " + *error;
@@ -321,7 +331,10 @@ void Server::run_guards(uint64_t now_ms, uint64_t second) {
     auto ro = rollouts_.find(svc.name);
     const bool rolling =
         ro != rollouts_.end() && ro->second.state() == health::RolloutState::kRunning;
+    const ServiceRuntime* srt = runtime_.find(svc.name);
+    const bool switched_off = g.enabled && srt && srt->guard_disabled;
     if (!g.enabled && !rolling) continue;
+    if (switched_off && !rolling) continue;
     ServiceGuard& sg = guards_[svc.name];
     const uint32_t interval = g.enabled ? g.interval_ms : 1000;
     if (now_ms - sg.last_eval_ms < interval) continue;
@@ -338,9 +351,10 @@ void Server::run_guards(uint64_t now_ms, uint64_t second) {
           })) {
         continue;
       }
-      // Without a guard a rollout advances on time alone.
-      health::Verdict verdict = health::Verdict::kPass;
-      if (g.enabled) {
+      // Without a guard a rollout advances on time alone; with its guard switched off by an
+      // operator it holds, since nothing watches the step it would advance to.
+      health::Verdict verdict = switched_off ? health::Verdict::kHold : health::Verdict::kPass;
+      if (g.enabled && !switched_off) {
         const health::StatsWindow* w = stats_.window(v.stats_id);
         health::Summary summary = w ? w->summarize(second, g.window_s) : health::Summary{};
         auto [it, fresh] = sg.versions.try_emplace(v.name, v.name);
@@ -384,7 +398,8 @@ void Server::run_guards(uint64_t now_ms, uint64_t second) {
             std::fprintf(stderr, "weir: guard: the revert could not be saved: %s\n",
                          error.c_str());
           }
-          sg.reverted = true;
+          sg.reverted.insert(v.name);
+          ++sg.reverts[v.name];
           it->second.reset();
           if (ro != rollouts_.end() && ro->second.plan().version == v.name) {
             ro->second.abort("guard reverted " + v.name + ": " + why);
@@ -555,7 +570,7 @@ int Server::run() {
   if (config_->admin.enabled) {
     api_ = std::make_unique<AdminApi>(*this);
     admin_ = std::make_unique<AdminServer>(&loop_, *api_);
-    config::HostPort bound;
+    config::HostPort& bound = admin_bound_;
     if (!admin_->start(config_->admin.address, &bound, &error)) {
       std::fprintf(stderr, "weir: %s\n", error.c_str());
       admin_->stop();
@@ -565,12 +580,14 @@ int Server::run() {
     }
     std::fprintf(stderr, "weir: admin listening on %s\n", bound.to_string().c_str());
   }
-  for (uv_signal_t* s : {&sigterm_, &sigint_, &sighup_, &sigusr1_}) {
+  for (uv_signal_t* s : {&sigterm_, &sigint_, &sigquit_, &sighup_, &sigusr1_}) {
     uv_signal_init(&loop_, s);
     s->data = this;
   }
   uv_signal_start(&sigterm_, on_signal, SIGTERM);
   uv_signal_start(&sigint_, on_signal, SIGINT);
+  // SIGQUIT: the old process of a binary upgrade (a new weir already listens on its ports).
+  uv_signal_start(&sigquit_, on_signal, SIGQUIT);
   uv_signal_start(&sighup_, on_signal, SIGHUP);
   uv_signal_start(&sigusr1_, on_signal, SIGUSR1);
   uv_timer_init(&loop_, &tick_);
@@ -612,7 +629,7 @@ void Server::shutdown() {
   std::fprintf(stderr, "weir: shutting down (drain up to %u ms)\n",
                config_->proxy.drain_timeout_ms);
   for (auto& w : workers_) w->post_shutdown(config_->proxy.drain_timeout_ms);
-  for (uv_signal_t* s : {&sigterm_, &sigint_, &sighup_, &sigusr1_}) {
+  for (uv_signal_t* s : {&sigterm_, &sigint_, &sigquit_, &sighup_, &sigusr1_}) {
     uv_close(reinterpret_cast<uv_handle_t*>(s), nullptr);
   }
   uv_close(reinterpret_cast<uv_handle_t*>(&tick_), nullptr);
@@ -652,9 +669,18 @@ bool Server::commit(RuntimeState next, AuditEvent event, std::string* error) {
     return false;
   }
   ramps.keep();
-  if (event.actor != "guard") {
+  const bool guard_switch = event.action == "guard_enable" || event.action == "guard_disable";
+  if (guard_switch) {
+    ServiceGuard& sg = guards_[event.service];
+    // Breaches counted before the guard went off are stale by the time it is back on.
+    for (auto& [name, vg] : sg.versions) vg.reset();
+    // A disabled guard reverts nothing, not even the rest of a ramp it started.
+    if (event.action == "guard_disable")
+      std::erase_if(revert_ramps_,
+                    [&](const RevertRamp& r) { return r.service == event.service; });
+  } else if (event.actor != "guard") {
     // An operator acted: the revert is over, including any ramp still stepping down.
-    guards_[event.service].reverted = false;
+    guards_[event.service].reverted.clear();
     std::erase_if(revert_ramps_,
                   [&](const RevertRamp& r) { return r.service == event.service; });
   }
@@ -692,6 +718,44 @@ std::string Server::metrics_text() {
       }
     }
   }
+  for (const auto& l : snap_->config->listeners) source.listeners.push_back(l.name);
+  for (const auto& svc : snap_->services) {
+    const config::Service* cs = nullptr;
+    for (const auto& s : config_->services) {
+      if (s.name == svc.name) cs = &s;
+    }
+    if (!cs) continue;
+    for (const auto& v : svc.versions) {
+      for (const auto& ep : v.endpoints) {
+        EndpointMetrics& e = source.endpoints.emplace_back();
+        e.service = svc.name;
+        e.version = v.name;
+        e.endpoint = ep.address;
+        e.probe_failing = prober_ && !prober_->healthy(ep.id);
+        e.ejected = ep.id < ejection_.size() && ejection_[ep.id].ejected;
+      }
+    }
+    if (!cs->guard.enabled) continue;
+    const ServiceRuntime* rt = runtime_.find(svc.name);
+    auto sg = guards_.find(svc.name);
+    for (const auto& v : cs->versions) {
+      if (v.name == runtime_.stable(*cs)) continue;
+      GuardMetrics& g = source.guards.emplace_back();
+      g.service = svc.name;
+      g.version = v.name;
+      g.state = "hold";
+      if (sg != guards_.end()) {
+        const auto& log = sg->second.log.entries();
+        auto last = std::find_if(log.rbegin(), log.rend(),
+                                 [&](const health::Evaluation& e) { return e.version == v.name; });
+        if (last != log.rend()) g.state = health::to_string(last->verdict);
+        if (sg->second.reverted.count(v.name)) g.state = "reverted";
+        if (auto n = sg->second.reverts.find(v.name); n != sg->second.reverts.end())
+          g.reverts = n->second;
+      }
+      if (rt && rt->guard_disabled) g.state = "disabled";
+    }
+  }
   for (const auto& svc : snap_->services) {
     if (svc.mirror < 0) continue;
     const routing::Version& target = svc.versions[static_cast<size_t>(svc.mirror)];
@@ -717,7 +781,7 @@ void Server::annotate(ServiceStateView& view) const {
       if (g != guards_.end() && !g->second.log.entries().empty()) {
         view.guard = health::to_string(g->second.log.entries().back().verdict);
       }
-      if (g != guards_.end() && g->second.reverted) view.guard = "reverted";
+      if (g != guards_.end() && !g->second.reverted.empty()) view.guard = "reverted";
     }
     auto r = rollouts_.find(s.name);
     if (r != rollouts_.end()) view.rollout = health::to_string(r->second.state());

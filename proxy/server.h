@@ -9,6 +9,7 @@
 
 #include <map>
 #include <memory>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -92,6 +93,7 @@ class Server final : public AdminHost {
   std::unique_ptr<StateStore> store_;
   std::unique_ptr<AdminApi> api_;
   std::unique_ptr<AdminServer> admin_;
+  config::HostPort admin_bound_;  // the admin listener's address once bound (port 0 resolved)
   uint64_t reloads_ok_ = 0, reloads_failed_ = 0;
   routing::EndpointRegistry registry_;
   uint64_t generation_ = 0;
@@ -104,7 +106,7 @@ class Server final : public AdminHost {
   std::map<std::string, uint64_t> version_ramp_;  // by "service/version"
   std::vector<health::EjectionState> ejection_;   // by endpoint id
   uv_loop_t loop_{};
-  uv_signal_t sigterm_{}, sigint_{}, sighup_{}, sigusr1_{};
+  uv_signal_t sigterm_{}, sigint_{}, sigquit_{}, sighup_{}, sigusr1_{};
   std::unique_ptr<AccessLog> access_log_;
   uv_timer_t tick_{};
   health::StatsCollector stats_;
@@ -112,7 +114,8 @@ class Server final : public AdminHost {
     std::map<std::string, health::VersionGuard> versions;
     health::DecisionLog log;
     uint64_t last_eval_ms = 0;
-    bool reverted = false;
+    std::set<std::string> reverted;           // versions the guard reverted, until an operator acts
+    std::map<std::string, uint64_t> reverts;  // by version, since start (weir_reverts_total)
   };
   std::map<std::string, ServiceGuard> guards_;
   // A capacity-aware revert in progress (revert_ramp_ms): the version's weight steps from

@@ -44,6 +44,8 @@ class Transport {
   virtual Worker& worker() = 0;
 };
 
+inline constexpr uint64_t kDrainIdleGraceMs = 1000;
+
 class Session {
  public:
   virtual ~Session() = default;
@@ -52,7 +54,9 @@ class Session {
   // The transport's send queue fell to its low-water mark after congested() said true.
   virtual void on_drain() = 0;
   virtual void on_timeout() = 0;
-  // Graceful shutdown: finish in-flight work, accept no more, then close.
+  // Graceful shutdown: finish in-flight work, accept no more, then close. A connection with
+  // nothing in flight gets kDrainIdleGraceMs for a request that may already be on its way
+  // (answered, then closed), so a client does not see its connection close under it.
   virtual void start_drain() = 0;
   // The transport is going away (peer reset, forced shutdown): release everything now.
   virtual void on_close() = 0;

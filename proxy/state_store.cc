@@ -3,6 +3,7 @@
 #include "proxy/http_util.h"
 
 #include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -52,7 +53,8 @@ nlohmann::json AuditEvent::to_json() const {
 }
 
 bool write_file_atomic(const std::string& path, const std::string& data, std::string* error) {
-  std::string tmp = path + ".tmp";
+  // Per process: during a binary upgrade two weirs may save at once; each renames its own file.
+  std::string tmp = path + ".tmp." + std::to_string(::getpid());
   int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
   if (fd < 0) {
     *error = errno_text("cannot create", tmp);
@@ -89,10 +91,37 @@ bool StateStore::open(std::string* error) {
   if (dir_.empty()) return true;
   if (!make_dirs(dir_, error)) return false;
   std::string path = dir_ + "/audit.log";
-  // A line torn by a crash mid-write is skipped; every acknowledged one was fsync'd whole.
-  std::ifstream in(path);
+  audit_fd_ = ::open(path.c_str(), O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
+  if (audit_fd_ < 0) {
+    *error = errno_text("cannot open", path);
+    return false;
+  }
+  ::flock(audit_fd_, LOCK_EX);
+  // A torn tail would glue itself to the next record: start that one on a fresh line.
+  bool ok = true;
+  struct stat st{};
+  if (::fstat(audit_fd_, &st) == 0 && st.st_size > 0) {
+    char last = '\n';
+    if (::pread(audit_fd_, &last, 1, st.st_size - 1) != 1) last = '\n';
+    if (last != '\n' && !write_all(audit_fd_, "\n")) {
+      *error = errno_text("cannot write", path);
+      ok = false;
+    }
+  }
+  if (ok) catch_up();
+  ::flock(audit_fd_, LOCK_UN);
+  return ok;
+}
+
+void StateStore::catch_up() {
+  struct stat st{};
+  if (::fstat(audit_fd_, &st) != 0 || static_cast<uint64_t>(st.st_size) <= audit_read_) return;
+  std::ifstream in(dir_ + "/audit.log", std::ios::binary);
+  in.seekg(static_cast<std::streamoff>(audit_read_));
   std::string line;
-  while (std::getline(in, line)) {
+  // A line torn by a crash mid-write is skipped; every acknowledged one was fsync'd whole.
+  while (std::getline(in, line) && !in.eof()) {
+    audit_read_ += line.size() + 1;
     nlohmann::json j = nlohmann::json::parse(line, nullptr, false);
     if (j.is_discarded() || !j.is_object() || !j.contains("seq") || !j["seq"].is_number_unsigned())
       continue;
@@ -100,26 +129,6 @@ bool StateStore::open(std::string* error) {
     recent_.push_back(std::move(j));
     if (recent_.size() > kKeptEvents) recent_.pop_front();
   }
-  audit_fd_ = ::open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
-  if (audit_fd_ < 0) {
-    *error = errno_text("cannot open", path);
-    return false;
-  }
-  // A torn tail would glue itself to the next record: start that one on a fresh line.
-  struct stat st{};
-  if (::fstat(audit_fd_, &st) == 0 && st.st_size > 0) {
-    char last = '\n';
-    int rfd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-    if (rfd >= 0) {
-      if (::pread(rfd, &last, 1, st.st_size - 1) != 1) last = '\n';
-      ::close(rfd);
-    }
-    if (last != '\n' && !write_all(audit_fd_, "\n")) {
-      *error = errno_text("cannot write", path);
-      return false;
-    }
-  }
-  return true;
 }
 
 std::optional<nlohmann::json> StateStore::load_state(std::string* error) const {
@@ -144,16 +153,30 @@ bool StateStore::save_state(const nlohmann::json& state, std::string* error) {
 }
 
 bool StateStore::append(AuditEvent& ev, std::string* error) {
+  if (audit_fd_ < 0) {
+    ev.seq = seq_ + 1;
+    ev.time = utc_timestamp_ms();
+    seq_ = ev.seq;
+    recent_.push_back(ev.to_json());
+    if (recent_.size() > kKeptEvents) recent_.pop_front();
+    return true;
+  }
+  // Another weir may append to the same file (the old one during a binary upgrade): under the
+  // lock, its records are read first, so sequence numbers go on after them and stay unique.
+  ::flock(audit_fd_, LOCK_EX);
+  catch_up();
   ev.seq = seq_ + 1;
   ev.time = utc_timestamp_ms();
   nlohmann::json j = ev.to_json();
-  if (audit_fd_ >= 0) {
-    std::string line = j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
-    if (!write_all(audit_fd_, line) || ::fdatasync(audit_fd_) != 0) {
-      *error = errno_text("cannot write", dir_ + "/audit.log");
-      return false;
-    }
+  std::string line = j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
+  bool ok = write_all(audit_fd_, line) && ::fdatasync(audit_fd_) == 0;
+  if (ok) {
+    audit_read_ += line.size();
+  } else {
+    *error = errno_text("cannot write", dir_ + "/audit.log");
   }
+  ::flock(audit_fd_, LOCK_UN);
+  if (!ok) return false;
   seq_ = ev.seq;
   recent_.push_back(std::move(j));
   if (recent_.size() > kKeptEvents) recent_.pop_front();

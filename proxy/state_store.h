@@ -54,8 +54,12 @@ class StateStore {
   static constexpr size_t kKeptEvents = 10000;
 
  private:
+  // Reads records appended to audit.log past audit_read_ (by this or another process).
+  void catch_up();
+
   std::string dir_;
   int audit_fd_ = -1;
+  uint64_t audit_read_ = 0;  // bytes of audit.log read or written by this store
   uint64_t seq_ = 0;
   std::deque<nlohmann::json> recent_;
 };

@@ -19,7 +19,13 @@ struct Counter {
 
 struct WorkerStats {
   Counter connections_accepted;
-  Counter connections_active;
+  // Open client connections by listener index (the snapshot's order); the last slot holds those
+  // whose listener a reload removed (and any index beyond it).
+  static constexpr uint32_t kListenerSlots = 64;
+  Counter connections_active[kListenerSlots];
+  static uint32_t listener_slot(uint32_t listener) {
+    return listener < kListenerSlots - 1 ? listener : kListenerSlots - 1;
+  }
   Counter requests;
   Counter responses_by_class[6];  // index status/100 (0 = aborted before a status)
   Counter generated_by_status[6];  // weir's own errors: 400, 408, 413/414/431, 502, 503, 504

@@ -243,10 +243,9 @@ void TlsTransport::on_timeout() {
 
 void TlsTransport::start_drain() {
   draining_ = true;
-  if (state_ == State::kHandshake) {
-    state_ = State::kClosed;
-    lower_.close_after_flush(false);
-  } else if (state_ == State::kOpen) {
+  // A handshake in progress (perhaps of a connection accepted from the backlog at shutdown)
+  // goes on under its timeout; its session starts draining once it exists.
+  if (state_ == State::kOpen) {
     inner_->start_drain();
   }
 }

@@ -31,6 +31,7 @@ constexpr const char* kUsage =
     "                                         --force sends If-Match: *\n"
     "  promote SERVICE VERSION [--reason TEXT]   VERSION becomes stable with 100%\n"
     "  rollback SERVICE [--reason TEXT]          all traffic to the stable version\n"
+    "  guard SERVICE on|off [--reason TEXT]   turn the service's guard on or off\n"
     "  explain SERVICE                        the guard's decisions\n"
     "  rollout SERVICE start|pause|resume|abort|promote\n"
     "  events [--since SEQ]                   the audit log\n"
@@ -367,6 +368,13 @@ int main(int argc, char** argv) {
     need(1, 1);
     json s = expect_ok(
         http(o, "POST", "/api/v1/services/" + args[1] + "/rollback", with_reason.dump()));
+    output(o, s, [](const json& j) { print_services(json::array({j})); });
+  } else if (cmd == "guard") {
+    need(2, 2);
+    if (args[2] != "on" && args[2] != "off") die(2, "guard takes on or off, not " + args[2]);
+    json body = with_reason;
+    body["enabled"] = args[2] == "on";
+    json s = expect_ok(http(o, "POST", "/api/v1/services/" + args[1] + "/guard", body.dump()));
     output(o, s, [](const json& j) { print_services(json::array({j})); });
   } else if (cmd == "explain") {
     need(1, 1);

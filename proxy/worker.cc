@@ -3,7 +3,10 @@
 #include <algorithm>
 #include <cstdio>
 
+#include <sys/socket.h>
 #include <unistd.h>
+
+#include <cerrno>
 
 #include "proxy/client_conn.h"
 #include "proxy/exchange.h"
@@ -99,19 +102,39 @@ void Worker::run() {
   uv_loop_close(&loop_);
 }
 
+uint32_t Worker::listener_index(size_t socket) const {
+  // Listeners are known by name: a reload may have moved them within the snapshot's list.
+  const auto& configured = snap_->config->listeners;
+  for (size_t j = 0; j < configured.size(); ++j) {
+    if (configured[j].name == listener_names_[socket]) return static_cast<uint32_t>(j);
+  }
+  return UINT32_MAX;
+}
+
 void Worker::on_connection(uv_stream_t* server, int status) {
   auto* self = static_cast<Worker*>(server->data);
   if (status < 0 || self->draining_) return;
-  // Listeners are known by name: a reload may have moved them within the snapshot's list.
-  uint32_t listener = UINT32_MAX;
-  const auto& configured = self->snap_->config->listeners;
   for (size_t i = 0; i < self->listeners_.size(); ++i) {
-    if (reinterpret_cast<uv_stream_t*>(self->listeners_[i].get()) != server) continue;
-    for (size_t j = 0; j < configured.size(); ++j) {
-      if (configured[j].name == self->listener_names_[i]) listener = static_cast<uint32_t>(j);
+    if (reinterpret_cast<uv_stream_t*>(self->listeners_[i].get()) == server) {
+      ClientConn::accept(*self, server, self->listener_index(i));
+      return;
     }
   }
-  ClientConn::accept(*self, server, listener);
+}
+
+void Worker::accept_backlog(size_t socket) {
+  uv_os_fd_t fd = -1;
+  if (uv_fileno(reinterpret_cast<uv_handle_t*>(listeners_[socket].get()), &fd) != 0) return;
+  const uint32_t listener = listener_index(socket);
+  // Bounded: a flood arriving meanwhile must not keep shutdown from closing the socket.
+  for (int n = 0; n < 4096; ++n) {
+    int c = ::accept4(fd, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (c < 0) {
+      if (errno == EINTR) continue;
+      return;  // EAGAIN: the queue is empty
+    }
+    ClientConn::adopt(*this, c, listener);
+  }
 }
 
 void Worker::post_snapshot(std::shared_ptr<const routing::Snapshot> snap,
@@ -251,6 +274,11 @@ void Worker::on_check(uv_check_t* h) {
 
 void Worker::begin_shutdown(uint64_t drain_ms) {
   if (draining_) return;
+  // With SO_REUSEPORT the kernel keeps queueing connections on this socket for as long as it
+  // is open, and closing it resets those it queued. So the queue is taken in (these connections
+  // are served, then closed like the others) right before the close, and from then on the
+  // kernel sends every new connection to the sockets still open: a new weir on the same port.
+  for (size_t i = 0; i < listeners_.size(); ++i) accept_backlog(i);
   draining_ = true;
   for (auto& l : listeners_) uv_close(reinterpret_cast<uv_handle_t*>(l.get()), nullptr);
   pool_.close_all();
@@ -288,6 +316,22 @@ void Worker::finish() {
 void Worker::log_access(const AccessRecord& r) {
   append_access_line(access_buf_, r);
   if (access_buf_.size() >= AccessLog::kFlushBytes) flush_access_log();
+}
+
+void Worker::log_rejected(const ConnInfo& conn, int status, std::string_view method,
+                          std::string_view host, std::string_view path,
+                          std::string_view request_id, uint64_t started_ms) {
+  if (!access_log_) return;
+  AccessRecord r;
+  r.client = conn.peer_ip;
+  r.method = method;
+  r.host = host;
+  r.path = path;
+  r.request_id = request_id;
+  r.status = status;
+  const uint64_t now = now_ms();
+  r.duration_ms = started_ms != 0 && started_ms <= now ? now - started_ms : 0;
+  log_access(r);
 }
 
 void Worker::flush_access_log() {

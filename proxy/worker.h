@@ -16,6 +16,7 @@
 #include "proxy/access_log.h"
 #include "proxy/io_buffer.h"
 #include "proxy/mirror.h"
+#include "proxy/session.h"
 #include "proxy/stats.h"
 #include "proxy/tls_context.h"
 #include "proxy/upstream_pool.h"
@@ -87,6 +88,12 @@ class Worker {
   void set_access_log(AccessLog* log) { access_log_ = log; }
   bool logging() const { return access_log_ != nullptr; }
   void log_access(const AccessRecord& r);
+  // A request weir answered itself before routing (400, 408, 413, 414, 431): no Exchange exists
+  // to log it, so the session does through this. `started_ms` is when its first byte came
+  // (this loop's clock); method, host and path are whatever could be read ("" otherwise).
+  void log_rejected(const ConnInfo& conn, int status, std::string_view method,
+                    std::string_view host, std::string_view path, std::string_view request_id,
+                    uint64_t started_ms);
 
   void add_conn(ClientConn* c);
   void remove_conn(ClientConn* c);
@@ -94,6 +101,10 @@ class Worker {
  private:
   void run();
   static void on_connection(uv_stream_t* server, int status);
+  // The snapshot index of the listener listeners_[socket] serves (UINT32_MAX: removed).
+  uint32_t listener_index(size_t socket) const;
+  // Shutdown: accepts what the kernel queued on listeners_[socket] before it is closed.
+  void accept_backlog(size_t socket);
   static void on_async(uv_async_t* h);
   static void on_check(uv_check_t* h);
   static void on_drain_timer(uv_timer_t* h);

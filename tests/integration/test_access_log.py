@@ -1,11 +1,15 @@
-"""The access log: one JSON line per routed request, buffered per worker, reopened on SIGUSR1."""
+"""The access log: one JSON line per request (routed, or refused before routing), buffered per
+worker, reopened on SIGUSR1."""
 
 import json
 import os
 import signal
+import time
 import unittest
 
-from harness import WeirTestCase, get, single_service_config, wait_until
+from harness import (Client, WeirTestCase, get, render_config, route, service,
+                     single_service_config, version, wait_until)
+from test_h2 import RawH2, h2
 
 
 class AccessLog(WeirTestCase):
@@ -52,6 +56,63 @@ class AccessLog(WeirTestCase):
         edge.signal(signal.SIGTERM)
         self.assertEqual(edge.wait_exit(10), 0)
         self.assertEqual(len(self.read_lines(path)), 1)
+
+    def test_requests_refused_before_routing_are_logged(self):
+        origin = self.backend("origin")
+        path = os.path.join(self.tmpdir(), "access.log")
+        proxy = {"access_log": path, "max_request_line": 256, "max_header_bytes": 2048,
+                 "max_request_body_bytes": 1000, "request_header_timeout_ms": 600}
+        edge = self.weir(render_config(
+            [service("svc", version("v1", 100, origin))], routes=[route("svc")], proxy=proxy,
+            listeners=[{"name": "public", "protocols": ["http1", "h2c"]}]))
+
+        def refused(raw, status):
+            with Client(edge.addr) as c:
+                c.send(raw)
+                self.assertEqual(c.read_response().status, status, raw[:60])
+
+        refused(b"GET /malformed HTTP/1.1\r\nHost: a\r\nno colon here\r\n\r\n", 400)
+        refused(b"GET /" + b"x" * 400 + b" HTTP/1.1\r\nHost: a\r\n\r\n", 414)
+        refused(b"GET /big-head HTTP/1.1\r\nHost: a\r\nX-Pad: " + b"p" * 3000 + b"\r\n\r\n",
+                431)
+        refused(b"POST /upload HTTP/1.1\r\nHost: a\r\nX-Request-Id: up-1\r\n"
+                b"Content-Length: 5000\r\n\r\n", 413)
+        with Client(edge.addr) as c:
+            c.send(b"GET /slow HTTP/1.1\r\nHost: a\r\n")  # the head never ends
+            self.assertEqual(self.response_within(c, 10, "a head that never ends").status, 408)
+        # h2c: weir does not tunnel, so a CONNECT stream is refused with 400 before routing.
+        raw = RawH2(edge.addr)
+        self.addCleanup(raw.close)
+        sid = raw.request([(":method", "CONNECT"), (":authority", "h2.local:443")])
+        events, _ = raw.events(timeout=3)
+        # (The client sees the stream reset rather than the 400: weir's RST_STREAM overtakes
+        # its response HEADERS, a data-path matter outside this test.)
+        self.assertTrue([e for e in events if getattr(e, "stream_id", None) == sid], events)
+        self.assertEqual(get(edge.addr, "/fine").status, 200)  # routed, for contrast
+
+        lines = wait_until(lambda: len(self.read_lines(path)) >= 7 and self.read_lines(path), 5)
+        self.assertTrue(lines, self.read_lines(path))
+        by_status = {}
+        for line in lines:
+            by_status.setdefault(line["status"], []).append(line)
+        self.assertEqual(sorted(by_status), [200, 400, 408, 413, 414, 431], lines)
+        h2_400, h1_400 = sorted(by_status[400], key=lambda line: line["path"])
+        self.assertEqual((h2_400["method"], h2_400["path"], h2_400["host"]),
+                         ("CONNECT", "", "h2.local:443"))
+        for line, expect in ((h1_400, ("GET", "/malformed")),
+                             (by_status[431][0], ("GET", "/big-head")),
+                             (by_status[408][0], ("GET", "/slow"))):
+            self.assertEqual((line["method"], line["path"]), expect, line)
+            self.assertEqual((line["service"], line["version"], line["upstream"]), ("", "", ""))
+            self.assertEqual((line["client"], line["bytes"]), ("127.0.0.1", 0))
+        (long_target,) = by_status[414]
+        self.assertEqual(long_target["method"], "GET")
+        self.assertTrue(long_target["path"].startswith("/xxxx"), long_target)
+        self.assertGreaterEqual(by_status[408][0]["duration_ms"], 500)  # the header timeout
+        (h1,) = by_status[413]
+        self.assertEqual((h1["method"], h1["path"], h1["host"], h1["request_id"]),
+                         ("POST", "/upload", "a", "up-1"))
+        self.assertEqual(by_status[200][0]["service"], "svc")
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@ weights reaching the workers under load, persistence across kill -9, reload."""
 
 import json
 import os
+import re
 import signal
 import threading
 import time
@@ -11,6 +12,7 @@ import unittest
 from harness import (WeirTestCase, admin_call, admin_settings, curl, get, load, refused,
                      render_config, route, service, start_weir, version, wait_until, weirctl,
                      ADMIN_TOKENS)
+from test_guard import FAST_GUARD, REVERT_LINE, PacedLoad
 
 
 class AdminTestCase(WeirTestCase):
@@ -50,6 +52,17 @@ class AdminTestCase(WeirTestCase):
         r = admin_call(self.edge, "GET", f"/api/v1/events?since={since}", token="viewer")
         self.assertEqual(r.status, 200, r)
         return r.json()["events"]
+
+    def scrape(self, token=None):
+        from prometheus_client.parser import text_string_to_metric_families
+        r = admin_call(self.edge, "GET", "/metrics", token=token)
+        self.assertEqual(r.status, 200, r)
+        self.assertTrue(r.header("content-type").startswith("text/plain; version=0.0.4"))
+        samples = {}
+        for family in text_string_to_metric_families(r.body.decode()):
+            for s in family.samples:
+                samples[(s.name, tuple(sorted(s.labels.items())))] = s.value
+        return samples
 
     def backends_seen(self, n=40):
         return {load_one.header("x-backend") for load_one in
@@ -349,17 +362,6 @@ class EndpointStats(AdminTestCase):
 
 
 class Metrics(AdminTestCase):
-    def scrape(self, token=None):
-        from prometheus_client.parser import text_string_to_metric_families
-        r = admin_call(self.edge, "GET", "/metrics", token=token)
-        self.assertEqual(r.status, 200, r)
-        self.assertTrue(r.header("content-type").startswith("text/plain; version=0.0.4"))
-        samples = {}
-        for family in text_string_to_metric_families(r.body.decode()):
-            for s in family.samples:
-                samples[(s.name, tuple(sorted(s.labels.items())))] = s.value
-        return samples
-
     def test_metrics_parse_and_match_requests_sent(self):
         self.start(open_metrics=True)
         with self.client(self.edge) as c:
@@ -383,6 +385,21 @@ class Metrics(AdminTestCase):
         self.assertEqual(m[("weir_local_replies_total", (("reason", "bad_request"),))], 1)
         self.assertEqual(m[("weir_build_info", (("version", "0.1.0"),))], 1)
         self.assertEqual(m[("weir_connections_accepted_total", ())], 2)
+        for v, port in (("blue", self.blue.port), ("green", self.green.port)):
+            ep = (("endpoint", f"127.0.0.1:{port}"), ("service", "shop"), ("version", v))
+            self.assertEqual(m[("weir_endpoint_healthy", ep)], 1)
+            ejected = tuple(sorted(ep + (("reason", "ejected"),)))
+            self.assertEqual(m[("weir_endpoint_unhealthy", ejected)], 0)
+        self.assertFalse([k for k in m if k[0] == "weir_guard_state"], "no guard configured")
+        active = ("weir_connections_active", (("listener", "public"),))
+        self.assertTrue(wait_until(lambda: self.scrape()[active] == 0, 10), self.scrape()[active])
+        clients = [self.client(self.edge) for _ in range(3)]
+        for c in clients:
+            self.assertEqual(c.get("/").status, 200)
+        self.assertEqual(self.scrape()[active], 3)
+        for c in clients:
+            c.close()
+        self.assertTrue(wait_until(lambda: self.scrape()[active] == 0, 10), self.scrape()[active])
         weight = ("weir_version_weight", (("service", "shop"), ("version", "green")))
         self.assertEqual(m[weight], 10)
         self.put_weights({"green": 70})
@@ -459,6 +476,84 @@ class WeirCtl(AdminTestCase):
         r = weirctl(self.edge, "status")
         self.assertEqual(r.returncode, 3)
         self.assertIn("cannot connect", r.stderr)
+
+
+class GuardSwitch(AdminTestCase):
+    """POST /services/{name}/guard: a disabled guard leaves a breaking canary alone (across a
+    restart), and turning it back on reverts it."""
+
+    def config(self, weights=(50, 50), versions=("blue", "green"), listeners=("public",)):
+        backends = {"blue": self.blue, "green": self.green}
+        svc = service("shop", *[version(v, w, backends[v]) for v, w in zip(versions, weights)],
+                      stable="blue", guard=FAST_GUARD)
+        return render_config([svc], routes=[route("shop", listener=n) for n in listeners],
+                             admin=self.admin, listeners=listeners)
+
+    def test_disabled_guard_does_not_revert_until_enabled(self):
+        self.start(weights=(50, 50))
+        r = weirctl(self.edge, "guard", "shop", "off", "--reason", "known noisy canary", "--json")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(json.loads(r.stdout)["guard"],
+                         {"state": "disabled", "reason": "known noisy canary"})
+        self.assertEqual(weirctl(self.edge, "guard", "shop", "maybe").returncode, 2)
+        self.assertEqual(get((self.green.host, self.green.port), "/__status/500").status, 200)
+
+        # Four times what the guard needs to revert (2 s window, 2 breaches 500 ms apart).
+        with PacedLoad(self.edge.addr, rate=100) as paced:
+            time.sleep(4.0)
+        self.assertFalse(any(re.search(REVERT_LINE, l) for l in self.edge.output("stderr")),
+                         self.edge.tail())
+        self.assertEqual(self.weights(), {"blue": 50, "green": 50})
+        self.assertIn(500, {s for _, s, _ in paced.samples}, "the canary kept failing")
+        state = lambda st: ("weir_guard_state", (("service", "shop"), ("state", st),
+                                                 ("version", "green")))
+        reverts = ("weir_reverts_total", (("service", "shop"), ("version", "green")))
+        m = self.scrape("viewer")
+        self.assertEqual([st for st in ("pass", "hold", "fail", "reverted", "disabled")
+                          if m[state(st)] == 1], ["disabled"])
+        self.assertEqual(m[reverts], 0)
+
+        # The switch is runtime state: a restart keeps it off.
+        self.edge.signal(signal.SIGTERM)
+        self.assertEqual(self.edge.wait_exit(15), 0)
+        self.restart(weights=(50, 50))
+        shop, etag = self.shop()
+        self.assertEqual(shop["guard"]["state"], "disabled")
+        with PacedLoad(self.edge.addr, rate=100):
+            time.sleep(3.0)
+            self.assertFalse(any(re.search(REVERT_LINE, l) for l in self.edge.output("stderr")))
+            r = admin_call(self.edge, "POST", "/api/v1/services/shop/guard",
+                           body={"enabled": True, "reason": "watch it again"},
+                           headers=[("If-Match", etag)])
+            self.assertEqual(r.status, 200, r)
+            self.assertNotEqual(r.json()["guard"]["state"], "disabled")
+            self.edge.wait_line(REVERT_LINE, timeout=15, stream="stderr")
+        self.assertEqual(self.weights(), {"blue": 50, "green": 0})
+        self.assertEqual(self.shop()[0]["guard"]["state"], "reverted")
+        m = self.scrape("viewer")
+        self.assertEqual([st for st in ("pass", "hold", "fail", "reverted", "disabled")
+                          if m[state(st)] == 1], ["reverted"])
+        self.assertEqual(m[reverts], 1)
+        actions = [(e["action"], e["actor"], e["reason"]) for e in self.events()
+                   if e["action"].startswith("guard_")]
+        self.assertEqual(actions, [("guard_disable", "ci", "known noisy canary"),
+                                   ("guard_enable", "ci", "watch it again")])
+
+    def test_malformed_switch_changes_nothing(self):
+        self.start(weights=(50, 50))
+        shop, etag = self.shop()
+        for body in ("{", "[]", {}, {"enabled": "off"}, {"enabled": False, "extra": 1}):
+            r = admin_call(self.edge, "POST", "/api/v1/services/shop/guard", body=body)
+            self.assertEqual(r.status, 400, (body, r))
+            self.assertIn("detail", r.json())
+        r = admin_call(self.edge, "POST", "/api/v1/services/shop/guard", body={"enabled": False},
+                       headers=[("If-Match", '"999"')])
+        self.assertEqual(r.status, 412)
+        self.assertEqual(admin_call(self.edge, "POST", "/api/v1/services/shop/guard",
+                                    token="viewer", body={"enabled": False}).status, 403)
+        after, etag_after = self.shop()
+        self.assertEqual((after["guard"]["state"], etag_after), (shop["guard"]["state"], etag))
+        self.assertEqual([e for e in self.events() if e["action"].startswith("guard_")], [])
 
 
 if __name__ == "__main__":

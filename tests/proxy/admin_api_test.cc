@@ -225,5 +225,59 @@ TEST_CASE("admin api: rollout operations and explain reach the host") {
   CHECK(host.rollout_ops.size() == 2);
 }
 
+TEST_CASE("admin_api: the guard switch is audited, persisted state, and checks its body") {
+  FakeHost host;
+  AdminApi api(host);
+  const std::string path = "/api/v1/services/shop/guard";
+  // No [service.guard]: nothing to switch.
+  AdminResponse r = api.handle(request("POST", path, "w", R"({"enabled": false})"));
+  CHECK(r.status == 409);
+  host.config_.services[0].guard.enabled = true;
+
+  nlohmann::json before = host.runtime_.to_json();
+  for (const char* body : {"", "{", "[]", "{}", R"({"enabled": "no"})", R"({"enabled": 0})",
+                           R"({"enabled": false, "reason": 3})",
+                           R"({"enabled": false, "why": "x"})"}) {
+    CAPTURE(body);
+    r = api.handle(request("POST", path, "w", body));
+    CHECK(r.status == 400);
+    CHECK(nlohmann::json::parse(r.body).contains("detail"));
+  }
+  CHECK(api.handle(request("POST", path, "r", R"({"enabled": false})")).status == 403);
+  CHECK(api.handle(request("PUT", path, "w", R"({"enabled": false})")).status == 405);
+  r = api.handle(request("POST", path, "w", R"({"enabled": false})", "\"7\""));
+  CHECK(r.status == 412);
+  host.fail_commit = true;
+  CHECK(api.handle(request("POST", path, "w", R"({"enabled": false})")).status == 500);
+  host.fail_commit = false;
+  CHECK(host.runtime_.to_json() == before);
+  CHECK(host.events.empty());
+
+  r = api.handle(
+      request("POST", path, "w", R"({"enabled": false, "reason": "flaky probe"})", "\"1\""));
+  REQUIRE(r.status == 200);
+  CHECK(header(r, "ETag") == "\"2\"");
+  auto j = nlohmann::json::parse(r.body);
+  CHECK(j["guard"]["state"] == "disabled");
+  CHECK(j["guard"]["reason"] == "flaky probe");
+  CHECK(host.runtime_.find("shop")->guard_disabled);
+  REQUIRE(host.events.size() == 1);
+  CHECK(host.events[0]["action"] == "guard_disable");
+  CHECK(host.events[0]["actor"] == "ci");
+  CHECK(host.events[0]["before"]["guard"] == "enabled");
+  CHECK(host.events[0]["after"]["guard"] == "disabled");
+  CHECK(host.events[0]["reason"] == "flaky probe");
+  // The weights are untouched.
+  CHECK(host.runtime_.weights(host.config_.services[0]) ==
+        std::map<std::string, uint32_t>{{"blue", 90}, {"green", 10}});
+
+  r = api.handle(request("POST", path, "w", R"({"enabled": true})"));
+  REQUIRE(r.status == 200);
+  CHECK(nlohmann::json::parse(r.body)["guard"]["state"] == "pass");  // the host's verdict again
+  CHECK_FALSE(host.runtime_.find("shop")->guard_disabled);
+  CHECK(host.events.back()["action"] == "guard_enable");
+}
+
+
 }  // namespace
 }  // namespace weir::proxy

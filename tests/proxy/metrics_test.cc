@@ -12,8 +12,10 @@ TEST_CASE("metrics: counters are summed over workers and weights are the effecti
   b.responses_by_class[5].inc();
   b.generated_by_status[WorkerStats::generated_slot(503)].inc();
   a.upstream_connect_failures.inc(2);
-  a.connections_active.inc();
-  b.connections_active.inc();
+  a.connections_active[0].inc();
+  b.connections_active[0].inc();
+  b.connections_active[1].inc(3);
+  b.connections_active[WorkerStats::listener_slot(UINT32_MAX)].inc();
 
   config::Config c;
   config::Service s;
@@ -34,7 +36,12 @@ TEST_CASE("metrics: counters are summed over workers and weights are the effecti
   vm.latency[health::Histogram::index(800)] = 3;        // 0.8 ms
   vm.latency[health::Histogram::index(40'000)] = 2;     // 40 ms
   vm.latency[health::Histogram::index(60'000'000)] = 1;  // 60 s
-  std::string text = render_metrics({{&a, &b}, &c, &rt, 2, 1, {vm}});
+  MetricsSource source{{&a, &b}, &c, &rt, 2, 1, {vm}, {"public", "internal"},
+                       {{"shop", "blue", "10.0.0.1:80", false, false},
+                        {"shop", "green", "10.0.0.2:80", true, false},
+                        {"shop", "green", "10.0.0.3:80", false, true}},
+                       {{"shop", "green", "reverted", 2}}};
+  std::string text = render_metrics(source);
   auto has = [&](const std::string& line) {
     CAPTURE(line);
     CHECK(text.find("\n" + line + "\n") != std::string::npos);
@@ -54,7 +61,25 @@ TEST_CASE("metrics: counters are summed over workers and weights are the effecti
   has("weir_local_replies_total{reason=\"unavailable\"} 1");
   has("weir_upstream_connect_failures_total 2");
   has("# TYPE weir_connections_active gauge");
-  has("weir_connections_active 2");
+  has("weir_connections_active{listener=\"public\"} 2");
+  has("weir_connections_active{listener=\"internal\"} 3");
+  has("weir_connections_active{listener=\"(removed)\"} 1");
+  has("# TYPE weir_endpoint_healthy gauge");
+  has("weir_endpoint_healthy{service=\"shop\",version=\"blue\",endpoint=\"10.0.0.1:80\"} 1");
+  has("weir_endpoint_healthy{service=\"shop\",version=\"green\",endpoint=\"10.0.0.2:80\"} 0");
+  has("weir_endpoint_healthy{service=\"shop\",version=\"green\",endpoint=\"10.0.0.3:80\"} 0");
+  has("weir_endpoint_unhealthy{service=\"shop\",version=\"green\",endpoint=\"10.0.0.2:80\","
+      "reason=\"probe\"} 1");
+  has("weir_endpoint_unhealthy{service=\"shop\",version=\"green\",endpoint=\"10.0.0.2:80\","
+      "reason=\"ejected\"} 0");
+  has("weir_endpoint_unhealthy{service=\"shop\",version=\"green\",endpoint=\"10.0.0.3:80\","
+      "reason=\"ejected\"} 1");
+  has("weir_guard_state{service=\"shop\",version=\"green\",state=\"reverted\"} 1");
+  for (const char* st : {"pass", "hold", "fail", "disabled"})
+    has(std::string("weir_guard_state{service=\"shop\",version=\"green\",state=\"") + st +
+        "\"} 0");
+  has("# TYPE weir_reverts_total counter");
+  has("weir_reverts_total{service=\"shop\",version=\"green\"} 2");
   has("weir_version_weight{service=\"shop\",version=\"blue\"} 90");
   has("weir_version_weight{service=\"shop\",version=\"green\"} 40");
   has("weir_config_reloads_total{result=\"ok\"} 2");

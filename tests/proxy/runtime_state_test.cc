@@ -89,5 +89,33 @@ TEST_CASE("runtime_state: merge_weights validates and keeps unnamed versions") {
   CHECK(w == std::map<std::string, uint32_t>{{"blue", 90}, {"green", 50}});  // untouched
 }
 
+TEST_CASE("runtime_state: a disabled guard survives JSON and a changed version set") {
+  config::Config c = shop({{"blue", 90}, {"green", 10}});
+  RuntimeState rt;
+  rt.reconcile(c);
+  CHECK_FALSE(rt.find("shop")->guard_disabled);
+  rt.find("shop")->guard_disabled = true;
+  rt.find("shop")->guard_reason = "noisy backend";
+  std::string error;
+  auto back = RuntimeState::from_json(nlohmann::json::parse(rt.to_json().dump()), &error);
+  REQUIRE(back);
+  CHECK(back->find("shop")->guard_disabled);
+  CHECK(back->find("shop")->guard_reason == "noisy backend");
+  // Weights go when the versions change; the operator's guard switch stays.
+  back->reconcile(shop({{"blue", 90}, {"canary", 10}}));
+  CHECK(back->find("shop")->guard_disabled);
+
+  // A state file from before the switch existed loads with the guard on.
+  nlohmann::json old = rt.to_json();
+  old["services"]["shop"].erase("guard_disabled");
+  old["services"]["shop"].erase("guard_reason");
+  auto loaded = RuntimeState::from_json(old, &error);
+  REQUIRE(loaded);
+  CHECK_FALSE(loaded->find("shop")->guard_disabled);
+  old["services"]["shop"]["guard_disabled"] = "yes";
+  CHECK_FALSE(RuntimeState::from_json(old, &error));
+}
+
+
 }  // namespace
 }  // namespace weir::proxy

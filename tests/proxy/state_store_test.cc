@@ -28,7 +28,8 @@ TEST_CASE("state_store: state round-trips through an atomic write") {
     CHECK_FALSE(store.load_state(&error));
     CHECK(error.empty());
     REQUIRE(store.save_state({{"format", 1}}, &error));
-    CHECK_FALSE(std::filesystem::exists(dir / "nested" / "state.json.tmp"));
+    for (const auto& entry : std::filesystem::directory_iterator(dir / "nested"))
+      CHECK(entry.path().filename().string().find(".tmp") == std::string::npos);
     auto back = store.load_state(&error);
     REQUIRE(back);
     CHECK((*back)["format"] == 1);
@@ -84,6 +85,37 @@ TEST_CASE("state_store: without a directory everything stays in memory") {
   REQUIRE(store.append(ev, &error));
   CHECK(store.events_since(0, 10).size() == 1);
 }
+
+TEST_CASE("state_store: two processes on one directory keep one sequence (binary upgrade)") {
+  auto dir = fresh_dir("weir_state_store_test_c");
+  std::string error;
+  StateStore old_weir(dir.string()), new_weir(dir.string());
+  REQUIRE(old_weir.open(&error));
+  AuditEvent a;
+  a.action = "before_upgrade";
+  REQUIRE(old_weir.append(a, &error));
+  REQUIRE(new_weir.open(&error));  // starts while the old one still runs
+  CHECK(new_weir.last_seq() == 1);
+  AuditEvent b;
+  b.action = "old_guard_revert";
+  REQUIRE(old_weir.append(b, &error));  // the old one writes once more before it stops
+  AuditEvent c;
+  c.action = "new_set_weights";
+  REQUIRE(new_weir.append(c, &error));
+  CHECK(b.seq == 2);
+  CHECK(c.seq == 3);  // after the old one's record, not a second 2
+  auto evs = new_weir.events_since(0, 100);
+  REQUIRE(evs.size() == 3);
+  CHECK(evs[1]["action"] == "old_guard_revert");
+  // Each line is whole.
+  std::ifstream in(dir / "audit.log");
+  std::string line;
+  uint64_t seq = 0;
+  while (std::getline(in, line)) CHECK(nlohmann::json::parse(line)["seq"] == ++seq);
+  CHECK(seq == 3);
+  std::filesystem::remove_all(dir);
+}
+
 
 }  // namespace
 }  // namespace weir::proxy
