@@ -84,6 +84,11 @@ struct H2Session::Stream final : public ExchangeOwner {
   bool response_ended = false;
   bool deferred = false;
   bool upstream_paused = false;
+  // The request body had not ended when the response did: once the whole response is framed,
+  // RST_STREAM(NO_ERROR) tells the client to stop sending (RFC 9113 section 8.1). Sent any
+  // earlier, it would overtake the response's DATA and the client would see a broken stream.
+  bool reset_after_response = false;
+  bool bodyless = false;  // the response's HEADERS end the stream (no read_body)
 };
 
 H2Session::Entry::~Entry() {
@@ -300,6 +305,7 @@ int H2Session::on_frame_recv(nghttp2_session*, const nghttp2_frame* frame, void*
 
 void H2Session::start_stream(Stream& st, bool end_stream) {
   worker_.stats().requests.inc();
+  if (end_stream) st.request_ended = true;  // so a refusal below needs no RST_STREAM
   if (st.headers_too_large) {
     log_rejected(st, 431, st.authority);
     respond_error(st, 431);
@@ -384,11 +390,15 @@ void H2Session::respond_error(Stream& st, int status, std::string_view detail) {
   nghttp2_data_provider provider{};
   provider.source.ptr = &st;
   provider.read_callback = read_body;
-  nghttp2_submit_response(ng_, st.id, nva.data(), nva.size(),
-                          st.method == "HEAD" ? nullptr : &provider);
+  const bool head = st.method == "HEAD";
+  nghttp2_submit_response(ng_, st.id, nva.data(), nva.size(), head ? nullptr : &provider);
   if (!st.request_ended) {
-    // Whatever body follows is not wanted: stop the client politely.
-    nghttp2_submit_rst_stream(ng_, NGHTTP2_FLAG_NONE, st.id, NGHTTP2_NO_ERROR);
+    // Whatever body follows is not wanted: stop the client politely, after the response.
+    if (head) {
+      nghttp2_submit_rst_stream(ng_, NGHTTP2_FLAG_NONE, st.id, NGHTTP2_NO_ERROR);
+    } else {
+      st.reset_after_response = true;
+    }
   }
 }
 
@@ -473,6 +483,10 @@ ssize_t H2Session::read_body(nghttp2_session* ng, int32_t, uint8_t* buf, size_t 
         *data_flags |= NGHTTP2_DATA_FLAG_NO_END_STREAM;
       }
     }
+    if (st->reset_after_response && !st->request_ended) {
+      st->reset_after_response = false;
+      nghttp2_submit_rst_stream(ng, NGHTTP2_FLAG_NONE, st->id, NGHTTP2_NO_ERROR);
+    }
   }
   if (st->upstream_paused && st->buffered() <= kStreamBufferLow && st->ex) {
     st->upstream_paused = false;
@@ -509,7 +523,7 @@ void H2Session::Stream::on_response_head(const ResponseMeta& meta,
   nghttp2_data_provider provider{};
   provider.source.ptr = this;
   provider.read_callback = read_body;
-  const bool bodyless = meta.no_body || head;
+  bodyless = meta.no_body || head;
   nghttp2_submit_response(s.ng_, id, nva.data(), nva.size(), bodyless ? nullptr : &provider);
   // A bodyless response goes out with on_response_end, which follows at once: sending it now
   // would close the stream and the upstream connection before it could return to the pool.
@@ -539,9 +553,13 @@ void H2Session::Stream::on_response_end(std::span<const HeaderField> trailer_fie
     for (char& c : name) c = ascii_lower(c);
     trailers.emplace_back(std::move(name), std::string(f.value));
   }
+  // The backend answered before the upload ended; the rest of it is not wanted.
   if (!request_ended) {
-    // The backend answered before the upload ended; the rest of it is not wanted.
-    nghttp2_submit_rst_stream(s.ng_, NGHTTP2_FLAG_NONE, id, NGHTTP2_NO_ERROR);
+    if (bodyless) {
+      nghttp2_submit_rst_stream(s.ng_, NGHTTP2_FLAG_NONE, id, NGHTTP2_NO_ERROR);
+    } else {
+      reset_after_response = true;
+    }
   }
   wake_body();
   s.send();

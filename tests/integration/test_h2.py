@@ -285,6 +285,65 @@ class H2(h.WeirTestCase):
         self.assertServing()
 
 
+class Refusals(h.WeirTestCase):
+    """weir's own answers to refused streams reach HTTP/2 clients whole: HEADERS, the body and
+    END_STREAM, with RST_STREAM(NO_ERROR) only after them when the upload had not ended."""
+
+    def setUp(self):
+        self.origin = self.backend("origin")
+        svc = h.service("svc", h.version("v1", 100, self.origin))
+        self.edge = h.start_weir(self.addCleanup, h.render_config(
+            [svc], [h.route("svc", listener="plain")],
+            listeners=[{"name": "plain", "protocols": ["http1", "h2c"]}],
+            proxy={"max_request_body_bytes": 1024}))
+
+    def whole_response(self, c, sid, timeout=5):
+        """(status, body, ended, reset) for stream sid, reading until it ends or is reset."""
+        status, body, ended, reset = None, b"", False, False
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and not (ended or reset):
+            events, closed = c.events(0.5)
+            for e in events:
+                if getattr(e, "stream_id", None) != sid:
+                    continue
+                if isinstance(e, h2.events.ResponseReceived):
+                    status = int(dict(e.headers)[b":status"])
+                elif isinstance(e, h2.events.DataReceived):
+                    body += e.data
+                    c.conn.acknowledge_received_data(e.flow_controlled_length, sid)
+                elif isinstance(e, h2.events.StreamEnded):
+                    ended = True
+                elif isinstance(e, h2.events.StreamReset):
+                    reset = True
+            c.flush()
+            if closed:
+                break
+        return status, body, ended, reset
+
+    def test_400_for_connect(self):
+        c = RawH2(self.edge.addr)
+        try:
+            sid = c.request([(":method", "CONNECT"), (":authority", "test.local:443")])
+            status, body, ended, reset = self.whole_response(c, sid)
+        finally:
+            c.close()
+        self.assertEqual((status, ended, reset), (400, True, False), body)
+        self.assertIn(b"400", body)
+        self.assertEqual(self.origin.requests(), 0)
+
+    def test_413_reaches_the_client_before_the_upload_is_stopped(self):
+        c = RawH2(self.edge.addr)
+        try:
+            sid = c.request(base_headers("/sink", method="POST") + [("content-length", "100000")],
+                            body=b"x" * 1000, end_stream=False)
+            status, body, ended, _ = self.whole_response(c, sid)
+        finally:
+            c.close()
+        self.assertEqual((status, ended), (413, True), body)
+        self.assertIn(b"413", body)
+        self.assertEqual(self.origin.requests(), 0)
+
+
 class Drain(h.WeirTestCase):
     def test_sigterm_sends_goaway_and_finishes_streams(self):
         origin = self.backend("origin")
