@@ -395,4 +395,8 @@ void Exchange::on_upstream_error(UpstreamConn& c, UpstreamError e, std::string u
 
 void Exchange::on_upstream_drained(UpstreamConn&) { owner_.on_request_drained(); }
 
+void Exchange::answered_locally(int status) {
+  if (!response_started_) status_ = status;
+}
+
 }  // namespace weir::proxy

@@ -71,6 +71,9 @@ class Exchange final : private UpstreamHandler {
   // The owner is going away before the exchange ends (an HTTP/2 stream reset): drops the
   // upstream connection now, so no owner callback can follow.
   void abandon();
+  // The owner answered the request itself after it was routed (a body over the limit or badly
+  // framed): the access log line shows that status rather than none.
+  void answered_locally(int status);
 
   const routing::Service* service() const { return service_; }
   const routing::Version* version() const { return version_; }

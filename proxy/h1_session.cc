@@ -304,7 +304,10 @@ void H1Session::reject(int status, std::string_view raw) {
   // Malformed or over-limit input: answer (if nothing was answered yet) and close, since the
   // framing of whatever follows cannot be trusted.
   const bool routed = ex_ != nullptr;  // its Exchange writes the access log line
-  if (ex_) worker_.retire(std::move(ex_));
+  if (ex_) {
+    if (!resp_started_) ex_->answered_locally(status);
+    worker_.retire(std::move(ex_));
+  }
   if (!resp_started_ && !routed && worker_.logging()) {
     std::string_view method, target;
     readable_request_line(raw, &method, &target);

@@ -416,6 +416,7 @@ int H2Session::on_data_chunk(nghttp2_session*, uint8_t, int32_t stream_id, const
   if (max != 0 && st->body_bytes > max) {
     nghttp2_session_consume(self->ng_, stream_id, len);
     st->ex->abandon();
+    st->ex->answered_locally(413);
     self->worker_.retire(std::move(st->ex));
     if (st->response_started) {
       nghttp2_submit_rst_stream(self->ng_, NGHTTP2_FLAG_NONE, stream_id, NGHTTP2_CANCEL);
