@@ -37,7 +37,7 @@ struct ProxySettings {
   uint32_t max_headers = 100;                   // header fields per request (431)
   uint32_t max_request_line = 8 * 1024;         // method + target + version (414)
   uint64_t max_request_body_bytes = 0;          // 0 = unlimited; else 413
-  uint32_t upstream_max_idle = 128;             // idle pooled connections per endpoint per worker
+  uint32_t upstream_max_idle = 1024;            // idle pooled connections per endpoint per worker
   uint32_t upstream_idle_timeout_ms = 30000;
   std::string via = "weir";                     // pseudonym in the Via header; "" disables Via
   std::string request_id_header = "x-request-id";  // "" disables generation
