@@ -104,9 +104,14 @@ std::string_view reason_phrase(int status) {
   }
 }
 
-std::string utc_timestamp_ms() {
+int64_t unix_time_ms() {
   auto now = std::chrono::system_clock::now();
-  auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()).count();
+  return std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()).count();
+}
+
+std::string utc_timestamp_ms() { return utc_timestamp_ms(unix_time_ms()); }
+
+std::string utc_timestamp_ms(int64_t ms) {
   std::time_t secs = static_cast<std::time_t>(ms / 1000);
   std::tm tm{};
   gmtime_r(&secs, &tm);

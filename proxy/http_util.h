@@ -36,6 +36,10 @@ std::string error_response(int status, bool close, bool head_request = false,
 
 // Now as RFC 3339 UTC with milliseconds ("2026-11-26T17:00:29.123Z"), for logs.
 std::string utc_timestamp_ms();
+// The same for a time given in milliseconds since the Unix epoch.
+std::string utc_timestamp_ms(int64_t unix_ms);
+// Milliseconds since the Unix epoch (wall clock).
+int64_t unix_time_ms();
 
 // Appends the decimal form of `v`.
 void append_number(std::string& out, uint64_t v);

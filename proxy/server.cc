@@ -512,7 +512,14 @@ std::string Server::explain_json(const std::string& service) const {
     if (s.name != service) continue;
     auto it = guards_.find(service);
     static const health::DecisionLog kEmpty;
-    return (it == guards_.end() ? kEmpty : it->second.log).to_json(service, s.guard);
+    // Verdicts are stamped with the monotonic clock the guard runs on; readers get wall time.
+    nlohmann::json out = nlohmann::json::parse(
+        (it == guards_.end() ? kEmpty : it->second.log).to_json(service, s.guard));
+    const int64_t wall_minus_mono = unix_time_ms() - static_cast<int64_t>(monotonic_ms());
+    for (auto& d : out["decisions"]) {
+      d["time"] = utc_timestamp_ms(d["at_ms"].get<int64_t>() + wall_minus_mono);
+    }
+    return out.dump();
   }
   return "";
 }

@@ -250,11 +250,11 @@ void print_events(const json& events) {
 
 void print_explain(const json& explain) {
   std::vector<std::vector<std::string>> rows = {
-      {"AT_MS", "VERSION", "VERDICT", "IN_A_ROW", "REVERTED", "REASONS"}};
+      {"TIME", "VERSION", "VERDICT", "IN_A_ROW", "REVERTED", "REASONS"}};
   for (const auto& d : explain["decisions"]) {
     std::string reasons;
     for (const auto& r : d["reasons"]) reasons += (reasons.empty() ? "" : "; ") + str(r);
-    rows.push_back({str(d["at_ms"]), str(d["version"]), str(d["verdict"]),
+    rows.push_back({str(d["time"]), str(d["version"]), str(d["verdict"]),
                     str(d["breaches_in_a_row"]), str(d["reverted"]),
                     reasons.empty() ? "-" : reasons});
   }

@@ -4,6 +4,7 @@ and the override header, so the README's canary walkthrough runs with no config 
 import os
 import signal
 import sys
+import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -64,6 +65,11 @@ class Demo(h.WeirTestCase):
                                token=self.token)
         self.assertEqual(explain.status, 200)
         self.assertIn("max_error_rate", explain.body.decode())
+        last = explain.json()["decisions"][-1]
+        self.assertTrue(last["reverted"], last)
+        # Wall time, close to now (the guard itself runs on the monotonic clock).
+        stamp = time.mktime(time.strptime(last["time"][:19], "%Y-%m-%dT%H:%M:%S"))
+        self.assertLess(abs(stamp - time.mktime(time.gmtime())), 120, last["time"])
         # After the revert, every request goes to blue.
         after = h.load(self.demo.addr, threads=2, requests=200)
         self.assertLoadClean(after, min_total=200)
