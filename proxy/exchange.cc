@@ -191,8 +191,7 @@ bool Exchange::connect_upstream(uint32_t exclude, int* status) {
     tried = true;
     endpoint_ = ep;
     int err = 0;
-    upstream_ = worker_.pool().acquire(ep->id, reinterpret_cast<const sockaddr*>(&ep->addr), this,
-                                       head_request_, &err);
+    upstream_ = worker_.pool().acquire(*version_, *ep, this, head_request_, &err);
     if (!upstream_) worker_.streaks().record(ep->id, ep->eject_epoch, true);
     ep_counters_ = worker_.stats().endpoints.get_or_create(ep->id);
     if (ep_counters_) ep_counters_->attempts.add();

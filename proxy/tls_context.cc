@@ -13,6 +13,7 @@
 #include <mutex>
 
 #include "proxy/http_util.h"
+#include "proxy/upstream_tls.h"
 
 namespace weir::proxy {
 
@@ -106,21 +107,6 @@ int on_ticket_key(SSL*, unsigned char key_name[16], unsigned char* iv, EVP_CIPHE
   return rc;
 }
 
-// The first queued OpenSSL error as text (and clears the queue).
-std::string openssl_error() {
-  unsigned long e = ERR_peek_last_error();
-  std::string out;
-  if (const char* reason = ERR_reason_error_string(e)) {
-    out = reason;
-  } else {
-    char buf[256];
-    ERR_error_string_n(e, buf, sizeof buf);
-    out = buf;
-  }
-  ERR_clear_error();
-  return out;
-}
-
 std::string lower(std::string_view s) {
   std::string out(s);
   for (char& c : out) c = ascii_lower(c);
@@ -150,15 +136,28 @@ std::vector<std::string> certificate_names(X509* x) {
   return out;
 }
 
-// Why `path` cannot be opened, or "".
+}  // namespace
+
+std::string openssl_error() {
+  unsigned long e = ERR_peek_last_error();
+  std::string out;
+  if (const char* reason = ERR_reason_error_string(e)) {
+    out = reason;
+  } else {
+    char buf[256];
+    ERR_error_string_n(e, buf, sizeof buf);
+    out = buf;
+  }
+  ERR_clear_error();
+  return out;
+}
+
 std::string unreadable(const std::string& path) {
   std::FILE* f = std::fopen(path.c_str(), "rb");
   if (!f) return std::string("cannot read ") + path + ": " + std::strerror(errno);
   std::fclose(f);
   return "";
 }
-
-}  // namespace
 
 std::shared_ptr<const TlsContext> TlsContext::build(const config::Listener& listener,
                                                     size_t listener_index,
@@ -309,6 +308,7 @@ std::shared_ptr<const TlsSet> build_tls_set(const config::Config& config,
     const config::Listener& l = config.listeners[i];
     set->listeners.push_back(l.tls ? TlsContext::build(l, i, errors) : nullptr);
   }
+  build_upstream_tls(config, &set->upstreams, errors);
   if (errors->size() != errors_before) return nullptr;
   return set;
 }

@@ -1,7 +1,10 @@
 // Upstream HTTP/1.1 connections and the per-worker keep-alive pool that owns the idle ones.
 // An UpstreamConn parses responses with llhttp and reports to its current UpstreamHandler (an
 // Exchange). Idle pooled connections keep reading, so a backend's close (EOF) or stray bytes
-// take them out of the pool before any request can be sent on them.
+// take them out of the pool before any request can be sent on them. A connection to a version
+// with upstream TLS runs OpenSSL (TlsIo) between the socket and the parser; the handshake is
+// part of connecting (its failure is a connect failure), and the pool keeps the last TLS
+// session per endpoint so new connections resume.
 #pragma once
 
 #include <llhttp.h>
@@ -9,6 +12,7 @@
 #include <uv.h>
 
 #include <cstdint>
+#include <memory>
 #include <span>
 #include <string>
 #include <vector>
@@ -16,11 +20,14 @@
 #include "proxy/deadline.h"
 #include "proxy/http_util.h"
 #include "proxy/io_buffer.h"
+#include "proxy/tls_io.h"
+#include "routing/snapshot.h"
 
 namespace weir::proxy {
 
 class Worker;
 class UpstreamConn;
+class UpstreamTlsContext;
 
 enum class UpstreamError : uint8_t {
   kConnect,          // refused, unreachable, or connect timeout
@@ -63,11 +70,14 @@ class UpstreamConn final : private OutQueue::Listener {
 
   uint32_t endpoint_id() const { return endpoint_id_; }
   bool reused() const { return reused_; }
+  bool tls() const { return tls_.active(); }
+  // TLS: whether this connection resumed a cached session.
+  bool resumed() const;
   bool connected() const { return connected_; }
   uint64_t bytes_sent() const { return out_.bytes_written(); }
 
   void attach(UpstreamHandler* h, bool head_request);
-  void write(std::string_view data) { out_.append(data); }
+  void write(std::string_view data);
   bool congested() { return out_.congested(); }
   // The whole request is queued: from now the response timeout runs.
   void request_complete();
@@ -75,15 +85,26 @@ class UpstreamConn final : private OutQueue::Listener {
   void resume_reading();
   // Detaches the handler and closes (never returned to the pool). Idempotent.
   void close();
+  // OpenSSL's new-session callback (SSL_CTX_sess_set_new_cb) for upstream contexts.
+  static int on_new_session(SSL* ssl, SSL_SESSION* session);
 
  private:
   friend class UpstreamPool;
   enum class State : uint8_t { kConnecting, kBusy, kIdle, kClosed };
 
+  // Before connect(): speak TLS to `ep` (its host names it for SNI and verification).
+  bool use_tls(std::shared_ptr<const routing::OpaqueTls> ctx, const routing::Endpoint& ep);
   int connect(const sockaddr* addr);
   void make_idle();
   void fail(UpstreamError e);
+  // The connection can carry requests (TCP connected, and the TLS handshake done).
+  void ready();
+  void tls_handshake();
+  void tls_failed(const std::string& why);
+  void tls_encrypt(const char* data, size_t len);
   void handle_read(ssize_t nread, const char* data);
+  void handle_tls_read(const char* data, size_t len);
+  void handle_plain(ssize_t nread, const char* data);
   void finish_response(bool clean);
   void on_out_drained() override;
   void on_out_error(int status) override;
@@ -112,6 +133,13 @@ class UpstreamConn final : private OutQueue::Listener {
   UpstreamHandler* handler_ = nullptr;
   State state_ = State::kConnecting;
   int open_handles_ = 0;
+  std::shared_ptr<const routing::OpaqueTls> tls_hold_;  // keeps tls_ctx_ alive
+  const UpstreamTlsContext* tls_ctx_ = nullptr;
+  TlsIo tls_;
+  std::string tls_pending_;  // request bytes written before the handshake completed
+  std::string address_;      // for logs
+  bool tcp_up_ = false;      // the socket connected (TLS may still be handshaking)
+  bool broken_ = false;      // an SSL_write failed: fails at the next loop turn
   bool connected_ = false;
   bool reused_ = false;
   bool reading_ = false;
@@ -133,8 +161,16 @@ class UpstreamPool {
  public:
   explicit UpstreamPool(Worker& worker) : worker_(worker) {}
 
-  // A pooled idle connection to the endpoint, or a new one (connecting). nullptr when the
-  // connect could not even start; `*error` then holds the libuv error.
+  ~UpstreamPool();
+  UpstreamPool(const UpstreamPool&) = delete;
+  UpstreamPool& operator=(const UpstreamPool&) = delete;
+
+  // A pooled idle connection to the endpoint, or a new one (connecting) speaking what `version`
+  // speaks (TLS). nullptr when the connect could not even start; `*error` then holds the libuv
+  // error.
+  UpstreamConn* acquire(const routing::Version& version, const routing::Endpoint& ep,
+                        UpstreamHandler* h, bool head_request, int* error);
+  // The same over plain TCP to `addr`.
   UpstreamConn* acquire(uint32_t endpoint_id, const sockaddr* addr, UpstreamHandler* h,
                         bool head_request, int* error);
   // The exchange is done with `c`: pooled when `reusable`, closed otherwise.
@@ -146,10 +182,28 @@ class UpstreamPool {
 
  private:
   friend class UpstreamConn;
+  // The last TLS session a backend gave for an endpoint, with the context it belongs to.
+  struct CachedSession {
+    std::shared_ptr<const routing::OpaqueTls> ctx;
+    SSL_SESSION* session = nullptr;
+  };
+
+  UpstreamConn* acquire_as(uint32_t endpoint_id, const sockaddr* addr,
+                           const std::shared_ptr<const routing::OpaqueTls>* tls,
+                           const routing::Endpoint* ep, UpstreamHandler* h, bool head_request,
+                           int* error);
   void forget_idle(UpstreamConn* c);
+  SSL_SESSION* session_for(uint32_t endpoint_id, const routing::OpaqueTls* ctx) const;
+  void store_session(uint32_t endpoint_id, std::shared_ptr<const routing::OpaqueTls> ctx,
+                     SSL_SESSION* session);
+  // One line per failed handshake, at most one a second per worker (the rest are counted).
+  void log_tls_failure(const std::string& what);
 
   Worker& worker_;
   std::vector<std::vector<UpstreamConn*>> idle_;  // by endpoint id; most recently used last
+  std::vector<CachedSession> sessions_;           // by endpoint id
+  uint64_t tls_log_ms_ = 0;
+  uint64_t tls_log_suppressed_ = 0;
 };
 
 }  // namespace weir::proxy

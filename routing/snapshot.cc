@@ -13,7 +13,8 @@ uint32_t EndpointRegistry::next(std::unordered_map<std::string, uint32_t>& ids,
 std::shared_ptr<const Snapshot> build_snapshot(std::shared_ptr<const config::Config> config,
                                                EndpointRegistry& registry, uint64_t generation,
                                                const Resolver& resolve, std::string* error,
-                                               const HealthInput* health) {
+                                               const HealthInput* health,
+                                               const UpstreamTlsMap* tls) {
   auto snap = std::make_shared<Snapshot>();
   snap->generation = generation;
   snap->config = config;
@@ -35,12 +36,26 @@ std::shared_ptr<const Snapshot> build_snapshot(std::shared_ptr<const config::Con
         auto it = health->version_ramp_start.find(cs.name + "/" + cv.name);
         if (it != health->version_ramp_start.end()) v.ramp_start_ms = it->second;
       }
+      v.h2 = cv.protocol == config::UpstreamProtocol::kH2;
+      // The pool key: one address spoken to differently is a different endpoint.
+      std::string transport;
+      if (cv.tls.enabled) {
+        auto it = tls ? tls->find(cs.name + "/" + cv.name) : UpstreamTlsMap::const_iterator();
+        if (!tls || it == tls->end()) {
+          *error = "service \"" + cs.name + "\" version \"" + cv.name +
+                   "\": upstream TLS has no client context";
+          return nullptr;
+        }
+        v.tls = it->second;
+        transport = " tls " + cv.tls.sni;
+      }
+      if (v.h2) transport += " h2";
       for (const auto& hp : cv.endpoints) {
         Endpoint ep;
         ep.host = hp.host;
         ep.port = hp.port;
         ep.address = hp.to_string();
-        ep.id = registry.id_for(ep.address);
+        ep.id = registry.id_for(ep.address + transport);
         std::string why;
         if (!resolve(ep.host, ep.port, &ep.addr, &why)) {
           *error = "service \"" + cs.name + "\" version \"" + cv.name + "\" endpoint " +
