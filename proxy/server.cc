@@ -282,7 +282,7 @@ void Server::note_ramps(const config::Config& prev, const config::Config& next) 
   for (const auto& svc : prev.services) {
     for (const auto& v : svc.versions) {
       old_weight[svc.name + "/" + v.name] = v.weight;
-      for (const auto& ep : v.endpoints) old_endpoints.insert(ep.to_string());
+      for (const auto& ep : v.endpoints) old_endpoints.insert(routing::endpoint_key(v, ep));
     }
   }
   for (const auto& svc : next.services) {
@@ -291,8 +291,9 @@ void Server::note_ramps(const config::Config& prev, const config::Config& next) 
       auto it = old_weight.find(key);
       if (v.weight > 0 && (it == old_weight.end() || it->second == 0)) version_ramp_[key] = now;
       for (const auto& ep : v.endpoints) {
-        if (old_endpoints.count(ep.to_string())) continue;
-        uint32_t id = registry_.id_for(ep.to_string());
+        const std::string key = routing::endpoint_key(v, ep);
+        if (old_endpoints.count(key)) continue;
+        uint32_t id = registry_.id_for(key);
         if (endpoint_ramp_.size() <= id) endpoint_ramp_.resize(id + 1, 0);
         endpoint_ramp_[id] = now;
       }

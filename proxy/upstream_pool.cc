@@ -52,8 +52,12 @@ bool UpstreamConn::resumed() const { return tls_.active() && SSL_session_reused(
 int UpstreamConn::on_new_session(SSL* ssl, SSL_SESSION* session) {
   auto* self = static_cast<UpstreamConn*>(SSL_get_app_data(ssl));
   if (!self || self->state_ == State::kClosed) return 0;
-  self->worker_.pool().store_session(self->endpoint_id_, self->tls_hold_, session);
-  return 1;  // the pool holds the reference now
+  // A copy: OpenSSL marks the connection's own session unresumable when the connection ends
+  // without close_notify, as pooled connections do.
+  if (SSL_SESSION* copy = SSL_SESSION_dup(session)) {
+    self->worker_.pool().store_session(self->endpoint_id_, self->tls_hold_, copy);
+  }
+  return 0;
 }
 
 int UpstreamConn::connect(const sockaddr* addr) {

@@ -10,6 +10,13 @@ uint32_t EndpointRegistry::next(std::unordered_map<std::string, uint32_t>& ids,
   return it->second;
 }
 
+std::string endpoint_key(const config::Version& version, const config::HostPort& endpoint) {
+  std::string key = endpoint.to_string();
+  if (version.tls.enabled) key += " tls " + version.tls.sni;
+  if (version.protocol == config::UpstreamProtocol::kH2) key += " h2";
+  return key;
+}
+
 std::shared_ptr<const Snapshot> build_snapshot(std::shared_ptr<const config::Config> config,
                                                EndpointRegistry& registry, uint64_t generation,
                                                const Resolver& resolve, std::string* error,
@@ -37,8 +44,6 @@ std::shared_ptr<const Snapshot> build_snapshot(std::shared_ptr<const config::Con
         if (it != health->version_ramp_start.end()) v.ramp_start_ms = it->second;
       }
       v.h2 = cv.protocol == config::UpstreamProtocol::kH2;
-      // The pool key: one address spoken to differently is a different endpoint.
-      std::string transport;
       if (cv.tls.enabled) {
         auto it = tls ? tls->find(cs.name + "/" + cv.name) : UpstreamTlsMap::const_iterator();
         if (!tls || it == tls->end()) {
@@ -47,15 +52,13 @@ std::shared_ptr<const Snapshot> build_snapshot(std::shared_ptr<const config::Con
           return nullptr;
         }
         v.tls = it->second;
-        transport = " tls " + cv.tls.sni;
       }
-      if (v.h2) transport += " h2";
       for (const auto& hp : cv.endpoints) {
         Endpoint ep;
         ep.host = hp.host;
         ep.port = hp.port;
         ep.address = hp.to_string();
-        ep.id = registry.id_for(ep.address + transport);
+        ep.id = registry.id_for(endpoint_key(cv, hp));
         std::string why;
         if (!resolve(ep.host, ep.port, &ep.addr, &why)) {
           *error = "service \"" + cs.name + "\" version \"" + cv.name + "\" endpoint " +

@@ -109,9 +109,12 @@ struct HealthInput {
 using Resolver = std::function<bool(const std::string& host, uint16_t port, sockaddr_storage* out,
                                     std::string* error)>;
 
+// The EndpointRegistry key of one endpoint of `version`: its address, plus how it is spoken to
+// (TLS and its SNI, HTTP/2), since the pools keyed by id must never mix the two.
+std::string endpoint_key(const config::Version& version, const config::HostPort& endpoint);
+
 // nullptr + *error when an endpoint cannot be resolved, or a version with TLS enabled has no
-// context in `tls`. Endpoints reached over TLS or HTTP/2 get ids of their own (the pools are
-// keyed by id, so a plain and a TLS connection to one address never mix).
+// context in `tls`.
 std::shared_ptr<const Snapshot> build_snapshot(std::shared_ptr<const config::Config> config,
                                                EndpointRegistry& registry, uint64_t generation,
                                                const Resolver& resolve, std::string* error,

@@ -994,3 +994,66 @@ TEST_CASE("config: guard and rollout errors") {
 
 }  // namespace
 }  // namespace weir::config
+
+namespace weir::config {
+namespace {
+
+TEST_CASE("config: upstream tls from the service, overridden per version; protocol") {
+  Config c = expect_valid(with_listener(R"([[service]]
+name = "s"
+stable = "a"
+protocol = "h2"
+[service.tls]
+sni = "API.example.com"
+ca_file = "ca.pem"
+[[service.version]]
+name = "a"
+weight = 1
+endpoints = ["127.0.0.1:1"]
+[[service.version]]
+name = "b"
+weight = 1
+endpoints = ["127.0.0.1:2"]
+protocol = "http1"
+tls = { verify = false, cert = "/c.pem", key = "/k.pem" }
+[[service.version]]
+name = "c"
+weight = 1
+endpoints = ["127.0.0.1:3"]
+tls = { enabled = false }
+)"));
+  const auto& v = c.services[0].versions;
+  CHECK(v[0].tls.enabled);
+  CHECK(v[0].tls.sni == "api.example.com");
+  CHECK(v[0].tls.ca_file == "ca.pem");  // load_string: no config folder to resolve against
+  CHECK(v[0].tls.verify);
+  CHECK(v[0].tls.ca_loc.line == 10);
+  CHECK(v[0].protocol == UpstreamProtocol::kH2);
+  CHECK(v[1].tls.enabled);
+  CHECK_FALSE(v[1].tls.verify);
+  CHECK(v[1].tls.sni == "api.example.com");
+  CHECK(v[1].tls.cert == "/c.pem");
+  CHECK(v[1].protocol == UpstreamProtocol::kHttp1);
+  CHECK_FALSE(v[2].tls.enabled);
+  CHECK(v[2].protocol == UpstreamProtocol::kH2);
+  Config plain = expect_valid(with_version("weight = 1\nendpoints = [\"127.0.0.1:1\"]\n"));
+  CHECK_FALSE(plain.services[0].versions[0].tls.enabled);
+  CHECK(plain.services[0].versions[0].protocol == UpstreamProtocol::kHttp1);
+}
+
+TEST_CASE("config: upstream tls errors") {
+  const std::string base = "weight = 1\nendpoints = [\"127.0.0.1:1\"]\n";
+  expect_error(with_version(base + "tls = { cert = \"/c.pem\" }\n"), "11:7",
+               "service[0].version[0].tls.key",
+               "a client certificate needs both cert and key; add the missing one");
+  expect_error(with_version(base + "tls = { sni = \"a b\" }\n"), "11:15",
+               "service[0].version[0].tls.sni", "'a b' is not a host name; sni names a DNS host");
+  expect_error(with_version(base + "tls = { ca_file = \"\" }\n"), "11:19",
+               "service[0].version[0].tls.ca_file", "must not be empty; give a file path");
+  expect_error(with_version(base + "protocol = \"h3\"\n"), "11:12",
+               "service[0].version[0].protocol",
+               "'h3' is not an upstream protocol; use \"http1\" or \"h2\"");
+}
+
+}  // namespace
+}  // namespace weir::config
