@@ -32,6 +32,7 @@ class TlsBackend:
         self.handshakes = 0
         self.resumed = 0
         self.client_subjects = []
+        self.paths = []
         ctx.sni_callback = lambda sock, name, _ctx: self._note_sni(name)
         backend = self
 
@@ -50,6 +51,8 @@ class TlsBackend:
                 super().setup()
 
             def do_GET(self):
+                with backend.lock:
+                    backend.paths.append(self.path)
                 body = b"tls-ok " + self.path.encode()
                 self.send_response(200)
                 self.send_header("Content-Length", str(len(body)))
@@ -191,6 +194,27 @@ class UpstreamTls(h.WeirTestCase):
             seen.add(r.header("x-weir-version"))
         self.assertEqual(seen, {"v1", "v2"})
         self.assertGreaterEqual(plain.requests(), 1)
+
+    def test_health_checks_speak_tls(self):
+        good, bad = self.backend(), self.backend()
+        check = {"path": "/healthz", "interval_ms": 100, "timeout_ms": 2000,
+                 "unhealthy_threshold": 1, "healthy_threshold": 1}
+        config = h.render_config([h.service(
+            "svc",
+            h.version("v1", 50, good.addr, tls={"ca_file": self.cert, "sni": "backend.test"}),
+            h.version("v2", 50, bad.addr, tls={"ca_file": self.other_cert,
+                                               "sni": "backend.test"}),
+            health_check=check)], admin=h.admin_settings(self.tmpdir()))
+        weir = h.start_weir(self.addCleanup, config)
+        weir.wait_line(r"health: svc/v2 endpoint \S+ is down \(.*TLS handshake: certificate "
+                       r"verify failed", stream="stderr")
+        self.assertTrue(h.wait_until(lambda: good.paths.count("/healthz") >= 3, 10), good.paths)
+        view = self.service_view(weir)
+        health = {v["name"]: v["endpoints"][0]["health"] for v in view["versions"]}
+        self.assertEqual(health, {"v1": "healthy", "v2": "unhealthy"})
+        # Every request now goes to the healthy TLS version.
+        for _ in range(5):
+            self.assertEqual(h.get(weir.addr, "/").status, 200)
 
     def test_broken_ca_file_is_a_config_error_and_keeps_the_running_config(self):
         b = self.backend()
