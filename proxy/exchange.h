@@ -77,14 +77,18 @@ class Exchange final : private UpstreamHandler {
   std::string_view error_detail() const { return error_detail_; }
 
  private:
-  void on_upstream_head(UpstreamConn& c, const UpstreamResponseHead& head) override;
-  void on_upstream_body(UpstreamConn& c, const char* data, size_t len) override;
-  void on_upstream_done(UpstreamConn& c, std::span<const HeaderField> trailers) override;
-  void on_upstream_error(UpstreamConn& c, UpstreamError e, std::string unsent) override;
-  void on_upstream_drained(UpstreamConn& c) override;
+  void on_upstream_head(UpstreamStream& c, const UpstreamResponseHead& head) override;
+  void on_upstream_body(UpstreamStream& c, const char* data, size_t len) override;
+  void on_upstream_done(UpstreamStream& c, std::span<const HeaderField> trailers) override;
+  void on_upstream_error(UpstreamStream& c, UpstreamError e, std::string unsent) override;
+  void on_upstream_drained(UpstreamStream& c) override;
 
   int route_and_send(const RequestDesc& req);
   void build_request_head(const RequestDesc& req);
+  // Sends the head built by build_request_head; false when the upstream refused it (h2).
+  bool send_head(const RequestDesc& req);
+  // Response counts by status class, for the version and the endpoint (and outlier streaks).
+  void count_response(int status_class);
   void log_access();
   // Picks an endpoint (not `exclude`) and attaches a connection; false when none could start.
   bool connect_upstream(uint32_t exclude, int* status);
@@ -102,11 +106,14 @@ class Exchange final : private UpstreamHandler {
   const routing::Service* service_ = nullptr;
   const routing::Version* version_ = nullptr;
   const routing::Endpoint* endpoint_ = nullptr;
-  UpstreamConn* upstream_ = nullptr;
+  UpstreamStream* upstream_ = nullptr;
   health::VersionCounters* counters_ = nullptr;  // this worker's, for version_
   health::EndpointCounters* ep_counters_ = nullptr;  // this worker's, for endpoint_
   uint64_t start_ns_ = 0;
-  std::string head_;      // the rewritten request head
+  std::string head_;      // the rewritten request head (HTTP/1.1)
+  std::vector<std::pair<std::string, std::string>> h2_head_;  // the same for an h2 upstream
+  bool grpc_ = false;     // an h2 response with a gRPC content type: counted at its end
+  bool grpc_failed_ = false;  // grpc-status other than 0 seen (head or trailers)
   std::string replay_;    // every request byte sent, while small enough to send again
   bool replayable_ = true;
   bool idempotent_ = false;

@@ -4,6 +4,7 @@
 #include <cstdio>
 
 #include "proxy/exchange.h"
+#include "proxy/upstream_h2.h"
 #include "proxy/upstream_tls.h"
 #include "proxy/worker.h"
 
@@ -128,19 +129,33 @@ void UpstreamConn::resume_reading() {
   }
 }
 
-void UpstreamConn::close() {
+void UpstreamConn::close() { close_as(UpstreamError::kReset); }
+
+void UpstreamConn::close_as(UpstreamError e) {
   if (state_ == State::kClosed) return;
   if (state_ == State::kIdle) worker_.pool().forget_idle(this);
+  if (h2_) worker_.pool().forget_h2(this);
   state_ = State::kClosed;
   handler_ = nullptr;
   out_.close();
   deadline_.stop();
+  // Streams hear of it after the connection is out of the pool, so a retry cannot pick it.
+  std::unique_ptr<UpstreamH2> h2 = std::move(h2_);
   if (open_handles_ == 0) {  // connect() never ran
     delete this;
-    return;
+  } else {
+    uv_close(reinterpret_cast<uv_handle_t*>(&tcp_), on_tcp_close);
+    deadline_.close(on_handle_closed);
   }
-  uv_close(reinterpret_cast<uv_handle_t*>(&tcp_), on_tcp_close);
-  deadline_.close(on_handle_closed);
+  if (h2) h2->fail_all(e);
+}
+
+void UpstreamConn::release(bool reusable) { worker_.pool().release(this, reusable); }
+
+void UpstreamConn::h2_stream_ended() {
+  if (h2_ && h2_->active() == 0 && state_ == State::kBusy) {
+    deadline_.set(worker_.settings().upstream_idle_timeout_ms);
+  }
 }
 
 void UpstreamConn::on_tcp_close(uv_handle_t* h) {
@@ -162,7 +177,7 @@ void UpstreamConn::fail(UpstreamError e) {
     unsent = out_.take_unsent();
   }
   if (e == UpstreamError::kConnect) worker_.stats().upstream_connect_failures.inc();
-  close();
+  close_as(e);
   if (h) h->on_upstream_error(*this, e, std::move(unsent));
 }
 
@@ -190,6 +205,11 @@ void UpstreamConn::ready() {
   state_ = State::kBusy;
   deadline_.clear();
   if (request_done_) deadline_.set(worker_.settings().upstream_response_timeout_ms);
+  if (h2_) {
+    h2_->flush();  // the preface, and the streams opened while connecting
+    deadline_.set(h2_->active() ? worker_.settings().upstream_response_timeout_ms
+                                : worker_.settings().upstream_idle_timeout_ms);
+  }
 }
 
 void UpstreamConn::tls_handshake() {
@@ -234,6 +254,10 @@ void UpstreamConn::on_deadline(void* p) {
       self->close();
       break;
     case State::kBusy:
+      if (self->h2_ && self->h2_->active() == 0) {
+        self->close();  // an idle HTTP/2 connection
+        break;
+      }
       self->fail(self->head_seen_ ? UpstreamError::kBodyTimeout : UpstreamError::kResponseTimeout);
       break;
     case State::kClosed:
@@ -304,6 +328,18 @@ void UpstreamConn::handle_tls_read(const char* data, size_t len) {
 }
 
 void UpstreamConn::handle_plain(ssize_t nread, const char* data) {
+  if (h2_) {
+    if (nread < 0) {
+      fail(UpstreamError::kReset);
+      return;
+    }
+    // Silence while streams wait counts against the response timeout, for the connection.
+    if (h2_->active() > 0) deadline_.set(worker_.settings().upstream_response_timeout_ms);
+    if (!h2_->on_read(data, static_cast<size_t>(nread)) && state_ != State::kClosed) {
+      fail(UpstreamError::kBadResponse);
+    }
+    return;
+  }
   if (state_ == State::kIdle) {
     // A pooled connection spoke or closed while no request was on it: unusable.
     close();
@@ -461,8 +497,33 @@ UpstreamPool::~UpstreamPool() {
   }
 }
 
-UpstreamConn* UpstreamPool::acquire(const routing::Version& version, const routing::Endpoint& ep,
-                                    UpstreamHandler* h, bool head_request, int* error) {
+UpstreamStream* UpstreamPool::acquire(const routing::Version& version,
+                                      const routing::Endpoint& ep, UpstreamHandler* h,
+                                      bool head_request, int* error) {
+  if (version.h2) {
+    if (ep.id < h2_.size()) {
+      for (UpstreamConn* c : h2_[ep.id]) {
+        if (!c->h2_->has_capacity()) continue;
+        worker_.stats().upstream_reused.inc();
+        return c->h2_->open(h, head_request);
+      }
+    }
+    auto* c = new UpstreamConn(worker_, ep.id);
+    if (version.tls && !c->use_tls(version.tls, ep)) {
+      *error = UV_ENOMEM;
+      c->close();
+      return nullptr;
+    }
+    c->h2_ = std::make_unique<UpstreamH2>(*c);
+    if (int rc = c->connect(reinterpret_cast<const sockaddr*>(&ep.addr)); rc < 0) {
+      *error = rc;
+      c->close();
+      return nullptr;
+    }
+    if (ep.id >= h2_.size()) h2_.resize(ep.id + 1);
+    h2_[ep.id].push_back(c);
+    return c->h2_->open(h, head_request);
+  }
   return acquire_as(ep.id, reinterpret_cast<const sockaddr*>(&ep.addr),
                     version.tls ? &version.tls : nullptr, &ep, h, head_request, error);
 }
@@ -549,6 +610,12 @@ void UpstreamPool::release(UpstreamConn* c, bool reusable) {
   list.push_back(c);
 }
 
+void UpstreamPool::forget_h2(UpstreamConn* c) {
+  if (c->endpoint_id() >= h2_.size()) return;
+  auto& list = h2_[c->endpoint_id()];
+  list.erase(std::remove(list.begin(), list.end(), c), list.end());
+}
+
 void UpstreamPool::forget_idle(UpstreamConn* c) {
   auto& list = idle_[c->endpoint_id()];
   auto it = std::find(list.begin(), list.end(), c);
@@ -559,12 +626,24 @@ void UpstreamPool::close_all() {
   for (auto& list : idle_) {
     while (!list.empty()) list.back()->close();
   }
+  for (auto& list : h2_) {
+    while (!list.empty()) list.back()->close();
+  }
 }
 
 void UpstreamPool::close_idle_except(const std::vector<bool>& live) {
   for (size_t id = 0; id < idle_.size(); ++id) {
     if (id < live.size() && live[id]) continue;
     while (!idle_[id].empty()) idle_[id].back()->close();
+  }
+  // HTTP/2 connections without streams to endpoints no longer used go too.
+  for (size_t id = 0; id < h2_.size(); ++id) {
+    if (id < live.size() && live[id]) continue;
+    std::vector<UpstreamConn*> quiet;
+    for (UpstreamConn* c : h2_[id]) {
+      if (c->h2_->active() == 0) quiet.push_back(c);
+    }
+    for (UpstreamConn* c : quiet) c->close();
   }
 }
 
