@@ -12,6 +12,8 @@ namespace {
 // Streams weir opens on one backend connection at most, even if the backend allows more.
 constexpr uint32_t kMaxStreamsPerConn = 100;
 constexpr uint32_t kMaxResponseHeaderBytes = 256 * 1024;
+constexpr int32_t kStreamWindow = 256 * 1024;
+constexpr int32_t kConnectionWindow = 4 * 1024 * 1024;
 
 std::string_view sv(const uint8_t* p, size_t n) {
   return std::string_view(reinterpret_cast<const char*>(p), n);
@@ -100,6 +102,15 @@ ssize_t H2Stream::read_body(nghttp2_session*, int32_t id, uint8_t* buf, size_t l
   return static_cast<ssize_t>(n);
 }
 
+void H2Stream::resume_reading() {
+  paused_ = false;
+  if (unconsumed_ > 0 && id_ >= 0 && s_.streams_.count(id_)) {
+    nghttp2_session_consume(s_.ng_, id_, unconsumed_);
+    unconsumed_ = 0;
+    s_.flush();
+  }
+}
+
 void H2Stream::close() {
   UpstreamH2& s = s_;
   handler_ = nullptr;
@@ -162,6 +173,8 @@ UpstreamH2::UpstreamH2(UpstreamConn& conn) : conn_(conn) {
     nghttp2_session_callbacks_set_on_stream_close_callback(c.cbs, on_stream_close);
     nghttp2_option_new(&c.opt);
     nghttp2_option_set_no_closed_streams(c.opt, 1);
+    // Response DATA is acknowledged as the client side takes it (see H2Stream::paused_).
+    nghttp2_option_set_no_auto_window_update(c.opt, 1);
     nghttp2_option_set_max_continuations(c.opt, 8);
     nghttp2_option_set_max_outbound_ack(c.opt, 1000);
     nghttp2_option_set_max_settings(c.opt, 32);
@@ -171,8 +184,10 @@ UpstreamH2::UpstreamH2(UpstreamConn& conn) : conn_(conn) {
   const nghttp2_settings_entry settings[] = {
       {NGHTTP2_SETTINGS_ENABLE_PUSH, 0},
       {NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, kMaxResponseHeaderBytes},
+      {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, kStreamWindow},
   };
   nghttp2_submit_settings(ng_, NGHTTP2_FLAG_NONE, settings, std::size(settings));
+  nghttp2_session_set_local_window_size(ng_, NGHTTP2_FLAG_NONE, 0, kConnectionWindow);
 }
 
 UpstreamH2::~UpstreamH2() {
@@ -191,6 +206,7 @@ bool UpstreamH2::has_capacity() const {
 H2Stream* UpstreamH2::open(UpstreamHandler* h, bool head_request) {
   auto* st = new H2Stream(*this, h, head_request);
   owned_.push_back(st);
+  conn_.h2_stream_started();
   return st;
 }
 
@@ -284,8 +300,18 @@ int UpstreamH2::on_data_chunk(nghttp2_session*, uint8_t, int32_t id, const uint8
                               size_t len, void* user) {
   auto* self = static_cast<UpstreamH2*>(user);
   H2Stream* st = self->find(id);
-  if (st && st->handler_ && !st->finished_) {
-    st->handler_->on_upstream_body(*st, reinterpret_cast<const char*>(data), len);
+  if (!st || !st->handler_ || st->finished_) {
+    nghttp2_session_consume_connection(self->ng_, len);  // nobody wants it
+    return 0;
+  }
+  st->handler_->on_upstream_body(*st, reinterpret_cast<const char*>(data), len);
+  st = self->find(id);  // the handler may have closed it
+  if (!st) {
+    nghttp2_session_consume_connection(self->ng_, len);
+  } else if (st->paused_) {
+    st->unconsumed_ += len;
+  } else {
+    nghttp2_session_consume(self->ng_, id, len);
   }
   return 0;
 }

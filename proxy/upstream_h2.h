@@ -34,9 +34,9 @@ class H2Stream final : public UpstreamStream {
   void write(std::string_view data) override;
   bool congested() override { return body_.size() - body_off_ >= kHighWater; }
   void request_complete() override;
-  // Flow control is the session's (automatic WINDOW_UPDATE): one stream cannot pause it.
-  void pause_reading() override {}
-  void resume_reading() override {}
+  // Backpressure by flow control: DATA is acknowledged (WINDOW_UPDATE) only while not paused.
+  void pause_reading() override { paused_ = true; }
+  void resume_reading() override;
   void close() override;
   void release(bool) override { close(); }
 
@@ -60,6 +60,8 @@ class H2Stream final : public UpstreamStream {
   bool finished_ = false;   // done or failed: no more handler calls
   bool done_ = false;       // the response ended cleanly
   bool was_congested_ = false;
+  bool paused_ = false;
+  size_t unconsumed_ = 0;   // DATA bytes delivered while paused, acknowledged on resume
   std::string body_;        // request body not yet framed
   size_t body_off_ = 0;
   std::vector<std::pair<std::string, std::string>> fields_;  // current header block

@@ -152,6 +152,12 @@ void UpstreamConn::close_as(UpstreamError e) {
 
 void UpstreamConn::release(bool reusable) { worker_.pool().release(this, reusable); }
 
+void UpstreamConn::h2_stream_started() {
+  if (h2_ && h2_->active() == 1 && state_ == State::kBusy) {
+    deadline_.set(worker_.settings().upstream_response_timeout_ms);
+  }
+}
+
 void UpstreamConn::h2_stream_ended() {
   if (h2_ && h2_->active() == 0 && state_ == State::kBusy) {
     deadline_.set(worker_.settings().upstream_idle_timeout_ms);

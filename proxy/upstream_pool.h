@@ -109,7 +109,8 @@ class UpstreamConn final : public UpstreamStream, private OutQueue::Listener {
   void release(bool reusable) override;
   // HTTP/2 mode: the session multiplexing this connection's streams (nullptr for HTTP/1.1).
   UpstreamH2* h2() const { return h2_.get(); }
-  // A stream is done with the connection (HTTP/2): idle connections time out.
+  // HTTP/2: a stream began (the response timeout runs) or ended (an idle connection times out).
+  void h2_stream_started();
   void h2_stream_ended();
   // OpenSSL's new-session callback (SSL_CTX_sess_set_new_cb) for upstream contexts.
   static int on_new_session(SSL* ssl, SSL_SESSION* session);

@@ -1057,3 +1057,20 @@ TEST_CASE("config: upstream tls errors") {
 
 }  // namespace
 }  // namespace weir::config
+
+namespace weir::config {
+namespace {
+
+TEST_CASE("config: an h2 version cannot take an HTTP/1.1 health check") {
+  expect_error(with_version("weight = 1\nendpoints = [\"127.0.0.1:1\"]\nprotocol = \"h2\"\n"
+                            "[service.version.health_check]\npath = \"/h\"\n"),
+               "7:1", "service[0].version[0].health_check",
+               "active health checks speak HTTP/1.1 and cannot probe an h2 version; set enabled "
+               "= false in its [service.version.health_check] (outlier detection still "
+               "applies)");
+  expect_valid(with_version("weight = 1\nendpoints = [\"127.0.0.1:1\"]\nprotocol = \"h2\"\n"
+                            "[service.version.health_check]\nenabled = false\n"));
+}
+
+}  // namespace
+}  // namespace weir::config
