@@ -75,7 +75,9 @@ class H2Backend:
                 data = sock.recv(65536)
                 if not data:
                     return
-                for ev in conn.receive_data(data):
+                with wlock:
+                    events = conn.receive_data(data)
+                for ev in events:
                     if isinstance(ev, h2.events.RequestReceived):
                         hdrs = {k.decode(): v.decode() for k, v in ev.headers}
                         open_streams[ev.stream_id] = [hdrs, b""]
@@ -84,7 +86,9 @@ class H2Backend:
                             self.max_open_streams = max(self.max_open_streams, len(open_streams))
                     elif isinstance(ev, h2.events.DataReceived):
                         open_streams[ev.stream_id][1] += ev.data
-                        conn.acknowledge_received_data(ev.flow_controlled_length, ev.stream_id)
+                        with wlock:
+                            conn.acknowledge_received_data(ev.flow_controlled_length,
+                                                           ev.stream_id)
                     elif isinstance(ev, h2.events.StreamEnded):
                         hdrs, body = open_streams[ev.stream_id]
                         threading.Thread(target=self._respond,
@@ -103,6 +107,9 @@ class H2Backend:
         path = hdrs[":path"]
         if path == "/slow":
             time.sleep(0.3)
+        if path == "/big":
+            self._send_big(sock, conn, wlock, sid)
+            return
         with wlock:
             if path.startswith("/grpc/"):
                 conn.send_headers(sid, [(":status", "200"), ("content-type", "application/grpc")])
@@ -121,6 +128,28 @@ class H2Backend:
                 sock.sendall(conn.data_to_send())
             except OSError:
                 pass
+
+
+    BIG = bytes(range(256)) * (3 * 4096)  # 3 MiB, more than weir's stream window
+
+    def _send_big(self, sock, conn, wlock, sid):
+        """Sends BIG as flow control allows (weir must acknowledge as its client reads)."""
+        with wlock:
+            conn.send_headers(sid, [(":status", "200"), ("content-length", str(len(self.BIG)))])
+        off = 0
+        deadline = time.monotonic() + 60
+        while off < len(self.BIG) and time.monotonic() < deadline:
+            with wlock:
+                n = min(conn.local_flow_control_window(sid), conn.max_outbound_frame_size,
+                        len(self.BIG) - off)
+                if n > 0:
+                    conn.send_data(sid, self.BIG[off:off + n], end_stream=off + n == len(self.BIG))
+                    off += n
+                data = conn.data_to_send()
+            if data:
+                sock.sendall(data)
+            if n <= 0:
+                time.sleep(0.005)
 
 
 def h2_config(backend, version_options=None, admin=None, protocols=("http1",)):
@@ -191,6 +220,16 @@ class UpstreamH2(h.WeirTestCase):
         # Two workers: at most one connection each; streams overlapped on them.
         self.assertLessEqual(b.connections, 2)
         self.assertGreater(b.max_open_streams, 1)
+
+    def test_large_response_flows_through_the_windows(self):
+        b = H2Backend(self.addCleanup)
+        weir = h.start_weir(self.addCleanup, h2_config(b))
+        with h.Client(weir.addr) as c:
+            r = c.get("/big")
+            self.assertEqual(r.status, 200)
+            self.assertEqual(len(r.body), len(H2Backend.BIG))
+            self.assertTrue(r.body == H2Backend.BIG)
+            self.assertEqual(c.get("/after").status, 200)
 
     def test_h2_over_tls_by_alpn(self):
         d = tempfile.mkdtemp(prefix="weir-uh2-")
