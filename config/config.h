@@ -59,6 +59,14 @@ struct ListenerTls {
   std::vector<TlsCertificate> certificates;  // at least one; the first is the SNI default
   uint32_t handshake_timeout_ms = 10000;
   bool session_tickets = true;
+  // Client certificates (mTLS): verified against client_ca when verify is not kOff.
+  enum class ClientVerify : uint8_t { kOff, kOptional, kRequire };
+  std::string client_ca;
+  SourceLoc client_ca_loc;
+  ClientVerify client_verify = ClientVerify::kOff;  // kRequire when client_ca is set
+  // Request header carrying the verified client certificate's subject upstream ("" = none);
+  // any copy a client sends is removed.
+  std::string client_subject_header;
 };
 
 struct Listener {

@@ -803,6 +803,26 @@ void read_service(Context& ctx, TableReader& t, std::set<std::string>& names, Se
 void read_listener_tls(Context& ctx, TableReader& t, ListenerTls& tls) {
   t.integer("handshake_timeout_ms", tls.handshake_timeout_ms, 1, kMaxTimeoutMs);
   t.boolean("session_tickets", tls.session_tickets);
+  if (t.string("client_ca", tls.client_ca, Need::kOptional, file_path(ctx.file()))) {
+    tls.client_ca_loc = ctx.loc(t.find("client_ca", Need::kOptional)->source());
+    tls.client_verify = ListenerTls::ClientVerify::kRequire;
+  }
+  std::string verify;
+  if (t.string("client_verify", verify, Need::kOptional, [](std::string& v) {
+        return v == "require" || v == "optional" || v == "off"
+                   ? std::string()
+                   : quoted(v) + " is not a client_verify mode; use \"require\", \"optional\" "
+                                 "or \"off\"";
+      })) {
+    tls.client_verify = verify == "require"    ? ListenerTls::ClientVerify::kRequire
+                        : verify == "optional" ? ListenerTls::ClientVerify::kOptional
+                                               : ListenerTls::ClientVerify::kOff;
+    if (verify != "off" && tls.client_ca.empty()) {
+      ctx.error(t.find("client_verify", Need::kOptional)->source(), t.path("client_verify"),
+                "needs client_ca, the CA file client certificates are verified against");
+    }
+  }
+  t.string("client_subject_header", tls.client_subject_header, Need::kOptional, token(true));
   each_table(ctx, t, "certificate",
              "needs at least one [[listener.tls.certificate]] with cert and key",
              [&](TableReader& ct, size_t) {

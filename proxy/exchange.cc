@@ -157,7 +157,14 @@ void Exchange::build_request_head(const RequestDesc& req) {
   std::string_view xff_first, via_first;
   std::string xff, via;
   bool have_request_id = ps.request_id_header.empty();
+  // mTLS: the verified client's subject, and never a client's own claim of one.
+  std::string_view subject_header;
+  if (conn_info_.listener < snap_->config->listeners.size()) {
+    const auto& lt = snap_->config->listeners[conn_info_.listener].tls;
+    if (lt) subject_header = lt->client_subject_header;
+  }
   for (const auto& f : h.headers) {
+    if (!subject_header.empty() && iequals(f.name, subject_header)) continue;
     if (iequals(f.name, "te") && f.value.find("trailers") != std::string_view::npos) {
       te_trailers = true;
     }
@@ -185,6 +192,9 @@ void Exchange::build_request_head(const RequestDesc& req) {
   }
   // gRPC asks for trailers end to end; TE is hop-by-hop, so it is said again on an h2 hop.
   if (h2 && te_trailers) emit("te", "trailers");
+  if (!subject_header.empty() && !conn_info_.client_subject.empty()) {
+    emit(subject_header, conn_info_.client_subject);
+  }
   if (!xff.empty()) xff.append(", ");
   xff.append(conn_info_.peer_ip);
   emit("X-Forwarded-For", xff);

@@ -2,6 +2,8 @@
 
 #include <openssl/err.h>
 
+#include <openssl/x509.h>
+
 #include "proxy/protocol_select.h"
 #include "proxy/worker.h"
 
@@ -63,6 +65,16 @@ void TlsTransport::established() {
   state_ = State::kOpen;
   worker().stats().tls_handshakes.inc();
   lower_.clear_deadline();
+  // With client_verify = "optional" a client may send none; a sent one passed verification.
+  if (X509* peer = SSL_get0_peer_certificate(io_.ssl())) {
+    if (BIO* mem = BIO_new(BIO_s_mem())) {
+      X509_NAME_print_ex(mem, X509_get_subject_name(peer), 0, XN_FLAG_RFC2253);
+      char* text = nullptr;
+      long n = BIO_get_mem_data(mem, &text);
+      if (n > 0) set_client_subject(std::string(text, static_cast<size_t>(n)));
+      BIO_free(mem);
+    }
+  }
   const unsigned char* alpn = nullptr;
   unsigned int alpn_len = 0;
   SSL_get0_alpn_selected(io_.ssl(), &alpn, &alpn_len);

@@ -41,6 +41,9 @@ class TlsTransport final : public Session, public Transport {
   void close_after_flush(bool linger) override;
   void abort() override { lower_.abort(); }
   const ConnInfo& info() const override { return lower_.info(); }
+  void set_client_subject(std::string subject) override {
+    lower_.set_client_subject(std::move(subject));
+  }
   Worker& worker() override { return lower_.worker(); }
 
  private:
