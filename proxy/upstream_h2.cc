@@ -11,6 +11,7 @@ namespace {
 
 // Streams weir opens on one backend connection at most, even if the backend allows more.
 constexpr uint32_t kMaxStreamsPerConn = 100;
+static_assert(kMaxStreamsPerConn == UpstreamPool::kH2DefaultStreams);
 constexpr uint32_t kMaxResponseHeaderBytes = 256 * 1024;
 constexpr int32_t kStreamWindow = 256 * 1024;
 constexpr int32_t kConnectionWindow = 4 * 1024 * 1024;
@@ -163,7 +164,8 @@ void H2Stream::deliver_error(UpstreamError e) {
 
 // --- UpstreamH2 -------------------------------------------------------------------------------
 
-UpstreamH2::UpstreamH2(UpstreamConn& conn) : conn_(conn) {
+UpstreamH2::UpstreamH2(UpstreamConn& conn, uint32_t assumed_limit)
+    : conn_(conn), assumed_limit_(std::max<uint32_t>(1, assumed_limit)) {
   static const Callbacks setup = [] {
     Callbacks c;
     nghttp2_session_callbacks_new(&c.cbs);
@@ -198,7 +200,9 @@ UpstreamH2::~UpstreamH2() {
 bool UpstreamH2::has_capacity() const {
   if (goaway_) return false;
   const uint32_t remote =
-      nghttp2_session_get_remote_settings(ng_, NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS);
+      settings_seen_
+          ? nghttp2_session_get_remote_settings(ng_, NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS)
+          : assumed_limit_;
   return owned_.size() < std::min(remote, kMaxStreamsPerConn) &&
          nghttp2_session_get_next_stream_id(ng_) < (1u << 30);
 }
@@ -272,6 +276,12 @@ int UpstreamH2::on_frame_recv(nghttp2_session*, const nghttp2_frame* frame, void
   auto* self = static_cast<UpstreamH2*>(user);
   if (frame->hd.type == NGHTTP2_GOAWAY) {
     self->goaway_ = true;
+    return 0;
+  }
+  if (frame->hd.type == NGHTTP2_SETTINGS && !(frame->hd.flags & NGHTTP2_FLAG_ACK)) {
+    self->settings_seen_ = true;
+    self->conn_.h2_limit_seen(
+        nghttp2_session_get_remote_settings(self->ng_, NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS));
     return 0;
   }
   H2Stream* st = self->find(frame->hd.stream_id);

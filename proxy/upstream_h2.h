@@ -71,7 +71,9 @@ class H2Stream final : public UpstreamStream {
 
 class UpstreamH2 {
  public:
-  explicit UpstreamH2(UpstreamConn& conn);
+  // `assumed_limit`: streams to allow until the backend's SETTINGS arrive (the last limit seen
+  // from this endpoint, so a burst does not pile onto a connection that cannot take it).
+  UpstreamH2(UpstreamConn& conn, uint32_t assumed_limit);
   ~UpstreamH2();
   UpstreamH2(const UpstreamH2&) = delete;
   UpstreamH2& operator=(const UpstreamH2&) = delete;
@@ -105,6 +107,8 @@ class UpstreamH2 {
   nghttp2_session* ng_ = nullptr;
   std::unordered_map<int32_t, H2Stream*> streams_;  // submitted, by stream id
   std::vector<H2Stream*> owned_;                    // every open stream object
+  uint32_t assumed_limit_;
+  bool settings_seen_ = false;
   bool goaway_ = false;
   bool in_flush_ = false;
   bool in_recv_ = false;

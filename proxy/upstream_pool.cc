@@ -158,6 +158,12 @@ void UpstreamConn::h2_stream_started() {
   }
 }
 
+void UpstreamConn::h2_limit_seen(uint32_t max_streams) {
+  auto& limits = worker_.pool().h2_limits_;
+  if (endpoint_id_ >= limits.size()) limits.resize(endpoint_id_ + 1, UpstreamPool::kH2DefaultStreams);
+  limits[endpoint_id_] = max_streams;
+}
+
 void UpstreamConn::h2_stream_ended() {
   if (h2_ && h2_->active() == 0 && state_ == State::kBusy) {
     deadline_.set(worker_.settings().upstream_idle_timeout_ms);
@@ -520,7 +526,8 @@ UpstreamStream* UpstreamPool::acquire(const routing::Version& version,
       c->close();
       return nullptr;
     }
-    c->h2_ = std::make_unique<UpstreamH2>(*c);
+    c->h2_ = std::make_unique<UpstreamH2>(
+        *c, ep.id < h2_limits_.size() ? h2_limits_[ep.id] : kH2DefaultStreams);
     if (int rc = c->connect(reinterpret_cast<const sockaddr*>(&ep.addr)); rc < 0) {
       *error = rc;
       c->close();

@@ -112,6 +112,8 @@ class UpstreamConn final : public UpstreamStream, private OutQueue::Listener {
   // HTTP/2: a stream began (the response timeout runs) or ended (an idle connection times out).
   void h2_stream_started();
   void h2_stream_ended();
+  // The backend's SETTINGS_MAX_CONCURRENT_STREAMS, remembered for its next connections.
+  void h2_limit_seen(uint32_t max_streams);
   // OpenSSL's new-session callback (SSL_CTX_sess_set_new_cb) for upstream contexts.
   static int on_new_session(SSL* ssl, SSL_SESSION* session);
 
@@ -192,6 +194,8 @@ class UpstreamPool {
   explicit UpstreamPool(Worker& worker) : worker_(worker) {}
 
   ~UpstreamPool();
+  // Streams per HTTP/2 connection before a backend said otherwise.
+  static constexpr uint32_t kH2DefaultStreams = 100;
   UpstreamPool(const UpstreamPool&) = delete;
   UpstreamPool& operator=(const UpstreamPool&) = delete;
 
@@ -237,6 +241,7 @@ class UpstreamPool {
   std::vector<std::vector<UpstreamConn*>> idle_;  // by endpoint id; most recently used last
   std::vector<CachedSession> sessions_;           // by endpoint id
   std::vector<std::vector<UpstreamConn*>> h2_;    // open HTTP/2 connections, by endpoint id
+  std::vector<uint32_t> h2_limits_;               // last SETTINGS limit seen, by endpoint id
   uint64_t tls_log_ms_ = 0;
   uint64_t tls_log_suppressed_ = 0;
 };

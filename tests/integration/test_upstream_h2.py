@@ -29,8 +29,9 @@ class H2Backend:
     /grpc/<code>: a gRPC-style response, grpc-status <code> in trailers;
     /only/<code>: a trailers-only gRPC response; /slow: answers after 0.3 s; else echo."""
 
-    def __init__(self, cleanups, cert=None, key=None):
+    def __init__(self, cleanups, cert=None, key=None, max_streams=50):
         self.ctx = None
+        self.max_streams = max_streams
         if cert:
             self.ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
             self.ctx.load_cert_chain(cert, key)
@@ -67,7 +68,8 @@ class H2Backend:
                 self.connections += 1
             conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=False))
             conn.initiate_connection()
-            conn.update_settings({h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS: 50})
+            conn.update_settings({h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS:
+                                  self.max_streams})
             wlock = threading.Lock()
             sock.sendall(conn.data_to_send())
             open_streams = {}
@@ -220,6 +222,21 @@ class UpstreamH2(h.WeirTestCase):
         # Two workers: at most one connection each; streams overlapped on them.
         self.assertLessEqual(b.connections, 2)
         self.assertGreater(b.max_open_streams, 1)
+
+    def test_a_full_connection_makes_another(self):
+        b = H2Backend(self.addCleanup, max_streams=2)
+        weir = h.start_weir(self.addCleanup, h2_config(b).replace("workers = 2", "workers = 1"))
+        self.assertEqual(h.get(weir.addr, "/warm").status, 200)  # SETTINGS seen: 2 streams
+        results = []
+        threads = [threading.Thread(target=lambda: results.append(h.get(weir.addr, "/slow").status))
+                   for _ in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        self.assertEqual(results, [200] * 8)
+        self.assertGreaterEqual(b.connections, 4)  # 8 concurrent streams, 2 per connection
+        self.assertLessEqual(b.max_open_streams, 2)
 
     def test_large_response_flows_through_the_windows(self):
         b = H2Backend(self.addCleanup)
