@@ -1074,3 +1074,32 @@ TEST_CASE("config: an h2 version cannot take an HTTP/1.1 health check") {
 
 }  // namespace
 }  // namespace weir::config
+
+namespace weir::config {
+namespace {
+
+TEST_CASE("config: listener client certificates (mTLS)") {
+  const std::string tls = "[[listener]]\nname = \"l\"\naddress = \"127.0.0.1:0\"\n"
+                          "[listener.tls]\n";
+  const std::string cert = "[[listener.tls.certificate]]\ncert = \"/a.crt\"\nkey = \"/a.key\"\n";
+  Config c = expect_valid(tls + "client_ca = \"/ca.pem\"\n"
+                                "client_subject_header = \"X-Client-Subject\"\n" + cert);
+  const ListenerTls& t = *c.listeners[0].tls;
+  CHECK(t.client_ca == "/ca.pem");
+  CHECK(t.client_ca_loc.line == 5);
+  CHECK(t.client_verify == ListenerTls::ClientVerify::kRequire);
+  CHECK(t.client_subject_header == "x-client-subject");
+  Config opt = expect_valid(tls + "client_ca = \"/ca.pem\"\nclient_verify = \"optional\"\n" +
+                            cert);
+  CHECK(opt.listeners[0].tls->client_verify == ListenerTls::ClientVerify::kOptional);
+  CHECK(expect_valid(tls + cert).listeners[0].tls->client_verify ==
+        ListenerTls::ClientVerify::kOff);
+  expect_error(tls + "client_verify = \"require\"\n" + cert, "5:17", "listener[0].tls.client_verify",
+               "needs client_ca, the CA file client certificates are verified against");
+  expect_error(tls + "client_ca = \"/ca.pem\"\nclient_verify = \"maybe\"\n" + cert, "6:17",
+               "listener[0].tls.client_verify",
+               "'maybe' is not a client_verify mode; use \"require\", \"optional\" or \"off\"");
+}
+
+}  // namespace
+}  // namespace weir::config
