@@ -12,6 +12,8 @@ namespace {
 
 // Request bytes kept for a retry after they reached a socket; larger requests are not replayed.
 constexpr size_t kReplayLimit = 64 * 1024;
+// Times an HTTP/2 request the backend never processed (refused stream, failed connect) goes again.
+constexpr int kMaxUnprocessedRetries = 4;
 
 bool named_in(std::span<const std::string_view> tokens, std::string_view name) {
   for (auto t : tokens) {
@@ -101,25 +103,23 @@ int Exchange::route_and_send(const RequestDesc& req) {
   start_ns_ = uv_hrtime();
   idempotent_ = h.idempotent;
   head_request_ = h.is_head;
-  // HTTP/2 frames the body itself; a request on a stream is not replayed on another.
-  chunked_body_ = h.body == BodyKind::kChunked && !version_->h2;
-  if (version_->h2) replayable_ = false;
+  chunked_body_ = h.body == BodyKind::kChunked && !version_->h2;  // HTTP/2 frames it itself
+  has_body_ = h.body != BodyKind::kNone;
   build_request_head(req);
   int status = 0;
   if (!connect_upstream(routing::Picker::kNoEndpoint, &status)) return status;
-  if (!send_head(req)) return 502;
+  if (!send_head()) return 502;
   if (h.body == BodyKind::kNone) end_body({});
   return 0;
 }
 
-bool Exchange::send_head(const RequestDesc& req) {
+bool Exchange::send_head() {
   if (!version_->h2) {
     write_upstream(head_);
     return true;
   }
   // acquire() gives an H2Stream for every h2 version.
-  if (static_cast<H2Stream*>(upstream_)->send_head(h2_head_, req.head->body != BodyKind::kNone))
-    return true;
+  if (static_cast<H2Stream*>(upstream_)->send_head(h2_head_, has_body_)) return true;
   abandon();
   return false;
 }
@@ -262,7 +262,8 @@ void Exchange::write_upstream(std::string_view data) {
   if (!upstream_) return;
   upstream_->write(data);
   if (!replayable_) return;
-  if (!idempotent_ || replay_.size() + data.size() > kReplayLimit) {
+  // A refused HTTP/2 stream was never processed, so any method may go again.
+  if ((!idempotent_ && !version_->h2) || replay_.size() + data.size() > kReplayLimit) {
     replayable_ = false;
     std::string().swap(replay_);
     return;
@@ -436,8 +437,24 @@ void Exchange::on_upstream_error(UpstreamStream& c, UpstreamError e, std::string
     worker_.picker().mark_failed(failed, worker_.now_ms() + 1000);
     worker_.streaks().record(failed, endpoint_->eject_epoch, true);
   }
+  const bool unprocessed = e == UpstreamError::kRefused || e == UpstreamError::kConnect;
+  if (version_->h2 && unprocessed && !response_started_ && replayable_ &&
+      attempts_ < (e == UpstreamError::kConnect ? 1 : kMaxUnprocessedRetries)) {
+    // Again on a fresh stream (a refusing connection takes no more; a failed connect's endpoint
+    // is avoided): head, then the body. A retried stream may land on another connection that is
+    // rotating too, hence a few tries.
+    ++attempts_;
+    worker_.stats().upstream_retries.inc();
+    int status = 0;
+    const uint32_t avoid = e == UpstreamError::kConnect ? failed : routing::Picker::kNoEndpoint;
+    if (connect_upstream(avoid, &status) && send_head()) {
+      if (!replay_.empty()) upstream_->write(replay_);
+      if (request_done_) upstream_->request_complete();
+      return;
+    }
+  }
   const bool retryable_error = e == UpstreamError::kConnect || e == UpstreamError::kReset;
-  if (!response_started_ && retryable_error && attempts_ == 0) {
+  if (!version_->h2 && !response_started_ && retryable_error && attempts_ == 0) {
     // Unsent bytes can go anywhere; sent ones only for idempotent requests kept in full.
     std::string data = !unsent.empty() ? std::move(unsent)
                                        : (idempotent_ && replayable_ ? replay_ : std::string());

@@ -86,7 +86,7 @@ class Exchange final : private UpstreamHandler {
   int route_and_send(const RequestDesc& req);
   void build_request_head(const RequestDesc& req);
   // Sends the head built by build_request_head; false when the upstream refused it (h2).
-  bool send_head(const RequestDesc& req);
+  bool send_head();
   // Response counts by status class, for the version and the endpoint (and outlier streaks).
   void count_response(int status_class);
   void log_access();
@@ -119,6 +119,7 @@ class Exchange final : private UpstreamHandler {
   bool idempotent_ = false;
   bool head_request_ = false;
   bool chunked_body_ = false;
+  bool has_body_ = false;
   bool request_done_ = false;
   bool response_started_ = false;
   bool response_paused_ = false;

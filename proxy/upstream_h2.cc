@@ -326,13 +326,15 @@ int UpstreamH2::on_data_chunk(nghttp2_session*, uint8_t, int32_t id, const uint8
   return 0;
 }
 
-int UpstreamH2::on_stream_close(nghttp2_session*, int32_t id, uint32_t, void* user) {
+int UpstreamH2::on_stream_close(nghttp2_session*, int32_t id, uint32_t error_code, void* user) {
   auto* self = static_cast<UpstreamH2*>(user);
   H2Stream* st = self->find(id);
   if (!st) return 0;
   self->streams_.erase(id);
-  // Reset by the backend (or closed without END_STREAM): a failure; the exchange lets go.
-  st->deliver_error(UpstreamError::kReset);
+  // Reset by the backend (or closed without END_STREAM): a failure; the exchange lets go. A
+  // refused stream (a backend rotating its connection with GOAWAY) was never processed.
+  st->deliver_error(error_code == NGHTTP2_REFUSED_STREAM ? UpstreamError::kRefused
+                                                         : UpstreamError::kReset);
   self->forget(st);
   return 0;
 }

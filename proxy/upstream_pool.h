@@ -37,6 +37,7 @@ enum class UpstreamError : uint8_t {
   kResponseTimeout,  // no response head within upstream_response_timeout_ms
   kBodyTimeout,      // response body stalled for body_timeout_ms
   kBadResponse,      // unparsable or unexpected bytes from the backend
+  kRefused,          // HTTP/2: refused unprocessed (REFUSED_STREAM, or past the backend's GOAWAY)
 };
 
 struct UpstreamResponseHead {

@@ -29,9 +29,11 @@ class H2Backend:
     /grpc/<code>: a gRPC-style response, grpc-status <code> in trailers;
     /only/<code>: a trailers-only gRPC response; /slow: answers after 0.3 s; else echo."""
 
-    def __init__(self, cleanups, cert=None, key=None, max_streams=50):
+    def __init__(self, cleanups, cert=None, key=None, max_streams=50, goaway_after=None):
         self.ctx = None
         self.max_streams = max_streams
+        self.goaway_after = goaway_after  # requests a connection serves before its GOAWAY
+        self.ignored = 0  # requests past a GOAWAY, left unanswered
         if cert:
             self.ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
             self.ctx.load_cert_chain(cert, key)
@@ -72,7 +74,8 @@ class H2Backend:
                                   self.max_streams})
             wlock = threading.Lock()
             sock.sendall(conn.data_to_send())
-            open_streams = {}
+            open_streams = {"answered": 0, "last": 0}
+            served = 0
             while True:
                 data = sock.recv(65536)
                 if not data:
@@ -81,17 +84,28 @@ class H2Backend:
                     events = conn.receive_data(data)
                 for ev in events:
                     if isinstance(ev, h2.events.RequestReceived):
+                        if self.goaway_after is not None and served >= self.goaway_after:
+                            with self.lock:
+                                self.ignored += 1
+                            continue  # past our GOAWAY: the client treats it as refused
+                        served += 1
+                        open_streams["last"] = ev.stream_id
                         hdrs = {k.decode(): v.decode() for k, v in ev.headers}
                         open_streams[ev.stream_id] = [hdrs, b""]
                         with self.lock:
                             self.requests.append((hdrs[":path"], hdrs))
-                            self.max_open_streams = max(self.max_open_streams, len(open_streams))
+                            self.max_open_streams = max(self.max_open_streams,
+                                                        len(open_streams) - 2)
                     elif isinstance(ev, h2.events.DataReceived):
+                        if ev.stream_id not in open_streams:
+                            continue
                         open_streams[ev.stream_id][1] += ev.data
                         with wlock:
                             conn.acknowledge_received_data(ev.flow_controlled_length,
                                                            ev.stream_id)
                     elif isinstance(ev, h2.events.StreamEnded):
+                        if ev.stream_id not in open_streams:
+                            continue
                         hdrs, body = open_streams[ev.stream_id]
                         threading.Thread(target=self._respond,
                                          args=(sock, conn, wlock, ev.stream_id, hdrs, body,
@@ -126,6 +140,10 @@ class H2Backend:
                 conn.send_headers(sid, [(":status", "200"), ("content-length", str(len(out)))])
                 conn.send_data(sid, out, end_stream=True)
             open_streams.pop(sid, None)
+            open_streams["answered"] += 1
+            if open_streams["answered"] == self.goaway_after:
+                # h2 sends nothing after its GOAWAY, so it goes once the served ones are answered.
+                conn.close_connection(last_stream_id=open_streams["last"])
             try:
                 sock.sendall(conn.data_to_send())
             except OSError:
@@ -237,6 +255,28 @@ class UpstreamH2(h.WeirTestCase):
         self.assertEqual(results, [200] * 8)
         self.assertGreaterEqual(b.connections, 4)  # 8 concurrent streams, 2 per connection
         self.assertLessEqual(b.max_open_streams, 2)
+
+    def test_streams_refused_by_goaway_go_again(self):
+        # The backend rotates connections every 3 requests (GOAWAY); streams past it are
+        # refused unprocessed, and weir sends them again, POST bodies included.
+        b = H2Backend(self.addCleanup, goaway_after=3)
+        weir = h.start_weir(self.addCleanup, h2_config(b))
+        results = []
+
+        def one(i):
+            with h.Client(weir.addr) as c:
+                for k in range(3):
+                    body = f"{i}-{k}".encode()
+                    r = c.request("POST", "/echo", [("Content-Length", str(len(body)))], body)
+                    results.append((r.status, r.body == b"h2-ok /echo " + body))
+        threads = [threading.Thread(target=one, args=(i,)) for i in range(10)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        self.assertEqual(results, [(200, True)] * 30)
+        self.assertGreaterEqual(b.connections, 10)
+        self.assertGreater(b.ignored, 0)  # some streams were refused, and went again
 
     def test_large_response_flows_through_the_windows(self):
         b = H2Backend(self.addCleanup)
