@@ -1,7 +1,8 @@
-// One request/response between a downstream Session (HTTP/1.1 now, HTTP/2 streams later) and an
+// One request/response between a downstream Session (HTTP/1.1, or an HTTP/2 stream) and an
 // upstream endpoint. Owns the routing decision (pinned to the snapshot it started with), the
-// upstream connection while it is in use, the rewritten request head, retries, and the
-// protocol-neutral response it hands back to its owner.
+// upstream stream while it is in use (an HTTP/1.1 UpstreamConn or an H2Stream, both behind
+// UpstreamStream), the rewritten request head, retries, and the protocol-neutral response it
+// hands back to its owner.
 #pragma once
 
 #include <memory>
