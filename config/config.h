@@ -59,6 +59,14 @@ struct ListenerTls {
   std::vector<TlsCertificate> certificates;  // at least one; the first is the SNI default
   uint32_t handshake_timeout_ms = 10000;
   bool session_tickets = true;
+  // Client certificates (mTLS): verified against client_ca when verify is not kOff.
+  enum class ClientVerify : uint8_t { kOff, kOptional, kRequire };
+  std::string client_ca;
+  SourceLoc client_ca_loc;
+  ClientVerify client_verify = ClientVerify::kOff;  // kRequire when client_ca is set
+  // Request header carrying the verified client certificate's subject upstream ("" = none);
+  // any copy a client sends is removed.
+  std::string client_subject_header;
 };
 
 struct Listener {
@@ -117,12 +125,30 @@ struct Mirror {
   uint32_t max_in_flight = 64;  // per worker: copies beyond this are dropped (and counted)
 };
 
+// Client-side TLS to a version's endpoints ([service.tls], overridable per version by
+// [service.version.tls]). Off unless a table is present. Paths are resolved like certificates';
+// the files are read by proxy/ (at load and every reload).
+struct UpstreamTls {
+  bool enabled = false;
+  std::string sni;      // "" = the endpoint's host when it is a name (none for an IP literal)
+  std::string ca_file;  // "" = the system trust store
+  bool verify = true;   // verify the chain and the name (sni, else the endpoint's host)
+  std::string cert;     // client certificate for upstream mTLS; with key, or neither
+  std::string key;
+  SourceLoc loc, ca_loc, cert_loc, key_loc;
+};
+
+// What a version's endpoints speak: HTTP/1.1, or HTTP/2 (h2 by ALPN over TLS, h2c on plain).
+enum class UpstreamProtocol : uint8_t { kHttp1, kH2 };
+
 struct Version {
   std::string name;
   uint32_t weight = 0;
   std::vector<HostPort> endpoints;
   HealthCheck health_check;  // the service's, with this version's overrides applied
   SourceLoc loc;
+  UpstreamTls tls = {};      // the service's, with this version's overrides applied
+  UpstreamProtocol protocol = UpstreamProtocol::kHttp1;
 };
 
 // [service.guard]: when a non-stable version breaks these, its weight reverts to 0.
@@ -168,6 +194,8 @@ struct Service {
   Balance balance = Balance::kRoundRobin;
   uint32_t slow_start_ms = 0;  // 0 = new endpoints and revived versions take full share at once
   HealthCheck health_check;
+  UpstreamTls tls;  // default for the versions
+  UpstreamProtocol protocol = UpstreamProtocol::kHttp1;
   OutlierDetection outlier;
   Mirror mirror;
   GuardConfig guard;

@@ -663,6 +663,52 @@ void read_rollout(Context& ctx, TableReader& t, const std::set<std::string>& ver
   }
 }
 
+// A file path, made absolute against the config file's folder.
+Check file_path(const std::string& config_file) {
+  return [&config_file](std::string& s) {
+    if (s.empty()) return std::string("must not be empty; give a file path");
+    size_t slash = config_file.rfind('/');
+    if (s.front() != '/' && slash != std::string::npos) s = config_file.substr(0, slash + 1) + s;
+    return std::string();
+  };
+}
+
+// Reads upstream TLS keys over `tls` (the defaults, or the service's settings when this is a
+// version's override) and enables it unless `enabled = false`.
+void read_upstream_tls(Context& ctx, TableReader& t, UpstreamTls& tls) {
+  tls.enabled = true;
+  tls.loc = t.loc();
+  t.boolean("enabled", tls.enabled);
+  t.string("sni", tls.sni, Need::kOptional, [](std::string& s) {
+    s = lower(s);
+    return is_host_name(s) ? std::string()
+                           : quoted(s) + " is not a host name; sni names a DNS host";
+  });
+  t.boolean("verify", tls.verify);
+  auto file = [&](std::string_view key, std::string& out, SourceLoc& loc) {
+    if (t.string(key, out, Need::kOptional, file_path(ctx.file())))
+      loc = ctx.loc(t.find(key, Need::kOptional)->source());
+  };
+  file("ca_file", tls.ca_file, tls.ca_loc);
+  file("cert", tls.cert, tls.cert_loc);
+  file("key", tls.key, tls.key_loc);
+  if (tls.cert.empty() != tls.key.empty()) {
+    ctx.error(tls.loc, t.path(tls.cert.empty() ? "cert" : "key"),
+              "a client certificate needs both cert and key; add the missing one");
+  }
+}
+
+void read_protocol(TableReader& t, UpstreamProtocol& p) {
+  std::string name;
+  if (t.string("protocol", name, Need::kOptional, [](std::string& v) {
+        return v == "http1" || v == "h2"
+                   ? std::string()
+                   : quoted(v) + " is not an upstream protocol; use \"http1\" or \"h2\"";
+      })) {
+    p = name == "h2" ? UpstreamProtocol::kH2 : UpstreamProtocol::kHttp1;
+  }
+}
+
 void read_service(Context& ctx, TableReader& t, std::set<std::string>& names, Service& s) {
   s.loc = t.loc();
   t.string("name", s.name, Need::kRequired, unique_name(names, "service"));
@@ -689,6 +735,8 @@ void read_service(Context& ctx, TableReader& t, std::set<std::string>& names, Se
   sub_table(ctx, t, "sticky", [&](TableReader& st) { read_sticky(ctx, st, s.sticky); });
   sub_table(ctx, t, "health_check",
             [&](TableReader& ht) { read_health_check(ctx, ht, s.health_check); });
+  sub_table(ctx, t, "tls", [&](TableReader& tt) { read_upstream_tls(ctx, tt, s.tls); });
+  read_protocol(t, s.protocol);
   sub_table(ctx, t, "outlier_detection", [&](TableReader& ot) {
     OutlierDetection& o = s.outlier;
     o.enabled = true;
@@ -721,6 +769,16 @@ void read_service(Context& ctx, TableReader& t, std::set<std::string>& names, Se
                v.health_check = s.health_check;
                sub_table(ctx, vt, "health_check",
                          [&](TableReader& ht) { read_health_check(ctx, ht, v.health_check); });
+               v.tls = s.tls;
+               sub_table(ctx, vt, "tls", [&](TableReader& tt) { read_upstream_tls(ctx, tt, v.tls); });
+               v.protocol = s.protocol;
+               read_protocol(vt, v.protocol);
+               if (v.protocol == UpstreamProtocol::kH2 && v.health_check.enabled) {
+                 ctx.error(v.loc, vt.path("health_check"),
+                           "active health checks speak HTTP/1.1 and cannot probe an h2 "
+                           "version; set enabled = false in its [service.version.health_check] "
+                           "(outlier detection still applies)");
+               }
              });
 
   sub_table(ctx, t, "guard", [&](TableReader& gt) { read_guard(gt, s.guard); });
@@ -737,25 +795,45 @@ void read_service(Context& ctx, TableReader& t, std::set<std::string>& names, Se
     ctx.error(mirror_table->get("version")->source(), t.path("mirror.version"),
               no_such("version", s.mirror.version, version_names));
   }
+  if (mirror_table && !s.mirror.version.empty()) {
+    // A copy is the primary's HTTP/1.1 head and body, sent as HTTP/1.1.
+    for (const auto& v : s.versions) {
+      if (v.protocol != UpstreamProtocol::kH2) continue;
+      ctx.error(mirror_table->get("version")->source(), t.path("mirror.version"),
+                "mirroring needs HTTP/1.1 versions, and version " + quoted(v.name) +
+                    " speaks h2");
+      break;
+    }
+  }
   if (weights_read && !s.versions.empty() && weight_sum == 0) {
     ctx.error(s.loc, t.path(),
               "all versions have weight 0: give at least one version a positive weight");
   }
 }
 
-// A file path, made absolute against the config file's folder.
-Check file_path(const std::string& config_file) {
-  return [&config_file](std::string& s) {
-    if (s.empty()) return std::string("must not be empty; give a file path");
-    size_t slash = config_file.rfind('/');
-    if (s.front() != '/' && slash != std::string::npos) s = config_file.substr(0, slash + 1) + s;
-    return std::string();
-  };
-}
-
 void read_listener_tls(Context& ctx, TableReader& t, ListenerTls& tls) {
   t.integer("handshake_timeout_ms", tls.handshake_timeout_ms, 1, kMaxTimeoutMs);
   t.boolean("session_tickets", tls.session_tickets);
+  if (t.string("client_ca", tls.client_ca, Need::kOptional, file_path(ctx.file()))) {
+    tls.client_ca_loc = ctx.loc(t.find("client_ca", Need::kOptional)->source());
+    tls.client_verify = ListenerTls::ClientVerify::kRequire;
+  }
+  std::string verify;
+  if (t.string("client_verify", verify, Need::kOptional, [](std::string& v) {
+        return v == "require" || v == "optional" || v == "off"
+                   ? std::string()
+                   : quoted(v) + " is not a client_verify mode; use \"require\", \"optional\" "
+                                 "or \"off\"";
+      })) {
+    tls.client_verify = verify == "require"    ? ListenerTls::ClientVerify::kRequire
+                        : verify == "optional" ? ListenerTls::ClientVerify::kOptional
+                                               : ListenerTls::ClientVerify::kOff;
+    if (verify != "off" && tls.client_ca.empty()) {
+      ctx.error(t.find("client_verify", Need::kOptional)->source(), t.path("client_verify"),
+                "needs client_ca, the CA file client certificates are verified against");
+    }
+  }
+  t.string("client_subject_header", tls.client_subject_header, Need::kOptional, token(true));
   each_table(ctx, t, "certificate",
              "needs at least one [[listener.tls.certificate]] with cert and key",
              [&](TableReader& ct, size_t) {

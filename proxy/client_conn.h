@@ -31,6 +31,9 @@ class ClientConn final : public Transport, private OutQueue::Listener {
   void close_after_flush(bool linger) override;
   void abort() override;
   const ConnInfo& info() const override { return info_; }
+  void set_client_subject(std::string subject) override {
+    info_.client_subject = std::move(subject);
+  }
   Worker& worker() override { return worker_; }
 
   // A reload moved (or, with UINT32_MAX, removed) this connection's listener.

@@ -4,6 +4,7 @@
 #include <cstdio>
 
 #include "proxy/mirror.h"
+#include "proxy/upstream_h2.h"
 #include "proxy/worker.h"
 
 namespace weir::proxy {
@@ -12,6 +13,8 @@ namespace {
 
 // Request bytes kept for a retry after they reached a socket; larger requests are not replayed.
 constexpr size_t kReplayLimit = 64 * 1024;
+// Times an HTTP/2 request the backend never processed (refused stream, failed connect) goes again.
+constexpr int kMaxUnprocessedRetries = 4;
 
 bool named_in(std::span<const std::string_view> tokens, std::string_view name) {
   for (auto t : tokens) {
@@ -101,32 +104,74 @@ int Exchange::route_and_send(const RequestDesc& req) {
   start_ns_ = uv_hrtime();
   idempotent_ = h.idempotent;
   head_request_ = h.is_head;
-  chunked_body_ = h.body == BodyKind::kChunked;
+  chunked_body_ = h.body == BodyKind::kChunked && !version_->h2;  // HTTP/2 frames it itself
+  has_body_ = h.body != BodyKind::kNone;
   build_request_head(req);
   mirror_ = worker_.mirrors().select(snap_, *service_, *version_, h,
                                      std::string_view(head_).substr(0, framing_at_));
   if (mirror_ && h.body == BodyKind::kNone) worker_.mirrors().send(std::move(mirror_));
   int status = 0;
   if (!connect_upstream(routing::Picker::kNoEndpoint, &status)) return status;
-  write_upstream(head_);
+  if (!send_head()) return 502;
   if (h.body == BodyKind::kNone) end_body({});
   return 0;
+}
+
+bool Exchange::send_head() {
+  if (!version_->h2) {
+    write_upstream(head_);
+    return true;
+  }
+  // acquire() gives an H2Stream for every h2 version.
+  if (static_cast<H2Stream*>(upstream_)->send_head(h2_head_, has_body_)) return true;
+  abandon();
+  return false;
 }
 
 void Exchange::build_request_head(const RequestDesc& req) {
   const RequestHead& h = *req.head;
   const config::ProxySettings& ps = worker_.settings();
+  const bool h2 = version_->h2;
   std::string& out = head_;
   out.clear();
-  out.append(h.method);
-  out.push_back(' ');
-  out.append(h.target);
-  out.append(" HTTP/1.1\r\n");
-  if (!h.host.empty()) append_header(out, "Host", h.host);
+  h2_head_.clear();
+  // One list of fields for both framings: HTTP/1.1 text, or (lower-case) HTTP/2 fields.
+  auto emit = [&](std::string_view name, std::string_view value) {
+    if (!h2) {
+      append_header(out, name, value);
+      return;
+    }
+    std::string n(name);
+    for (char& c : n) c = ascii_lower(c);
+    h2_head_.emplace_back(std::move(n), std::string(value));
+  };
+  if (h2) {
+    h2_head_.emplace_back(":method", std::string(h.method));
+    h2_head_.emplace_back(":scheme", version_->tls ? "https" : "http");
+    if (!h.host.empty()) h2_head_.emplace_back(":authority", std::string(h.host));
+    h2_head_.emplace_back(":path", std::string(h.target));
+  } else {
+    out.append(h.method);
+    out.push_back(' ');
+    out.append(h.target);
+    out.append(" HTTP/1.1\r\n");
+    if (!h.host.empty()) append_header(out, "Host", h.host);
+  }
+  bool te_trailers = false;
   std::string_view xff_first, via_first;
   std::string xff, via;
   bool have_request_id = ps.request_id_header.empty();
+  // mTLS: the verified client's subject, and never a client's own claim of one.
+  std::string_view subject_header;
+  if (conn_info_.listener < snap_->config->listeners.size()) {
+    const auto& lt = snap_->config->listeners[conn_info_.listener].tls;
+    if (lt) subject_header = lt->client_subject_header;
+  }
   for (const auto& f : h.headers) {
+    if (!subject_header.empty() && iequals(f.name, subject_header)) continue;
+    if (iequals(f.name, "te") && f.value.find("trailers") != std::string_view::npos) {
+      te_trailers = true;
+    }
     if (is_hop_by_hop(f.name) || named_in(h.connection_tokens, f.name)) continue;
     if (iequals(f.name, "host") || iequals(f.name, "content-length") ||
         iequals(f.name, "expect") || iequals(f.name, "x-forwarded-proto") ||
@@ -147,18 +192,23 @@ void Exchange::build_request_head(const RequestDesc& req) {
       have_request_id = true;
       if (started_ms_ != 0) request_id_ = f.value;
     }
-    append_header(out, f.name, f.value);
+    emit(f.name, f.value);
+  }
+  // gRPC asks for trailers end to end; TE is hop-by-hop, so it is said again on an h2 hop.
+  if (h2 && te_trailers) emit("te", "trailers");
+  if (!subject_header.empty() && !conn_info_.client_subject.empty()) {
+    emit(subject_header, conn_info_.client_subject);
   }
   if (!xff.empty()) xff.append(", ");
   xff.append(conn_info_.peer_ip);
-  append_header(out, "X-Forwarded-For", xff);
-  append_header(out, "X-Forwarded-Proto", req.scheme);
-  if (!h.host.empty()) append_header(out, "X-Forwarded-Host", h.host);
+  emit("X-Forwarded-For", xff);
+  emit("X-Forwarded-Proto", req.scheme);
+  if (!h.host.empty()) emit("X-Forwarded-Host", h.host);
   if (!ps.via.empty()) {
     if (!via.empty()) via.append(", ");
     via.append(h.version_minor == 0 ? "1.0 " : "1.1 ");
     via.append(ps.via);
-    append_header(out, "Via", via);
+    emit("Via", via);
   }
   if (!have_request_id) {
     // A version-4 UUID from the worker's generator: unique enough to correlate logs.
@@ -168,18 +218,18 @@ void Exchange::build_request_head(const RequestDesc& req) {
                   static_cast<unsigned>((a >> 16) & 0xffff), static_cast<unsigned>(a & 0xfff),
                   static_cast<unsigned>(((b >> 48) & 0x3fff) | 0x8000),
                   static_cast<unsigned long long>(b & 0xffffffffffffULL));
-    append_header(out, ps.request_id_header, id);
+    emit(ps.request_id_header, id);
     if (started_ms_ != 0) request_id_ = id;
   }
   framing_at_ = out.size();
   if (h.body == BodyKind::kContentLength) {
-    out.append("Content-Length: ");
-    append_number(out, h.content_length);
-    out.append("\r\n");
-  } else if (h.body == BodyKind::kChunked) {
+    std::string length;
+    append_number(length, h.content_length);
+    emit("Content-Length", length);
+  } else if (h.body == BodyKind::kChunked && !h2) {
     out.append("Transfer-Encoding: chunked\r\n");
   }
-  out.append("\r\n");
+  if (!h2) out.append("\r\n");
   via_ = "1.1 ";
   via_.append(ps.via);
 }
@@ -196,8 +246,7 @@ bool Exchange::connect_upstream(uint32_t exclude, int* status) {
     tried = true;
     endpoint_ = ep;
     int err = 0;
-    upstream_ = worker_.pool().acquire(ep->id, reinterpret_cast<const sockaddr*>(&ep->addr), this,
-                                       head_request_, &err);
+    upstream_ = worker_.pool().acquire(*version_, *ep, this, head_request_, &err);
     if (!upstream_) worker_.streaks().record(ep->id, ep->eject_epoch, true);
     ep_counters_ = worker_.stats().endpoints.get_or_create(ep->id);
     if (ep_counters_) ep_counters_->attempts.add();
@@ -218,7 +267,8 @@ void Exchange::write_upstream(std::string_view data) {
   if (!upstream_) return;
   upstream_->write(data);
   if (!replayable_) return;
-  if (!idempotent_ || replay_.size() + data.size() > kReplayLimit) {
+  // A refused HTTP/2 stream was never processed, so any method may go again.
+  if ((!idempotent_ && !version_->h2) || replay_.size() + data.size() > kReplayLimit) {
     replayable_ = false;
     std::string().swap(replay_);
     return;
@@ -289,21 +339,42 @@ void Exchange::count_failure(UpstreamError e) {
 void Exchange::abandon() {
   mirror_.reset();  // the request will not complete: its copy is cancelled
   end_outstanding();
-  if (UpstreamConn* u = upstream_) {
+  if (UpstreamStream* u = upstream_) {
     upstream_ = nullptr;
     u->close();
   }
 }
 
-void Exchange::on_upstream_head(UpstreamConn&, const UpstreamResponseHead& head) {
+void Exchange::count_response(int status_class) {
+  const size_t cls = static_cast<size_t>(status_class) % 6;
+  worker_.streaks().record(endpoint_->id, endpoint_->eject_epoch, cls == 5);
+  if (ep_counters_) ep_counters_->responses[cls].add();
+  if (counters_) counters_->responses[cls].add();
+}
+
+// A non-zero grpc-status fails the call whatever the HTTP status said.
+static bool grpc_failed(std::span<const HeaderField> fields) {
+  for (const auto& f : fields) {
+    if (iequals(f.name, "grpc-status")) return trim_ows(f.value) != "0";
+  }
+  return false;
+}
+
+void Exchange::on_upstream_head(UpstreamStream&, const UpstreamResponseHead& head) {
   response_started_ = true;
   status_ = head.status;
-  worker_.streaks().record(endpoint_->id, endpoint_->eject_epoch, head.status >= 500);
-  if (ep_counters_) ep_counters_->responses[static_cast<size_t>(head.status / 100) % 6].add();
-  if (counters_) {
-    counters_->responses[static_cast<size_t>(head.status / 100) % 6].add();
-    counters_->headers_latency[health::Histogram::index(elapsed_us())].add();
+  if (version_->h2) {
+    for (const auto& f : head.headers) {
+      if (iequals(f.name, "content-type") && f.value.starts_with("application/grpc")) grpc_ = true;
+    }
   }
+  // A gRPC call's outcome is in its trailers (or a trailers-only head): counted at its end.
+  if (grpc_) {
+    grpc_failed_ = grpc_failed(head.headers);
+  } else {
+    count_response(head.status / 100);
+  }
+  if (counters_) counters_->headers_latency[health::Histogram::index(elapsed_us())].add();
   resp_headers_.clear();
   // Names listed in the backend's Connection header are hop-by-hop too.
   std::vector<std::string_view> tokens;
@@ -344,20 +415,24 @@ void Exchange::on_upstream_head(UpstreamConn&, const UpstreamResponseHead& head)
   owner_.on_response_head(meta, resp_headers_);
 }
 
-void Exchange::on_upstream_body(UpstreamConn&, const char* data, size_t len) {
+void Exchange::on_upstream_body(UpstreamStream&, const char* data, size_t len) {
   response_bytes_ += len;
   owner_.on_response_data(data, len);
 }
 
-void Exchange::on_upstream_done(UpstreamConn& c, std::span<const HeaderField> trailers) {
+void Exchange::on_upstream_done(UpstreamStream& c, std::span<const HeaderField> trailers) {
   upstream_ = nullptr;
+  if (grpc_) {
+    if (grpc_failed(trailers)) grpc_failed_ = true;
+    count_response(grpc_failed_ ? 5 : status_ / 100);
+  }
   end_outstanding();
   if (counters_) counters_->total_latency[health::Histogram::index(elapsed_us())].add();
   worker_.pool().release(&c, request_done_);
   owner_.on_response_end(trailers);
 }
 
-void Exchange::on_upstream_error(UpstreamConn& c, UpstreamError e, std::string unsent) {
+void Exchange::on_upstream_error(UpstreamStream& c, UpstreamError e, std::string unsent) {
   upstream_ = nullptr;
   // Every failed attempt counts on its endpoint, retried or not.
   if (ep_counters_) {
@@ -370,8 +445,24 @@ void Exchange::on_upstream_error(UpstreamConn& c, UpstreamError e, std::string u
     worker_.picker().mark_failed(failed, worker_.now_ms() + 1000);
     worker_.streaks().record(failed, endpoint_->eject_epoch, true);
   }
+  const bool unprocessed = e == UpstreamError::kRefused || e == UpstreamError::kConnect;
+  if (version_->h2 && unprocessed && !response_started_ && replayable_ &&
+      attempts_ < (e == UpstreamError::kConnect ? 1 : kMaxUnprocessedRetries)) {
+    // Again on a fresh stream (a refusing connection takes no more; a failed connect's endpoint
+    // is avoided): head, then the body. A retried stream may land on another connection that is
+    // rotating too, hence a few tries.
+    ++attempts_;
+    worker_.stats().upstream_retries.inc();
+    int status = 0;
+    const uint32_t avoid = e == UpstreamError::kConnect ? failed : routing::Picker::kNoEndpoint;
+    if (connect_upstream(avoid, &status) && send_head()) {
+      if (!replay_.empty()) upstream_->write(replay_);
+      if (request_done_) upstream_->request_complete();
+      return;
+    }
+  }
   const bool retryable_error = e == UpstreamError::kConnect || e == UpstreamError::kReset;
-  if (!response_started_ && retryable_error && attempts_ == 0) {
+  if (!version_->h2 && !response_started_ && retryable_error && attempts_ == 0) {
     // Unsent bytes can go anywhere; sent ones only for idempotent requests kept in full.
     std::string data = !unsent.empty() ? std::move(unsent)
                                        : (idempotent_ && replayable_ ? replay_ : std::string());
@@ -393,7 +484,7 @@ void Exchange::on_upstream_error(UpstreamConn& c, UpstreamError e, std::string u
   owner_.on_exchange_failed(status);
 }
 
-void Exchange::on_upstream_drained(UpstreamConn&) { owner_.on_request_drained(); }
+void Exchange::on_upstream_drained(UpstreamStream&) { owner_.on_request_drained(); }
 
 void Exchange::answered_locally(int status) {
   if (!response_started_) status_ = status;

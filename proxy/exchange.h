@@ -1,7 +1,8 @@
-// One request/response between a downstream Session (HTTP/1.1 now, HTTP/2 streams later) and an
+// One request/response between a downstream Session (HTTP/1.1, or an HTTP/2 stream) and an
 // upstream endpoint. Owns the routing decision (pinned to the snapshot it started with), the
-// upstream connection while it is in use, the rewritten request head, retries, and the
-// protocol-neutral response it hands back to its owner.
+// upstream stream while it is in use (an HTTP/1.1 UpstreamConn or an H2Stream, both behind
+// UpstreamStream), the rewritten request head, retries, and the protocol-neutral response it
+// hands back to its owner.
 #pragma once
 
 #include <memory>
@@ -82,14 +83,18 @@ class Exchange final : private UpstreamHandler {
   static health::FailureKind failure_kind(UpstreamError e);
 
  private:
-  void on_upstream_head(UpstreamConn& c, const UpstreamResponseHead& head) override;
-  void on_upstream_body(UpstreamConn& c, const char* data, size_t len) override;
-  void on_upstream_done(UpstreamConn& c, std::span<const HeaderField> trailers) override;
-  void on_upstream_error(UpstreamConn& c, UpstreamError e, std::string unsent) override;
-  void on_upstream_drained(UpstreamConn& c) override;
+  void on_upstream_head(UpstreamStream& c, const UpstreamResponseHead& head) override;
+  void on_upstream_body(UpstreamStream& c, const char* data, size_t len) override;
+  void on_upstream_done(UpstreamStream& c, std::span<const HeaderField> trailers) override;
+  void on_upstream_error(UpstreamStream& c, UpstreamError e, std::string unsent) override;
+  void on_upstream_drained(UpstreamStream& c) override;
 
   int route_and_send(const RequestDesc& req);
   void build_request_head(const RequestDesc& req);
+  // Sends the head built by build_request_head; false when the upstream refused it (h2).
+  bool send_head();
+  // Response counts by status class, for the version and the endpoint (and outlier streaks).
+  void count_response(int status_class);
   void log_access();
   // Picks an endpoint (not `exclude`) and attaches a connection; false when none could start.
   bool connect_upstream(uint32_t exclude, int* status);
@@ -106,19 +111,23 @@ class Exchange final : private UpstreamHandler {
   const routing::Service* service_ = nullptr;
   const routing::Version* version_ = nullptr;
   const routing::Endpoint* endpoint_ = nullptr;
-  UpstreamConn* upstream_ = nullptr;
+  UpstreamStream* upstream_ = nullptr;
   health::VersionCounters* counters_ = nullptr;  // this worker's, for version_
   health::EndpointCounters* ep_counters_ = nullptr;  // this worker's, for endpoint_
   uint64_t start_ns_ = 0;
-  std::string head_;      // the rewritten request head
+  std::string head_;      // the rewritten request head (HTTP/1.1)
   size_t framing_at_ = 0;  // where head_'s body framing headers start
   // A shadow copy of this request, held until its body is complete (proxy/mirror.h).
   std::unique_ptr<MirrorRequest> mirror_;
+  std::vector<std::pair<std::string, std::string>> h2_head_;  // the same for an h2 upstream
+  bool grpc_ = false;     // an h2 response with a gRPC content type: counted at its end
+  bool grpc_failed_ = false;  // grpc-status other than 0 seen (head or trailers)
   std::string replay_;    // every request byte sent, while small enough to send again
   bool replayable_ = true;
   bool idempotent_ = false;
   bool head_request_ = false;
   bool chunked_body_ = false;
+  bool has_body_ = false;
   bool request_done_ = false;
   bool response_started_ = false;
   bool response_paused_ = false;

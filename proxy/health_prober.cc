@@ -7,6 +7,8 @@
 
 #include "health/active_check.h"
 #include "proxy/http_util.h"
+#include "proxy/tls_io.h"
+#include "proxy/upstream_tls.h"
 
 namespace weir::proxy {
 
@@ -32,12 +34,23 @@ bool same_policy(const config::HealthCheck& a, const config::HealthCheck& b) {
 struct Attempt {
   uv_tcp_t tcp{};
   uv_connect_t connect_req{};
-  uv_write_t write_req{};
   llhttp_t parser{};
   std::string request;
   HealthProber::Probe* probe = nullptr;
   bool closing = false;
   char buf[4096];
+  // Versions with upstream TLS are probed over TLS: ciphertext collects in `out` and leaves by
+  // send(); the request goes once the handshake is done.
+  TlsIo tls;
+  std::string out;
+  bool tls_open = false;
+
+  // Writes `data`; its buffer lives until the write callback (which, after uv_close, still runs
+  // with ECANCELED before the close callback frees this attempt).
+  void send(std::string data);
+  void handshake();
+  void rc_failed(const char* what);
+  void parse(const char* data, size_t len);
 
   void close() {
     if (closing) return;
@@ -52,15 +65,17 @@ struct HealthProber::Probe {
   HealthProber* owner;
   uint32_t endpoint_id;
   sockaddr_storage addr;
+  std::shared_ptr<const routing::OpaqueTls> tls;  // nullptr: plain HTTP
+  std::string host;                               // the endpoint's, for SNI and verification
   std::string label;  // "service/version endpoint host:port"
   std::string host_header;
   health::ActiveCheck check;
   uv_timer_t timer{};  // next probe, or the running probe's timeout
   Attempt* attempt = nullptr;
 
-  Probe(HealthProber* o, const routing::Endpoint& ep, const std::string& lbl,
-        const config::HealthCheck& policy)
-      : owner(o), endpoint_id(ep.id), addr(ep.addr), label(lbl),
+  Probe(HealthProber* o, const routing::Endpoint& ep, std::shared_ptr<const routing::OpaqueTls> t,
+        const std::string& lbl, const config::HealthCheck& policy)
+      : owner(o), endpoint_id(ep.id), addr(ep.addr), tls(std::move(t)), host(ep.host), label(lbl),
         host_header(policy.host.empty() ? ep.address : policy.host), check(policy) {
     uv_timer_init(owner->loop_, &timer);
     timer.data = this;
@@ -130,14 +145,17 @@ struct HealthProber::Probe {
       a->probe->finish(false, std::string("connect: ") + uv_strerror(status));
       return;
     }
-    uv_buf_t b = uv_buf_init(a->request.data(), static_cast<unsigned>(a->request.size()));
-    a->write_req.data = a;
-    uv_write(&a->write_req, reinterpret_cast<uv_stream_t*>(&a->tcp), &b, 1,
-             [](uv_write_t* w, int st) {
-               auto* at = static_cast<Attempt*>(w->data);
-               if (st < 0 && at->probe) at->probe->finish(false, std::string("write: ") +
-                                                                     uv_strerror(st));
-             });
+    if (a->probe->tls) {
+      auto* ctx = static_cast<const UpstreamTlsContext*>(a->probe->tls.get());
+      if (!a->tls.init(ctx->new_ssl(a->probe->host), &a->out)) {
+        a->probe->finish(false, "TLS: out of memory");
+        return;
+      }
+      a->handshake();
+    } else {
+      a->send(std::move(a->request));
+    }
+    if (!a->probe) return;
     uv_read_start(
         reinterpret_cast<uv_stream_t*>(&a->tcp),
         [](uv_handle_t* h, size_t, uv_buf_t* buf) {
@@ -152,10 +170,24 @@ struct HealthProber::Probe {
                                                  : std::string("read: ") + uv_strerror(n));
             return;
           }
-          llhttp_errno_t err = llhttp_execute(&at->parser, buf->base, static_cast<size_t>(n));
-          if (err != HPE_OK && err != HPE_PAUSED && at->probe) {
-            at->probe->finish(false, std::string("bad response: ") + llhttp_errno_name(err));
+          if (!at->tls.active()) {
+            at->parse(buf->base, static_cast<size_t>(n));
+            return;
           }
+          at->tls.set_input(buf->base, static_cast<size_t>(n));
+          if (!at->tls_open) at->handshake();
+          if (at->probe && at->tls_open) {
+            char plain[4096];
+            int err = SSL_ERROR_NONE;
+            while (at->probe && err == SSL_ERROR_NONE) {
+              size_t got = at->tls.read(plain, sizeof plain, &err);
+              if (got > 0) at->parse(plain, got);
+            }
+            if (at->probe && err != SSL_ERROR_WANT_READ && err != SSL_ERROR_WANT_WRITE) {
+              at->probe->finish(false, "TLS: closed before a response");
+            }
+          }
+          at->tls.clear_input();
         });
   }
 
@@ -173,6 +205,57 @@ struct HealthProber::Probe {
     uv_timer_start(&timer, on_timer, check.next_probe_at(now, owner->next_random()) - now, 0);
   }
 };
+
+void Attempt::send(std::string data) {
+  struct Write {
+    uv_write_t req;
+    std::string data;
+  };
+  if (data.empty() || closing) return;
+  auto* w = new Write{{}, std::move(data)};
+  w->req.data = this;
+  uv_buf_t b = uv_buf_init(w->data.data(), static_cast<unsigned>(w->data.size()));
+  int rc = uv_write(&w->req, reinterpret_cast<uv_stream_t*>(&tcp), &b, 1,
+                    [](uv_write_t* req, int st) {
+                      auto* at = static_cast<Attempt*>(req->data);
+                      delete reinterpret_cast<Write*>(req);
+                      if (st < 0 && at->probe) {
+                        at->probe->finish(false, std::string("write: ") + uv_strerror(st));
+                      }
+                    });
+  if (rc < 0) {
+    delete w;
+    if (probe) probe->finish(false, std::string("write: ") + uv_strerror(rc));
+  }
+}
+
+void Attempt::handshake() {
+  const int rc = tls.handshake();
+  if (rc == SSL_ERROR_NONE) {
+    tls_open = true;
+    if (!tls.write(request.data(), request.size())) rc_failed("TLS write");
+  }
+  if (!out.empty()) {
+    std::string flight;
+    flight.swap(out);
+    send(std::move(flight));
+  }
+  if (probe && rc != SSL_ERROR_NONE && rc != SSL_ERROR_WANT_READ &&
+      rc != SSL_ERROR_WANT_WRITE) {
+    rc_failed("TLS handshake");
+  }
+}
+
+void Attempt::rc_failed(const char* what) {
+  if (probe) probe->finish(false, std::string(what) + ": " + tls.last_error());
+}
+
+void Attempt::parse(const char* data, size_t len) {
+  llhttp_errno_t err = llhttp_execute(&parser, data, len);
+  if (err != HPE_OK && err != HPE_PAUSED && probe) {
+    probe->finish(false, std::string("bad response: ") + llhttp_errno_name(err));
+  }
+}
 
 HealthProber::HealthProber(uv_loop_t* loop, OnChange on_change)
     : loop_(loop), on_change_(std::move(on_change)), rng_(uv_hrtime() | 1) {}
@@ -206,13 +289,15 @@ void HealthProber::sync(const routing::Snapshot& snap) {
         if (next.count(ep.id)) continue;  // an endpoint shared by versions is probed once
         auto it = probes_.find(ep.id);
         if (it != probes_.end() && same_policy(it->second->check.policy(), policy) &&
+            it->second->tls == v.tls &&
             std::memcmp(&it->second->addr, &ep.addr, sizeof ep.addr) == 0) {
           next.emplace(ep.id, it->second);
           probes_.erase(it);
           continue;
         }
-        next.emplace(ep.id, new Probe(this, ep, svc.name + "/" + v.name + " endpoint " +
-                                                    ep.address, policy));
+        next.emplace(ep.id, new Probe(this, ep, v.tls,
+                                      svc.name + "/" + v.name + " endpoint " + ep.address,
+                                      policy));
       }
     }
   }

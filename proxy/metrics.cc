@@ -72,6 +72,12 @@ class WeirCollector : public prometheus::Collectable {
         .metric.push_back(sample(
             sum([](const WorkerStats& w) -> const Counter& { return w.upstream_connect_failures; }),
             MetricType::Counter));
+    family("weir_upstream_tls_handshake_failures_total",
+           "Upstream TLS handshakes that failed (counted in connect failures too)",
+           MetricType::Counter)
+        .metric.push_back(sample(
+            sum([](const WorkerStats& w) -> const Counter& { return w.upstream_tls_failures; }),
+            MetricType::Counter));
     add_version_families(out);
     add_mirror_families(out);
     auto& upstream_conns = family("weir_upstream_connections_total",

@@ -50,8 +50,8 @@ void MirrorRequest::start() {
   }
   counters_->sent.add();
   int err = 0;
-  upstream_ = w.pool().acquire(ep->id, reinterpret_cast<const sockaddr*>(&ep->addr), this,
-                               head_request_, &err);
+  // HTTP/1.1, plain or TLS, as the target version speaks (config refuses h2 targets).
+  upstream_ = w.pool().acquire(target_, *ep, this, head_request_, &err);
   if (!upstream_) {
     counters_->failures[static_cast<size_t>(health::FailureKind::kConnect)].add();
     finish();
@@ -91,13 +91,13 @@ void MirrorRequest::finish() {
   delete this;
 }
 
-void MirrorRequest::on_upstream_head(UpstreamConn&, const UpstreamResponseHead& head) {
+void MirrorRequest::on_upstream_head(UpstreamStream&, const UpstreamResponseHead& head) {
   status_ = head.status;
 }
 
-void MirrorRequest::on_upstream_body(UpstreamConn&, const char*, size_t) {}
+void MirrorRequest::on_upstream_body(UpstreamStream&, const char*, size_t) {}
 
-void MirrorRequest::on_upstream_done(UpstreamConn& c, std::span<const HeaderField>) {
+void MirrorRequest::on_upstream_done(UpstreamStream& c, std::span<const HeaderField>) {
   upstream_ = nullptr;
   end_outstanding();
   counters_->responses[static_cast<size_t>(status_ / 100) % 6].add();
@@ -105,13 +105,13 @@ void MirrorRequest::on_upstream_done(UpstreamConn& c, std::span<const HeaderFiel
   finish();  // the connection touches nothing of ours after this callback
 }
 
-void MirrorRequest::on_upstream_error(UpstreamConn&, UpstreamError e, std::string) {
+void MirrorRequest::on_upstream_error(UpstreamStream&, UpstreamError e, std::string) {
   upstream_ = nullptr;
   counters_->failures[static_cast<size_t>(Exchange::failure_kind(e))].add();
   finish();
 }
 
-void MirrorRequest::on_upstream_drained(UpstreamConn&) {}
+void MirrorRequest::on_upstream_drained(UpstreamStream&) {}
 
 Mirrors::~Mirrors() { close_all(); }
 

@@ -49,11 +49,11 @@ class MirrorRequest final : private UpstreamHandler {
   // Counts nothing; unlinks from the owner and deletes this.
   void finish();
   void end_outstanding();
-  void on_upstream_head(UpstreamConn& c, const UpstreamResponseHead& head) override;
-  void on_upstream_body(UpstreamConn& c, const char* data, size_t len) override;
-  void on_upstream_done(UpstreamConn& c, std::span<const HeaderField> trailers) override;
-  void on_upstream_error(UpstreamConn& c, UpstreamError e, std::string unsent) override;
-  void on_upstream_drained(UpstreamConn& c) override;
+  void on_upstream_head(UpstreamStream& c, const UpstreamResponseHead& head) override;
+  void on_upstream_body(UpstreamStream& c, const char* data, size_t len) override;
+  void on_upstream_done(UpstreamStream& c, std::span<const HeaderField> trailers) override;
+  void on_upstream_error(UpstreamStream& c, UpstreamError e, std::string unsent) override;
+  void on_upstream_drained(UpstreamStream& c) override;
 
   Mirrors& owner_;
   std::shared_ptr<const routing::Snapshot> snap_;  // pins target_
@@ -62,7 +62,7 @@ class MirrorRequest final : private UpstreamHandler {
   std::string head_;  // the primary's rewritten head + kMirrorHeader, without framing or CRLF
   std::string body_;
   uint64_t max_body_;
-  UpstreamConn* upstream_ = nullptr;
+  UpstreamStream* upstream_ = nullptr;
   uint32_t outstanding_id_ = routing::Picker::kNoEndpoint;
   int status_ = 0;
   bool head_request_;

@@ -160,7 +160,7 @@ uint64_t monotonic_ms() { return uv_hrtime() / 1000000; }
 
 std::shared_ptr<const routing::Snapshot> Server::build(const config::Config& config,
                                                        const RuntimeState& runtime,
-                                                       std::string* error) {
+                                                       std::string* error, const TlsSet* tls) {
   auto effective = std::make_shared<const config::Config>(runtime.apply(config));
   routing::HealthInput health;
   health.endpoints.resize(registry_.size());
@@ -174,8 +174,9 @@ std::shared_ptr<const routing::Snapshot> Server::build(const config::Config& con
     if (id < endpoint_ramp_.size()) st.ramp_start_ms = endpoint_ramp_[id];
   }
   health.version_ramp_start = version_ramp_;
+  if (!tls) tls = tls_.get();
   return routing::build_snapshot(effective, registry_, ++generation_, resolve_endpoint, error,
-                                 &health);
+                                 &health, tls ? &tls->upstreams : nullptr);
 }
 
 void Server::publish(std::shared_ptr<const routing::Snapshot> snap,
@@ -291,7 +292,7 @@ void Server::note_ramps(const config::Config& prev, const config::Config& next) 
   for (const auto& svc : prev.services) {
     for (const auto& v : svc.versions) {
       old_weight[svc.name + "/" + v.name] = v.weight;
-      for (const auto& ep : v.endpoints) old_endpoints.insert(ep.to_string());
+      for (const auto& ep : v.endpoints) old_endpoints.insert(routing::endpoint_key(v, ep));
     }
   }
   for (const auto& svc : next.services) {
@@ -300,8 +301,9 @@ void Server::note_ramps(const config::Config& prev, const config::Config& next) 
       auto it = old_weight.find(key);
       if (v.weight > 0 && (it == old_weight.end() || it->second == 0)) version_ramp_[key] = now;
       for (const auto& ep : v.endpoints) {
-        if (old_endpoints.count(ep.to_string())) continue;
-        uint32_t id = registry_.id_for(ep.to_string());
+        const std::string key = routing::endpoint_key(v, ep);
+        if (old_endpoints.count(key)) continue;
+        uint32_t id = registry_.id_for(key);
         if (endpoint_ramp_.size() <= id) endpoint_ramp_.resize(id + 1, 0);
         endpoint_ramp_[id] = now;
       }
@@ -535,6 +537,13 @@ int Server::run() {
     std::fprintf(stderr, "weir: state: %s\n", error.c_str());
     return 1;
   }
+  std::vector<config::Error> tls_errors;
+  tls_ = build_tls_set(*config_, &tls_errors);
+  if (!tls_) {
+    for (const auto& e : tls_errors) std::fprintf(stderr, "%s\n", e.to_string().c_str());
+    std::fprintf(stderr, "weir: not starting: a certificate, key or CA file cannot be used\n");
+    return 1;
+  }
   auto snap = build(*config_, runtime_, &error);
   if (!snap) {
     std::fprintf(stderr, "weir: %s\n", error.c_str());
@@ -546,13 +555,6 @@ int Server::run() {
     return 1;
   }
   snap_ = snap;
-  std::vector<config::Error> tls_errors;
-  tls_ = build_tls_set(*config_, &tls_errors);
-  if (!tls_) {
-    for (const auto& e : tls_errors) std::fprintf(stderr, "%s\n", e.to_string().c_str());
-    std::fprintf(stderr, "weir: not starting: a certificate or key cannot be used\n");
-    return 1;
-  }
   for (const auto& svc : config_->services) {
     if (!svc.rollout.present) continue;
     rollouts_.emplace(svc.name, health::Rollout(svc.rollout));
@@ -886,7 +888,7 @@ ReloadOutcome Server::reload(const std::string& actor) {
   std::string error;
   RampTransaction ramps(*this);
   note_ramps(runtime_.apply(*config_), next_runtime.apply(*next));
-  auto snap = build(*next, next_runtime, &error);
+  auto snap = build(*next, next_runtime, &error, tls.get());
   if (!snap) return fail({error});
   // New listeners, and listeners whose address changed, get new sockets now; so a bind error
   // fails the reload before anything changed. Workers close the sockets of the others.

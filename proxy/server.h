@@ -56,9 +56,11 @@ class Server final : public AdminHost {
   bool open_state(std::string* error);
   // The one place snapshots come from: `config` with `runtime`'s overrides applied, plus what
   // the control thread knows about endpoint health, ejections and slow-start ramps.
-  // nullptr + *error when it cannot be built.
+  // nullptr + *error when it cannot be built. Upstream TLS contexts come from `tls` (default:
+  // the running set).
   std::shared_ptr<const routing::Snapshot> build(const config::Config& config,
-                                                 const RuntimeState& runtime, std::string* error);
+                                                 const RuntimeState& runtime, std::string* error,
+                                                 const TlsSet* tls = nullptr);
   // Makes `snap` current: workers adopt it at their next loop turn (with open[w], new
   // listener sockets, for worker w), probes follow it.
   void publish(std::shared_ptr<const routing::Snapshot> snap,

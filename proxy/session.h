@@ -17,6 +17,7 @@ struct ConnInfo {
   std::string peer_ip;  // textual client address, for X-Forwarded-For
   uint32_t listener = 0;  // index into the snapshot's listeners
   bool tls = false;
+  std::string client_subject;  // the verified client certificate's subject (mTLS), or ""
 };
 
 class Transport {
@@ -41,6 +42,8 @@ class Transport {
   // Closes now (resets the stream).
   virtual void abort() = 0;
   virtual const ConnInfo& info() const = 0;
+  // TLS: the client certificate verified in the handshake (mTLS), for requests to carry.
+  virtual void set_client_subject(std::string subject) = 0;
   virtual Worker& worker() = 0;
 };
 

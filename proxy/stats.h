@@ -33,6 +33,7 @@ struct WorkerStats {
   Counter upstream_connect_failures;
   Counter upstream_reused;
   Counter upstream_retries;
+  Counter upstream_tls_failures;  // handshakes with backends that failed (also connect failures)
   health::VersionCounterTable versions;  // by routing::Version::stats_id
   health::EndpointCounterTable endpoints;  // by routing::Endpoint::id
   Counter tls_handshakes;

@@ -13,6 +13,7 @@
 #include <mutex>
 
 #include "proxy/http_util.h"
+#include "proxy/upstream_tls.h"
 
 namespace weir::proxy {
 
@@ -106,21 +107,6 @@ int on_ticket_key(SSL*, unsigned char key_name[16], unsigned char* iv, EVP_CIPHE
   return rc;
 }
 
-// The first queued OpenSSL error as text (and clears the queue).
-std::string openssl_error() {
-  unsigned long e = ERR_peek_last_error();
-  std::string out;
-  if (const char* reason = ERR_reason_error_string(e)) {
-    out = reason;
-  } else {
-    char buf[256];
-    ERR_error_string_n(e, buf, sizeof buf);
-    out = buf;
-  }
-  ERR_clear_error();
-  return out;
-}
-
 std::string lower(std::string_view s) {
   std::string out(s);
   for (char& c : out) c = ascii_lower(c);
@@ -150,15 +136,28 @@ std::vector<std::string> certificate_names(X509* x) {
   return out;
 }
 
-// Why `path` cannot be opened, or "".
+}  // namespace
+
+std::string openssl_error() {
+  unsigned long e = ERR_peek_last_error();
+  std::string out;
+  if (const char* reason = ERR_reason_error_string(e)) {
+    out = reason;
+  } else {
+    char buf[256];
+    ERR_error_string_n(e, buf, sizeof buf);
+    out = buf;
+  }
+  ERR_clear_error();
+  return out;
+}
+
 std::string unreadable(const std::string& path) {
   std::FILE* f = std::fopen(path.c_str(), "rb");
   if (!f) return std::string("cannot read ") + path + ": " + std::strerror(errno);
   std::fclose(f);
   return "";
 }
-
-}  // namespace
 
 std::shared_ptr<const TlsContext> TlsContext::build(const config::Listener& listener,
                                                     size_t listener_index,
@@ -200,6 +199,32 @@ std::shared_ptr<const TlsContext> TlsContext::build(const config::Listener& list
     SSL_CTX_set_tlsext_servername_callback(ctx, on_servername);
     SSL_CTX_set_tlsext_servername_arg(ctx, out.get());
     SSL_CTX_set_alpn_select_cb(ctx, on_alpn, out.get());
+    const config::ListenerTls& lt = *listener.tls;
+    if (lt.client_verify != config::ListenerTls::ClientVerify::kOff) {
+      auto ca_fail = [&](std::string why) {
+        errors->push_back({lt.client_ca_loc,
+                           "listener[" + std::to_string(listener_index) + "].tls.client_ca",
+                           std::move(why)});
+      };
+      if (std::string why = unreadable(lt.client_ca); !why.empty()) {
+        if (i == 0) ca_fail(why);
+        continue;
+      }
+      STACK_OF(X509_NAME)* names = SSL_load_client_CA_file(lt.client_ca.c_str());
+      if (!names || SSL_CTX_load_verify_locations(ctx, lt.client_ca.c_str(), nullptr) != 1) {
+        if (names) sk_X509_NAME_pop_free(names, X509_NAME_free);
+        if (i == 0) ca_fail(lt.client_ca + " holds no PEM CA certificate (" + openssl_error() + ")");
+        continue;
+      }
+      SSL_CTX_set_client_CA_list(ctx, names);
+      int mode = SSL_VERIFY_PEER | SSL_VERIFY_CLIENT_ONCE;
+      if (lt.client_verify == config::ListenerTls::ClientVerify::kRequire)
+        mode |= SSL_VERIFY_FAIL_IF_NO_PEER_CERT;
+      SSL_CTX_set_verify(ctx, mode, nullptr);
+      // Resumed sessions keep the verified client; they need a context id to be accepted.
+      static constexpr unsigned char kSessionContext[] = "weir";
+      SSL_CTX_set_session_id_context(ctx, kSessionContext, sizeof kSessionContext - 1);
+    }
     if (std::string why = unreadable(c.cert); !why.empty()) {
       fail(c.cert_loc, "cert", why);
       continue;
@@ -309,6 +334,7 @@ std::shared_ptr<const TlsSet> build_tls_set(const config::Config& config,
     const config::Listener& l = config.listeners[i];
     set->listeners.push_back(l.tls ? TlsContext::build(l, i, errors) : nullptr);
   }
+  build_upstream_tls(config, &set->upstreams, errors);
   if (errors->size() != errors_before) return nullptr;
   return set;
 }

@@ -15,10 +15,16 @@
 #include <vector>
 
 #include "config/config.h"
+#include "routing/snapshot.h"
 
 namespace weir::proxy {
 
 enum class TlsFailure : uint8_t { kTimeout, kPeerClosed, kProtocol, kOther };
+
+// The first queued OpenSSL error as text (and clears the queue).
+std::string openssl_error();
+// Why `path` cannot be opened, or "".
+std::string unreadable(const std::string& path);
 
 class TlsContext {
  public:
@@ -53,13 +59,15 @@ class TlsContext {
   bool http1_ = true;
 };
 
-// TLS contexts of every listener, indexed like config.listeners (nullptr = plain listener).
+// TLS contexts of every listener, indexed like config.listeners (nullptr = plain listener), and
+// the client contexts of the versions that reach their endpoints over TLS.
 struct TlsSet {
   std::vector<std::shared_ptr<const TlsContext>> listeners;
+  routing::UpstreamTlsMap upstreams;
 };
 
-// Reads every certificate and key of `config`; nullptr with errors when any is broken, so a
-// reload keeps the running certificates.
+// Reads every certificate, key and CA file of `config`; nullptr with errors when any is broken,
+// so a reload keeps the running certificates.
 std::shared_ptr<const TlsSet> build_tls_set(const config::Config& config,
                                             std::vector<config::Error>* errors);
 

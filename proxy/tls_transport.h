@@ -1,8 +1,7 @@
 // TLS between a client socket and the protocol session. To the socket (ClientConn) it is the
 // Session that receives ciphertext; to the HTTP/1.1 or HTTP/2 session it is the Transport that
-// carries plaintext. OpenSSL runs over a custom BIO bound to this object: reads come straight
-// from the socket's read buffer and writes go straight into the socket's send queue, so no
-// byte is copied through an intermediate memory BIO. Owned by the ClientConn (as its session);
+// carries plaintext. OpenSSL runs in a TlsIo: reads come straight from the socket's read buffer
+// and writes go straight into the socket's send queue. Owned by the ClientConn (as its session);
 // owns the inner session, created once the handshake picked a protocol by ALPN.
 #pragma once
 
@@ -13,6 +12,7 @@
 
 #include "proxy/session.h"
 #include "proxy/tls_context.h"
+#include "proxy/tls_io.h"
 
 namespace weir::proxy {
 
@@ -41,15 +41,13 @@ class TlsTransport final : public Session, public Transport {
   void close_after_flush(bool linger) override;
   void abort() override { lower_.abort(); }
   const ConnInfo& info() const override { return lower_.info(); }
+  void set_client_subject(std::string subject) override {
+    lower_.set_client_subject(std::move(subject));
+  }
   Worker& worker() override { return lower_.worker(); }
 
  private:
   enum class State : uint8_t { kHandshake, kOpen, kClosed };
-
-  static int bio_write(BIO* b, const char* data, int len);
-  static int bio_read(BIO* b, char* data, int len);
-  static long bio_ctrl(BIO* b, int cmd, long num, void* ptr);
-  static BIO_METHOD* bio_method();
 
   void handshake();
   void established();
@@ -61,16 +59,12 @@ class TlsTransport final : public Session, public Transport {
 
   Transport& lower_;
   std::shared_ptr<const TlsContext> ctx_;
-  SSL* ssl_ = nullptr;
+  TlsIo io_;
   std::unique_ptr<Session> inner_;
   State state_ = State::kHandshake;
-  const char* in_ = nullptr;  // ciphertext not yet read by OpenSSL (inside on_read only)
-  size_t in_len_ = 0;
-  bool wrote_ = false;        // the BIO appended to the lower send queue
   bool draining_ = false;
   bool closing_ = false;      // close_notify queued: no more reads or writes
   std::string plain_out_;     // write_buffer()
-  std::string retry_;         // plaintext an SSL_write must retry with the same length
 };
 
 }  // namespace weir::proxy

@@ -10,10 +10,18 @@ uint32_t EndpointRegistry::next(std::unordered_map<std::string, uint32_t>& ids,
   return it->second;
 }
 
+std::string endpoint_key(const config::Version& version, const config::HostPort& endpoint) {
+  std::string key = endpoint.to_string();
+  if (version.tls.enabled) key += " tls " + version.tls.sni;
+  if (version.protocol == config::UpstreamProtocol::kH2) key += " h2";
+  return key;
+}
+
 std::shared_ptr<const Snapshot> build_snapshot(std::shared_ptr<const config::Config> config,
                                                EndpointRegistry& registry, uint64_t generation,
                                                const Resolver& resolve, std::string* error,
-                                               const HealthInput* health) {
+                                               const HealthInput* health,
+                                               const UpstreamTlsMap* tls) {
   auto snap = std::make_shared<Snapshot>();
   snap->generation = generation;
   snap->config = config;
@@ -35,12 +43,22 @@ std::shared_ptr<const Snapshot> build_snapshot(std::shared_ptr<const config::Con
         auto it = health->version_ramp_start.find(cs.name + "/" + cv.name);
         if (it != health->version_ramp_start.end()) v.ramp_start_ms = it->second;
       }
+      v.h2 = cv.protocol == config::UpstreamProtocol::kH2;
+      if (cv.tls.enabled) {
+        auto it = tls ? tls->find(cs.name + "/" + cv.name) : UpstreamTlsMap::const_iterator();
+        if (!tls || it == tls->end()) {
+          *error = "service \"" + cs.name + "\" version \"" + cv.name +
+                   "\": upstream TLS has no client context";
+          return nullptr;
+        }
+        v.tls = it->second;
+      }
       for (const auto& hp : cv.endpoints) {
         Endpoint ep;
         ep.host = hp.host;
         ep.port = hp.port;
         ep.address = hp.to_string();
-        ep.id = registry.id_for(ep.address);
+        ep.id = registry.id_for(endpoint_key(cv, hp));
         std::string why;
         if (!resolve(ep.host, ep.port, &ep.addr, &why)) {
           *error = "service \"" + cs.name + "\" version \"" + cv.name + "\" endpoint " +

@@ -18,6 +18,15 @@
 
 namespace weir::routing {
 
+// A version's client-side TLS context, built by proxy/ (OpenSSL) with the config and opaque
+// here: the snapshot carries it so that a request pins it like everything else it uses.
+class OpaqueTls {
+ public:
+  virtual ~OpaqueTls() = default;
+};
+// By "service/version"; versions without upstream TLS are absent.
+using UpstreamTlsMap = std::map<std::string, std::shared_ptr<const OpaqueTls>>;
+
 struct Endpoint {
   uint32_t id = 0;      // stable across snapshots (EndpointRegistry); indexes per-worker state
   std::string host;
@@ -38,6 +47,8 @@ struct Version {
   uint64_t ramp_start_ms = 0;  // weight rose from 0 here (slow start); 0 = full share
   uint32_t slow_start_ms = 0;  // the service's
   bool least_request = false;  // the service's balance
+  std::shared_ptr<const OpaqueTls> tls;  // nullptr = plain TCP to the endpoints
+  bool h2 = false;                       // the endpoints speak HTTP/2 (h2, or h2c when plain)
   const config::Version* config = nullptr;  // owned by Snapshot::config
 };
 
@@ -98,10 +109,16 @@ struct HealthInput {
 using Resolver = std::function<bool(const std::string& host, uint16_t port, sockaddr_storage* out,
                                     std::string* error)>;
 
-// nullptr + *error when an endpoint cannot be resolved.
+// The EndpointRegistry key of one endpoint of `version`: its address, plus how it is spoken to
+// (TLS and its SNI, HTTP/2), since the pools keyed by id must never mix the two.
+std::string endpoint_key(const config::Version& version, const config::HostPort& endpoint);
+
+// nullptr + *error when an endpoint cannot be resolved, or a version with TLS enabled has no
+// context in `tls`.
 std::shared_ptr<const Snapshot> build_snapshot(std::shared_ptr<const config::Config> config,
                                                EndpointRegistry& registry, uint64_t generation,
                                                const Resolver& resolve, std::string* error,
-                                               const HealthInput* health = nullptr);
+                                               const HealthInput* health = nullptr,
+                                               const UpstreamTlsMap* tls = nullptr);
 
 }  // namespace weir::routing

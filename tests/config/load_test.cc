@@ -835,6 +835,9 @@ TEST_CASE("config: bad balance, status range and mirror version") {
                "expected a status code (100-599) or a range such as \"200-299\"");
   expect_error(with_policy("[service.health_check]\ninterval_ms = 0"), "8:15",
                "service[0].health_check.interval_ms", "must be between 10 and 86400000, got 0");
+  expect_error(with_policy("[service.mirror]\nversion = \"b\"", "protocol = \"h2\"\n"), "8:11",
+               "service[0].mirror.version",
+               "mirroring needs HTTP/1.1 versions, and version 'b' speaks h2");
   expect_error(with_policy("[service.mirror]\nversion = \"zzz\""), "8:11",
                "service[0].mirror.version", "no version named 'zzz'; known versions: 'a' 'b'");
   expect_error(with_policy("override_header = \"\""), "7:19", "service[0].override_header",
@@ -1003,6 +1006,115 @@ TEST_CASE("config: guard and rollout errors") {
             .find("must be at least step_s") != std::string::npos);
   CHECK(only_error(with_policy(rollout + "steps = [100]")).find("missing required key 'version'") !=
         std::string::npos);
+}
+
+}  // namespace
+}  // namespace weir::config
+
+namespace weir::config {
+namespace {
+
+TEST_CASE("config: upstream tls from the service, overridden per version; protocol") {
+  Config c = expect_valid(with_listener(R"([[service]]
+name = "s"
+stable = "a"
+protocol = "h2"
+[service.tls]
+sni = "API.example.com"
+ca_file = "ca.pem"
+[[service.version]]
+name = "a"
+weight = 1
+endpoints = ["127.0.0.1:1"]
+[[service.version]]
+name = "b"
+weight = 1
+endpoints = ["127.0.0.1:2"]
+protocol = "http1"
+tls = { verify = false, cert = "/c.pem", key = "/k.pem" }
+[[service.version]]
+name = "c"
+weight = 1
+endpoints = ["127.0.0.1:3"]
+tls = { enabled = false }
+)"));
+  const auto& v = c.services[0].versions;
+  CHECK(v[0].tls.enabled);
+  CHECK(v[0].tls.sni == "api.example.com");
+  CHECK(v[0].tls.ca_file == "ca.pem");  // load_string: no config folder to resolve against
+  CHECK(v[0].tls.verify);
+  CHECK(v[0].tls.ca_loc.line == 10);
+  CHECK(v[0].protocol == UpstreamProtocol::kH2);
+  CHECK(v[1].tls.enabled);
+  CHECK_FALSE(v[1].tls.verify);
+  CHECK(v[1].tls.sni == "api.example.com");
+  CHECK(v[1].tls.cert == "/c.pem");
+  CHECK(v[1].protocol == UpstreamProtocol::kHttp1);
+  CHECK_FALSE(v[2].tls.enabled);
+  CHECK(v[2].protocol == UpstreamProtocol::kH2);
+  Config plain = expect_valid(with_version("weight = 1\nendpoints = [\"127.0.0.1:1\"]\n"));
+  CHECK_FALSE(plain.services[0].versions[0].tls.enabled);
+  CHECK(plain.services[0].versions[0].protocol == UpstreamProtocol::kHttp1);
+}
+
+TEST_CASE("config: upstream tls errors") {
+  const std::string base = "weight = 1\nendpoints = [\"127.0.0.1:1\"]\n";
+  expect_error(with_version(base + "tls = { cert = \"/c.pem\" }\n"), "11:7",
+               "service[0].version[0].tls.key",
+               "a client certificate needs both cert and key; add the missing one");
+  expect_error(with_version(base + "tls = { sni = \"a b\" }\n"), "11:15",
+               "service[0].version[0].tls.sni", "'a b' is not a host name; sni names a DNS host");
+  expect_error(with_version(base + "tls = { ca_file = \"\" }\n"), "11:19",
+               "service[0].version[0].tls.ca_file", "must not be empty; give a file path");
+  expect_error(with_version(base + "protocol = \"h3\"\n"), "11:12",
+               "service[0].version[0].protocol",
+               "'h3' is not an upstream protocol; use \"http1\" or \"h2\"");
+}
+
+}  // namespace
+}  // namespace weir::config
+
+namespace weir::config {
+namespace {
+
+TEST_CASE("config: an h2 version cannot take an HTTP/1.1 health check") {
+  expect_error(with_version("weight = 1\nendpoints = [\"127.0.0.1:1\"]\nprotocol = \"h2\"\n"
+                            "[service.version.health_check]\npath = \"/h\"\n"),
+               "7:1", "service[0].version[0].health_check",
+               "active health checks speak HTTP/1.1 and cannot probe an h2 version; set enabled "
+               "= false in its [service.version.health_check] (outlier detection still "
+               "applies)");
+  expect_valid(with_version("weight = 1\nendpoints = [\"127.0.0.1:1\"]\nprotocol = \"h2\"\n"
+                            "[service.version.health_check]\nenabled = false\n"));
+}
+
+}  // namespace
+}  // namespace weir::config
+
+namespace weir::config {
+namespace {
+
+TEST_CASE("config: listener client certificates (mTLS)") {
+  const std::string tls = "[[listener]]\nname = \"l\"\naddress = \"127.0.0.1:0\"\n"
+                          "[listener.tls]\n";
+  const std::string cert = "[[listener.tls.certificate]]\ncert = \"/a.crt\"\nkey = \"/a.key\"\n";
+  Config c = expect_valid(tls + "client_ca = \"/ca.pem\"\n"
+                                "client_subject_header = \"X-Client-Subject\"\n" + cert);
+  const ListenerTls& t = *c.listeners[0].tls;
+  CHECK(t.client_ca == "/ca.pem");
+  CHECK(t.client_ca_loc.line == 5);
+  CHECK(t.client_verify == ListenerTls::ClientVerify::kRequire);
+  CHECK(t.client_subject_header == "x-client-subject");
+  Config opt = expect_valid(tls + "client_ca = \"/ca.pem\"\nclient_verify = \"optional\"\n" +
+                            cert);
+  CHECK(opt.listeners[0].tls->client_verify == ListenerTls::ClientVerify::kOptional);
+  CHECK(expect_valid(tls + cert).listeners[0].tls->client_verify ==
+        ListenerTls::ClientVerify::kOff);
+  expect_error(tls + "client_verify = \"require\"\n" + cert, "5:17", "listener[0].tls.client_verify",
+               "needs client_ca, the CA file client certificates are verified against");
+  expect_error(tls + "client_ca = \"/ca.pem\"\nclient_verify = \"maybe\"\n" + cert, "6:17",
+               "listener[0].tls.client_verify",
+               "'maybe' is not a client_verify mode; use \"require\", \"optional\" or \"off\"");
 }
 
 }  // namespace

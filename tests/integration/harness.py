@@ -258,14 +258,34 @@ def start_weir(cleanups, config_text, extra_args=(), path=None):
     return weir
 
 
-def make_cert(directory, name, *dns_names):
-    """A self-signed EC certificate for dns_names (CN = name) made with the openssl CLI;
-    returns (cert_path, key_path)."""
+def make_cert(directory, name, *dns_names, ca=None):
+    """An EC certificate for dns_names (CN = name) made with the openssl CLI: self-signed, or
+    signed by ca = (ca_cert, ca_key) from make_ca; returns (cert_path, key_path)."""
     cert, key = (os.path.join(directory, f"{name}.{ext}") for ext in ("crt", "key"))
     san = ",".join(f"DNS:{n}" for n in dns_names) or f"DNS:{name}"
+    run = dict(check=True, capture_output=True, timeout=30, stdin=subprocess.DEVNULL)
+    req = ["openssl", "req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+           "-subj", f"/CN={name}", "-addext", f"subjectAltName={san}", "-keyout", key]
+    if ca is None:
+        subprocess.run(req + ["-x509", "-days", "2", "-out", cert], **run)
+        return cert, key
+    csr = cert + ".csr"
+    subprocess.run(req + ["-out", csr], **run)
+    subprocess.run(["openssl", "x509", "-req", "-in", csr, "-CA", ca[0], "-CAkey", ca[1],
+                    "-CAcreateserial", "-days", "2", "-copy_extensions", "copy", "-out", cert],
+                   **run)
+    return cert, key
+
+
+def make_ca(directory, name):
+    """A self-signed EC CA certificate (CN = name); returns (cert_path, key_path) for
+    make_cert(..., ca=...)."""
+    cert, key = (os.path.join(directory, f"{name}.{ext}") for ext in ("crt", "key"))
     subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
                     "ec_paramgen_curve:P-256", "-nodes", "-days", "2", "-subj", f"/CN={name}",
-                    "-addext", f"subjectAltName={san}", "-keyout", key, "-out", cert],
+                    "-addext", "basicConstraints=critical,CA:TRUE",
+                    "-addext", "keyUsage=critical,keyCertSign,cRLSign",
+                    "-keyout", key, "-out", cert],
                    check=True, capture_output=True, timeout=30, stdin=subprocess.DEVNULL)
     return cert, key
 
