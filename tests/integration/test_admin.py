@@ -447,7 +447,7 @@ class WeirCtl(AdminTestCase):
         self.assertIn("weir_requests_total", weirctl(self.edge, "metrics").stdout)
         r = weirctl(self.edge, "explain", "shop", token="viewer")
         self.assertEqual(r.returncode, 0, r.stderr)
-        self.assertRegex(r.stdout, r"^AT_MS +VERSION +VERDICT")
+        self.assertRegex(r.stdout, r"^TIME +VERSION +VERDICT")
         self.assertEqual(json.loads(weirctl(self.edge, "--json", "explain", "shop").stdout)
                          ["service"], "shop")
         r = weirctl(self.edge, "rollout", "shop", "start")
