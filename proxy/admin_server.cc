@@ -1,6 +1,7 @@
 #include "proxy/admin_server.h"
 
 #include <llhttp.h>
+#include <openssl/err.h>
 
 #include <sys/socket.h>
 
@@ -107,7 +108,8 @@ class AdminConn {
       if (rc == SSL_ERROR_WANT_READ || rc == SSL_ERROR_WANT_WRITE) return false;
       if (rc != SSL_ERROR_NONE) {
         // A client without an accepted certificate, or plain HTTP sent to the HTTPS port: no
-        // request of it is ever read.
+        // request of it is ever read. The reason stays out of the control thread's error queue.
+        ERR_clear_error();
         end_after_flush();
         return false;
       }
@@ -124,6 +126,7 @@ class AdminConn {
       if (err == SSL_ERROR_NONE) continue;  // the buffer filled up; SSL_pending may hold more
       if (err == SSL_ERROR_WANT_READ || err == SSL_ERROR_WANT_WRITE) return true;
       // close_notify or a broken record: the client's stream ended, as at a plain EOF.
+      ERR_clear_error();
       close();
       return false;
     }

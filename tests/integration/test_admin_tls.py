@@ -41,17 +41,20 @@ class AdminTls(h.WeirTestCase):
         return h.start_weir(self.addCleanup, self.config(tmp, **tls),
                             path=os.path.join(tmp, "weir.toml"))
 
-    def curl(self, weir, path="/api/v1/services", token="ci", cert=None, ca=None):
+    def curl(self, weir, path="/api/v1/services", token="ci", cert=None, ca=None,
+             extra=("--http1.1",), write_out="%{http_code}"):
         port = weir.admin[1]
-        args = ["--http1.1", "--resolve", f"admin.test:{port}:127.0.0.1",
-                "--cacert", (ca or self.ca)[0], "-o", "-", "-w", "\n%{http_code}"]
+        args = [*extra, "--resolve", f"admin.test:{port}:127.0.0.1",
+                "--cacert", (ca or self.ca)[0], "-o", "-", "-w", "\n" + write_out]
         if token:
             args += ["-H", f"Authorization: Bearer {h.ADMIN_TOKENS[token][1]}"]
         if cert:
             args += ["--cert", cert[0], "--key", cert[1]]
         run = h.curl(*args, f"https://admin.test:{port}{path}", timeout=30)
         body, _, code = run.stdout.decode().rpartition("\n")
-        return body, int(code) if run.returncode == 0 else None, run.stderr.decode()
+        if run.returncode != 0:
+            return body, None, run.stderr.decode()
+        return body, code if write_out != "%{http_code}" else int(code), run.stderr.decode()
 
     def test_https_still_needs_a_token(self):
         weir = self.start()
@@ -61,6 +64,11 @@ class AdminTls(h.WeirTestCase):
         self.assertEqual(self.curl(weir, token=None)[1], 401)
         self.assertEqual(self.curl(weir, "/healthz", token=None)[1], 200)  # open_healthz
         self.assertEqual(self.curl(weir, "/metrics", token=None)[1], 401)
+        # TLS 1.2 and 1.3 only, and HTTP/1.1 even for a client that offers h2.
+        self.assertEqual(self.curl(weir, extra=["--tlsv1.2", "--tls-max", "1.2"])[1], 200)
+        self.assertEqual(self.curl(weir, extra=["--http2"], write_out="%{http_version}")[1], "1.1")
+        self.assertIsNone(h.tls_subject(weir.admin, extra=["-tls1_1", "-cipher", "DEFAULT@SECLEVEL=0"]))
+        self.assertEqual(h.tls_subject(weir.admin, extra=["-tls1_2"]), "admin.test")
         # weir's certificate is checked: another CA's client trust store refuses it.
         _, status, err = self.curl(weir, ca=self.other_ca)
         self.assertIsNone(status)
