@@ -896,7 +896,8 @@ Config read_config(Context& ctx, const toml::table& root) {
   sub_table(ctx, top, "proxy", [&](TableReader& t) { read_proxy(t, c.proxy); });
   sub_table(ctx, top, "admin", [&](TableReader& t) {
     read_admin(t, c.admin);
-    sub_table(ctx, t, "tls", [&](TableReader& tt) { read_admin_tls(ctx, tt, c.admin.tls.emplace()); });
+    sub_table(ctx, t, "tls",
+              [&](TableReader& tt) { read_admin_tls(ctx, tt, c.admin.tls.emplace()); });
   });
 
   std::set<std::string> listener_names;

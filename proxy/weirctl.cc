@@ -149,7 +149,8 @@ SSL_CTX* client_context(const Options& o) {
 // bounded by kTimeoutMs, and every failure ends weirctl with status 3.
 class Conn {
  public:
-  explicit Conn(const Options& o) : where_((o.https ? "https://" : "http://") + o.host + ":" + o.port) {}
+  explicit Conn(const Options& o)
+      : where_((o.https ? "https://" : "http://") + o.host + ":" + o.port) {}
   ~Conn() {
     if (ssl_) SSL_free(ssl_);
     if (ctx_) SSL_CTX_free(ctx_);

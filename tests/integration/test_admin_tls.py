@@ -67,7 +67,8 @@ class AdminTls(h.WeirTestCase):
         # TLS 1.2 and 1.3 only, and HTTP/1.1 even for a client that offers h2.
         self.assertEqual(self.curl(weir, extra=["--tlsv1.2", "--tls-max", "1.2"])[1], 200)
         self.assertEqual(self.curl(weir, extra=["--http2"], write_out="%{http_version}")[1], "1.1")
-        self.assertIsNone(h.tls_subject(weir.admin, extra=["-tls1_1", "-cipher", "DEFAULT@SECLEVEL=0"]))
+        tls11 = ["-tls1_1", "-cipher", "DEFAULT@SECLEVEL=0"]
+        self.assertIsNone(h.tls_subject(weir.admin, extra=tls11))
         self.assertEqual(h.tls_subject(weir.admin, extra=["-tls1_2"]), "admin.test")
         # weir's certificate is checked: another CA's client trust store refuses it.
         _, status, err = self.curl(weir, ca=self.other_ca)
