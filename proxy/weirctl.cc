@@ -50,7 +50,8 @@ constexpr const char* kUsage =
     "default: the system CAs) and must name the URL's host; --insecure skips both checks.\n"
     "--cert/--key ($WEIR_CERT/$WEIR_KEY): a client certificate, for an admin listener with\n"
     "client_ca (mTLS).\n"
-    "exit status: 0 done, 1 the API refused or failed, 2 usage, 3 weir unreachable\n";
+    "exit status: 0 done, 1 the API refused or failed, 2 usage, 3 weir unreachable\n"
+    "(or the TLS handshake with it failed)\n";
 
 constexpr int kTimeoutMs = 10000;
 
