@@ -231,6 +231,9 @@ struct AdminSettings {
   bool open_healthz = true;   // /healthz without a token
   bool open_metrics = false;  // /metrics without a token
   std::vector<AdminToken> tokens;  // read from tokens_file at load (and at every reload)
+  // [admin.tls]: HTTPS (and optionally mTLS) on the admin listener. One certificate (cert, key);
+  // client_ca, client_verify and handshake_timeout_ms as on a listener; no subject header.
+  std::optional<ListenerTls> tls;
   SourceLoc loc;
 };
 

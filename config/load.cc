@@ -811,9 +811,9 @@ void read_service(Context& ctx, TableReader& t, std::set<std::string>& names, Se
   }
 }
 
-void read_listener_tls(Context& ctx, TableReader& t, ListenerTls& tls) {
+// The keys [listener.tls] and [admin.tls] share: handshake timeout and client certificates.
+void read_tls_common(Context& ctx, TableReader& t, ListenerTls& tls) {
   t.integer("handshake_timeout_ms", tls.handshake_timeout_ms, 1, kMaxTimeoutMs);
-  t.boolean("session_tickets", tls.session_tickets);
   if (t.string("client_ca", tls.client_ca, Need::kOptional, file_path(ctx.file()))) {
     tls.client_ca_loc = ctx.loc(t.find("client_ca", Need::kOptional)->source());
     tls.client_verify = ListenerTls::ClientVerify::kRequire;
@@ -833,16 +833,33 @@ void read_listener_tls(Context& ctx, TableReader& t, ListenerTls& tls) {
                 "needs client_ca, the CA file client certificates are verified against");
     }
   }
+}
+
+// cert and key of one certificate, in `ct` ([[listener.tls.certificate]] or [admin.tls]).
+void read_certificate(Context& ctx, TableReader& ct, TlsCertificate& c) {
+  if (ct.string("cert", c.cert, Need::kRequired, file_path(ctx.file())))
+    c.cert_loc = ctx.loc(ct.find("cert", Need::kOptional)->source());
+  if (ct.string("key", c.key, Need::kRequired, file_path(ctx.file())))
+    c.key_loc = ctx.loc(ct.find("key", Need::kOptional)->source());
+}
+
+void read_listener_tls(Context& ctx, TableReader& t, ListenerTls& tls) {
+  read_tls_common(ctx, t, tls);
+  t.boolean("session_tickets", tls.session_tickets);
   t.string("client_subject_header", tls.client_subject_header, Need::kOptional, token(true));
   each_table(ctx, t, "certificate",
              "needs at least one [[listener.tls.certificate]] with cert and key",
              [&](TableReader& ct, size_t) {
-               TlsCertificate& c = tls.certificates.emplace_back();
-               if (ct.string("cert", c.cert, Need::kRequired, file_path(ctx.file())))
-                 c.cert_loc = ctx.loc(ct.find("cert", Need::kOptional)->source());
-               if (ct.string("key", c.key, Need::kRequired, file_path(ctx.file())))
-                 c.key_loc = ctx.loc(ct.find("key", Need::kOptional)->source());
+               read_certificate(ctx, ct, tls.certificates.emplace_back());
              });
+}
+
+// [admin.tls]: one certificate, directly in the table. Admin clients are few and short-lived,
+// so there are no session tickets to configure.
+void read_admin_tls(Context& ctx, TableReader& t, ListenerTls& tls) {
+  tls.session_tickets = false;
+  read_tls_common(ctx, t, tls);
+  read_certificate(ctx, t, tls.certificates.emplace_back());
 }
 
 void read_listener(Context& ctx, TableReader& t, std::set<std::string>& names, Listener& l) {
@@ -877,7 +894,11 @@ Config read_config(Context& ctx, const toml::table& root) {
   TableReader top(ctx, root, "");
   c.proxy.loc.file = ctx.file();
   sub_table(ctx, top, "proxy", [&](TableReader& t) { read_proxy(t, c.proxy); });
-  sub_table(ctx, top, "admin", [&](TableReader& t) { read_admin(t, c.admin); });
+  sub_table(ctx, top, "admin", [&](TableReader& t) {
+    read_admin(t, c.admin);
+    sub_table(ctx, t, "tls",
+              [&](TableReader& tt) { read_admin_tls(ctx, tt, c.admin.tls.emplace()); });
+  });
 
   std::set<std::string> listener_names;
   each_table(ctx, top, "listener", "no [[listener]] defined; add one with a name and an address",

@@ -1,17 +1,20 @@
 #include "proxy/admin_server.h"
 
 #include <llhttp.h>
+#include <openssl/err.h>
 
 #include <sys/socket.h>
 
 #include <algorithm>
 #include <cerrno>
 #include <cstdio>
+#include <utility>
 
 #include "proxy/dashboard.h"
 #include "proxy/h1_framing.h"
 #include "proxy/http_util.h"
 #include "proxy/server.h"
+#include "proxy/tls_io.h"
 
 namespace weir::proxy {
 
@@ -26,7 +29,8 @@ constexpr size_t kMaxQueuedOutput = 1 << 20;
 // One admin connection. Owned by itself: freed in its last close callback.
 class AdminConn {
  public:
-  explicit AdminConn(AdminServer& server) : server_(server) {}
+  AdminConn(AdminServer& server, std::shared_ptr<const TlsContext> tls)
+      : server_(server), tls_(std::move(tls)) {}
 
   bool accept(uv_stream_t* listener) {
     uv_tcp_init(server_.loop(), &tcp_);
@@ -35,6 +39,11 @@ class AdminConn {
     pending_closes_ = 2;
     if (uv_accept(listener, reinterpret_cast<uv_stream_t*>(&tcp_)) != 0) return false;
     uv_tcp_nodelay(&tcp_, 1);
+    if (tls_) {
+      if (!tls_io_.init(tls_->new_ssl(), &cipher_out_)) return false;
+      SSL_set_accept_state(tls_io_.ssl());
+      handshaking_ = true;
+    }
     start_reading();
     return true;
   }
@@ -55,9 +64,14 @@ class AdminConn {
     std::string data;
   };
 
+  // The handshake has its own (shorter) deadline; then the idle timeout runs.
+  uint64_t timeout_ms() const {
+    return handshaking_ ? tls_->handshake_timeout_ms() : AdminServer::kIdleTimeoutMs;
+  }
+
   void start_reading() {
     reading_ = true;
-    uv_timer_start(&timer_, on_timer, AdminServer::kIdleTimeoutMs, 0);
+    uv_timer_start(&timer_, on_timer, timeout_ms(), 0);
     uv_read_start(reinterpret_cast<uv_stream_t*>(&tcp_), on_alloc, on_read);
   }
 
@@ -73,9 +87,59 @@ class AdminConn {
       return;
     }
     if (n == 0 || self->close_after_write_) return;
-    uv_timer_start(&self->timer_, on_timer, AdminServer::kIdleTimeoutMs, 0);
-    self->in_.append(buf->base, static_cast<size_t>(n));
+    if (self->tls_) {
+      self->tls_io_.set_input(buf->base, static_cast<size_t>(n));
+      const bool ok = self->decrypt();
+      self->tls_io_.clear_input();  // read_buf_ is reused by the next read
+      if (!ok) return;
+    } else {
+      self->in_.append(buf->base, static_cast<size_t>(n));
+    }
+    uv_timer_start(&self->timer_, on_timer, self->timeout_ms(), 0);
     self->process();
+  }
+
+  // Runs the handshake, then moves what the client sent, decrypted, into in_. false when the
+  // connection is ending (a failed handshake still sends OpenSSL's alert first).
+  bool decrypt() {
+    if (handshaking_) {
+      const int rc = tls_io_.handshake();
+      flush_tls();
+      if (rc == SSL_ERROR_WANT_READ || rc == SSL_ERROR_WANT_WRITE) return false;
+      if (rc != SSL_ERROR_NONE) {
+        // A client without an accepted certificate, or plain HTTP sent to the HTTPS port: no
+        // request of it is ever read. The reason stays out of the control thread's error queue.
+        ERR_clear_error();
+        end_after_flush();
+        return false;
+      }
+      handshaking_ = false;
+    }
+    static thread_local char plain[16 * 1024];
+    for (;;) {
+      int err = SSL_ERROR_NONE;
+      const size_t filled = tls_io_.read(plain, sizeof plain, &err);
+      in_.append(plain, filled);
+      if (tls_io_.retry_pending() && !tls_io_.retry()) err = SSL_ERROR_SSL;
+      flush_tls();  // TLS 1.3 tickets, key updates, alerts
+      if (closing_) return false;
+      if (err == SSL_ERROR_NONE) continue;  // the buffer filled up; SSL_pending may hold more
+      if (err == SSL_ERROR_WANT_READ || err == SSL_ERROR_WANT_WRITE) return true;
+      // close_notify or a broken record: the client's stream ended, as at a plain EOF.
+      ERR_clear_error();
+      close();
+      return false;
+    }
+  }
+
+  // Sends what OpenSSL wrote (handshake flights, records, alerts).
+  void flush_tls() {
+    if (tls_io_.take_output() && !cipher_out_.empty()) send(std::exchange(cipher_out_, {}));
+  }
+
+  void end_after_flush() {
+    close_after_write_ = true;
+    if (writes_pending_ == 0) close();
   }
 
   static void on_timer(uv_timer_t* t) { static_cast<AdminConn*>(t->data)->close(); }
@@ -198,6 +262,7 @@ class AdminConn {
   }
 
   void respond(const AdminResponse& r) {
+    const bool closes = close_after_write_;
     if (!keep_alive_) close_after_write_ = true;
     std::string out = "HTTP/1.1 ";
     append_number(out, static_cast<uint64_t>(r.status));
@@ -211,6 +276,10 @@ class AdminConn {
     out += "\r\n";
     if (!head_request_) out += r.body;
     write(std::move(out));
+    if (tls_ && close_after_write_ && !closes && !closing_) {
+      tls_io_.shutdown();  // close_notify after the last answer
+      flush_tls();
+    }
   }
 
   void fail(int status, std::string_view why) {
@@ -219,7 +288,20 @@ class AdminConn {
     respond(admin_error(status, status == 413 ? "payload_too_large" : "bad_request", why));
   }
 
+  // Plaintext to the client: encrypted first when the connection runs TLS.
   void write(std::string data) {
+    if (!tls_) {
+      send(std::move(data));
+      return;
+    }
+    if (closing_) return;
+    const bool ok = tls_io_.write(data.data(), data.size());
+    flush_tls();
+    if (!ok) close();
+  }
+
+  void send(std::string data) {
+    if (closing_) return;
     auto* w = new Write{};
     w->data = std::move(data);
     w->req.data = this;
@@ -234,6 +316,10 @@ class AdminConn {
   }
 
   AdminServer& server_;
+  std::shared_ptr<const TlsContext> tls_;  // nullptr: plain HTTP
+  TlsIo tls_io_;
+  std::string cipher_out_;  // what OpenSSL wrote since the last flush_tls()
+  bool handshaking_ = false;
   uv_tcp_t tcp_{};
   uv_timer_t timer_{};
   int pending_closes_ = 0;
@@ -301,7 +387,7 @@ void AdminServer::remove(AdminConn* c) {
 void AdminServer::on_connection(uv_stream_t* server, int status) {
   auto* self = static_cast<AdminServer*>(server->data);
   if (status < 0) return;
-  auto* c = new AdminConn(*self);
+  auto* c = new AdminConn(*self, self->tls_);
   if (!c->accept(server) || self->conns_.size() >= kMaxConnections) {
     c->close();  // frees itself in its close callbacks
     return;

@@ -579,6 +579,7 @@ int Server::run() {
   if (config_->admin.enabled) {
     api_ = std::make_unique<AdminApi>(*this);
     admin_ = std::make_unique<AdminServer>(&loop_, *api_);
+    admin_->set_tls(tls_->admin);
     config::HostPort& bound = admin_bound_;
     if (!admin_->start(config_->admin.address, &bound, &error)) {
       std::fprintf(stderr, "weir: %s\n", error.c_str());
@@ -940,6 +941,7 @@ ReloadOutcome Server::reload(const std::string& actor) {
   runtime_ = std::move(next_runtime);
   tls_ = tls;
   for (auto& w : workers_) w->post_tls(tls);
+  if (admin_) admin_->set_tls(tls->admin);  // [admin.tls] applies to new admin connections
   publish(std::move(snap), std::move(open));
   ++reloads_ok_;
   out.ok = true;

@@ -162,15 +162,31 @@ std::string unreadable(const std::string& path) {
 std::shared_ptr<const TlsContext> TlsContext::build(const config::Listener& listener,
                                                     size_t listener_index,
                                                     std::vector<config::Error>* errors) {
+  const std::string path = "listener[" + std::to_string(listener_index) + "].tls";
+  return build_from(
+      *listener.tls, listener.h2, listener.http1, path,
+      [&](size_t i) { return path + ".certificate[" + std::to_string(i) + "]"; }, errors);
+}
+
+std::shared_ptr<const TlsContext> TlsContext::build_admin(const config::ListenerTls& tls,
+                                                          std::vector<config::Error>* errors) {
+  return build_from(
+      tls, false, true, "admin.tls", [](size_t) { return std::string("admin.tls"); }, errors);
+}
+
+template <typename CertPath>
+std::shared_ptr<const TlsContext> TlsContext::build_from(const config::ListenerTls& lt, bool h2,
+                                                         bool http1, const std::string& tls_path,
+                                                         CertPath cert_path,
+                                                         std::vector<config::Error>* errors) {
   std::shared_ptr<TlsContext> out(new TlsContext());
-  out->handshake_timeout_ms_ = listener.tls->handshake_timeout_ms;
-  out->h2_ = listener.h2;
-  out->http1_ = listener.http1;
+  out->handshake_timeout_ms_ = lt.handshake_timeout_ms;
+  out->h2_ = h2;
+  out->http1_ = http1;
   const size_t errors_before = errors->size();
-  const std::string base = "listener[" + std::to_string(listener_index) + "].tls.certificate[";
-  for (size_t i = 0; i < listener.tls->certificates.size(); ++i) {
-    const config::TlsCertificate& c = listener.tls->certificates[i];
-    const std::string key_path = base + std::to_string(i) + "]";
+  for (size_t i = 0; i < lt.certificates.size(); ++i) {
+    const config::TlsCertificate& c = lt.certificates[i];
+    const std::string key_path = cert_path(i);
     auto fail = [&](const config::SourceLoc& loc, const char* key, std::string why) {
       errors->push_back({loc, key_path + "." + key, std::move(why)});
     };
@@ -189,7 +205,7 @@ std::shared_ptr<const TlsContext> TlsContext::build(const config::Listener& list
     SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
     // Resumption is stateless (tickets), so it works across workers without a shared cache.
     SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
-    if (listener.tls->session_tickets) {
+    if (lt.session_tickets) {
       SSL_CTX_set_num_tickets(ctx, 1);
       SSL_CTX_set_tlsext_ticket_key_evp_cb(ctx, on_ticket_key);
     } else {
@@ -199,12 +215,9 @@ std::shared_ptr<const TlsContext> TlsContext::build(const config::Listener& list
     SSL_CTX_set_tlsext_servername_callback(ctx, on_servername);
     SSL_CTX_set_tlsext_servername_arg(ctx, out.get());
     SSL_CTX_set_alpn_select_cb(ctx, on_alpn, out.get());
-    const config::ListenerTls& lt = *listener.tls;
     if (lt.client_verify != config::ListenerTls::ClientVerify::kOff) {
       auto ca_fail = [&](std::string why) {
-        errors->push_back({lt.client_ca_loc,
-                           "listener[" + std::to_string(listener_index) + "].tls.client_ca",
-                           std::move(why)});
+        errors->push_back({lt.client_ca_loc, tls_path + ".client_ca", std::move(why)});
       };
       if (std::string why = unreadable(lt.client_ca); !why.empty()) {
         if (i == 0) ca_fail(why);
@@ -335,6 +348,7 @@ std::shared_ptr<const TlsSet> build_tls_set(const config::Config& config,
     set->listeners.push_back(l.tls ? TlsContext::build(l, i, errors) : nullptr);
   }
   build_upstream_tls(config, &set->upstreams, errors);
+  if (config.admin.tls) set->admin = TlsContext::build_admin(*config.admin.tls, errors);
   if (errors->size() != errors_before) return nullptr;
   return set;
 }

@@ -32,6 +32,9 @@ class TlsContext {
   static std::shared_ptr<const TlsContext> build(const config::Listener& listener,
                                                  size_t listener_index,
                                                  std::vector<config::Error>* errors);
+  // The admin listener's context from [admin.tls]: one certificate, ALPN http/1.1 only.
+  static std::shared_ptr<const TlsContext> build_admin(const config::ListenerTls& tls,
+                                                       std::vector<config::Error>* errors);
   ~TlsContext();
   TlsContext(const TlsContext&) = delete;
   TlsContext& operator=(const TlsContext&) = delete;
@@ -47,6 +50,13 @@ class TlsContext {
 
  private:
   TlsContext() = default;
+  // `tls_path` names the table in errors ("listener[0].tls"); cert_path(i) the keys of its
+  // certificate i.
+  template <typename CertPath>
+  static std::shared_ptr<const TlsContext> build_from(const config::ListenerTls& tls, bool h2,
+                                                      bool http1, const std::string& tls_path,
+                                                      CertPath cert_path,
+                                                      std::vector<config::Error>* errors);
   static int on_servername(SSL* ssl, int* alert, void* arg);
   static int on_alpn(SSL* ssl, const unsigned char** out, unsigned char* outlen,
                      const unsigned char* in, unsigned int inlen, void* arg);
@@ -64,6 +74,7 @@ class TlsContext {
 struct TlsSet {
   std::vector<std::shared_ptr<const TlsContext>> listeners;
   routing::UpstreamTlsMap upstreams;
+  std::shared_ptr<const TlsContext> admin;  // nullptr = plain HTTP admin listener
 };
 
 // Reads every certificate, key and CA file of `config`; nullptr with errors when any is broken,

@@ -1,11 +1,16 @@
 // weirctl: the admin API from a shell. One blocking HTTP/1.1 request per call (two for
 // set-weights: GET for the ETag, then PUT with If-Match), tables for people, --json for scripts.
+// https:// URLs go over TLS (OpenSSL), verifying weir's certificate and host name by default.
+#include <arpa/inet.h>
 #include <netdb.h>
 #include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <nlohmann/json.hpp>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
 
 #include <cerrno>
 #include <cstdio>
@@ -23,7 +28,8 @@ namespace {
 using nlohmann::json;
 
 constexpr const char* kUsage =
-    "usage: weirctl [--admin URL] [--token-file FILE] [--json] COMMAND [ARGS]\n"
+    "usage: weirctl [--admin URL] [--token-file FILE] [--json]\n"
+    "               [--cacert FILE] [--cert FILE --key FILE] [--insecure] COMMAND [ARGS]\n"
     "commands:\n"
     "  status [SERVICE]                       services, versions, weights, endpoints\n"
     "  set-weights SERVICE VERSION=WEIGHT... [--reason TEXT] [--force]\n"
@@ -40,7 +46,12 @@ constexpr const char* kUsage =
     "  health                                 /healthz\n"
     "--admin defaults to $WEIR_ADMIN, else http://127.0.0.1:9901. The token comes from\n"
     "--token-file, else $WEIR_TOKEN.\n"
-    "exit status: 0 done, 1 the API refused or failed, 2 usage, 3 weir unreachable\n";
+    "https:// admin URLs: weir's certificate is verified against --cacert ($WEIR_CACERT;\n"
+    "default: the system CAs) and must name the URL's host; --insecure skips both checks.\n"
+    "--cert/--key ($WEIR_CERT/$WEIR_KEY): a client certificate, for an admin listener with\n"
+    "client_ca (mTLS).\n"
+    "exit status: 0 done, 1 the API refused or failed, 2 usage, 3 weir unreachable\n"
+    "(or the TLS handshake with it failed)\n";
 
 constexpr int kTimeoutMs = 10000;
 
@@ -53,8 +64,11 @@ struct HttpResponse {
 struct Options {
   std::string host = "127.0.0.1";
   std::string port = "9901";
+  bool https = false;
   std::string token;
   bool json = false;
+  std::string cacert, cert, key;  // https only
+  bool insecure = false;
 };
 
 [[noreturn]] void die(int code, const std::string& message) {
@@ -63,11 +77,13 @@ struct Options {
 }
 
 bool parse_url(std::string_view url, Options& o) {
+  o.https = url.starts_with("https://");
   if (url.starts_with("http://")) url.remove_prefix(7);
+  if (o.https) url.remove_prefix(8);
   if (url.ends_with("/")) url.remove_suffix(1);
   if (url.empty() || url.find('/') != std::string_view::npos) return false;
   size_t colon = url.rfind(':');
-  std::string_view host = url, port = "80";
+  std::string_view host = url, port = o.https ? "443" : "80";
   if (colon != std::string_view::npos && url.back() != ']') {
     host = url.substr(0, colon);
     port = url.substr(colon + 1);
@@ -90,26 +106,200 @@ bool wait_fd(int fd, short events) {
   return rc > 0;
 }
 
+// The reason of the last OpenSSL error, and clears the queue.
+std::string tls_error() {
+  unsigned long e = ERR_peek_last_error();
+  ERR_clear_error();
+  if (e == 0) return "the connection closed";
+  const char* reason = ERR_reason_error_string(e);
+  return reason ? reason : "error " + std::to_string(e);
+}
+
+// A client SSL_CTX for o: TLS 1.2+, the CA to verify weir with, the client certificate.
+// Unusable files end weirctl with status 2, as other bad arguments do.
+SSL_CTX* client_context(const Options& o) {
+  SSL_CTX* ctx = SSL_CTX_new(TLS_client_method());
+  if (!ctx) die(3, "cannot create a TLS context: " + tls_error());
+  SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+  // weir ends each answer with Content-Length and Connection: close; a missing close_notify
+  // after it is harmless.
+  SSL_CTX_set_options(ctx, SSL_OP_IGNORE_UNEXPECTED_EOF);
+  static constexpr unsigned char kAlpn[] = {8, 'h', 't', 't', 'p', '/', '1', '.', '1'};
+  SSL_CTX_set_alpn_protos(ctx, kAlpn, sizeof kAlpn);
+  if (!o.insecure) {
+    SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, nullptr);
+    const bool loaded = o.cacert.empty()
+                            ? SSL_CTX_set_default_verify_paths(ctx) == 1
+                            : SSL_CTX_load_verify_locations(ctx, o.cacert.c_str(), nullptr) == 1;
+    if (!loaded)
+      die(2, "--cacert " + o.cacert + ": not a readable PEM CA file (" + tls_error() + ")");
+  }
+  if (o.cert.empty() != o.key.empty()) die(2, "--cert and --key go together");
+  if (!o.cert.empty()) {
+    if (SSL_CTX_use_certificate_chain_file(ctx, o.cert.c_str()) != 1)
+      die(2, "--cert " + o.cert + ": not a readable PEM certificate (" + tls_error() + ")");
+    if (SSL_CTX_use_PrivateKey_file(ctx, o.key.c_str(), SSL_FILETYPE_PEM) != 1 ||
+        SSL_CTX_check_private_key(ctx) != 1)
+      die(2, "--key " + o.key + ": not the PEM private key of " + o.cert + " (" + tls_error() +
+                 ")");
+  }
+  return ctx;
+}
+
+// One connection to the admin listener, plain or TLS, on a non-blocking socket: every wait is
+// bounded by kTimeoutMs, and every failure ends weirctl with status 3.
+class Conn {
+ public:
+  explicit Conn(const Options& o)
+      : where_((o.https ? "https://" : "http://") + o.host + ":" + o.port) {}
+  ~Conn() {
+    if (ssl_) SSL_free(ssl_);
+    if (ctx_) SSL_CTX_free(ctx_);
+    if (fd_ >= 0) ::close(fd_);
+  }
+  const std::string& where() const { return where_; }
+
+  void connect(const Options& o) {
+    addrinfo hints{};
+    hints.ai_socktype = SOCK_STREAM;
+    addrinfo* res = nullptr;
+    if (int rc = ::getaddrinfo(o.host.c_str(), o.port.c_str(), &hints, &res); rc != 0)
+      die(3, "cannot resolve " + where_ + ": " + gai_strerror(rc));
+    fd_ = ::socket(res->ai_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    int rc = fd_ < 0 ? -1 : ::connect(fd_, res->ai_addr, res->ai_addrlen);
+    freeaddrinfo(res);
+    if (rc != 0 && errno == EINPROGRESS) {
+      int err = ETIMEDOUT;
+      socklen_t len = sizeof err;
+      if (wait_fd(fd_, POLLOUT)) ::getsockopt(fd_, SOL_SOCKET, SO_ERROR, &err, &len);
+      rc = err == 0 ? 0 : -1;
+      errno = err;
+    }
+    if (rc != 0) die(3, "cannot connect to " + where_ + ": " + std::strerror(errno));
+    if (o.https) handshake(o);
+  }
+
+  void send_all(const std::string& data) {
+    for (size_t off = 0; off < data.size();) {
+      if (ssl_) {
+        ERR_clear_error();
+        int n = SSL_write(ssl_, data.data() + off, static_cast<int>(data.size() - off));
+        if (n > 0) {
+          off += static_cast<size_t>(n);
+        } else if (!tls_wait(n, "sending to")) {
+          die(3, "cannot send to " + where_ + ": " + tls_failure());
+        }
+        continue;
+      }
+      ssize_t n = ::send(fd_, data.data() + off, data.size() - off, MSG_NOSIGNAL);
+      if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
+        if (!wait_fd(fd_, POLLOUT)) die(3, "timed out sending to " + where_);
+        continue;
+      }
+      if (n <= 0) die(3, "cannot send to " + where_ + ": " + std::strerror(errno));
+      off += static_cast<size_t>(n);
+    }
+  }
+
+  // Everything until the server closes the stream.
+  std::string read_all() {
+    std::string raw;
+    char buf[16384];
+    while (true) {
+      if (ssl_) {
+        ERR_clear_error();
+        int n = SSL_read(ssl_, buf, sizeof buf);
+        if (n > 0) {
+          raw.append(buf, static_cast<size_t>(n));
+        } else if (SSL_get_error(ssl_, n) == SSL_ERROR_ZERO_RETURN) {
+          break;
+        } else if (!tls_wait(n, "waiting for")) {
+          // OpenSSL reports a plain EOF as a syscall error with an empty queue.
+          if (SSL_get_error(ssl_, n) == SSL_ERROR_SYSCALL && ERR_peek_error() == 0 && errno == 0)
+            break;
+          die(3, "cannot read from " + where_ + ": " + tls_failure());
+        }
+        continue;
+      }
+      ssize_t n = ::recv(fd_, buf, sizeof buf, 0);
+      if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
+        if (!wait_fd(fd_, POLLIN)) die(3, "timed out waiting for " + where_);
+        continue;
+      }
+      if (n < 0) die(3, "cannot read from " + where_ + ": " + std::strerror(errno));
+      if (n == 0) break;
+      raw.append(buf, static_cast<size_t>(n));
+    }
+    return raw;
+  }
+
+ private:
+  void handshake(const Options& o) {
+    ctx_ = client_context(o);
+    ssl_ = SSL_new(ctx_);
+    if (!ssl_ || SSL_set_fd(ssl_, fd_) != 1) die(3, "cannot start TLS: " + tls_error());
+    in6_addr ip;
+    const bool is_ip = ::inet_pton(AF_INET, o.host.c_str(), &ip) == 1 ||
+                       ::inet_pton(AF_INET6, o.host.c_str(), &ip) == 1;
+    if (!is_ip) SSL_set_tlsext_host_name(ssl_, o.host.c_str());
+    if (!o.insecure) {
+      X509_VERIFY_PARAM* param = SSL_get0_param(ssl_);
+      X509_VERIFY_PARAM_set_hostflags(param, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
+      const int ok = is_ip ? X509_VERIFY_PARAM_set1_ip_asc(param, o.host.c_str())
+                           : X509_VERIFY_PARAM_set1_host(param, o.host.c_str(), 0);
+      if (ok != 1) die(3, "cannot check the host name " + o.host + ": " + tls_error());
+    }
+    while (true) {
+      ERR_clear_error();
+      int rc = SSL_connect(ssl_);
+      if (rc == 1) return;
+      if (!tls_wait(rc, "the TLS handshake with"))
+        die(3, "TLS handshake with " + where_ + " failed: " + tls_failure());
+    }
+  }
+
+  // After an SSL call returned rc <= 0: waits for the socket when OpenSSL wants it (true), or
+  // false on a real failure. Timeouts end weirctl here.
+  bool tls_wait(int rc, const char* doing) {
+    int err = SSL_get_error(ssl_, rc);
+    if (err != SSL_ERROR_WANT_READ && err != SSL_ERROR_WANT_WRITE) return false;
+    if (!wait_fd(fd_, err == SSL_ERROR_WANT_READ ? POLLIN : POLLOUT))
+      die(3, std::string("timed out in ") + doing + " " + where_);
+    return true;
+  }
+
+  // What went wrong in TLS, with what to do about it where weirctl can tell.
+  std::string tls_failure() {
+    std::string why = tls_error();
+    long verify = SSL_get_verify_result(ssl_);
+    if (verify != X509_V_OK) {
+      why = std::string("weir's certificate was not accepted: ") +
+            X509_verify_cert_error_string(verify) +
+            " (give the CA that signed it with --cacert, or --insecure to skip the check)";
+    } else if (why.find("certificate required") != std::string::npos ||
+               why.find("handshake failure") != std::string::npos ||
+               why.find("unknown ca") != std::string::npos ||
+               why.find("bad certificate") != std::string::npos) {
+      why += " (the admin listener wants a client certificate its client_ca signed: --cert and "
+             "--key)";
+    } else if (why.find("wrong version number") != std::string::npos ||
+               why.find("packet length too long") != std::string::npos) {
+      why += " (is the admin listener plain HTTP? use an http:// URL)";
+    }
+    return why;
+  }
+
+  std::string where_;
+  int fd_ = -1;
+  SSL_CTX* ctx_ = nullptr;
+  SSL* ssl_ = nullptr;
+};
+
 HttpResponse http(const Options& o, const std::string& method, const std::string& target,
                   const std::string& body = "", const std::vector<std::string>& headers = {}) {
-  const std::string where = "http://" + o.host + ":" + o.port;
-  addrinfo hints{};
-  hints.ai_socktype = SOCK_STREAM;
-  addrinfo* res = nullptr;
-  if (int rc = ::getaddrinfo(o.host.c_str(), o.port.c_str(), &hints, &res); rc != 0)
-    die(3, "cannot resolve " + where + ": " + gai_strerror(rc));
-  int fd = ::socket(res->ai_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-  int rc = fd < 0 ? -1 : ::connect(fd, res->ai_addr, res->ai_addrlen);
-  freeaddrinfo(res);
-  if (rc != 0 && errno == EINPROGRESS) {
-    int err = ETIMEDOUT;
-    socklen_t len = sizeof err;
-    if (wait_fd(fd, POLLOUT)) ::getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len);
-    rc = err == 0 ? 0 : -1;
-    errno = err;
-  }
-  if (rc != 0) die(3, "cannot connect to " + where + ": " + std::strerror(errno));
-
+  Conn conn(o);
+  conn.connect(o);
+  const std::string& where = conn.where();
   std::string req = method + " " + target + " HTTP/1.1\r\nHost: " + o.host +
                     "\r\nConnection: close\r\nUser-Agent: weirctl\r\n";
   if (!o.token.empty()) req += "Authorization: Bearer " + o.token + "\r\n";
@@ -118,30 +308,13 @@ HttpResponse http(const Options& o, const std::string& method, const std::string
     req += "Content-Type: application/json\r\nContent-Length: " + std::to_string(body.size()) +
            "\r\n";
   req += "\r\n" + body;
-  for (size_t off = 0; off < req.size();) {
-    ssize_t n = ::send(fd, req.data() + off, req.size() - off, MSG_NOSIGNAL);
-    if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
-      if (!wait_fd(fd, POLLOUT)) die(3, "timed out sending to " + where);
-      continue;
-    }
-    if (n <= 0) die(3, "cannot send to " + where + ": " + std::strerror(errno));
-    off += static_cast<size_t>(n);
-  }
+  conn.send_all(req);
   // Connection: close, so the response ends where the stream does.
-  std::string raw;
-  char buf[16384];
-  while (true) {
-    ssize_t n = ::recv(fd, buf, sizeof buf, 0);
-    if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
-      if (!wait_fd(fd, POLLIN)) die(3, "timed out waiting for " + where);
-      continue;
-    }
-    if (n < 0) die(3, "cannot read from " + where + ": " + std::strerror(errno));
-    if (n == 0) break;
-    raw.append(buf, static_cast<size_t>(n));
-  }
-  ::close(fd);
+  const std::string raw = conn.read_all();
 
+  if (raw.empty() && !o.https)
+    die(3, where + " closed the connection without an answer (if its admin listener has "
+               "[admin.tls], use an https:// URL)");
   HttpResponse r;
   size_t head_end = raw.find("\r\n\r\n");
   if (head_end == std::string::npos || raw.compare(0, 9, "HTTP/1.1 ") != 0)
@@ -286,6 +459,9 @@ int main(int argc, char** argv) {
   if (const char* env = std::getenv("WEIR_ADMIN"); env && *env && !parse_url(env, o))
     die(2, std::string("WEIR_ADMIN is not a URL like http://127.0.0.1:9901: ") + env);
   if (const char* env = std::getenv("WEIR_TOKEN")) o.token = env;
+  if (const char* env = std::getenv("WEIR_CACERT")) o.cacert = env;
+  if (const char* env = std::getenv("WEIR_CERT")) o.cert = env;
+  if (const char* env = std::getenv("WEIR_KEY")) o.key = env;
   std::vector<std::string> args;
   std::string reason, since = "0";
   bool force = false;
@@ -300,6 +476,14 @@ int main(int argc, char** argv) {
       if (!parse_url(url, o)) die(2, "--admin: not a URL like http://127.0.0.1:9901: " + url);
     } else if (a == "--token-file") {
       o.token = read_token_file(value());
+    } else if (a == "--cacert") {
+      o.cacert = value();
+    } else if (a == "--cert") {
+      o.cert = value();
+    } else if (a == "--key") {
+      o.key = value();
+    } else if (a == "--insecure" || a == "-k") {
+      o.insecure = true;
     } else if (a == "--json") {
       o.json = true;
     } else if (a == "--reason") {

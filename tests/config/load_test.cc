@@ -661,6 +661,69 @@ TEST_CASE("config: [admin] errors") {
                "admin.adress", "unknown key 'adress'; did you mean 'address'?");
 }
 
+TEST_CASE("config: [admin.tls]") {
+  const std::string admin = "[admin]\ntokens_file = \"tokens.toml\"\n[admin.tls]\n";
+  const std::string tokens =
+      "[[token]]\nname = \"ci\"\nscope = \"write\"\nsha256 = \"" + std::string(kDigest) + "\"\n";
+  LoadResult r = load_with_tokens(admin, tokens);  // an empty [admin.tls] needs cert and key
+  CHECK_FALSE(r.config);
+  REQUIRE(r.errors.size() == 2);
+  CHECK(r.errors[0].key == "admin.tls.cert");
+  CHECK(r.errors[1].key == "admin.tls.key");
+  r = load_with_tokens("[admin]\ntokens_file = \"tokens.toml\"", tokens);
+  REQUIRE(r.config);
+  CHECK_FALSE(r.config->admin.tls);
+
+  r = load_with_tokens(admin + "cert = \"a.crt\"\nkey = \"/k/a.key\"\n", tokens);
+  for (const Error& e : r.errors) FAIL_CHECK(e.to_string());
+  REQUIRE(r.config);
+  REQUIRE(r.config->admin.tls);
+  const ListenerTls& t = *r.config->admin.tls;
+  REQUIRE(t.certificates.size() == 1);
+  CHECK(t.certificates[0].cert.ends_with("/weir_load_test_admin/a.crt"));  // relative to the file
+  CHECK(t.certificates[0].key == "/k/a.key");
+  CHECK(t.certificates[0].cert_loc.line == 4);
+  CHECK(t.certificates[0].key_loc.line == 5);
+  CHECK(t.client_verify == ListenerTls::ClientVerify::kOff);
+  CHECK(t.handshake_timeout_ms == 10000);
+  CHECK_FALSE(t.session_tickets);
+
+  r = load_with_tokens(admin + "cert = \"/a.crt\"\nkey = \"/a.key\"\nclient_ca = \"/ca.pem\"\n"
+                               "handshake_timeout_ms = 500\n",
+                       tokens);
+  REQUIRE(r.config);
+  CHECK(r.config->admin.tls->client_verify == ListenerTls::ClientVerify::kRequire);
+  CHECK(r.config->admin.tls->client_ca == "/ca.pem");
+  CHECK(r.config->admin.tls->handshake_timeout_ms == 500);
+  r = load_with_tokens(admin + "cert = \"/a.crt\"\nkey = \"/a.key\"\nclient_ca = \"/ca.pem\"\n"
+                               "client_verify = \"optional\"\n",
+                       tokens);
+  REQUIRE(r.config);
+  CHECK(r.config->admin.tls->client_verify == ListenerTls::ClientVerify::kOptional);
+
+  auto only_error = [&](const std::string& text, int line, int column, const std::string& key,
+                        const std::string& message) {
+    LoadResult bad = load_with_tokens(admin + text, tokens);
+    CHECK_FALSE(bad.config);
+    REQUIRE(bad.errors.size() == 1);
+    CHECK(bad.errors[0].loc.line == line);
+    CHECK(bad.errors[0].loc.column == column);
+    CHECK(bad.errors[0].key == key);
+    CHECK(bad.errors[0].message == message);
+  };
+  only_error("cert = \"/a.crt\"\n", 3, 1, "admin.tls.key",
+             "missing required key 'key'; add it to this table");
+  only_error("cert = \"/a.crt\"\nkey = \"/a.key\"\nclient_verify = \"optional\"\n", 6, 17,
+             "admin.tls.client_verify",
+             "needs client_ca, the CA file client certificates are verified against");
+  only_error("cert = \"/a.crt\"\nkey = \"/a.key\"\nhandshake_timeout_ms = 0\n", 6, 24,
+             "admin.tls.handshake_timeout_ms",
+             "must be between 1 and 86400000, got 0");
+  only_error("cert = \"/a.crt\"\nkey = \"/a.key\"\nclient_subject_header = \"x-s\"\n", 6, 1,
+             "admin.tls.client_subject_header",
+             "unknown key 'client_subject_header'");
+}
+
 TEST_CASE("config: tokens file errors name the tokens file") {
   LoadResult r = load_with_tokens("[admin]\ntokens_file = \"tokens.toml\"",
                                   "[[token]]\nname = \"ci\"\nscope = \"admin\"\nsha256 = \"abc\"\n");

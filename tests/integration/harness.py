@@ -258,11 +258,12 @@ def start_weir(cleanups, config_text, extra_args=(), path=None):
     return weir
 
 
-def make_cert(directory, name, *dns_names, ca=None):
-    """An EC certificate for dns_names (CN = name) made with the openssl CLI: self-signed, or
-    signed by ca = (ca_cert, ca_key) from make_ca; returns (cert_path, key_path)."""
+def make_cert(directory, name, *dns_names, ca=None, ips=()):
+    """An EC certificate for dns_names and ips (CN = name) made with the openssl CLI:
+    self-signed, or signed by ca = (ca_cert, ca_key) from make_ca; returns (cert_path,
+    key_path)."""
     cert, key = (os.path.join(directory, f"{name}.{ext}") for ext in ("crt", "key"))
-    san = ",".join(f"DNS:{n}" for n in dns_names) or f"DNS:{name}"
+    san = ",".join([f"DNS:{n}" for n in dns_names] + [f"IP:{ip}" for ip in ips]) or f"DNS:{name}"
     run = dict(check=True, capture_output=True, timeout=30, stdin=subprocess.DEVNULL)
     req = ["openssl", "req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
            "-subj", f"/CN={name}", "-addext", f"subjectAltName={san}", "-keyout", key]
@@ -345,14 +346,17 @@ def admin_call(weir_or_addr, method, path, token="ci", body=None, headers=()):
         return c.request(method, path, hdrs, body or b"", host="admin")
 
 
-def weirctl(weir, *args, token="ci", timeout=30):
-    """Runs weirctl against weir's admin listener with token (a name from ADMIN_TOKENS) in
-    WEIR_TOKEN; returns the CompletedProcess (text)."""
-    env = {k: v for k, v in os.environ.items() if k not in ("WEIR_TOKEN", "WEIR_ADMIN")}
+def weirctl(weir, *args, token="ci", timeout=30, scheme="http", env=None):
+    """Runs weirctl against weir's admin listener (scheme "https" for [admin.tls]) with token
+    (a name from ADMIN_TOKENS) in WEIR_TOKEN; env: further environment variables. Returns the
+    CompletedProcess (text)."""
+    env = {**{k: v for k, v in os.environ.items()
+              if k not in ("WEIR_TOKEN", "WEIR_ADMIN", "WEIR_CACERT", "WEIR_CERT", "WEIR_KEY")},
+           **(env or {})}
     if token is not None:
         env["WEIR_TOKEN"] = ADMIN_TOKENS[token][1]
     host, port = weir.admin
-    return subprocess.run([WEIRCTL_BIN, "--admin", f"http://{host}:{port}", *args],
+    return subprocess.run([WEIRCTL_BIN, "--admin", f"{scheme}://{host}:{port}", *args],
                           capture_output=True, text=True, timeout=timeout, env=env,
                           stdin=subprocess.DEVNULL)
 
