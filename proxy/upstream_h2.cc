@@ -20,18 +20,37 @@ std::string_view sv(const uint8_t* p, size_t n) {
   return std::string_view(reinterpret_cast<const char*>(p), n);
 }
 
-nghttp2_nv make_nv(const std::string& name, const std::string& value) {
+}  // namespace
+
+nghttp2_nv h2_nv(const std::string& name, const std::string& value) {
   return nghttp2_nv{reinterpret_cast<uint8_t*>(const_cast<char*>(name.data())),
                     reinterpret_cast<uint8_t*>(const_cast<char*>(value.data())), name.size(),
                     value.size(), NGHTTP2_NV_FLAG_NONE};
 }
 
-struct Callbacks {
-  nghttp2_session_callbacks* cbs = nullptr;
-  nghttp2_option* opt = nullptr;
-};
-
-}  // namespace
+nghttp2_session* new_h2_client(const nghttp2_session_callbacks* cbs, void* user) {
+  static nghttp2_option* const opt = [] {
+    nghttp2_option* o = nullptr;
+    nghttp2_option_new(&o);
+    nghttp2_option_set_no_closed_streams(o, 1);
+    // Response DATA is acknowledged as the client side takes it (see H2Stream::paused_).
+    nghttp2_option_set_no_auto_window_update(o, 1);
+    nghttp2_option_set_max_continuations(o, 8);
+    nghttp2_option_set_max_outbound_ack(o, 1000);
+    nghttp2_option_set_max_settings(o, 32);
+    return o;
+  }();
+  nghttp2_session* ng = nullptr;
+  if (nghttp2_session_client_new2(&ng, cbs, user, opt) != 0) return nullptr;
+  const nghttp2_settings_entry settings[] = {
+      {NGHTTP2_SETTINGS_ENABLE_PUSH, 0},
+      {NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, kMaxResponseHeaderBytes},
+      {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, kStreamWindow},
+  };
+  nghttp2_submit_settings(ng, NGHTTP2_FLAG_NONE, settings, std::size(settings));
+  nghttp2_session_set_local_window_size(ng, NGHTTP2_FLAG_NONE, 0, kConnectionWindow);
+  return ng;
+}
 
 // --- H2Stream ---------------------------------------------------------------------------------
 
@@ -44,7 +63,7 @@ bool H2Stream::send_head(std::span<const std::pair<std::string, std::string>> fi
                          bool has_body) {
   std::vector<nghttp2_nv> nva;
   nva.reserve(fields.size());
-  for (const auto& [n, v] : fields) nva.push_back(make_nv(n, v));
+  for (const auto& [n, v] : fields) nva.push_back(h2_nv(n, v));
   nghttp2_data_provider provider{};
   provider.read_callback = read_body;
   id_ = nghttp2_submit_request(s_.ng_, nullptr, nva.data(), nva.size(),
@@ -166,30 +185,16 @@ void H2Stream::deliver_error(UpstreamError e) {
 
 UpstreamH2::UpstreamH2(UpstreamConn& conn, uint32_t assumed_limit)
     : conn_(conn), assumed_limit_(std::max<uint32_t>(1, assumed_limit)) {
-  static const Callbacks setup = [] {
-    Callbacks c;
-    nghttp2_session_callbacks_new(&c.cbs);
-    nghttp2_session_callbacks_set_on_header_callback(c.cbs, on_header);
-    nghttp2_session_callbacks_set_on_frame_recv_callback(c.cbs, on_frame_recv);
-    nghttp2_session_callbacks_set_on_data_chunk_recv_callback(c.cbs, on_data_chunk);
-    nghttp2_session_callbacks_set_on_stream_close_callback(c.cbs, on_stream_close);
-    nghttp2_option_new(&c.opt);
-    nghttp2_option_set_no_closed_streams(c.opt, 1);
-    // Response DATA is acknowledged as the client side takes it (see H2Stream::paused_).
-    nghttp2_option_set_no_auto_window_update(c.opt, 1);
-    nghttp2_option_set_max_continuations(c.opt, 8);
-    nghttp2_option_set_max_outbound_ack(c.opt, 1000);
-    nghttp2_option_set_max_settings(c.opt, 32);
+  static nghttp2_session_callbacks* const cbs = [] {
+    nghttp2_session_callbacks* c = nullptr;
+    nghttp2_session_callbacks_new(&c);
+    nghttp2_session_callbacks_set_on_header_callback(c, on_header);
+    nghttp2_session_callbacks_set_on_frame_recv_callback(c, on_frame_recv);
+    nghttp2_session_callbacks_set_on_data_chunk_recv_callback(c, on_data_chunk);
+    nghttp2_session_callbacks_set_on_stream_close_callback(c, on_stream_close);
     return c;
   }();
-  nghttp2_session_client_new2(&ng_, setup.cbs, this, setup.opt);
-  const nghttp2_settings_entry settings[] = {
-      {NGHTTP2_SETTINGS_ENABLE_PUSH, 0},
-      {NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, kMaxResponseHeaderBytes},
-      {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, kStreamWindow},
-  };
-  nghttp2_submit_settings(ng_, NGHTTP2_FLAG_NONE, settings, std::size(settings));
-  nghttp2_session_set_local_window_size(ng_, NGHTTP2_FLAG_NONE, 0, kConnectionWindow);
+  ng_ = new_h2_client(cbs, this);
 }
 
 UpstreamH2::~UpstreamH2() {

@@ -22,6 +22,13 @@ namespace weir::proxy {
 
 class UpstreamH2;
 
+// A name/value pair for nghttp2_submit_*; the strings must outlive the submit call.
+nghttp2_nv h2_nv(const std::string& name, const std::string& value);
+// A client session with weir's limits (no closed-stream retention, CONTINUATION, ACK and
+// SETTINGS caps, manual WINDOW_UPDATE) and its SETTINGS queued (no push, header list cap,
+// windows). Shared by UpstreamH2 and the active health prober.
+nghttp2_session* new_h2_client(const nghttp2_session_callbacks* cbs, void* user);
+
 class H2Stream final : public UpstreamStream {
  public:
   H2Stream(UpstreamH2& session, UpstreamHandler* handler, bool head_request);

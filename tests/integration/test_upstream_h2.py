@@ -27,13 +27,15 @@ import h2.events  # noqa: E402
 class H2Backend:
     """An HTTP/2 server on 127.0.0.1:0 (h2c, or h2 over TLS when cert is given). Paths:
     /grpc/<code>: a gRPC-style response, grpc-status <code> in trailers;
-    /only/<code>: a trailers-only gRPC response; /slow: answers after 0.3 s; else echo."""
+    /only/<code>: a trailers-only gRPC response; /slow: answers after 0.3 s; /healthz: status
+    self.health_status, empty body; else echo."""
 
     def __init__(self, cleanups, cert=None, key=None, max_streams=50, goaway_after=None):
         self.ctx = None
         self.max_streams = max_streams
         self.goaway_after = goaway_after  # requests a connection serves before its GOAWAY
         self.ignored = 0  # requests past a GOAWAY, left unanswered
+        self.health_status = 200
         if cert:
             self.ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
             self.ctx.load_cert_chain(cert, key)
@@ -132,6 +134,8 @@ class H2Backend:
                 conn.send_data(sid, b"\x00\x00\x00\x00\x02hi")
                 conn.send_headers(sid, [("grpc-status", path.split("/")[2]),
                                         ("grpc-message", "from-backend")], end_stream=True)
+            elif path == "/healthz":
+                conn.send_headers(sid, [(":status", str(self.health_status))], end_stream=True)
             elif path.startswith("/only/"):
                 conn.send_headers(sid, [(":status", "200"), ("content-type", "application/grpc"),
                                         ("grpc-status", path.split("/")[2])], end_stream=True)
@@ -170,6 +174,12 @@ class H2Backend:
                 sock.sendall(data)
             if n <= 0:
                 time.sleep(0.005)
+
+
+HEALTH_INTERVAL_MS = 100
+HEALTH_UNHEALTHY = 2
+HEALTH_CHECK = {"path": "/healthz", "interval_ms": HEALTH_INTERVAL_MS, "timeout_ms": 500,
+                "unhealthy_threshold": HEALTH_UNHEALTHY, "healthy_threshold": 1}
 
 
 def h2_config(backend, version_options=None, admin=None, protocols=("http1",)):
@@ -299,6 +309,65 @@ class UpstreamH2(h.WeirTestCase):
         self.assertEqual(r.status, 200, r)
         self.assertEqual(r.trailer("grpc-status"), "0")
         self.assertEqual(b.requests[-1][1][":scheme"], "https")
+
+    def test_health_checks_probe_h2_versions_over_http2(self):
+        stable, canary = H2Backend(self.addCleanup), H2Backend(self.addCleanup)
+        weir = h.start_weir(self.addCleanup, h.render_config([h.service(
+            "svc", h.version("stable", 50, stable.addr, protocol="h2"),
+            h.version("canary", 50, canary.addr, protocol="h2"), health_check=HEALTH_CHECK)]))
+
+        def served(n):
+            with h.Client(weir.addr) as c:
+                for i in range(n):
+                    self.assertEqual(c.get(f"/n/{i}").status, 200)
+
+        def count(b):
+            with b.lock:
+                return sum(1 for p, _ in b.requests if p != "/healthz")
+
+        # The probes are HTTP/2 GETs (the backend speaks nothing else).
+        self.assertTrue(h.wait_until(lambda: any(p == "/healthz" for p, _ in canary.requests), 10))
+        probe = next(hd for p, hd in canary.requests if p == "/healthz")
+        self.assertEqual(probe[":method"], "GET")
+        self.assertEqual(probe[":scheme"], "http")
+        self.assertEqual(probe[":authority"], canary.addr)
+        self.assertEqual(probe["user-agent"], "weir-health-check")
+        served(40)
+        self.assertGreater(count(canary), 0)
+
+        canary.health_status = 503
+        failed_at = time.monotonic()
+        weir.wait_line(r"health: svc/canary endpoint 127\.0\.0\.1:\d+ is down "
+                       r"\(2 consecutive failures, last: status 503\)", timeout=10)
+        # Within interval x threshold + one more interval (the probe phase) + a snapshot; the
+        # margin is generous for a loaded box.
+        budget = (HEALTH_INTERVAL_MS * (HEALTH_UNHEALTHY + 1) + 150) / 1000.0 + 1.0
+        self.assertLessEqual(time.monotonic() - failed_at, budget)
+        time.sleep(0.1)  # the snapshot reaches the workers
+        before = count(canary)
+        served(40)
+        self.assertEqual(count(canary), before, "an unhealthy h2 version kept its traffic")
+
+        canary.health_status = 200
+        weir.wait_line(r"health: svc/canary endpoint .* is up", timeout=10)
+        time.sleep(0.1)
+        served(40)
+        self.assertGreater(count(canary), before)
+
+    def test_health_check_over_tls_by_alpn(self):
+        d = tempfile.mkdtemp(prefix="weir-uh2-")
+        self.addCleanup(shutil.rmtree, d, True)
+        cert, key = h.make_cert(d, "grpc.test", "grpc.test")
+        b = H2Backend(self.addCleanup, cert, key)
+        b.health_status = 503
+        weir = h.start_weir(self.addCleanup, h2_config(
+            b, {"tls": {"ca_file": cert, "sni": "grpc.test"}, "health_check": HEALTH_CHECK}))
+        weir.wait_line(r"health: svc/v1 endpoint .* is down .*last: status 503", timeout=10)
+        probe = next(hd for p, hd in b.requests if p == "/healthz")
+        self.assertEqual(probe[":scheme"], "https")
+        b.health_status = 200
+        weir.wait_line(r"health: svc/v1 endpoint .* is up", timeout=10)
+        self.assertEqual(h.get(weir.addr, "/x").status, 200)
 
     def test_backend_gone_is_a_502(self):
         b = H2Backend(self.addCleanup)
