@@ -118,7 +118,17 @@ ssize_t H2Stream::read_body(nghttp2_session*, int32_t id, uint8_t* buf, size_t l
     self->deferred_ = true;
     return NGHTTP2_ERR_DEFERRED;
   }
-  if (self->request_done_ && self->body_off_ == self->body_.size()) *flags |= NGHTTP2_DATA_FLAG_EOF;
+  if (self->request_done_ && self->body_off_ == self->body_.size()) {
+    *flags |= NGHTTP2_DATA_FLAG_EOF;
+    if (!self->trailers_.empty()) {
+      std::vector<nghttp2_nv> nva;
+      for (const auto& [k, v] : self->trailers_) nva.push_back(h2_nv(k, v));
+      // The trailing HEADERS ends the stream instead of this DATA frame.
+      if (nghttp2_submit_trailer(self->s_.ng_, id, nva.data(), nva.size()) == 0) {
+        *flags |= NGHTTP2_DATA_FLAG_NO_END_STREAM;
+      }
+    }
+  }
   return static_cast<ssize_t>(n);
 }
 

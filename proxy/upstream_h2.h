@@ -41,6 +41,11 @@ class H2Stream final : public UpstreamStream {
   void write(std::string_view data) override;
   bool congested() override { return body_.size() - body_off_ >= kHighWater; }
   void request_complete() override;
+  // Request trailers: a HEADERS frame that ends the stream after the last DATA. Before
+  // request_complete().
+  void set_trailers(std::span<const std::pair<std::string, std::string>> fields) {
+    trailers_.assign(fields.begin(), fields.end());
+  }
   // Backpressure by flow control: DATA is acknowledged (WINDOW_UPDATE) only while not paused.
   void pause_reading() override { paused_ = true; }
   void resume_reading() override;
@@ -72,6 +77,7 @@ class H2Stream final : public UpstreamStream {
   std::string body_;        // request body not yet framed
   size_t body_off_ = 0;
   std::vector<std::pair<std::string, std::string>> fields_;  // current header block
+  std::vector<std::pair<std::string, std::string>> trailers_;  // request trailers to send
   std::vector<HeaderField> views_;
   int status_ = 0;
 };

@@ -28,7 +28,7 @@ class H2Backend:
     """An HTTP/2 server on 127.0.0.1:0 (h2c, or h2 over TLS when cert is given). Paths:
     /grpc/<code>: a gRPC-style response, grpc-status <code> in trailers;
     /only/<code>: a trailers-only gRPC response; /slow: answers after 0.3 s; /healthz: status
-    self.health_status, empty body; else echo."""
+    self.health_status, empty body; /count/...: the request body's length; else echo."""
 
     def __init__(self, cleanups, cert=None, key=None, max_streams=50, goaway_after=None):
         self.ctx = None
@@ -44,6 +44,7 @@ class H2Backend:
         self.connections = 0
         self.max_open_streams = 0
         self.requests = []  # (path, headers dict)
+        self.trailers = []  # (path, body, request trailers dict)
         self.sock = socket.socket()
         self.sock.bind(("127.0.0.1", 0))
         self.sock.listen(64)
@@ -105,6 +106,12 @@ class H2Backend:
                         with wlock:
                             conn.acknowledge_received_data(ev.flow_controlled_length,
                                                            ev.stream_id)
+                    elif isinstance(ev, h2.events.TrailersReceived):
+                        if ev.stream_id in open_streams:
+                            hdrs, body = open_streams[ev.stream_id]
+                            with self.lock:
+                                self.trailers.append((hdrs[":path"], body, {
+                                    k.decode(): v.decode() for k, v in ev.headers}))
                     elif isinstance(ev, h2.events.StreamEnded):
                         if ev.stream_id not in open_streams:
                             continue
@@ -140,7 +147,9 @@ class H2Backend:
                 conn.send_headers(sid, [(":status", "200"), ("content-type", "application/grpc"),
                                         ("grpc-status", path.split("/")[2])], end_stream=True)
             else:
-                out = b"h2-ok " + path.encode() + b" " + body
+                # /count/...: the body's length instead of the body (a DATA frame's limit).
+                out = b"h2-ok " + path.encode() + b" " + (
+                    str(len(body)).encode() if path.startswith("/count/") else body)
                 conn.send_headers(sid, [(":status", "200"), ("content-length", str(len(out)))])
                 conn.send_data(sid, out, end_stream=True)
             open_streams.pop(sid, None)
@@ -233,6 +242,34 @@ class UpstreamH2(h.WeirTestCase):
             return ep["responses"]["5xx"] == 3 and ep["responses"]["2xx"] == 2 and ep
         self.assertTrue(h.wait_until(counted, 10),
                         h.admin_call(weir, "GET", "/api/v1/services/svc").json())
+
+    def test_request_trailers_go_upstream(self):
+        b = H2Backend(self.addCleanup)
+        weir = h.start_weir(self.addCleanup, h2_config(b, protocols=("http1", "h2c")))
+        # HTTP/1.1 chunked trailers become a trailing HEADERS frame (names lower-cased).
+        with h.Client(weir.addr) as c:
+            r = c.request("POST", "/up/1", [("Transfer-Encoding", "chunked"),
+                                             ("Trailer", "X-Checksum")],
+                          b"5\r\nhello\r\n0\r\nX-Checksum: abc123\r\n\r\n")
+            self.assertEqual(r.status, 200, r)
+            self.assertEqual(r.body, b"h2-ok /up/1 hello")
+            # Without trailers the body's last DATA frame still ends the stream.
+            r = c.request("POST", "/up/2", [("Content-Length", "3")], b"abc")
+            self.assertEqual(r.body, b"h2-ok /up/2 abc")
+        # An HTTP/2 client's trailing HEADERS after DATA.
+        d = self.tmpdir()
+        data = os.path.join(d, "body")
+        with open(data, "wb") as f:
+            f.write(b"x" * 70000)  # more than one DATA frame and the initial window
+        run = subprocess.run(["nghttp", "-d", data, "--trailer", "grpc-timeout: 5S",
+                              "--trailer", "x-sum: 7", "http://%s:%d/count/3" % weir.addr],
+                             capture_output=True, timeout=30)
+        self.assertEqual(run.returncode, 0, run.stderr)
+        self.assertEqual(run.stdout, b"h2-ok /count/3 70000")
+        with b.lock:
+            got = {p: (len(body), t) for p, body, t in b.trailers}
+        self.assertEqual(got, {"/up/1": (5, {"x-checksum": "abc123"}),
+                               "/count/3": (70000, {"grpc-timeout": "5S", "x-sum": "7"})})
 
     def test_concurrent_requests_multiplex_over_few_connections(self):
         b = H2Backend(self.addCleanup)
