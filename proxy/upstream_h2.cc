@@ -73,7 +73,7 @@ bool H2Stream::send_head(std::span<const std::pair<std::string, std::string>> fi
     return false;
   }
   s_.streams_[id_] = this;
-  if (!has_body) request_done_ = true;
+  if (!has_body) request_complete();
   s_.flush();
   return true;
 }
@@ -90,6 +90,7 @@ void H2Stream::write(std::string_view data) {
 
 void H2Stream::request_complete() {
   request_done_ = true;
+  if (!head_seen_ && !finished_) arm(s_.conn_.worker().settings().upstream_response_timeout_ms);
   if (deferred_ && id_ >= 0) {
     deferred_ = false;
     nghttp2_session_resume_data(s_.ng_, id_);
@@ -132,8 +133,22 @@ ssize_t H2Stream::read_body(nghttp2_session*, int32_t id, uint8_t* buf, size_t l
   return static_cast<ssize_t>(n);
 }
 
+void H2Stream::arm(uint32_t ms) {
+  const uint64_t at = uv_now(s_.conn_.worker().loop()) + ms;
+  const bool earlier = deadline_at_ == 0 || at < deadline_at_;
+  deadline_at_ = at;
+  // A later deadline needs no timer work: the connection's timer finds it when it fires.
+  if (earlier) s_.conn_.h2_rearm();
+}
+
+void H2Stream::pause_reading() {
+  paused_ = true;
+  if (head_seen_) deadline_at_ = 0;  // the client holds the body back, not the backend
+}
+
 void H2Stream::resume_reading() {
   paused_ = false;
+  if (head_seen_ && !finished_) arm(s_.conn_.worker().settings().body_timeout_ms);
   if (unconsumed_ > 0 && id_ >= 0 && s_.streams_.count(id_)) {
     nghttp2_session_consume(s_.ng_, id_, unconsumed_);
     unconsumed_ = 0;
@@ -170,6 +185,8 @@ void H2Stream::deliver_head() {
   head.headers = views_;
   head.no_body = head_request_ || status_ == 204 || status_ == 304;
   head_seen_ = true;
+  deadline_at_ = 0;
+  if (!paused_) arm(s_.conn_.worker().settings().body_timeout_ms);
   if (handler_) handler_->on_upstream_head(*this, head);
 }
 
@@ -225,14 +242,14 @@ bool UpstreamH2::has_capacity() const {
 H2Stream* UpstreamH2::open(UpstreamHandler* h, bool head_request) {
   auto* st = new H2Stream(*this, h, head_request);
   owned_.push_back(st);
-  conn_.h2_stream_started();
+  conn_.h2_rearm();  // not idle any more
   return st;
 }
 
 void UpstreamH2::forget(H2Stream* st) {
   owned_.erase(std::remove(owned_.begin(), owned_.end(), st), owned_.end());
   delete st;
-  conn_.h2_stream_ended();
+  conn_.h2_rearm();
 }
 
 H2Stream* UpstreamH2::find(int32_t id) {
@@ -260,6 +277,34 @@ void UpstreamH2::flush() {
     conn_.write(std::string_view(reinterpret_cast<const char*>(data), static_cast<size_t>(n)));
   }
   in_flush_ = false;
+}
+
+uint64_t UpstreamH2::next_deadline() const {
+  uint64_t next = 0;
+  for (const H2Stream* st : owned_) {
+    if (st->deadline_at_ != 0 && !st->finished_ && (next == 0 || st->deadline_at_ < next)) {
+      next = st->deadline_at_;
+    }
+  }
+  return next;
+}
+
+void UpstreamH2::expire(uint64_t now) {
+  std::vector<H2Stream*> due;
+  for (H2Stream* st : owned_) {
+    if (st->deadline_at_ != 0 && st->deadline_at_ <= now && !st->finished_) due.push_back(st);
+  }
+  for (H2Stream* st : due) {
+    // An earlier stream's handler may have closed this one.
+    if (std::find(owned_.begin(), owned_.end(), st) == owned_.end()) continue;
+    if (st->id_ >= 0 && streams_.erase(st->id_)) {
+      nghttp2_submit_rst_stream(ng_, NGHTTP2_FLAG_NONE, st->id_, NGHTTP2_CANCEL);
+    }
+    st->deliver_error(st->head_seen_ ? UpstreamError::kBodyTimeout
+                                     : UpstreamError::kResponseTimeout);
+    forget(st);
+  }
+  flush();
 }
 
 void UpstreamH2::fail_all(UpstreamError e) {
@@ -337,6 +382,11 @@ int UpstreamH2::on_data_chunk(nghttp2_session*, uint8_t, int32_t id, const uint8
     st->unconsumed_ += len;
   } else {
     nghttp2_session_consume(self->ng_, id, len);
+  }
+  // Body progress: the idle deadline moves later (lazily, see H2Stream::arm).
+  if (st && !st->paused_ && !st->finished_) {
+    st->deadline_at_ = uv_now(self->conn_.worker().loop()) +
+                       self->conn_.worker().settings().body_timeout_ms;
   }
   return 0;
 }

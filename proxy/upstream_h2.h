@@ -47,7 +47,7 @@ class H2Stream final : public UpstreamStream {
     trailers_.assign(fields.begin(), fields.end());
   }
   // Backpressure by flow control: DATA is acknowledged (WINDOW_UPDATE) only while not paused.
-  void pause_reading() override { paused_ = true; }
+  void pause_reading() override;
   void resume_reading() override;
   void close() override;
   void release(bool) override { close(); }
@@ -58,6 +58,8 @@ class H2Stream final : public UpstreamStream {
 
   static ssize_t read_body(nghttp2_session* ng, int32_t id, uint8_t* buf, size_t len,
                            uint32_t* flags, nghttp2_data_source* src, void* user);
+  // This stream's own deadline: `ms` from now (the response or the body idle timeout).
+  void arm(uint32_t ms);
   void deliver_head();
   void deliver_done();
   void deliver_error(UpstreamError e);
@@ -74,6 +76,7 @@ class H2Stream final : public UpstreamStream {
   bool was_congested_ = false;
   bool paused_ = false;
   size_t unconsumed_ = 0;   // DATA bytes delivered while paused, acknowledged on resume
+  uint64_t deadline_at_ = 0;  // loop time it fails at (504), 0 while uploading or paused
   std::string body_;        // request body not yet framed
   size_t body_off_ = 0;
   std::vector<std::pair<std::string, std::string>> fields_;  // current header block
@@ -102,6 +105,10 @@ class UpstreamH2 {
   void fail_all(UpstreamError e);
   // Frames nghttp2 wants to send go to the connection.
   void flush();
+  // The earliest stream deadline (loop time), 0 when none is set.
+  uint64_t next_deadline() const;
+  // Streams past their deadline fail with a timeout and are reset (CANCEL); the rest go on.
+  void expire(uint64_t now);
 
  private:
   friend class H2Stream;

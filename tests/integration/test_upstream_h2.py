@@ -27,7 +27,7 @@ import h2.events  # noqa: E402
 class H2Backend:
     """An HTTP/2 server on 127.0.0.1:0 (h2c, or h2 over TLS when cert is given). Paths:
     /grpc/<code>: a gRPC-style response, grpc-status <code> in trailers;
-    /only/<code>: a trailers-only gRPC response; /slow: answers after 0.3 s; /healthz: status
+    /only/<code>: a trailers-only gRPC response; /slow: answers after 0.3 s; /never: no answer; /healthz: status
     self.health_status, empty body; /count/...: the request body's length; else echo."""
 
     def __init__(self, cleanups, cert=None, key=None, max_streams=50, goaway_after=None):
@@ -45,6 +45,7 @@ class H2Backend:
         self.max_open_streams = 0
         self.requests = []  # (path, headers dict)
         self.trailers = []  # (path, body, request trailers dict)
+        self.resets = []  # (path, error code) of streams the client reset
         self.sock = socket.socket()
         self.sock.bind(("127.0.0.1", 0))
         self.sock.listen(64)
@@ -120,7 +121,10 @@ class H2Backend:
                                          args=(sock, conn, wlock, ev.stream_id, hdrs, body,
                                                open_streams), daemon=True).start()
                     elif isinstance(ev, h2.events.StreamReset):
-                        open_streams.pop(ev.stream_id, None)
+                        st = open_streams.pop(ev.stream_id, None)
+                        if st:
+                            with self.lock:
+                                self.resets.append((st[0][":path"], ev.error_code))
                 with wlock:
                     sock.sendall(conn.data_to_send())
         except (OSError, ssl.SSLError, h2.exceptions.ProtocolError):
@@ -132,6 +136,8 @@ class H2Backend:
         path = hdrs[":path"]
         if path == "/slow":
             time.sleep(0.3)
+        if path == "/never":
+            return
         if path == "/big":
             self._send_big(sock, conn, wlock, sid)
             return
@@ -191,11 +197,11 @@ HEALTH_CHECK = {"path": "/healthz", "interval_ms": HEALTH_INTERVAL_MS, "timeout_
                 "unhealthy_threshold": HEALTH_UNHEALTHY, "healthy_threshold": 1}
 
 
-def h2_config(backend, version_options=None, admin=None, protocols=("http1",)):
+def h2_config(backend, version_options=None, admin=None, protocols=("http1",), proxy=None):
     options = {"protocol": "h2", **(version_options or {})}
     return h.render_config([h.service("svc", h.version("v1", 100, backend.addr, **options))],
                            listeners=[{"name": "public", "protocols": list(protocols)}],
-                           admin=admin)
+                           admin=admin, proxy=proxy)
 
 
 class UpstreamH2(h.WeirTestCase):
@@ -270,6 +276,38 @@ class UpstreamH2(h.WeirTestCase):
             got = {p: (len(body), t) for p, body, t in b.trailers}
         self.assertEqual(got, {"/up/1": (5, {"x-checksum": "abc123"}),
                                "/count/3": (70000, {"grpc-timeout": "5S", "x-sum": "7"})})
+
+    def test_response_timeout_is_per_stream(self):
+        b = H2Backend(self.addCleanup)
+        timeout_ms = 1000
+        weir = h.start_weir(self.addCleanup, h2_config(
+            b, proxy={"upstream_response_timeout_ms": timeout_ms, "workers": 1}))
+        self.assertEqual(h.get(weir.addr, "/warm").status, 200)  # the one connection is up
+        results = {}
+
+        def one(path):
+            started = time.monotonic()
+            r = h.get(weir.addr, path)
+            results[path] = (r.status, time.monotonic() - started, time.monotonic())
+
+        never = threading.Thread(target=one, args=("/never",))
+        never.start()
+        self.assertTrue(h.wait_until(lambda: any(p == "/never" for p, _ in b.requests), 10))
+        one("/now")
+        never.join(30)
+        self.assertFalse(never.is_alive())
+        status, elapsed, _ = results["/never"]
+        self.assertEqual(status, 504)
+        self.assertGreaterEqual(elapsed, timeout_ms / 1000.0 * 0.9)
+        self.assertLess(elapsed, 15)
+        # The answered stream did not wait for (or fail with) the silent one.
+        self.assertEqual(results["/now"][0], 200)
+        self.assertLess(results["/now"][2], results["/never"][2])
+        # The silent stream was cancelled; the connection lives on.
+        self.assertTrue(h.wait_until(lambda: b.resets, 10))
+        self.assertEqual(b.resets, [("/never", 8)])  # CANCEL
+        self.assertEqual(h.get(weir.addr, "/after").status, 200)
+        self.assertEqual(b.connections, 1)
 
     def test_concurrent_requests_multiplex_over_few_connections(self):
         b = H2Backend(self.addCleanup)
