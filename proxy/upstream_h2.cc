@@ -107,6 +107,8 @@ ssize_t H2Stream::read_body(nghttp2_session*, int32_t id, uint8_t* buf, size_t l
   const size_t n = std::min(avail, len);
   std::memcpy(buf, self->body_.data() + self->body_off_, n);
   self->body_off_ += n;
+  // Body progress either way keeps a streaming call's idle deadline away (as for HTTP/1.1).
+  if (n > 0 && self->head_seen_) self->body_progress();
   if (self->body_off_ == self->body_.size()) {
     self->body_.clear();
     self->body_off_ = 0;
@@ -139,6 +141,12 @@ void H2Stream::arm(uint32_t ms) {
   deadline_at_ = at;
   // A later deadline needs no timer work: the connection's timer finds it when it fires.
   if (earlier) s_.conn_.h2_rearm();
+}
+
+void H2Stream::body_progress() {
+  if (paused_ || finished_) return;
+  // Only later: no timer work, the connection's timer finds the new deadline when it fires.
+  deadline_at_ = uv_now(s_.conn_.worker().loop()) + s_.conn_.worker().settings().body_timeout_ms;
 }
 
 void H2Stream::pause_reading() {
@@ -383,11 +391,7 @@ int UpstreamH2::on_data_chunk(nghttp2_session*, uint8_t, int32_t id, const uint8
   } else {
     nghttp2_session_consume(self->ng_, id, len);
   }
-  // Body progress: the idle deadline moves later (lazily, see H2Stream::arm).
-  if (st && !st->paused_ && !st->finished_) {
-    st->deadline_at_ = uv_now(self->conn_.worker().loop()) +
-                       self->conn_.worker().settings().body_timeout_ms;
-  }
+  if (st) st->body_progress();
   return 0;
 }
 

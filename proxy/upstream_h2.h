@@ -60,6 +60,8 @@ class H2Stream final : public UpstreamStream {
                            uint32_t* flags, nghttp2_data_source* src, void* user);
   // This stream's own deadline: `ms` from now (the response or the body idle timeout).
   void arm(uint32_t ms);
+  // Body bytes moved (either way): the idle deadline starts again.
+  void body_progress();
   void deliver_head();
   void deliver_done();
   void deliver_error(UpstreamError e);

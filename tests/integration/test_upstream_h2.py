@@ -27,7 +27,8 @@ import h2.events  # noqa: E402
 class H2Backend:
     """An HTTP/2 server on 127.0.0.1:0 (h2c, or h2 over TLS when cert is given). Paths:
     /grpc/<code>: a gRPC-style response, grpc-status <code> in trailers;
-    /only/<code>: a trailers-only gRPC response; /slow: answers after 0.3 s; /never: no answer; /healthz: status
+    /only/<code>: a trailers-only gRPC response; /slow: answers after 0.3 s; /never: no answer; /stall: a head and 4 bytes, then
+    nothing; /healthz: status
     self.health_status, empty body; /count/...: the request body's length; else echo."""
 
     def __init__(self, cleanups, cert=None, key=None, max_streams=50, goaway_after=None):
@@ -137,6 +138,12 @@ class H2Backend:
         if path == "/slow":
             time.sleep(0.3)
         if path == "/never":
+            return
+        if path == "/stall":  # a head and some body, then silence
+            with wlock:
+                conn.send_headers(sid, [(":status", "200")])
+                conn.send_data(sid, b"part")
+                sock.sendall(conn.data_to_send())
             return
         if path == "/big":
             self._send_big(sock, conn, wlock, sid)
@@ -306,6 +313,21 @@ class UpstreamH2(h.WeirTestCase):
         # The silent stream was cancelled; the connection lives on.
         self.assertTrue(h.wait_until(lambda: b.resets, 10))
         self.assertEqual(b.resets, [("/never", 8)])  # CANCEL
+        self.assertEqual(h.get(weir.addr, "/after").status, 200)
+        self.assertEqual(b.connections, 1)
+
+    def test_body_idle_timeout_is_per_stream(self):
+        b = H2Backend(self.addCleanup)
+        weir = h.start_weir(self.addCleanup, h2_config(
+            b, proxy={"body_timeout_ms": 1000, "workers": 1}))
+        started = time.monotonic()
+        with h.Client(weir.addr) as c:
+            c.send(h.Client.build("GET", "/stall"))
+            with self.assertRaises(OSError):  # the response is cut after its head
+                c.read_response()
+        self.assertGreaterEqual(time.monotonic() - started, 0.9)
+        self.assertTrue(h.wait_until(lambda: b.resets, 10))
+        self.assertEqual(b.resets, [("/stall", 8)])  # CANCEL, on a connection that lives on
         self.assertEqual(h.get(weir.addr, "/after").status, 200)
         self.assertEqual(b.connections, 1)
 
