@@ -773,12 +773,6 @@ void read_service(Context& ctx, TableReader& t, std::set<std::string>& names, Se
                sub_table(ctx, vt, "tls", [&](TableReader& tt) { read_upstream_tls(ctx, tt, v.tls); });
                v.protocol = s.protocol;
                read_protocol(vt, v.protocol);
-               if (v.protocol == UpstreamProtocol::kH2 && v.health_check.enabled) {
-                 ctx.error(v.loc, vt.path("health_check"),
-                           "active health checks speak HTTP/1.1 and cannot probe an h2 "
-                           "version; set enabled = false in its [service.version.health_check] "
-                           "(outlier detection still applies)");
-               }
              });
 
   sub_table(ctx, t, "guard", [&](TableReader& gt) { read_guard(gt, s.guard); });

@@ -23,6 +23,14 @@ bool named_in(std::span<const std::string_view> tokens, std::string_view name) {
   return false;
 }
 
+// HTTP/2 field names are lower case.
+void add_h2_field(std::vector<std::pair<std::string, std::string>>& to, std::string_view name,
+                  std::string_view value) {
+  std::string n(name);
+  for (char& c : n) c = ascii_lower(c);
+  to.emplace_back(std::move(n), std::string(value));
+}
+
 void append_header(std::string& out, std::string_view name, std::string_view value) {
   out.append(name);
   out.append(": ");
@@ -141,9 +149,7 @@ void Exchange::build_request_head(const RequestDesc& req) {
       append_header(out, name, value);
       return;
     }
-    std::string n(name);
-    for (char& c : n) c = ascii_lower(c);
-    h2_head_.emplace_back(std::move(n), std::string(value));
+    add_h2_field(h2_head_, name, value);
   };
   if (h2) {
     h2_head_.emplace_back(":method", std::string(h.method));
@@ -301,6 +307,20 @@ void Exchange::end_body(std::span<const HeaderField> trailers) {
     for (const auto& t : trailers) append_header(tail, t.name, t.value);
     tail.append("\r\n");
     write_upstream(tail);
+  } else if (version_->h2) {
+    // Kept for a stream that goes again; HTTP/2 forbids connection-specific fields anywhere.
+    for (const auto& t : trailers) {
+      if (!t.name.starts_with(':') && !is_hop_by_hop(t.name)) {
+        add_h2_field(h2_trailers_, t.name, t.value);
+      }
+    }
+  }
+  complete_request();
+}
+
+void Exchange::complete_request() {
+  if (version_->h2 && !h2_trailers_.empty()) {
+    static_cast<H2Stream*>(upstream_)->set_trailers(h2_trailers_);
   }
   upstream_->request_complete();
 }
@@ -457,7 +477,7 @@ void Exchange::on_upstream_error(UpstreamStream& c, UpstreamError e, std::string
     const uint32_t avoid = e == UpstreamError::kConnect ? failed : routing::Picker::kNoEndpoint;
     if (connect_upstream(avoid, &status) && send_head()) {
       if (!replay_.empty()) upstream_->write(replay_);
-      if (request_done_) upstream_->request_complete();
+      if (request_done_) complete_request();
       return;
     }
   }

@@ -93,6 +93,8 @@ class Exchange final : private UpstreamHandler {
   void build_request_head(const RequestDesc& req);
   // Sends the head built by build_request_head; false when the upstream refused it (h2).
   bool send_head();
+  // The whole request is queued: its trailers (h2) go, then the end of the stream.
+  void complete_request();
   // Response counts by status class, for the version and the endpoint (and outlier streaks).
   void count_response(int status_class);
   void log_access();
@@ -120,6 +122,7 @@ class Exchange final : private UpstreamHandler {
   // A shadow copy of this request, held until its body is complete (proxy/mirror.h).
   std::unique_ptr<MirrorRequest> mirror_;
   std::vector<std::pair<std::string, std::string>> h2_head_;  // the same for an h2 upstream
+  std::vector<std::pair<std::string, std::string>> h2_trailers_;  // request trailers (h2)
   bool grpc_ = false;     // an h2 response with a gRPC content type: counted at its end
   bool grpc_failed_ = false;  // grpc-status other than 0 seen (head or trailers)
   std::string replay_;    // every request byte sent, while small enough to send again

@@ -8,6 +8,7 @@
 #include "health/active_check.h"
 #include "proxy/http_util.h"
 #include "proxy/tls_io.h"
+#include "proxy/upstream_h2.h"
 #include "proxy/upstream_tls.h"
 
 namespace weir::proxy {
@@ -44,11 +45,25 @@ struct Attempt {
   TlsIo tls;
   std::string out;
   bool tls_open = false;
+  // h2 versions are probed over HTTP/2 (h2c by prior knowledge, or h2 by ALPN): one GET
+  // stream, whose final response head decides.
+  nghttp2_session* ng = nullptr;
+  int h2_status = 0;
+
+  ~Attempt() {
+    if (ng) nghttp2_session_del(ng);
+  }
 
   // Writes `data`; its buffer lives until the write callback (which, after uv_close, still runs
   // with ECANCELED before the close callback frees this attempt).
   void send(std::string data);
+  // Plaintext to the backend: through TLS when the attempt has it.
+  void send_plain(std::string data);
   void handshake();
+  // The connection (and TLS) is up: the request goes.
+  void on_open();
+  void start_h2();
+  void flush_h2();
   void rc_failed(const char* what);
   void parse(const char* data, size_t len);
 
@@ -69,14 +84,15 @@ struct HealthProber::Probe {
   std::string host;                               // the endpoint's, for SNI and verification
   std::string label;  // "service/version endpoint host:port"
   std::string host_header;
+  bool h2;
   health::ActiveCheck check;
   uv_timer_t timer{};  // next probe, or the running probe's timeout
   Attempt* attempt = nullptr;
 
   Probe(HealthProber* o, const routing::Endpoint& ep, std::shared_ptr<const routing::OpaqueTls> t,
-        const std::string& lbl, const config::HealthCheck& policy)
+        const std::string& lbl, const config::HealthCheck& policy, bool http2)
       : owner(o), endpoint_id(ep.id), addr(ep.addr), tls(std::move(t)), host(ep.host), label(lbl),
-        host_header(policy.host.empty() ? ep.address : policy.host), check(policy) {
+        host_header(policy.host.empty() ? ep.address : policy.host), h2(http2), check(policy) {
     uv_timer_init(owner->loop_, &timer);
     timer.data = this;
     // The first probe comes soon but spread out, so a big config does not probe all at once.
@@ -153,7 +169,7 @@ struct HealthProber::Probe {
       }
       a->handshake();
     } else {
-      a->send(std::move(a->request));
+      a->on_open();
     }
     if (!a->probe) return;
     uv_read_start(
@@ -233,7 +249,12 @@ void Attempt::handshake() {
   const int rc = tls.handshake();
   if (rc == SSL_ERROR_NONE) {
     tls_open = true;
-    if (!tls.write(request.data(), request.size())) rc_failed("TLS write");
+    auto* ctx = static_cast<const UpstreamTlsContext*>(probe->tls.get());
+    if (probe->h2 && !ctx->alpn_ok(tls.ssl())) {
+      probe->finish(false, "TLS: the backend did not select HTTP/2 by ALPN");
+      return;
+    }
+    on_open();
   }
   if (!out.empty()) {
     std::string flight;
@@ -246,11 +267,110 @@ void Attempt::handshake() {
   }
 }
 
+void Attempt::send_plain(std::string data) {
+  if (!tls.active()) {
+    send(std::move(data));
+    return;
+  }
+  if (!tls.write(data.data(), data.size())) {
+    rc_failed("TLS write");
+    return;
+  }
+  std::string flight;
+  flight.swap(out);
+  send(std::move(flight));
+}
+
+void Attempt::on_open() {
+  if (probe->h2) {
+    start_h2();
+  } else {
+    send_plain(std::move(request));
+  }
+}
+
+void Attempt::start_h2() {
+  static nghttp2_session_callbacks* const cbs = [] {
+    nghttp2_session_callbacks* c = nullptr;
+    nghttp2_session_callbacks_new(&c);
+    nghttp2_session_callbacks_set_on_header_callback(
+        c, [](nghttp2_session*, const nghttp2_frame* f, const uint8_t* name, size_t namelen,
+              const uint8_t* value, size_t valuelen, uint8_t, void* user) {
+          auto* a = static_cast<Attempt*>(user);
+          if (f->hd.type == NGHTTP2_HEADERS && namelen == 7 && std::memcmp(name, ":status", 7) == 0) {
+            a->h2_status = 0;
+            for (size_t i = 0; i < valuelen; ++i) a->h2_status = a->h2_status * 10 + (value[i] - '0');
+          }
+          return 0;
+        });
+    nghttp2_session_callbacks_set_on_frame_recv_callback(
+        c, [](nghttp2_session*, const nghttp2_frame* f, void* user) {
+          auto* a = static_cast<Attempt*>(user);
+          // The status is all a probe needs; 1xx heads are skipped.
+          if (a->probe && f->hd.type == NGHTTP2_HEADERS && f->hd.stream_id == 1 &&
+              a->h2_status >= 200) {
+            a->probe->finish(health::status_expected(a->probe->check.policy(), a->h2_status),
+                             "status " + std::to_string(a->h2_status));
+          }
+          return 0;
+        });
+    nghttp2_session_callbacks_set_on_stream_close_callback(
+        c, [](nghttp2_session*, int32_t, uint32_t error_code, void* user) {
+          auto* a = static_cast<Attempt*>(user);
+          if (a->probe) {
+            a->probe->finish(false, "stream closed before a response (HTTP/2 error " +
+                                        std::to_string(error_code) + ")");
+          }
+          return 0;
+        });
+    return c;
+  }();
+  ng = new_h2_client(cbs, this);
+  if (!ng) {
+    probe->finish(false, "HTTP/2: out of memory");
+    return;
+  }
+  const std::string fields[][2] = {
+      {":method", "GET"},
+      {":scheme", probe->tls ? "https" : "http"},
+      {":authority", probe->host_header},
+      {":path", probe->check.policy().path},
+      {"user-agent", "weir-health-check"},
+  };
+  nghttp2_nv nva[std::size(fields)];
+  for (size_t i = 0; i < std::size(fields); ++i) nva[i] = h2_nv(fields[i][0], fields[i][1]);
+  if (nghttp2_submit_request(ng, nullptr, nva, std::size(nva), nullptr, nullptr) < 0) {
+    probe->finish(false, "HTTP/2: cannot submit the request");
+    return;
+  }
+  flush_h2();
+}
+
+void Attempt::flush_h2() {
+  std::string pending;
+  for (;;) {
+    const uint8_t* data = nullptr;
+    ssize_t n = nghttp2_session_mem_send(ng, &data);
+    if (n < 0 && probe) probe->finish(false, std::string("HTTP/2: ") + nghttp2_strerror(int(n)));
+    if (n <= 0) break;
+    pending.append(reinterpret_cast<const char*>(data), static_cast<size_t>(n));
+  }
+  if (probe) send_plain(std::move(pending));
+}
+
 void Attempt::rc_failed(const char* what) {
   if (probe) probe->finish(false, std::string(what) + ": " + tls.last_error());
 }
 
 void Attempt::parse(const char* data, size_t len) {
+  if (ng) {
+    ssize_t rc = nghttp2_session_mem_recv(ng, reinterpret_cast<const uint8_t*>(data), len);
+    if (rc < 0 && probe) {
+      probe->finish(false, std::string("bad HTTP/2 response: ") + nghttp2_strerror(int(rc)));
+    }
+    if (probe) flush_h2();
+    return;
+  }
   llhttp_errno_t err = llhttp_execute(&parser, data, len);
   if (err != HPE_OK && err != HPE_PAUSED && probe) {
     probe->finish(false, std::string("bad response: ") + llhttp_errno_name(err));
@@ -285,11 +405,12 @@ void HealthProber::sync(const routing::Snapshot& snap) {
     for (const auto& v : svc.versions) {
       if (!v.config || !v.config->health_check.enabled) continue;
       const config::HealthCheck& policy = v.config->health_check;
+      const bool h2 = v.config->protocol == config::UpstreamProtocol::kH2;
       for (const auto& ep : v.endpoints) {
         if (next.count(ep.id)) continue;  // an endpoint shared by versions is probed once
         auto it = probes_.find(ep.id);
         if (it != probes_.end() && same_policy(it->second->check.policy(), policy) &&
-            it->second->tls == v.tls &&
+            it->second->tls == v.tls && it->second->h2 == h2 &&
             std::memcmp(&it->second->addr, &ep.addr, sizeof ep.addr) == 0) {
           next.emplace(ep.id, it->second);
           probes_.erase(it);
@@ -297,7 +418,7 @@ void HealthProber::sync(const routing::Snapshot& snap) {
         }
         next.emplace(ep.id, new Probe(this, ep, v.tls,
                                       svc.name + "/" + v.name + " endpoint " + ep.address,
-                                      policy));
+                                      policy, h2));
       }
     }
   }

@@ -1,6 +1,7 @@
 // Active health probes on the control thread's loop: one Probe per checked endpoint sends
-// `GET <path> HTTP/1.1` with Connection: close, reads the status line with llhttp, and feeds
-// the outcome to a health::ActiveCheck. State changes are logged with their reason and
+// `GET <path>` in the version's protocol (HTTP/1.1 with Connection: close, read with llhttp; or
+// one HTTP/2 stream, h2c by prior knowledge or h2 by ALPN over TLS) and feeds the response
+// status to a health::ActiveCheck. State changes are logged with their reason and
 // reported through the change callback (the Server then publishes a new snapshot).
 // Owned by Server; control thread only.
 #pragma once

@@ -20,18 +20,37 @@ std::string_view sv(const uint8_t* p, size_t n) {
   return std::string_view(reinterpret_cast<const char*>(p), n);
 }
 
-nghttp2_nv make_nv(const std::string& name, const std::string& value) {
+}  // namespace
+
+nghttp2_nv h2_nv(const std::string& name, const std::string& value) {
   return nghttp2_nv{reinterpret_cast<uint8_t*>(const_cast<char*>(name.data())),
                     reinterpret_cast<uint8_t*>(const_cast<char*>(value.data())), name.size(),
                     value.size(), NGHTTP2_NV_FLAG_NONE};
 }
 
-struct Callbacks {
-  nghttp2_session_callbacks* cbs = nullptr;
-  nghttp2_option* opt = nullptr;
-};
-
-}  // namespace
+nghttp2_session* new_h2_client(const nghttp2_session_callbacks* cbs, void* user) {
+  static nghttp2_option* const opt = [] {
+    nghttp2_option* o = nullptr;
+    nghttp2_option_new(&o);
+    nghttp2_option_set_no_closed_streams(o, 1);
+    // Response DATA is acknowledged as the client side takes it (see H2Stream::paused_).
+    nghttp2_option_set_no_auto_window_update(o, 1);
+    nghttp2_option_set_max_continuations(o, 8);
+    nghttp2_option_set_max_outbound_ack(o, 1000);
+    nghttp2_option_set_max_settings(o, 32);
+    return o;
+  }();
+  nghttp2_session* ng = nullptr;
+  if (nghttp2_session_client_new2(&ng, cbs, user, opt) != 0) return nullptr;
+  const nghttp2_settings_entry settings[] = {
+      {NGHTTP2_SETTINGS_ENABLE_PUSH, 0},
+      {NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, kMaxResponseHeaderBytes},
+      {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, kStreamWindow},
+  };
+  nghttp2_submit_settings(ng, NGHTTP2_FLAG_NONE, settings, std::size(settings));
+  nghttp2_session_set_local_window_size(ng, NGHTTP2_FLAG_NONE, 0, kConnectionWindow);
+  return ng;
+}
 
 // --- H2Stream ---------------------------------------------------------------------------------
 
@@ -44,7 +63,7 @@ bool H2Stream::send_head(std::span<const std::pair<std::string, std::string>> fi
                          bool has_body) {
   std::vector<nghttp2_nv> nva;
   nva.reserve(fields.size());
-  for (const auto& [n, v] : fields) nva.push_back(make_nv(n, v));
+  for (const auto& [n, v] : fields) nva.push_back(h2_nv(n, v));
   nghttp2_data_provider provider{};
   provider.read_callback = read_body;
   id_ = nghttp2_submit_request(s_.ng_, nullptr, nva.data(), nva.size(),
@@ -54,7 +73,7 @@ bool H2Stream::send_head(std::span<const std::pair<std::string, std::string>> fi
     return false;
   }
   s_.streams_[id_] = this;
-  if (!has_body) request_done_ = true;
+  if (!has_body) request_complete();
   s_.flush();
   return true;
 }
@@ -71,6 +90,7 @@ void H2Stream::write(std::string_view data) {
 
 void H2Stream::request_complete() {
   request_done_ = true;
+  if (!head_seen_ && !finished_) arm(s_.conn_.worker().settings().upstream_response_timeout_ms);
   if (deferred_ && id_ >= 0) {
     deferred_ = false;
     nghttp2_session_resume_data(s_.ng_, id_);
@@ -87,6 +107,8 @@ ssize_t H2Stream::read_body(nghttp2_session*, int32_t id, uint8_t* buf, size_t l
   const size_t n = std::min(avail, len);
   std::memcpy(buf, self->body_.data() + self->body_off_, n);
   self->body_off_ += n;
+  // Body progress either way keeps a streaming call's idle deadline away (as for HTTP/1.1).
+  if (n > 0 && self->head_seen_) self->body_progress();
   if (self->body_off_ == self->body_.size()) {
     self->body_.clear();
     self->body_off_ = 0;
@@ -99,12 +121,42 @@ ssize_t H2Stream::read_body(nghttp2_session*, int32_t id, uint8_t* buf, size_t l
     self->deferred_ = true;
     return NGHTTP2_ERR_DEFERRED;
   }
-  if (self->request_done_ && self->body_off_ == self->body_.size()) *flags |= NGHTTP2_DATA_FLAG_EOF;
+  if (self->request_done_ && self->body_off_ == self->body_.size()) {
+    *flags |= NGHTTP2_DATA_FLAG_EOF;
+    if (!self->trailers_.empty()) {
+      std::vector<nghttp2_nv> nva;
+      for (const auto& [k, v] : self->trailers_) nva.push_back(h2_nv(k, v));
+      // The trailing HEADERS ends the stream instead of this DATA frame.
+      if (nghttp2_submit_trailer(self->s_.ng_, id, nva.data(), nva.size()) == 0) {
+        *flags |= NGHTTP2_DATA_FLAG_NO_END_STREAM;
+      }
+    }
+  }
   return static_cast<ssize_t>(n);
+}
+
+void H2Stream::arm(uint32_t ms) {
+  const uint64_t at = uv_now(s_.conn_.worker().loop()) + ms;
+  const bool earlier = deadline_at_ == 0 || at < deadline_at_;
+  deadline_at_ = at;
+  // A later deadline needs no timer work: the connection's timer finds it when it fires.
+  if (earlier) s_.conn_.h2_rearm();
+}
+
+void H2Stream::body_progress() {
+  if (paused_ || finished_) return;
+  // Only later: no timer work, the connection's timer finds the new deadline when it fires.
+  deadline_at_ = uv_now(s_.conn_.worker().loop()) + s_.conn_.worker().settings().body_timeout_ms;
+}
+
+void H2Stream::pause_reading() {
+  paused_ = true;
+  if (head_seen_) deadline_at_ = 0;  // the client holds the body back, not the backend
 }
 
 void H2Stream::resume_reading() {
   paused_ = false;
+  if (head_seen_ && !finished_) arm(s_.conn_.worker().settings().body_timeout_ms);
   if (unconsumed_ > 0 && id_ >= 0 && s_.streams_.count(id_)) {
     nghttp2_session_consume(s_.ng_, id_, unconsumed_);
     unconsumed_ = 0;
@@ -141,6 +193,8 @@ void H2Stream::deliver_head() {
   head.headers = views_;
   head.no_body = head_request_ || status_ == 204 || status_ == 304;
   head_seen_ = true;
+  deadline_at_ = 0;
+  if (!paused_) arm(s_.conn_.worker().settings().body_timeout_ms);
   if (handler_) handler_->on_upstream_head(*this, head);
 }
 
@@ -166,30 +220,16 @@ void H2Stream::deliver_error(UpstreamError e) {
 
 UpstreamH2::UpstreamH2(UpstreamConn& conn, uint32_t assumed_limit)
     : conn_(conn), assumed_limit_(std::max<uint32_t>(1, assumed_limit)) {
-  static const Callbacks setup = [] {
-    Callbacks c;
-    nghttp2_session_callbacks_new(&c.cbs);
-    nghttp2_session_callbacks_set_on_header_callback(c.cbs, on_header);
-    nghttp2_session_callbacks_set_on_frame_recv_callback(c.cbs, on_frame_recv);
-    nghttp2_session_callbacks_set_on_data_chunk_recv_callback(c.cbs, on_data_chunk);
-    nghttp2_session_callbacks_set_on_stream_close_callback(c.cbs, on_stream_close);
-    nghttp2_option_new(&c.opt);
-    nghttp2_option_set_no_closed_streams(c.opt, 1);
-    // Response DATA is acknowledged as the client side takes it (see H2Stream::paused_).
-    nghttp2_option_set_no_auto_window_update(c.opt, 1);
-    nghttp2_option_set_max_continuations(c.opt, 8);
-    nghttp2_option_set_max_outbound_ack(c.opt, 1000);
-    nghttp2_option_set_max_settings(c.opt, 32);
+  static nghttp2_session_callbacks* const cbs = [] {
+    nghttp2_session_callbacks* c = nullptr;
+    nghttp2_session_callbacks_new(&c);
+    nghttp2_session_callbacks_set_on_header_callback(c, on_header);
+    nghttp2_session_callbacks_set_on_frame_recv_callback(c, on_frame_recv);
+    nghttp2_session_callbacks_set_on_data_chunk_recv_callback(c, on_data_chunk);
+    nghttp2_session_callbacks_set_on_stream_close_callback(c, on_stream_close);
     return c;
   }();
-  nghttp2_session_client_new2(&ng_, setup.cbs, this, setup.opt);
-  const nghttp2_settings_entry settings[] = {
-      {NGHTTP2_SETTINGS_ENABLE_PUSH, 0},
-      {NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, kMaxResponseHeaderBytes},
-      {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, kStreamWindow},
-  };
-  nghttp2_submit_settings(ng_, NGHTTP2_FLAG_NONE, settings, std::size(settings));
-  nghttp2_session_set_local_window_size(ng_, NGHTTP2_FLAG_NONE, 0, kConnectionWindow);
+  ng_ = new_h2_client(cbs, this);
 }
 
 UpstreamH2::~UpstreamH2() {
@@ -210,14 +250,14 @@ bool UpstreamH2::has_capacity() const {
 H2Stream* UpstreamH2::open(UpstreamHandler* h, bool head_request) {
   auto* st = new H2Stream(*this, h, head_request);
   owned_.push_back(st);
-  conn_.h2_stream_started();
+  conn_.h2_rearm();  // not idle any more
   return st;
 }
 
 void UpstreamH2::forget(H2Stream* st) {
   owned_.erase(std::remove(owned_.begin(), owned_.end(), st), owned_.end());
   delete st;
-  conn_.h2_stream_ended();
+  conn_.h2_rearm();
 }
 
 H2Stream* UpstreamH2::find(int32_t id) {
@@ -245,6 +285,34 @@ void UpstreamH2::flush() {
     conn_.write(std::string_view(reinterpret_cast<const char*>(data), static_cast<size_t>(n)));
   }
   in_flush_ = false;
+}
+
+uint64_t UpstreamH2::next_deadline() const {
+  uint64_t next = 0;
+  for (const H2Stream* st : owned_) {
+    if (st->deadline_at_ != 0 && !st->finished_ && (next == 0 || st->deadline_at_ < next)) {
+      next = st->deadline_at_;
+    }
+  }
+  return next;
+}
+
+void UpstreamH2::expire(uint64_t now) {
+  std::vector<H2Stream*> due;
+  for (H2Stream* st : owned_) {
+    if (st->deadline_at_ != 0 && st->deadline_at_ <= now && !st->finished_) due.push_back(st);
+  }
+  for (H2Stream* st : due) {
+    // An earlier stream's handler may have closed this one.
+    if (std::find(owned_.begin(), owned_.end(), st) == owned_.end()) continue;
+    if (st->id_ >= 0 && streams_.erase(st->id_)) {
+      nghttp2_submit_rst_stream(ng_, NGHTTP2_FLAG_NONE, st->id_, NGHTTP2_CANCEL);
+    }
+    st->deliver_error(st->head_seen_ ? UpstreamError::kBodyTimeout
+                                     : UpstreamError::kResponseTimeout);
+    forget(st);
+  }
+  flush();
 }
 
 void UpstreamH2::fail_all(UpstreamError e) {
@@ -323,6 +391,7 @@ int UpstreamH2::on_data_chunk(nghttp2_session*, uint8_t, int32_t id, const uint8
   } else {
     nghttp2_session_consume(self->ng_, id, len);
   }
+  if (st) st->body_progress();
   return 0;
 }
 

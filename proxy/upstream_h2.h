@@ -22,6 +22,13 @@ namespace weir::proxy {
 
 class UpstreamH2;
 
+// A name/value pair for nghttp2_submit_*; the strings must outlive the submit call.
+nghttp2_nv h2_nv(const std::string& name, const std::string& value);
+// A client session with weir's limits (no closed-stream retention, CONTINUATION, ACK and
+// SETTINGS caps, manual WINDOW_UPDATE) and its SETTINGS queued (no push, header list cap,
+// windows). Shared by UpstreamH2 and the active health prober.
+nghttp2_session* new_h2_client(const nghttp2_session_callbacks* cbs, void* user);
+
 class H2Stream final : public UpstreamStream {
  public:
   H2Stream(UpstreamH2& session, UpstreamHandler* handler, bool head_request);
@@ -34,8 +41,13 @@ class H2Stream final : public UpstreamStream {
   void write(std::string_view data) override;
   bool congested() override { return body_.size() - body_off_ >= kHighWater; }
   void request_complete() override;
+  // Request trailers: a HEADERS frame that ends the stream after the last DATA. Before
+  // request_complete().
+  void set_trailers(std::span<const std::pair<std::string, std::string>> fields) {
+    trailers_.assign(fields.begin(), fields.end());
+  }
   // Backpressure by flow control: DATA is acknowledged (WINDOW_UPDATE) only while not paused.
-  void pause_reading() override { paused_ = true; }
+  void pause_reading() override;
   void resume_reading() override;
   void close() override;
   void release(bool) override { close(); }
@@ -46,6 +58,10 @@ class H2Stream final : public UpstreamStream {
 
   static ssize_t read_body(nghttp2_session* ng, int32_t id, uint8_t* buf, size_t len,
                            uint32_t* flags, nghttp2_data_source* src, void* user);
+  // This stream's own deadline: `ms` from now (the response or the body idle timeout).
+  void arm(uint32_t ms);
+  // Body bytes moved (either way): the idle deadline starts again.
+  void body_progress();
   void deliver_head();
   void deliver_done();
   void deliver_error(UpstreamError e);
@@ -62,9 +78,11 @@ class H2Stream final : public UpstreamStream {
   bool was_congested_ = false;
   bool paused_ = false;
   size_t unconsumed_ = 0;   // DATA bytes delivered while paused, acknowledged on resume
+  uint64_t deadline_at_ = 0;  // loop time it fails at (504), 0 while uploading or paused
   std::string body_;        // request body not yet framed
   size_t body_off_ = 0;
   std::vector<std::pair<std::string, std::string>> fields_;  // current header block
+  std::vector<std::pair<std::string, std::string>> trailers_;  // request trailers to send
   std::vector<HeaderField> views_;
   int status_ = 0;
 };
@@ -89,6 +107,10 @@ class UpstreamH2 {
   void fail_all(UpstreamError e);
   // Frames nghttp2 wants to send go to the connection.
   void flush();
+  // The earliest stream deadline (loop time), 0 when none is set.
+  uint64_t next_deadline() const;
+  // Streams past their deadline fail with a timeout and are reset (CANCEL); the rest go on.
+  void expire(uint64_t now);
 
  private:
   friend class H2Stream;

@@ -152,9 +152,18 @@ void UpstreamConn::close_as(UpstreamError e) {
 
 void UpstreamConn::release(bool reusable) { worker_.pool().release(this, reusable); }
 
-void UpstreamConn::h2_stream_started() {
-  if (h2_ && h2_->active() == 1 && state_ == State::kBusy) {
-    deadline_.set(worker_.settings().upstream_response_timeout_ms);
+void UpstreamConn::h2_rearm() {
+  if (!h2_ || state_ != State::kBusy) return;
+  if (h2_->active() == 0) {
+    deadline_.set(worker_.settings().upstream_idle_timeout_ms);
+    return;
+  }
+  const uint64_t next = h2_->next_deadline();
+  const uint64_t now = uv_now(worker_.loop());
+  if (next == 0) {
+    deadline_.clear();  // every stream is still uploading or paused
+  } else {
+    deadline_.set(next > now ? next - now : 0);
   }
 }
 
@@ -162,12 +171,6 @@ void UpstreamConn::h2_limit_seen(uint32_t max_streams) {
   auto& limits = worker_.pool().h2_limits_;
   if (endpoint_id_ >= limits.size()) limits.resize(endpoint_id_ + 1, UpstreamPool::kH2DefaultStreams);
   limits[endpoint_id_] = max_streams;
-}
-
-void UpstreamConn::h2_stream_ended() {
-  if (h2_ && h2_->active() == 0 && state_ == State::kBusy) {
-    deadline_.set(worker_.settings().upstream_idle_timeout_ms);
-  }
 }
 
 void UpstreamConn::on_tcp_close(uv_handle_t* h) {
@@ -219,8 +222,7 @@ void UpstreamConn::ready() {
   if (request_done_) deadline_.set(worker_.settings().upstream_response_timeout_ms);
   if (h2_) {
     h2_->flush();  // the preface, and the streams opened while connecting
-    deadline_.set(h2_->active() ? worker_.settings().upstream_response_timeout_ms
-                                : worker_.settings().upstream_idle_timeout_ms);
+    h2_rearm();
   }
 }
 
@@ -268,6 +270,12 @@ void UpstreamConn::on_deadline(void* p) {
     case State::kBusy:
       if (self->h2_ && self->h2_->active() == 0) {
         self->close();  // an idle HTTP/2 connection
+        break;
+      }
+      if (self->h2_) {
+        // Only the overdue streams fail; the others go on on this connection.
+        self->h2_->expire(uv_now(self->worker_.loop()));
+        self->h2_rearm();
         break;
       }
       self->fail(self->head_seen_ ? UpstreamError::kBodyTimeout : UpstreamError::kResponseTimeout);
@@ -345,8 +353,6 @@ void UpstreamConn::handle_plain(ssize_t nread, const char* data) {
       fail(UpstreamError::kReset);
       return;
     }
-    // Silence while streams wait counts against the response timeout, for the connection.
-    if (h2_->active() > 0) deadline_.set(worker_.settings().upstream_response_timeout_ms);
     if (!h2_->on_read(data, static_cast<size_t>(nread)) && state_ != State::kClosed) {
       fail(UpstreamError::kBadResponse);
     }

@@ -110,9 +110,10 @@ class UpstreamConn final : public UpstreamStream, private OutQueue::Listener {
   void release(bool reusable) override;
   // HTTP/2 mode: the session multiplexing this connection's streams (nullptr for HTTP/1.1).
   UpstreamH2* h2() const { return h2_.get(); }
-  // HTTP/2: a stream began (the response timeout runs) or ended (an idle connection times out).
-  void h2_stream_started();
-  void h2_stream_ended();
+  // HTTP/2: the connection's deadline becomes the earliest of its streams' (each stream has its
+  // own response and body timeouts), or the idle timeout when no stream is open.
+  void h2_rearm();
+  Worker& worker() const { return worker_; }
   // The backend's SETTINGS_MAX_CONCURRENT_STREAMS, remembered for its next connections.
   void h2_limit_seen(uint32_t max_streams);
   // OpenSSL's new-session callback (SSL_CTX_sess_set_new_cb) for upstream contexts.

@@ -1140,15 +1140,14 @@ TEST_CASE("config: upstream tls errors") {
 namespace weir::config {
 namespace {
 
-TEST_CASE("config: an h2 version cannot take an HTTP/1.1 health check") {
-  expect_error(with_version("weight = 1\nendpoints = [\"127.0.0.1:1\"]\nprotocol = \"h2\"\n"
-                            "[service.version.health_check]\npath = \"/h\"\n"),
-               "7:1", "service[0].version[0].health_check",
-               "active health checks speak HTTP/1.1 and cannot probe an h2 version; set enabled "
-               "= false in its [service.version.health_check] (outlier detection still "
-               "applies)");
-  expect_valid(with_version("weight = 1\nendpoints = [\"127.0.0.1:1\"]\nprotocol = \"h2\"\n"
-                            "[service.version.health_check]\nenabled = false\n"));
+TEST_CASE("config: an h2 version takes an active health check (probed over HTTP/2)") {
+  Config c = expect_valid(with_version(
+      "weight = 1\nendpoints = [\"127.0.0.1:1\"]\nprotocol = \"h2\"\n"
+      "[service.version.health_check]\npath = \"/h\"\nexpected_status = [\"200-299\"]\n"));
+  const Version& v = c.services[0].versions[0];
+  CHECK(v.protocol == UpstreamProtocol::kH2);
+  CHECK(v.health_check.enabled);
+  CHECK(v.health_check.path == "/h");
 }
 
 }  // namespace

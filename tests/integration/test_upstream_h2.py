@@ -27,13 +27,16 @@ import h2.events  # noqa: E402
 class H2Backend:
     """An HTTP/2 server on 127.0.0.1:0 (h2c, or h2 over TLS when cert is given). Paths:
     /grpc/<code>: a gRPC-style response, grpc-status <code> in trailers;
-    /only/<code>: a trailers-only gRPC response; /slow: answers after 0.3 s; else echo."""
+    /only/<code>: a trailers-only gRPC response; /slow: answers after 0.3 s; /never: no answer; /stall: a head and 4 bytes, then
+    nothing; /healthz: status
+    self.health_status, empty body; /count/...: the request body's length; else echo."""
 
     def __init__(self, cleanups, cert=None, key=None, max_streams=50, goaway_after=None):
         self.ctx = None
         self.max_streams = max_streams
         self.goaway_after = goaway_after  # requests a connection serves before its GOAWAY
         self.ignored = 0  # requests past a GOAWAY, left unanswered
+        self.health_status = 200
         if cert:
             self.ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
             self.ctx.load_cert_chain(cert, key)
@@ -42,6 +45,8 @@ class H2Backend:
         self.connections = 0
         self.max_open_streams = 0
         self.requests = []  # (path, headers dict)
+        self.trailers = []  # (path, body, request trailers dict)
+        self.resets = []  # (path, error code) of streams the client reset
         self.sock = socket.socket()
         self.sock.bind(("127.0.0.1", 0))
         self.sock.listen(64)
@@ -103,6 +108,12 @@ class H2Backend:
                         with wlock:
                             conn.acknowledge_received_data(ev.flow_controlled_length,
                                                            ev.stream_id)
+                    elif isinstance(ev, h2.events.TrailersReceived):
+                        if ev.stream_id in open_streams:
+                            hdrs, body = open_streams[ev.stream_id]
+                            with self.lock:
+                                self.trailers.append((hdrs[":path"], body, {
+                                    k.decode(): v.decode() for k, v in ev.headers}))
                     elif isinstance(ev, h2.events.StreamEnded):
                         if ev.stream_id not in open_streams:
                             continue
@@ -111,7 +122,10 @@ class H2Backend:
                                          args=(sock, conn, wlock, ev.stream_id, hdrs, body,
                                                open_streams), daemon=True).start()
                     elif isinstance(ev, h2.events.StreamReset):
-                        open_streams.pop(ev.stream_id, None)
+                        st = open_streams.pop(ev.stream_id, None)
+                        if st:
+                            with self.lock:
+                                self.resets.append((st[0][":path"], ev.error_code))
                 with wlock:
                     sock.sendall(conn.data_to_send())
         except (OSError, ssl.SSLError, h2.exceptions.ProtocolError):
@@ -123,6 +137,14 @@ class H2Backend:
         path = hdrs[":path"]
         if path == "/slow":
             time.sleep(0.3)
+        if path == "/never":
+            return
+        if path == "/stall":  # a head and some body, then silence
+            with wlock:
+                conn.send_headers(sid, [(":status", "200")])
+                conn.send_data(sid, b"part")
+                sock.sendall(conn.data_to_send())
+            return
         if path == "/big":
             self._send_big(sock, conn, wlock, sid)
             return
@@ -132,11 +154,15 @@ class H2Backend:
                 conn.send_data(sid, b"\x00\x00\x00\x00\x02hi")
                 conn.send_headers(sid, [("grpc-status", path.split("/")[2]),
                                         ("grpc-message", "from-backend")], end_stream=True)
+            elif path == "/healthz":
+                conn.send_headers(sid, [(":status", str(self.health_status))], end_stream=True)
             elif path.startswith("/only/"):
                 conn.send_headers(sid, [(":status", "200"), ("content-type", "application/grpc"),
                                         ("grpc-status", path.split("/")[2])], end_stream=True)
             else:
-                out = b"h2-ok " + path.encode() + b" " + body
+                # /count/...: the body's length instead of the body (a DATA frame's limit).
+                out = b"h2-ok " + path.encode() + b" " + (
+                    str(len(body)).encode() if path.startswith("/count/") else body)
                 conn.send_headers(sid, [(":status", "200"), ("content-length", str(len(out)))])
                 conn.send_data(sid, out, end_stream=True)
             open_streams.pop(sid, None)
@@ -172,11 +198,17 @@ class H2Backend:
                 time.sleep(0.005)
 
 
-def h2_config(backend, version_options=None, admin=None, protocols=("http1",)):
+HEALTH_INTERVAL_MS = 100
+HEALTH_UNHEALTHY = 2
+HEALTH_CHECK = {"path": "/healthz", "interval_ms": HEALTH_INTERVAL_MS, "timeout_ms": 500,
+                "unhealthy_threshold": HEALTH_UNHEALTHY, "healthy_threshold": 1}
+
+
+def h2_config(backend, version_options=None, admin=None, protocols=("http1",), proxy=None):
     options = {"protocol": "h2", **(version_options or {})}
     return h.render_config([h.service("svc", h.version("v1", 100, backend.addr, **options))],
                            listeners=[{"name": "public", "protocols": list(protocols)}],
-                           admin=admin)
+                           admin=admin, proxy=proxy)
 
 
 class UpstreamH2(h.WeirTestCase):
@@ -223,6 +255,81 @@ class UpstreamH2(h.WeirTestCase):
             return ep["responses"]["5xx"] == 3 and ep["responses"]["2xx"] == 2 and ep
         self.assertTrue(h.wait_until(counted, 10),
                         h.admin_call(weir, "GET", "/api/v1/services/svc").json())
+
+    def test_request_trailers_go_upstream(self):
+        b = H2Backend(self.addCleanup)
+        weir = h.start_weir(self.addCleanup, h2_config(b, protocols=("http1", "h2c")))
+        # HTTP/1.1 chunked trailers become a trailing HEADERS frame (names lower-cased).
+        with h.Client(weir.addr) as c:
+            r = c.request("POST", "/up/1", [("Transfer-Encoding", "chunked"),
+                                             ("Trailer", "X-Checksum")],
+                          b"5\r\nhello\r\n0\r\nX-Checksum: abc123\r\n\r\n")
+            self.assertEqual(r.status, 200, r)
+            self.assertEqual(r.body, b"h2-ok /up/1 hello")
+            # Without trailers the body's last DATA frame still ends the stream.
+            r = c.request("POST", "/up/2", [("Content-Length", "3")], b"abc")
+            self.assertEqual(r.body, b"h2-ok /up/2 abc")
+        # An HTTP/2 client's trailing HEADERS after DATA.
+        d = self.tmpdir()
+        data = os.path.join(d, "body")
+        with open(data, "wb") as f:
+            f.write(b"x" * 70000)  # more than one DATA frame and the initial window
+        run = subprocess.run(["nghttp", "-d", data, "--trailer", "grpc-timeout: 5S",
+                              "--trailer", "x-sum: 7", "http://%s:%d/count/3" % weir.addr],
+                             capture_output=True, timeout=30)
+        self.assertEqual(run.returncode, 0, run.stderr)
+        self.assertEqual(run.stdout, b"h2-ok /count/3 70000")
+        with b.lock:
+            got = {p: (len(body), t) for p, body, t in b.trailers}
+        self.assertEqual(got, {"/up/1": (5, {"x-checksum": "abc123"}),
+                               "/count/3": (70000, {"grpc-timeout": "5S", "x-sum": "7"})})
+
+    def test_response_timeout_is_per_stream(self):
+        b = H2Backend(self.addCleanup)
+        timeout_ms = 1000
+        weir = h.start_weir(self.addCleanup, h2_config(
+            b, proxy={"upstream_response_timeout_ms": timeout_ms, "workers": 1}))
+        self.assertEqual(h.get(weir.addr, "/warm").status, 200)  # the one connection is up
+        results = {}
+
+        def one(path):
+            started = time.monotonic()
+            r = h.get(weir.addr, path)
+            results[path] = (r.status, time.monotonic() - started, time.monotonic())
+
+        never = threading.Thread(target=one, args=("/never",))
+        never.start()
+        self.assertTrue(h.wait_until(lambda: any(p == "/never" for p, _ in b.requests), 10))
+        one("/now")
+        never.join(30)
+        self.assertFalse(never.is_alive())
+        status, elapsed, _ = results["/never"]
+        self.assertEqual(status, 504)
+        self.assertGreaterEqual(elapsed, timeout_ms / 1000.0 * 0.9)
+        self.assertLess(elapsed, 15)
+        # The answered stream did not wait for (or fail with) the silent one.
+        self.assertEqual(results["/now"][0], 200)
+        self.assertLess(results["/now"][2], results["/never"][2])
+        # The silent stream was cancelled; the connection lives on.
+        self.assertTrue(h.wait_until(lambda: b.resets, 10))
+        self.assertEqual(b.resets, [("/never", 8)])  # CANCEL
+        self.assertEqual(h.get(weir.addr, "/after").status, 200)
+        self.assertEqual(b.connections, 1)
+
+    def test_body_idle_timeout_is_per_stream(self):
+        b = H2Backend(self.addCleanup)
+        weir = h.start_weir(self.addCleanup, h2_config(
+            b, proxy={"body_timeout_ms": 1000, "workers": 1}))
+        started = time.monotonic()
+        with h.Client(weir.addr) as c:
+            c.send(h.Client.build("GET", "/stall"))
+            with self.assertRaises(OSError):  # the response is cut after its head
+                c.read_response()
+        self.assertGreaterEqual(time.monotonic() - started, 0.9)
+        self.assertTrue(h.wait_until(lambda: b.resets, 10))
+        self.assertEqual(b.resets, [("/stall", 8)])  # CANCEL, on a connection that lives on
+        self.assertEqual(h.get(weir.addr, "/after").status, 200)
+        self.assertEqual(b.connections, 1)
 
     def test_concurrent_requests_multiplex_over_few_connections(self):
         b = H2Backend(self.addCleanup)
@@ -299,6 +406,65 @@ class UpstreamH2(h.WeirTestCase):
         self.assertEqual(r.status, 200, r)
         self.assertEqual(r.trailer("grpc-status"), "0")
         self.assertEqual(b.requests[-1][1][":scheme"], "https")
+
+    def test_health_checks_probe_h2_versions_over_http2(self):
+        stable, canary = H2Backend(self.addCleanup), H2Backend(self.addCleanup)
+        weir = h.start_weir(self.addCleanup, h.render_config([h.service(
+            "svc", h.version("stable", 50, stable.addr, protocol="h2"),
+            h.version("canary", 50, canary.addr, protocol="h2"), health_check=HEALTH_CHECK)]))
+
+        def served(n):
+            with h.Client(weir.addr) as c:
+                for i in range(n):
+                    self.assertEqual(c.get(f"/n/{i}").status, 200)
+
+        def count(b):
+            with b.lock:
+                return sum(1 for p, _ in b.requests if p != "/healthz")
+
+        # The probes are HTTP/2 GETs (the backend speaks nothing else).
+        self.assertTrue(h.wait_until(lambda: any(p == "/healthz" for p, _ in canary.requests), 10))
+        probe = next(hd for p, hd in canary.requests if p == "/healthz")
+        self.assertEqual(probe[":method"], "GET")
+        self.assertEqual(probe[":scheme"], "http")
+        self.assertEqual(probe[":authority"], canary.addr)
+        self.assertEqual(probe["user-agent"], "weir-health-check")
+        served(40)
+        self.assertGreater(count(canary), 0)
+
+        canary.health_status = 503
+        failed_at = time.monotonic()
+        weir.wait_line(r"health: svc/canary endpoint 127\.0\.0\.1:\d+ is down "
+                       r"\(2 consecutive failures, last: status 503\)", timeout=10)
+        # Within interval x threshold + one more interval (the probe phase) + a snapshot; the
+        # margin is generous for a loaded box.
+        budget = (HEALTH_INTERVAL_MS * (HEALTH_UNHEALTHY + 1) + 150) / 1000.0 + 1.0
+        self.assertLessEqual(time.monotonic() - failed_at, budget)
+        time.sleep(0.1)  # the snapshot reaches the workers
+        before = count(canary)
+        served(40)
+        self.assertEqual(count(canary), before, "an unhealthy h2 version kept its traffic")
+
+        canary.health_status = 200
+        weir.wait_line(r"health: svc/canary endpoint .* is up", timeout=10)
+        time.sleep(0.1)
+        served(40)
+        self.assertGreater(count(canary), before)
+
+    def test_health_check_over_tls_by_alpn(self):
+        d = tempfile.mkdtemp(prefix="weir-uh2-")
+        self.addCleanup(shutil.rmtree, d, True)
+        cert, key = h.make_cert(d, "grpc.test", "grpc.test")
+        b = H2Backend(self.addCleanup, cert, key)
+        b.health_status = 503
+        weir = h.start_weir(self.addCleanup, h2_config(
+            b, {"tls": {"ca_file": cert, "sni": "grpc.test"}, "health_check": HEALTH_CHECK}))
+        weir.wait_line(r"health: svc/v1 endpoint .* is down .*last: status 503", timeout=10)
+        probe = next(hd for p, hd in b.requests if p == "/healthz")
+        self.assertEqual(probe[":scheme"], "https")
+        b.health_status = 200
+        weir.wait_line(r"health: svc/v1 endpoint .* is up", timeout=10)
+        self.assertEqual(h.get(weir.addr, "/x").status, 200)
 
     def test_backend_gone_is_a_502(self):
         b = H2Backend(self.addCleanup)
