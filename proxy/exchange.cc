@@ -14,7 +14,7 @@ namespace {
 // Request bytes kept for a retry after they reached a socket; larger requests are not replayed.
 constexpr size_t kReplayLimit = 64 * 1024;
 // Times an HTTP/2 request the backend never processed (refused stream, failed connect) goes again.
-constexpr int kMaxUnprocessedRetries = 4;
+constexpr int kMaxUnprocessedRetries = 8;
 
 bool named_in(std::span<const std::string_view> tokens, std::string_view name) {
   for (auto t : tokens) {
