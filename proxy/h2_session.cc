@@ -134,6 +134,7 @@ H2Session::H2Session(Transport& transport) : t_(transport), worker_(transport.wo
 }
 
 H2Session::~H2Session() {
+  worker_.flush_list().cancel(this);
   for (auto& [id, st] : streams_) {
     if (st->ex) st->ex->abandon();
   }
@@ -182,6 +183,15 @@ void H2Session::fatal() {
 }
 
 void H2Session::send() {
+  if (!closed_conn_) worker_.flush_list().defer(this);
+}
+
+void H2Session::run_deferred() {
+  Entry entry(*this);
+  send_now();
+}
+
+void H2Session::send_now() {
   if (in_recv_ || closed_conn_) return;
   while (!t_.congested()) {
     const uint8_t* p = nullptr;
@@ -609,7 +619,7 @@ void H2Session::on_timeout() {
   Entry entry(*this);
   if (streams_.empty()) {
     nghttp2_session_terminate_session(ng_, NGHTTP2_NO_ERROR);
-    send();
+    send_now();
     if (!closed_conn_) {
       closed_conn_ = true;
       t_.close_after_flush(false);
@@ -631,7 +641,7 @@ void H2Session::start_drain() {
   // and send() closes.
   nghttp2_submit_goaway(ng_, NGHTTP2_FLAG_NONE, nghttp2_session_get_last_proc_stream_id(ng_),
                         NGHTTP2_NO_ERROR, nullptr, 0);
-  send();
+  send_now();
   if (!closed_conn_ && streams_.empty()) {
     closed_conn_ = true;
     t_.close_after_flush(false);
