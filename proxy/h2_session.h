@@ -90,6 +90,9 @@ class H2Session final : public Session, private FlushList::Deferred {
   bool draining_ = false;
   uint64_t flood_window_start_ = 0;
   uint32_t control_frames_ = 0;
+  // Scratch for framing a response head: the header list, and lower-cased names it points to.
+  std::vector<nghttp2_nv> nva_;
+  std::string names_;
 };
 
 }  // namespace weir::proxy
