@@ -78,7 +78,6 @@ struct H2Session::Stream final : public ExchangeOwner {
   // Response.
   std::string body;
   size_t body_off = 0;
-  std::vector<std::pair<std::string, std::string>> resp_fields;  // lower-cased names
   std::vector<std::pair<std::string, std::string>> trailers;
   bool response_started = false;
   bool response_ended = false;
@@ -134,6 +133,7 @@ H2Session::H2Session(Transport& transport) : t_(transport), worker_(transport.wo
 }
 
 H2Session::~H2Session() {
+  worker_.flush_list().cancel(this);
   for (auto& [id, st] : streams_) {
     if (st->ex) st->ex->abandon();
   }
@@ -182,6 +182,15 @@ void H2Session::fatal() {
 }
 
 void H2Session::send() {
+  if (!closed_conn_) worker_.flush_list().defer(this);
+}
+
+void H2Session::run_deferred() {
+  Entry entry(*this);
+  send_now();
+}
+
+void H2Session::send_now() {
   if (in_recv_ || closed_conn_) return;
   while (!t_.congested()) {
     const uint8_t* p = nullptr;
@@ -381,17 +390,17 @@ void H2Session::respond_error(Stream& st, int status, std::string_view detail) {
   stats.generated_by_status[WorkerStats::generated_slot(status)].inc();
   st.body = error_body(status, detail);
   st.body_off = 0;
-  st.resp_fields.clear();
-  st.resp_fields.emplace_back(":status", std::to_string(status));
-  st.resp_fields.emplace_back("content-type", "text/plain");
-  st.resp_fields.emplace_back("content-length", std::to_string(st.body.size()));
-  std::vector<nghttp2_nv> nva;
-  for (const auto& [n, v] : st.resp_fields) nva.push_back(make_nv(n, v));
+  const std::string status_text = std::to_string(status), length = std::to_string(st.body.size());
+  const nghttp2_nv nva[] = {
+      make_nv(":status", status_text),
+      make_nv("content-type", "text/plain"),
+      make_nv("content-length", length),
+  };
   nghttp2_data_provider provider{};
   provider.source.ptr = &st;
   provider.read_callback = read_body;
   const bool head = st.method == "HEAD";
-  nghttp2_submit_response(ng_, st.id, nva.data(), nva.size(), head ? nullptr : &provider);
+  nghttp2_submit_response(ng_, st.id, nva, std::size(nva), head ? nullptr : &provider);
   if (!st.request_ended) {
     // Whatever body follows is not wanted: stop the client politely, after the response.
     if (head) {
@@ -502,25 +511,39 @@ void H2Session::Stream::on_response_head(const ResponseMeta& meta,
   if (s.closed_conn_ || response_started) return;
   response_started = true;
   s.worker_.stats().responses_by_class[meta.status / 100].inc();
-  resp_fields.clear();
-  resp_fields.emplace_back(":status", std::to_string(meta.status));
+  // nghttp2 copies the header block on submit, so the fields are handed over as views: into
+  // the upstream's parsed head, or into names_ for a name that needs lower-casing.
+  std::string& names = s.names_;
+  names.clear();
+  size_t name_bytes = 2 * 20;  // the status and a content-length
+  for (const auto& f : headers) name_bytes += f.name.size();
+  names.reserve(name_bytes);  // never reallocates below: views into it stay valid
+  auto number = [&names](uint64_t v) {
+    const size_t at = names.size();
+    append_number(names, v);
+    return std::string_view(names).substr(at);
+  };
+  std::vector<nghttp2_nv>& nva = s.nva_;
+  nva.clear();
+  nva.push_back(make_nv(":status", number(static_cast<uint64_t>(meta.status))));
   for (const auto& f : headers) {
     if (connection_specific(f.name)) continue;
-    std::string name(f.name);
-    for (char& c : name) c = ascii_lower(c);
-    resp_fields.emplace_back(std::move(name), std::string(f.value));
+    std::string_view name = f.name;
+    if (std::any_of(name.begin(), name.end(), [](char c) { return c >= 'A' && c <= 'Z'; })) {
+      const size_t at = names.size();
+      for (char c : name) names.push_back(ascii_lower(c));
+      name = std::string_view(names).substr(at);
+    }
+    nva.push_back(make_nv(name, f.value));
   }
   const bool head = method == "HEAD";
   if (meta.no_body) {
     if (!meta.content_length_text.empty() && meta.status != 204 && meta.status != 304) {
-      resp_fields.emplace_back("content-length", std::string(meta.content_length_text));
+      nva.push_back(make_nv("content-length", meta.content_length_text));
     }
   } else if (meta.has_length) {
-    resp_fields.emplace_back("content-length", std::to_string(meta.content_length));
+    nva.push_back(make_nv("content-length", number(meta.content_length)));
   }
-  std::vector<nghttp2_nv> nva;
-  nva.reserve(resp_fields.size());
-  for (const auto& [n, v] : resp_fields) nva.push_back(make_nv(n, v));
   nghttp2_data_provider provider{};
   provider.source.ptr = this;
   provider.read_callback = read_body;
@@ -609,7 +632,7 @@ void H2Session::on_timeout() {
   Entry entry(*this);
   if (streams_.empty()) {
     nghttp2_session_terminate_session(ng_, NGHTTP2_NO_ERROR);
-    send();
+    send_now();
     if (!closed_conn_) {
       closed_conn_ = true;
       t_.close_after_flush(false);
@@ -631,7 +654,7 @@ void H2Session::start_drain() {
   // and send() closes.
   nghttp2_submit_goaway(ng_, NGHTTP2_FLAG_NONE, nghttp2_session_get_last_proc_stream_id(ng_),
                         NGHTTP2_NO_ERROR, nullptr, 0);
-  send();
+  send_now();
   if (!closed_conn_ && streams_.empty()) {
     closed_conn_ = true;
     t_.close_after_flush(false);

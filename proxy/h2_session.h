@@ -13,13 +13,14 @@
 #include <unordered_map>
 #include <vector>
 
+#include "proxy/io_buffer.h"
 #include "proxy/session.h"
 
 namespace weir::proxy {
 
 class Worker;
 
-class H2Session final : public Session {
+class H2Session final : public Session, private FlushList::Deferred {
  public:
   explicit H2Session(Transport& transport);
   ~H2Session() override;
@@ -68,9 +69,13 @@ class H2Session final : public Session {
   // The access log line of a stream refused before routing (no Exchange logs it).
   void log_rejected(const Stream& st, int status, std::string_view host);
   bool control_flood();
+  // Frames what is ready at the end of this loop turn (send_now from the worker's flush), so the
+  // responses of many upstream events leave as one batch of frames.
+  void send();
+  void run_deferred() override;
   // Runs nghttp2's send loop into the transport until it is congested or nothing is left;
   // closes the connection when nghttp2 wants neither to read nor to write.
-  void send();
+  void send_now();
   void fatal();
   void update_deadline();
 
@@ -85,6 +90,9 @@ class H2Session final : public Session {
   bool draining_ = false;
   uint64_t flood_window_start_ = 0;
   uint32_t control_frames_ = 0;
+  // Scratch for framing a response head: the header list, and lower-cased names it points to.
+  std::vector<nghttp2_nv> nva_;
+  std::string names_;
 };
 
 }  // namespace weir::proxy

@@ -1,11 +1,30 @@
 #include "proxy/io_buffer.h"
 
+#include <algorithm>
+
 namespace weir::proxy {
 
+void FlushList::cancel(Deferred* d) {
+  if (!d->scheduled_) return;
+  d->scheduled_ = false;
+  auto it = std::find(deferred_.begin() + static_cast<std::ptrdiff_t>(deferred_next_),
+                      deferred_.end(), d);
+  if (it != deferred_.end()) *it = nullptr;
+}
+
 void FlushList::flush_all() {
-  // Flushing can make owners append again (a drain resumes a read that completes at once is
-  // not possible here, but a drain callback may queue data); loop until quiet.
-  while (!dirty_.empty()) {
+  // Deferred work appends to queues, and flushing can make owners append again (a drain
+  // callback may queue data or schedule work); loop until quiet.
+  while (!dirty_.empty() || !deferred_.empty()) {
+    // Indexed: run_deferred may schedule more (HTTP/2 framing feeds TLS), appended behind.
+    while (deferred_next_ < deferred_.size()) {
+      Deferred* d = deferred_[deferred_next_++];
+      if (!d) continue;
+      d->scheduled_ = false;
+      d->run_deferred();
+    }
+    deferred_.clear();
+    deferred_next_ = 0;
     scratch_.swap(dirty_);
     for (OutQueue* q : scratch_) q->flush();
     scratch_.clear();

@@ -20,19 +20,50 @@ class OutQueue;
 // always belongs to a live (possibly closing) owner.
 class FlushList {
  public:
+  // Work that produces output once per loop turn instead of once per event (an HTTP/2 send
+  // loop, TLS encryption): run at flush time, before the queues it feeds are written, so what a
+  // connection's many events produced in one turn leaves as one frame batch, one TLS record
+  // run and one syscall. The owner cancels in its destructor.
+  class Deferred {
+   public:
+    virtual void run_deferred() = 0;
+
+   protected:
+    ~Deferred() = default;
+
+   private:
+    friend class FlushList;
+    bool scheduled_ = false;
+  };
+
   // `wake` is started while queues are waiting: an active idle handle keeps the loop from
   // blocking in poll, so data queued from a timer callback leaves in the same loop turn.
   void init(uv_idle_t* wake) { wake_ = wake; }
   void add(OutQueue* q) {
-    if (dirty_.empty() && wake_) uv_idle_start(wake_, [](uv_idle_t*) {});
+    wake();
     dirty_.push_back(q);
   }
+  void defer(Deferred* d) {
+    if (d->scheduled_) return;
+    wake();
+    d->scheduled_ = true;
+    deferred_.push_back(d);
+  }
+  void cancel(Deferred* d);
+  // Runs deferred work (in the order it was scheduled; work it schedules runs after it), then
+  // writes every dirty queue; again until both are quiet.
   void flush_all();
 
  private:
+  void wake() {
+    if (dirty_.empty() && deferred_.empty() && wake_) uv_idle_start(wake_, [](uv_idle_t*) {});
+  }
+
   uv_idle_t* wake_ = nullptr;
   std::vector<OutQueue*> dirty_;
   std::vector<OutQueue*> scratch_;
+  std::vector<Deferred*> deferred_;
+  size_t deferred_next_ = 0;  // deferred_[deferred_next_..] have yet to run
 };
 
 class OutQueue {

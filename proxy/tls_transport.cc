@@ -12,10 +12,12 @@ namespace weir::proxy {
 namespace {
 // Plaintext handed to the inner session per call: several TLS records' worth.
 constexpr size_t kPlainChunk = 64 * 1024;
+// The most plaintext one TLS record carries: staged output this large is encrypted at once.
+constexpr size_t kRecordPlain = 16 * 1024;
 }  // namespace
 
 TlsTransport::TlsTransport(Transport& lower, std::shared_ptr<const TlsContext> ctx)
-    : lower_(lower), ctx_(std::move(ctx)) {
+    : lower_(lower), flush_list_(lower.worker().flush_list()), ctx_(std::move(ctx)) {
   if (!io_.init(ctx_->new_ssl(), &lower_.write_buffer())) {
     state_ = State::kClosed;
     lower_.abort();
@@ -25,7 +27,10 @@ TlsTransport::TlsTransport(Transport& lower, std::shared_ptr<const TlsContext> c
   lower_.set_deadline(ctx_->handshake_timeout_ms());
 }
 
-TlsTransport::~TlsTransport() { inner_.reset(); }
+TlsTransport::~TlsTransport() {
+  inner_.reset();
+  flush_list_.cancel(this);
+}
 
 void TlsTransport::flush_lower() {
   if (io_.take_output()) lower_.commit();
@@ -125,15 +130,32 @@ void TlsTransport::encrypt(const char* data, size_t len) {
   if (!ok) lower_.abort();
 }
 
-void TlsTransport::write(std::string_view data) { encrypt(data.data(), data.size()); }
+void TlsTransport::write(std::string_view data) {
+  plain_out_.append(data);
+  stage();
+}
 
-void TlsTransport::commit() {
+void TlsTransport::commit() { stage(); }
+
+void TlsTransport::stage() {
+  if (state_ != State::kOpen || closing_) {
+    plain_out_.clear();
+  } else if (plain_out_.size() >= kRecordPlain) {
+    encrypt_staged();
+  } else if (!plain_out_.empty()) {
+    flush_list_.defer(this);
+  }
+}
+
+void TlsTransport::encrypt_staged() {
+  if (plain_out_.empty()) return;
   encrypt(plain_out_.data(), plain_out_.size());
   plain_out_.clear();
 }
 
 void TlsTransport::close_after_flush(bool linger) {
   if (state_ == State::kOpen && !closing_) {
+    encrypt_staged();  // the response goes before close_notify
     io_.shutdown();  // queues close_notify after the response
     flush_lower();
   }

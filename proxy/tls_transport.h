@@ -10,13 +10,14 @@
 #include <memory>
 #include <string>
 
+#include "proxy/io_buffer.h"
 #include "proxy/session.h"
 #include "proxy/tls_context.h"
 #include "proxy/tls_io.h"
 
 namespace weir::proxy {
 
-class TlsTransport final : public Session, public Transport {
+class TlsTransport final : public Session, public Transport, private FlushList::Deferred {
  public:
   TlsTransport(Transport& lower, std::shared_ptr<const TlsContext> ctx);
   ~TlsTransport() override;
@@ -29,7 +30,9 @@ class TlsTransport final : public Session, public Transport {
   void start_drain() override;
   void on_close() override;
 
-  // Transport: plaintext from the inner session.
+  // Transport: plaintext from the inner session. It is encrypted once it fills a record, or at
+  // the end of the loop turn: small writes (a response head, its body, the next stream's
+  // frames) share records and SSL_write calls.
   void write(std::string_view data) override;
   std::string& write_buffer() override { return plain_out_; }
   void commit() override;
@@ -53,18 +56,23 @@ class TlsTransport final : public Session, public Transport {
   void established();
   void read_plaintext();
   void encrypt(const char* data, size_t len);
+  // Encrypts plain_out_ now if it fills a record, else at the end of the loop turn.
+  void stage();
+  void encrypt_staged();
+  void run_deferred() override { encrypt_staged(); }
   void fail(TlsFailure why);
   // Hands what OpenSSL wrote to the socket's send queue.
   void flush_lower();
 
   Transport& lower_;
+  FlushList& flush_list_;
   std::shared_ptr<const TlsContext> ctx_;
   TlsIo io_;
   std::unique_ptr<Session> inner_;
   State state_ = State::kHandshake;
   bool draining_ = false;
   bool closing_ = false;      // close_notify queued: no more reads or writes
-  std::string plain_out_;     // write_buffer()
+  std::string plain_out_;     // write_buffer(): plaintext not yet encrypted, under a record
 };
 
 }  // namespace weir::proxy

@@ -4,6 +4,7 @@ backends; flow control; malformed requests never reach a backend; abusive frame 
 other clients keep being served. Clients: curl, nghttp, h2load, and python3-h2/hyperframe
 (Debian packages) for what well-behaved clients cannot send."""
 
+import http.server
 import json
 import os
 import shutil
@@ -12,6 +13,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import unittest
 
@@ -342,6 +344,43 @@ class Refusals(h.WeirTestCase):
         self.assertEqual((status, ended), (413, True), body)
         self.assertIn(b"413", body)
         self.assertEqual(self.origin.requests(), 0)
+
+
+class MixedCaseUpstream(h.WeirTestCase):
+    """HTTP/1.1 header names are case-insensitive, HTTP/2's are lower case: weir lowers a
+    backend's mixed-case response header names and keeps their values as they are."""
+
+    def test_response_header_names_are_lowered(self):
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_GET(self):
+                self.send_response(200)
+                self.send_header("X-Mixed-Case", "Keep This Value")
+                self.send_header("Content-Type", "text/plain")
+                self.send_header("Content-Length", "5")
+                self.end_headers()
+                self.wfile.write(b"hello")
+
+            def log_message(self, *args):
+                pass
+
+        server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        server.daemon_threads = True
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        self.addCleanup(server.server_close)
+        self.addCleanup(server.shutdown)
+        origin = "%s:%d" % server.server_address
+        edge = self.weir(h.render_config([h.service("svc", h.version("v1", 100, origin))],
+                                         listeners=[{"name": "public", "protocols": ["h2c"]}]))
+        run = subprocess.run(["nghttp", "-v", f"http://127.0.0.1:{edge.addr[1]}/"],
+                             capture_output=True, text=True, timeout=30)
+        self.assertEqual(run.returncode, 0, run.stderr)
+        self.assertIn("x-mixed-case: Keep This Value", run.stdout)
+        self.assertIn("content-type: text/plain", run.stdout)
+        self.assertIn("content-length: 5", run.stdout)
+        self.assertNotRegex(run.stdout, r"recv \(stream_id=\d+\) [^:\s]*[A-Z]")
+        self.assertIn("hello", run.stdout)
 
 
 class Drain(h.WeirTestCase):
