@@ -1,6 +1,7 @@
 #include "config/config.h"
 
 #include <doctest/doctest.h>
+#include <unistd.h>
 
 #include <filesystem>
 #include <fstream>
@@ -605,14 +606,17 @@ TEST_CASE("config: load_file on a directory") {
 
 // A temporary directory holding weir.toml (with `admin`) and tokens.toml (with `tokens`).
 LoadResult load_with_tokens(const std::string& admin, const std::string& tokens) {
-  auto dir = std::filesystem::temp_directory_path() / "weir_load_test_admin";
+  // One folder per process: ctest runs test cases in parallel processes.
+  auto top = std::filesystem::temp_directory_path() /
+             ("weir_load_test_" + std::to_string(getpid()));
+  auto dir = top / "weir_load_test_admin";
   std::filesystem::create_directories(dir);
   {
     std::ofstream(dir / "weir.toml") << admin << "\n" << kListener;
     std::ofstream(dir / "tokens.toml") << tokens;
   }
   LoadResult r = load_file((dir / "weir.toml").string());
-  std::filesystem::remove_all(dir);
+  std::filesystem::remove_all(top);
   return r;
 }
 

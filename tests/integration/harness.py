@@ -770,6 +770,26 @@ class LoadResult:
         return bad, self.errors[:10]
 
 
+class BackgroundClient:
+    """A client loop in a daemon thread for the length of a `with` block: subclasses define
+    _run(), which must return soon after self._stop is set."""
+
+    def __init__(self):
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join(10)
+
+    def _run(self):
+        raise NotImplementedError
+
+
 def load(addr, threads=4, requests=None, duration=None, target="/", host="test.local",
          max_time=60.0):
     """Keep-alive load from `threads` connections until `requests` are done or `duration`

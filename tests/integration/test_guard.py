@@ -4,7 +4,6 @@ an equally healthy canary is left alone."""
 import os
 import re
 import sys
-import threading
 import time
 import unittest
 from collections import Counter
@@ -18,23 +17,14 @@ FAST_GUARD = {"interval_ms": 500, "window_s": 2, "min_requests": 10, "max_error_
 REVERT_LINE = r"guard: service shop version green reverted"
 
 
-class PacedLoad:
+class PacedLoad(h.BackgroundClient):
     """GET / at `rate` requests per second from one keep-alive connection, in a thread,
     recording (time, status, x-backend) until stopped (at most max_time seconds)."""
 
     def __init__(self, addr, rate, max_time=30.0):
         self.addr, self.interval, self.max_time = addr, 1.0 / rate, max_time
         self.samples = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def __enter__(self):
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._thread.join(10)
+        super().__init__()
 
     def _run(self):
         client = h.Client(self.addr, timeout=5)

@@ -7,14 +7,13 @@ import os
 import re
 import signal
 import subprocess
-import threading
 import time
 import unittest
 from bisect import bisect_left
 from collections import Counter
 
-from harness import (ADMIN_TOKENS, Client, WeirTestCase, admin_settings, render_config, route,
-                     service, version)
+from harness import (ADMIN_TOKENS, BackgroundClient, Client, WeirTestCase, admin_settings,
+                     render_config, route, service, version)
 
 CHANGES = 1000
 # Alternating all-or-nothing states make a stale version choice visible (runs of three, so a
@@ -24,23 +23,14 @@ PATTERNS = [BLUE, BLUE, BLUE, GREEN, GREEN, GREEN, {"blue": 30, "green": 70}, GR
             GREEN, BLUE, BLUE, BLUE, {"blue": 80, "green": 20}]
 
 
-class VersionRecorder:
+class VersionRecorder(BackgroundClient):
     """GETs on one keep-alive connection, recording (send time, receive time, x-weir-version,
     status) until stopped (at most max_time seconds)."""
 
     def __init__(self, addr, max_time=60.0):
         self.addr, self.max_time = addr, max_time
         self.samples, self.errors = [], []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def __enter__(self):
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._thread.join(10)
+        super().__init__()
 
     def _run(self):
         deadline = time.monotonic() + self.max_time

@@ -1,6 +1,7 @@
 #include "proxy/state_store.h"
 
 #include <doctest/doctest.h>
+#include <unistd.h>
 
 #include <filesystem>
 #include <fstream>
@@ -9,7 +10,9 @@ namespace weir::proxy {
 namespace {
 
 std::filesystem::path fresh_dir(const char* name) {
-  auto dir = std::filesystem::temp_directory_path() / name;
+  // Per process: ctest runs test cases in parallel, and other checkouts may run at once.
+  auto dir = std::filesystem::temp_directory_path() /
+             (std::string(name) + "_" + std::to_string(getpid()));
   std::filesystem::remove_all(dir);
   return dir;
 }
