@@ -730,10 +730,7 @@ std::string Server::metrics_text() {
   }
   for (const auto& l : snap_->config->listeners) source.listeners.push_back(l.name);
   for (const auto& svc : snap_->services) {
-    const config::Service* cs = nullptr;
-    for (const auto& s : config_->services) {
-      if (s.name == svc.name) cs = &s;
-    }
+    const config::Service* cs = svc.config;
     if (!cs) continue;
     for (const auto& v : svc.versions) {
       for (const auto& ep : v.endpoints) {
@@ -753,13 +750,8 @@ std::string Server::metrics_text() {
       GuardMetrics& g = source.guards.emplace_back();
       g.service = svc.name;
       g.version = v.name;
-      g.state = "hold";
+      g.state = guard_state(*cs, v.name);
       if (sg != guards_.end()) {
-        const auto& log = sg->second.log.entries();
-        auto last = std::find_if(log.rbegin(), log.rend(),
-                                 [&](const health::Evaluation& e) { return e.version == v.name; });
-        if (last != log.rend()) g.state = health::to_string(last->verdict);
-        if (sg->second.reverted.count(v.name)) g.state = "reverted";
         if (auto n = sg->second.reverts.find(v.name); n != sg->second.reverts.end())
           g.reverts = n->second;
       }
@@ -782,17 +774,24 @@ health::MirrorTotals Server::mirror_totals(uint32_t stats_id) const {
   return t;
 }
 
+std::string Server::guard_state(const config::Service& s, std::string_view version) const {
+  auto g = guards_.find(s.name);
+  if (g == guards_.end()) return "hold";
+  const ServiceGuard& sg = g->second;
+  if (version.empty() ? !sg.reverted.empty() : sg.reverted.count(std::string(version)) > 0) {
+    return "reverted";
+  }
+  const auto& log = sg.log.entries();
+  auto last = std::find_if(log.rbegin(), log.rend(), [&](const health::Evaluation& e) {
+    return version.empty() || e.version == version;
+  });
+  return last == log.rend() ? "hold" : health::to_string(last->verdict);
+}
+
 void Server::annotate(ServiceStateView& view) const {
   for (const auto& s : config_->services) {
     if (s.name != view.name) continue;
-    auto g = guards_.find(s.name);
-    if (s.guard.enabled) {
-      view.guard = "hold";
-      if (g != guards_.end() && !g->second.log.entries().empty()) {
-        view.guard = health::to_string(g->second.log.entries().back().verdict);
-      }
-      if (g != guards_.end() && !g->second.reverted.empty()) view.guard = "reverted";
-    }
+    if (s.guard.enabled) view.guard = guard_state(s);
     auto r = rollouts_.find(s.name);
     if (r != rollouts_.end()) view.rollout = health::to_string(r->second.state());
   }

@@ -73,6 +73,10 @@ class Server final : public AdminHost {
   static void on_tick(uv_timer_t* t);
   // Mirror figures of the version with `stats_id` as a mirror target, summed over workers.
   health::MirrorTotals mirror_totals(uint32_t stats_id) const;
+  // A guarded service's guard state: hold, pass or fail (its latest verdict), or reverted;
+  // for one version when `version` is given, else for the service as a whole. The operator's
+  // switch ("disabled") is the admin view's and the metrics' own overlay.
+  std::string guard_state(const config::Service& s, std::string_view version = {}) const;
   // Outlier ejection from the workers' failure streaks.
   void evaluate_outliers();
   void collect_stats(uint64_t second);
