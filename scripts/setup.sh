@@ -16,6 +16,9 @@ packages=(
   curl nghttp2-client wrk nginx-light haproxy python3 procps docker-compose yamllint openssl python3-h2 python3-prometheus-client
   gnuplot-nox  # bench/run.sh's chart
   chromium     # headless, for tests/integration/test_dashboard.py
+  etcd-server etcd-client  # fleet mode: tests start a real 3-member cluster
+  prometheus   # promtool, and a real Prometheus for the KPI and scrape tests
+  ccache       # rebuilds (CMake uses it when present)
 )
 
 missing=()
