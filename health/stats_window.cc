@@ -12,6 +12,16 @@ void Sample::add(const VersionCounters& c) {
   }
 }
 
+void Sample::add(const Sample& o) {
+  requests += o.requests;
+  for (size_t i = 0; i < responses.size(); ++i) responses[i] += o.responses[i];
+  for (size_t i = 0; i < failures.size(); ++i) failures[i] += o.failures[i];
+  for (size_t i = 0; i < Histogram::kBuckets; ++i) {
+    headers_latency[i] += o.headers_latency[i];
+    total_latency[i] += o.total_latency[i];
+  }
+}
+
 Sample Sample::minus(const Sample& earlier) const {
   // Counters only grow, but a worker's relaxed stores may be seen a little out of step; clamp
   // at zero rather than wrap.
@@ -92,12 +102,14 @@ Summary StatsWindow::summarize(const std::vector<const StatsWindow*>& windows,
   return s;
 }
 
-void StatsCollector::fold(uint64_t second, uint32_t id, const Sample& cumulative) {
+Sample StatsCollector::fold(uint64_t second, uint32_t id, const Sample& cumulative) {
   // A new id starts from zero: worker counters start at zero in this process, so what they hold
   // at the first fold is traffic since start (or since a reload added the version), not history.
   Entry& e = entries_[id];
-  e.window.add(second, cumulative.minus(e.previous));
+  Sample delta = cumulative.minus(e.previous);
+  e.window.add(second, delta);
   e.previous = cumulative;
+  return delta;
 }
 
 const StatsWindow* StatsCollector::window(uint32_t id) const {

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "config/config.h"
+#include "health/stats_window.h"
 #include "proxy/runtime_state.h"
 #include "proxy/state_store.h"
 
@@ -29,6 +30,9 @@ struct ServiceChange {
   // there is nothing to change (the commit succeeds without a write), else why it is refused.
   std::function<std::string(ServiceRuntime& rt, AuditEvent& ev)> apply;
   AuditEvent event;  // actor, action, reason, detail; the store sets service, seq and time
+  // Set for a guard revert of this version: safety first, a store that cannot take it now
+  // applies it locally at once, keeps it durably and writes it when it can.
+  std::string revert_version;
 };
 
 struct CommitResult {
@@ -80,6 +84,24 @@ class ControlStore {
   virtual nlohmann::json fleet_json() const = 0;
   // /healthz's "store" field ("ok", "unreachable"); "" for a single replica.
   virtual std::string health() const = 0;
+  // Prometheus figures of the store (weir_fleet_*); empty for a single replica.
+  struct FleetFigures {
+    bool present = false, store_up = false, leader = false;
+    int64_t applied_revision = 0;
+    size_t replicas = 0;
+  };
+  virtual FleetFigures figures() const = 0;
+
+  // Guard windows a fleet judges together: this replica's traffic of one guarded version
+  // ("service/version") in one second of wall time, to share; and the other replicas' windows of
+  // it, in this process's monotonic seconds (none for a single replica).
+  virtual void share_window(const std::string& key, uint64_t unix_second,
+                            const health::Sample& delta) = 0;
+  virtual std::vector<const health::StatsWindow*> remote_windows(const std::string& key) const = 0;
+
+  // Shutdown: stops timers and streams; a fleet replica gives up its lease (leadership and
+  // membership go at once, not after the TTL).
+  virtual void stop() = 0;
 };
 
 }  // namespace weir::proxy

@@ -27,6 +27,12 @@ class FileStore final : public ControlStore {
   bool stale() const override { return false; }
   nlohmann::json fleet_json() const override { return nullptr; }
   std::string health() const override { return ""; }
+  FleetFigures figures() const override { return {}; }
+  void share_window(const std::string&, uint64_t, const health::Sample&) override {}
+  std::vector<const health::StatsWindow*> remote_windows(const std::string&) const override {
+    return {};
+  }
+  void stop() override {}
 
  private:
   StateStore files_;

@@ -25,6 +25,20 @@ const config::Version* find_version(const config::Service& s, const std::string&
 
 }  // namespace
 
+std::string revert_in(const config::Service& cs, const std::string& version, uint32_t weight,
+                      ServiceRuntime& rt, AuditEvent& ev) {
+  if (rt.reverted.count(version)) return "=";
+  RuntimeState view;
+  view.set(cs.name, rt);
+  std::map<std::string, uint32_t> weights = view.weights(cs);
+  ev.before = {{"weights", weights}, {"stable", view.stable(cs)}};
+  weights[version] = weight;
+  rt.weights = weights;
+  rt.reverted.insert(version);
+  ev.after = {{"weights", weights}, {"stable", view.stable(cs)}};
+  return "";
+}
+
 bool GuardRunner::ramping(const std::string& service, const std::string& version) const {
   return std::any_of(ramps_.begin(), ramps_.end(), [&](const RevertRamp& r) {
     return r.service == service && r.version == version;
@@ -48,7 +62,7 @@ void GuardRunner::tick(const std::shared_ptr<const routing::Snapshot>& snap,
     if (now_ms - sg.last_eval_ms < interval) continue;
     sg.last_eval_ms = now_ms;
     const routing::Version& stable = svc.versions[svc.stable];
-    const health::Summary stable_summary = window_(stable, second, g.window_s);
+    const health::Summary stable_summary = window_(svc, stable, second, g.window_s);
     const uint64_t wall = static_cast<uint64_t>(unix_time_ms());
     for (const auto& v : svc.versions) {
       if (&v == &stable || v.weight == 0) continue;
@@ -58,7 +72,7 @@ void GuardRunner::tick(const std::shared_ptr<const routing::Snapshot>& snap,
       // operator it holds, since nothing watches the step it would advance to.
       health::Verdict verdict = switched_off ? health::Verdict::kHold : health::Verdict::kPass;
       if (g.enabled && !switched_off) {
-        const health::Summary summary = window_(v, second, g.window_s);
+        const health::Summary summary = window_(svc, v, second, g.window_s);
         auto [it, fresh] = sg.versions.try_emplace(v.name, v.name);
         // Probed unhealthy or ejected endpoints do not count: a version with none left fails.
         const auto healthy = static_cast<uint32_t>(std::count_if(
@@ -110,19 +124,13 @@ void GuardRunner::revert(const config::Service& cs, const routing::Version& v,
                                    {"window_s", g.window_s}};
   const uint32_t from = store_.state().weight(cs, *find_version(cs, version));
   // Applied to the latest state: with a fleet, another replica may have reverted it already.
+  sc.revert_version = version;
   sc.apply = [cs, version, ramp = g.revert_ramp_ms](ServiceRuntime& rt, AuditEvent& ev) {
-    if (rt.reverted.count(version)) return std::string("=");
     RuntimeState view;
     view.set(cs.name, rt);
-    std::map<std::string, uint32_t> weights = view.weights(cs);
-    ev.before = {{"weights", weights}, {"stable", view.stable(cs)}};
-    const uint32_t from = weights[version];
+    const uint32_t now = view.weight(cs, *find_version(cs, version));
     // With a ramp, the first step happens now and the rest on the tick.
-    weights[version] = ramp ? from * (kRevertSteps - 1) / kRevertSteps : 0;
-    rt.weights = weights;
-    rt.reverted.insert(version);
-    ev.after = {{"weights", weights}, {"stable", view.stable(cs)}};
-    return std::string();
+    return revert_in(cs, version, ramp ? now * (kRevertSteps - 1) / kRevertSteps : 0, rt, ev);
   };
   store_.commit(std::move(sc), [](const CommitResult& r) {
     if (!r.ok())

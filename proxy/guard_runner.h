@@ -23,11 +23,17 @@
 
 namespace weir::proxy {
 
+// Takes `version` of `cs` down to `weight` in `rt` as a revert does and marks it reverted (the
+// service's view before and after goes to `ev`); "=" when it was reverted already.
+std::string revert_in(const config::Service& cs, const std::string& version, uint32_t weight,
+                      ServiceRuntime& rt, AuditEvent& ev);
+
 class GuardRunner {
  public:
   // The summary a guard judges for `v` over the last `window_s` seconds ending at `second`.
-  using WindowFn =
-      std::function<health::Summary(const routing::Version& v, uint64_t second, uint32_t window_s)>;
+  using WindowFn = std::function<health::Summary(const routing::Service& s,
+                                                 const routing::Version& v, uint64_t second,
+                                                 uint32_t window_s)>;
 
   GuardRunner(ControlStore& store, RolloutDriver& rollouts, WindowFn window)
       : store_(store), rollouts_(rollouts), window_(std::move(window)) {}

@@ -14,6 +14,7 @@
 #include <thread>
 
 #include "proxy/file_store.h"
+#include "proxy/fleet_store.h"
 #include "proxy/metrics.h"
 
 namespace weir::proxy {
@@ -121,17 +122,26 @@ bool Server::open_listeners(std::string* error) {
 }
 
 bool Server::open_state(std::string* error) {
-  store_ = std::make_unique<FileStore>(config_->admin.state_dir);
+  if (config_->fleet.enabled) {
+    store_ = std::make_unique<FleetStore>(&loop_, *config_, config_->admin.address.to_string());
+  } else {
+    store_ = std::make_unique<FileStore>(config_->admin.state_dir);
+  }
   if (!store_->open(*config_, error)) return false;
   rollout_driver_ = std::make_unique<RolloutDriver>(*store_);
   guard_runner_ = std::make_unique<GuardRunner>(
       *store_, *rollout_driver_,
-      [this](const routing::Version& v, uint64_t second, uint32_t window_s) {
-        const health::StatsWindow* w = stats_.window(v.stats_id);
-        return w ? w->summarize(second, window_s) : health::Summary{};
+      [this](const routing::Service& s, const routing::Version& v, uint64_t second,
+             uint32_t window_s) {
+        // A fleet judges every replica's traffic of the version together.
+        std::vector<const health::StatsWindow*> windows =
+            store_->remote_windows(s.name + "/" + v.name);
+        windows.push_back(stats_.window(v.stats_id));
+        return health::StatsWindow::summarize(windows, second, window_s);
       });
   ControlStore::Listener l;
   l.on_state = [this](const std::string& service) { on_store_state(service); };
+  l.on_status = [] {};
   store_->set_listener(std::move(l));
   rollout_driver_->configure(*config_);
   return true;
@@ -267,19 +277,31 @@ void Server::note_ramps(const config::Config& prev, const config::Config& next) 
 }
 
 void Server::collect_stats(uint64_t second) {
+  const auto unix_second = static_cast<uint64_t>(unix_time_ms() / 1000);
   for (const auto& svc : snap_->services) {
+    // Guarded versions' traffic is shared with the fleet (a no-op for a single replica).
+    const bool guarded = svc.config && svc.config->guard.enabled;
     for (const auto& v : svc.versions) {
       health::Sample sum;
       for (auto& w : workers_) {
         if (const auto* c = w->stats().versions.find(v.stats_id)) sum.add(*c);
       }
-      stats_.fold(second, v.stats_id, sum);
+      health::Sample delta = stats_.fold(second, v.stats_id, sum);
+      if (guarded) store_->share_window(svc.name + "/" + v.name, unix_second, delta);
     }
   }
 }
 
 void Server::commit(ServiceChange change, CommitDone done) {
-  store_->commit(std::move(change), std::move(done));
+  const std::string what = change.event.action + " " + change.service + " by " + change.event.actor;
+  store_->commit(std::move(change), [what, done = std::move(done)](const CommitResult& r) {
+    if (r.ok()) {
+      std::fprintf(stderr, "weir: %s\n", what.c_str());
+    } else {
+      std::fprintf(stderr, "weir: %s refused (%d): %s\n", what.c_str(), r.status, r.error.c_str());
+    }
+    done(r);
+  });
 }
 
 void Server::rollout_command(const std::string& service, const std::string& op,
@@ -300,6 +322,8 @@ int Server::run() {
   worker_count_ = config_->proxy.workers;
   if (worker_count_ == 0) worker_count_ = std::max(1u, std::thread::hardware_concurrency());
   std::string error;
+  // Early: a fleet store reads etcd on this loop before any listener takes traffic.
+  uv_loop_init(&loop_);
   if (!open_state(&error)) {
     std::fprintf(stderr, "weir: state: %s\n", error.c_str());
     return 1;
@@ -327,7 +351,6 @@ int Server::run() {
     std::fprintf(stderr, "weir: %s\n", error.c_str());
     return 1;
   }
-  uv_loop_init(&loop_);
   prober_ = std::make_unique<HealthProber>(&loop_, [this](uint32_t id, bool healthy) {
     if (healthy) {
       // A revived endpoint ramps up again under slow start.
@@ -405,6 +428,7 @@ void Server::shutdown() {
   uv_close(reinterpret_cast<uv_handle_t*>(&tick_), nullptr);
   if (prober_) prober_->stop();
   if (admin_) admin_->stop();
+  store_->stop();
 }
 
 // Slow-start ramps noted for a change that may still be refused: restored unless kept.
@@ -437,6 +461,7 @@ std::string Server::metrics_text() {
   source.runtime = &store_->state();
   source.reloads_ok = reloads_ok_;
   source.reloads_failed = reloads_failed_;
+  source.fleet = store_->figures();
   for (const auto& svc : snap_->services) {
     for (const auto& v : svc.versions) {
       VersionMetrics& m = source.versions.emplace_back();
@@ -580,6 +605,10 @@ ReloadOutcome Server::reload(const std::string& actor) {
   if (was.enabled != now.enabled || was.address.to_string() != now.address.to_string() ||
       was.state_dir != now.state_dir)
     return fail({next->path + ": [admin] address and state_dir change only with a restart"});
+  const config::FleetSettings &fw = config_->fleet, &fn = next->fleet;
+  if (fw.enabled != fn.enabled || fw.prefix != fn.prefix || fw.endpoints != fn.endpoints ||
+      fw.replica != fn.replica)
+    return fail({next->path + ": [fleet] changes only with a restart"});
   // Certificates are re-read on every reload; a broken one keeps the running set.
   std::vector<config::Error> tls_errors;
   auto tls = build_tls_set(*next, &tls_errors);
