@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <charconv>
+#include <cstring>
 #include <nlohmann/json.hpp>
 
 namespace weir::proxy {
@@ -20,8 +21,8 @@ std::string b64(std::string_view in) {
   out.reserve((in.size() + 2) / 3 * 4);
   size_t i = 0;
   for (; i + 2 < in.size(); i += 3) {
-    uint32_t v = uint32_t(uint8_t(in[i])) << 16 | uint32_t(uint8_t(in[i + 1])) << 8 |
-                 uint8_t(in[i + 2]);
+    uint32_t v =
+        uint32_t(uint8_t(in[i])) << 16 | uint32_t(uint8_t(in[i + 1])) << 8 | uint8_t(in[i + 2]);
     out += kB64[v >> 18];
     out += kB64[(v >> 12) & 63];
     out += kB64[(v >> 6) & 63];
@@ -45,14 +46,10 @@ bool unb64(std::string_view in, std::string* out) {
   uint32_t acc = 0;
   int bits = 0;
   for (char ch : in) {
-    int v;
-    if (ch >= 'A' && ch <= 'Z') v = ch - 'A';
-    else if (ch >= 'a' && ch <= 'z') v = ch - 'a' + 26;
-    else if (ch >= '0' && ch <= '9') v = ch - '0' + 52;
-    else if (ch == '+') v = 62;
-    else if (ch == '/') v = 63;
-    else return false;
-    acc = (acc << 6) | uint32_t(v);
+    const char* at = ch ? std::strchr(kB64, ch) : nullptr;
+    if (!at) return false;
+    const auto v = static_cast<uint32_t>(at - kB64);
+    acc = (acc << 6) | v;
     bits += 6;
     if (bits >= 8) {
       bits -= 8;
@@ -307,14 +304,14 @@ struct EtcdWatch::Impl {
   void message(std::string_view text) {
     json j = json::parse(text, nullptr, false);
     if (!j.is_object()) {
-      if (!text.empty()) stream_error = status(EtcdStatus::Kind::kUnavailable,
-                                               "malformed watch message from etcd");
+      if (!text.empty())
+        stream_error = status(EtcdStatus::Kind::kUnavailable, "malformed watch message from etcd");
       return;
     }
     if (auto e = j.find("error"); e != j.end()) {
       // {"error":{"grpc_code":14,"http_code":503,"message":"etcdserver: no leader",...}}
-      EtcdStatus st = status(EtcdStatus::Kind::kUnavailable, "watch stream error: " +
-                                                                 str(*e, "message"));
+      EtcdStatus st =
+          status(EtcdStatus::Kind::kUnavailable, "watch stream error: " + str(*e, "message"));
       st.grpc_code = static_cast<int>(i64(*e, "grpc_code"));
       st.http_status = static_cast<int>(i64(*e, "http_code"));
       stream_error = st;
@@ -388,9 +385,10 @@ struct EtcdWatch::Impl {
     if (!active()) return;
     if (http_status != 200 && http_status != 0) {
       json j = json::parse(buffer, nullptr, false);
-      EtcdStatus st = status(EtcdStatus::Kind::kRejected,
-                             "watch refused by etcd: " + (j.is_object() ? str(j, "error")
-                                                                        : "HTTP " + std::to_string(http_status)));
+      EtcdStatus st =
+          status(EtcdStatus::Kind::kRejected,
+                 "watch refused by etcd: " +
+                     (j.is_object() ? str(j, "error") : "HTTP " + std::to_string(http_status)));
       st.grpc_code = static_cast<int>(i64(j, "code"));
       if (http_status >= 500 || st.message.find("no leader") != std::string::npos) {
         st.kind = EtcdStatus::Kind::kUnavailable;
@@ -833,8 +831,8 @@ void EtcdClient::lease_keepalive(int64_t id, LeaseDone done) {
            EtcdStatus bad = st;
            bad.kind = EtcdStatus::Kind::kRejected;
            bad.grpc_code = static_cast<int>(i64(*e, "grpc_code"));
-           bad.message = "lease keepalive refused by etcd at " + st.endpoint + ": " +
-                         str(*e, "message");
+           bad.message =
+               "lease keepalive refused by etcd at " + st.endpoint + ": " + str(*e, "message");
            return done(bad, id, 0);
          }
          auto r = j.find("result");

@@ -20,13 +20,12 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <nlohmann/json_fwd.hpp>
 #include <optional>
 #include <string>
 #include <string_view>
 #include <unordered_map>
 #include <vector>
-
-#include <nlohmann/json_fwd.hpp>
 
 #include "proxy/http_client.h"
 
@@ -159,8 +158,8 @@ class EtcdWatch {
 class EtcdClient {
  public:
   using Done = std::function<void(const EtcdStatus&)>;
-  using RangeDone = std::function<void(const EtcdStatus&, int64_t revision,
-                                       std::vector<EtcdKv> kvs, bool more)>;
+  using RangeDone =
+      std::function<void(const EtcdStatus&, int64_t revision, std::vector<EtcdKv> kvs, bool more)>;
   using PutDone = std::function<void(const EtcdStatus&, int64_t revision)>;
   using DelDone = std::function<void(const EtcdStatus&, int64_t revision, int64_t deleted)>;
   using TxnDone = std::function<void(const EtcdStatus&, const EtcdTxnResult&)>;

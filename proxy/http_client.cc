@@ -91,7 +91,8 @@ std::string parse_url(const std::string& url, Url* out) {
 }
 
 bool has_ctl(std::string_view s) {
-  return std::any_of(s.begin(), s.end(), [](char ch) { return ch == '\r' || ch == '\n' || ch == 0; });
+  return std::any_of(s.begin(), s.end(),
+                     [](char ch) { return ch == '\r' || ch == '\n' || ch == 0; });
 }
 
 }  // namespace
@@ -137,6 +138,7 @@ struct HttpClient::Call {
   bool head_seen = false;  // streams: on_head ran
   bool reused = false;     // on a pooled connection
   bool retried = false;
+  bool lost_once = false;  // went out on a kept-alive connection that closed without a reply
 
   void close_timer() {
     uv_close(reinterpret_cast<uv_handle_t*>(&timer),
@@ -146,10 +148,9 @@ struct HttpClient::Call {
     auto* c = static_cast<Call*>(t->data);
     if (!c->client) return;
     HttpClient* client = c->client;
-    std::string what = c->head_seen ? "no data for " + std::to_string(c->req.idle_timeout_ms) +
-                                          " ms on the stream"
-                                    : "no response within " + std::to_string(c->req.timeout_ms) +
-                                          " ms";
+    std::string what =
+        c->head_seen ? "no data for " + std::to_string(c->req.idle_timeout_ms) + " ms on the stream"
+                     : "no response within " + std::to_string(c->req.timeout_ms) + " ms";
     client->finish(c, client->error_for(c, HttpError::Kind::kTimeout, what));
   }
   static void on_deliver(uv_timer_t* t) {
@@ -345,6 +346,7 @@ struct HttpClient::Conn {
       c->retried = true;
       c->reused = false;
       c->sent = false;
+      c->lost_once = true;
       c->conn = nullptr;
       call = nullptr;
       close();
@@ -554,8 +556,10 @@ HttpError HttpClient::error_for(const Call* c, HttpError::Kind kind, std::string
   HttpError e;
   e.kind = kind;
   e.message = c->req.method + " " + c->req.url + ": " + what;
-  // Before any byte went out, the server cannot have seen the request.
-  e.indeterminate = c->sent && kind != HttpError::Kind::kInvalid && kind != HttpError::Kind::kConnect;
+  // Before any byte went out, the server cannot have seen the request; a request that went out
+  // on a kept-alive connection which then broke may have been read, whatever the retry says.
+  const bool before_send = kind == HttpError::Kind::kInvalid || kind == HttpError::Kind::kConnect;
+  e.indeterminate = c->lost_once || (c->sent && !before_send);
   return e;
 }
 
@@ -628,10 +632,10 @@ void HttpClient::start(Call* c) {
         call->resolve = nullptr;
         if (status < 0) {
           uv_freeaddrinfo(res);
-          call->client->finish(call, call->client->error_for(call, HttpError::Kind::kConnect,
-                                                             std::string("cannot resolve ") +
-                                                                 call->url.host + ": " +
-                                                                 uv_strerror(status)));
+          call->client->finish(
+              call, call->client->error_for(call, HttpError::Kind::kConnect,
+                                            std::string("cannot resolve ") + call->url.host + ": " +
+                                                uv_strerror(status)));
           return;
         }
         for (addrinfo* a = res; a; a = a->ai_next) {

@@ -130,7 +130,7 @@ class HttpClient {
   RequestId next_id_ = 1;
   uint64_t connections_opened_ = 0;
   std::unordered_map<RequestId, Call*> calls_;
-  std::unordered_map<RequestId, Call*> delivering_;  // ended, on_done not run yet
+  std::unordered_map<RequestId, Call*> delivering_;           // ended, on_done not run yet
   std::vector<Conn*> conns_;                                  // every open connection
   std::unordered_map<std::string, std::vector<Conn*>> idle_;  // by origin
 };

@@ -138,9 +138,7 @@ struct Fixture {
     test::drain(&loop);
     uv_loop_close(&loop);
   }
-  bool run(const std::function<bool()>& done, int ms = 5000) {
-    return run_until(&loop, done, ms);
-  }
+  bool run(const std::function<bool()>& done, int ms = 5000) { return run_until(&loop, done, ms); }
 };
 
 json body_of(const ServerRequest& r) { return json::parse(r.body, nullptr, false); }
@@ -215,6 +213,30 @@ TEST_CASE("etcd_client: range found and missing (base64 and string int64 decoded
   CHECK(b["sort_order"] == "ASCEND");
   CHECK(b["limit"] == "10");
   CHECK(gw.accepted() == 1);  // one kept-alive connection
+}
+
+TEST_CASE("etcd_client: an answer that is not what etcd sends is not taken for one") {
+  Gateway gw([](ServerConn& c, const ServerRequest& r, int) {
+    if (r.path == "/v3/kv/range") {
+      return c.respond(200, R"({"header":{"revision":"3"},"kvs":[{"key":"*not base64*"}]})");
+    }
+    return c.respond(200, "not json");
+  });
+  Fixture f({gw.url()});
+  EtcdStatus range_st, put_st;
+  int left = 2;
+  f.etcd->range("/app/a", "", [&](const EtcdStatus& s, int64_t, std::vector<EtcdKv>, bool) {
+    range_st = s;
+    --left;
+  });
+  f.etcd->put("/app/a", "x", 0, [&](const EtcdStatus& s, int64_t) {
+    put_st = s;
+    --left;
+  });
+  REQUIRE(f.run([&] { return left == 0; }));
+  CHECK(range_st.kind == EtcdStatus::Kind::kUnavailable);
+  CHECK(range_st.message.find("malformed") != std::string::npos);
+  CHECK(put_st.kind == EtcdStatus::Kind::kIndeterminate);  // 200: it may well be applied
 }
 
 TEST_CASE("etcd_client: put, delete, and what etcd rejects") {
@@ -517,6 +539,29 @@ TEST_CASE("etcd_client: a write that timed out is indeterminate and not retried;
   release = true;
 }
 
+TEST_CASE("etcd_client: a write whose connection drops after sending is indeterminate") {
+  Gateway drops([](ServerConn&, const ServerRequest&, int) { return false; });
+  Gateway fine(replay({{"/v3/kv/put", "put"}, {"/v3/kv/range", "range_found"}}));
+  Fixture f({drops.url(), fine.url()});
+  EtcdStatus st;
+  bool done = false;
+  f.etcd->put("/app/a", "x", 0, [&](const EtcdStatus& s, int64_t) {
+    st = s;
+    done = true;
+  });
+  REQUIRE(f.run([&] { return done; }));
+  CHECK(st.kind == EtcdStatus::Kind::kIndeterminate);
+  CHECK(fine.count("/v3/kv/put") == 0);
+  Fixture g({drops.url(), fine.url()});
+  done = false;
+  g.etcd->range("/app/a", "", [&](const EtcdStatus& s, int64_t, std::vector<EtcdKv>, bool) {
+    st = s;
+    done = true;
+  });
+  REQUIRE(g.run([&] { return done; }));
+  CHECK(st.ok());
+}
+
 TEST_CASE("etcd_client: 500 context deadline exceeded on a txn is indeterminate") {
   Gateway a(replay({{"/v3/kv/txn", "txn_deadline"}}));
   Gateway b(replay({{"/v3/kv/txn", "txn_cas_ok"}}));
@@ -540,7 +585,8 @@ TEST_CASE("etcd_client: authenticates lazily, sends the raw token, re-authentica
       json b = body_of(r);
       return c.write(recorded(b["password"] == "alicepw" ? "auth_ok" : "auth_wrong"));
     }
-    if (r.header("authorization") != "JpkVVznanDBcmSnD.32") return c.write(recorded("auth_no_token"));
+    if (r.header("authorization") != "JpkVVznanDBcmSnD.32")
+      return c.write(recorded("auth_no_token"));
     // The first call finds the token expired.
     return c.write(recorded(nth == 1 ? "auth_bad_token" : "range_found"));
   });
@@ -627,8 +673,9 @@ std::string stream_without_end(const std::string& name) {
   return raw;
 }
 
-TEST_CASE("etcd_client: watch events, DELETE with prev_kv, progress; EOF without the 0-chunk "
-          "reconnects to the next endpoint from the last revision + 1") {
+TEST_CASE(
+    "etcd_client: watch events, DELETE with prev_kv, progress; EOF without the 0-chunk "
+    "reconnects to the next endpoint from the last revision + 1") {
   std::atomic<bool> stop{false};
   // The first member dies after the recorded messages (sent in small pieces: messages span
   // reads); the second answers "created" and waits.
@@ -720,6 +767,26 @@ TEST_CASE("etcd_client: a watch stream error object without a newline, then reco
   CHECK(body_of(seen[1])["create_request"]["start_revision"] == "2");
 }
 
+TEST_CASE("etcd_client: a watch sends the token and renews it on 401") {
+  Gateway gw([](ServerConn& c, const ServerRequest& r, int nth) {
+    if (r.path == "/v3/auth/authenticate") return c.write(recorded("auth_ok"));
+    if (nth == 1) return c.write(recorded("auth_bad_token"));
+    c.write(stream_without_end("watch_events"));
+    c.wait_closed();
+    return false;
+  });
+  Fixture f(EtcdSettings{{gw.url()}, 2000, {}, "alice", "alicepw"});
+  WatchLog log;
+  auto w = f.etcd->watch("/app/", prefix_range_end("/app/"), 9, log.handler());
+  REQUIRE(f.run([&] { return log.batches.size() == 2; }));
+  CHECK(gw.count("/v3/auth/authenticate") == 2);
+  REQUIRE(log.states.size() == 1);  // the renewal is not an outage
+  CHECK(log.states[0].first);
+  for (const ServerRequest& r : gw.seen()) {
+    if (r.path == "/v3/watch") CHECK(r.header("authorization") == "JpkVVznanDBcmSnD.32");
+  }
+}
+
 TEST_CASE("etcd_client: a compacted start revision stops the watch and says so") {
   Gateway gw([&](ServerConn& c, const ServerRequest&, int) {
     c.write(recorded("watch_compacted"));  // the stream stays open after "canceled"
@@ -744,8 +811,11 @@ TEST_CASE("etcd_client: a watch refused for permissions is reported down and ret
   });
   Fixture f({gw.url()});
   WatchLog log;
+  const uint64_t start = uv_now(&f.loop);
   auto w = f.etcd->watch("/other/", "", 0, log.handler());
-  REQUIRE(f.run([&] { return gw.accepted() >= 3; }));
+  REQUIRE(f.run([&] { return gw.accepted() >= 4; }));
+  // Reconnects back off: 100, 200, 400 ms.
+  CHECK(uv_now(&f.loop) - start >= 650);
   REQUIRE_FALSE(log.states.empty());
   // "created" and "canceled" come in one message: never up, one down.
   CHECK_FALSE(log.states[0].first);
@@ -800,13 +870,20 @@ struct EtcdMember {
     url = "http://127.0.0.1:" + std::to_string(client);
     const std::string peer_url = "http://127.0.0.1:" + std::to_string(peer);
     std::vector<std::string> args = {"/usr/bin/etcd",
-                                     "--name", "t1",
-                                     "--data-dir", (dir / "data").string(),
-                                     "--listen-client-urls", url,
-                                     "--advertise-client-urls", url,
-                                     "--listen-peer-urls", peer_url,
-                                     "--initial-advertise-peer-urls", peer_url,
-                                     "--initial-cluster", "t1=" + peer_url};
+                                     "--name",
+                                     "t1",
+                                     "--data-dir",
+                                     (dir / "data").string(),
+                                     "--listen-client-urls",
+                                     url,
+                                     "--advertise-client-urls",
+                                     url,
+                                     "--listen-peer-urls",
+                                     peer_url,
+                                     "--initial-advertise-peer-urls",
+                                     peer_url,
+                                     "--initial-cluster",
+                                     "t1=" + peer_url};
     std::vector<char*> argv;
     for (auto& a : args) argv.push_back(a.data());
     argv.push_back(nullptr);

@@ -31,7 +31,8 @@ struct ServerRequest {
   // The value of header `name` (case-insensitive), or "".
   std::string header(const std::string& name) const {
     std::string lower_head;
-    for (char c : head) lower_head += static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    for (char c : head)
+      lower_head += static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
     std::string key = "\r\n";
     for (char c : name) key += static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
     key += ":";
@@ -142,8 +143,7 @@ class FakeHttpServer {
     acceptor_ = std::thread([this] { accept_loop(); });
   }
   ~FakeHttpServer() {
-    stop_ = true;
-    ::shutdown(fd_, SHUT_RDWR);
+    stop_listening();
     acceptor_.join();
     ::close(fd_);
     {
@@ -151,6 +151,11 @@ class FakeHttpServer {
       for (int cfd : open_fds_) ::shutdown(cfd, SHUT_RDWR);
     }
     for (auto& t : threads_) t.join();
+  }
+  // New connections are refused from now on; open ones go on. Callable from a handler.
+  void stop_listening() {
+    stop_ = true;
+    ::shutdown(fd_, SHUT_RDWR);
   }
   uint16_t port() const { return port_; }
   std::string url(const std::string& path = "/") const {
@@ -203,7 +208,8 @@ class FakeHttpServer {
 inline bool run_until(uv_loop_t* loop, const std::function<bool()>& done, int timeout_ms = 5000) {
   uv_timer_t tick;
   uv_timer_init(loop, &tick);
-  uv_timer_start(&tick, [](uv_timer_t*) {}, 5, 5);
+  uv_timer_start(
+      &tick, [](uv_timer_t*) {}, 5, 5);
   auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
   bool ok = false;
   while (!(ok = done()) && std::chrono::steady_clock::now() < until) uv_run(loop, UV_RUN_ONCE);
@@ -214,7 +220,8 @@ inline bool run_until(uv_loop_t* loop, const std::function<bool()>& done, int ti
 
 // Runs the loop for `ms` (lets late callbacks show up).
 inline void run_for(uv_loop_t* loop, int ms) {
-  run_until(loop, [] { return false; }, ms);
+  run_until(
+      loop, [] { return false; }, ms);
 }
 
 // Runs the loop until every handle is closed (bounded), for a clean teardown.
@@ -235,11 +242,14 @@ inline std::filesystem::path fresh_dir(const std::string& name) {
 // server.key, client.crt, client.key. false when openssl failed.
 inline bool make_test_pki(const std::filesystem::path& dir, const std::string& san) {
   const std::string d = dir.string();
-  auto run = [](const std::string& cmd) { return std::system((cmd + " >/dev/null 2>&1").c_str()) == 0; };
+  auto run = [](const std::string& cmd) {
+    return std::system((cmd + " >/dev/null 2>&1").c_str()) == 0;
+  };
   const std::string ec = "openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes ";
-  return run(ec + "-x509 -days 2 -subj /CN=test-ca -addext basicConstraints=critical,CA:TRUE "
-             "-addext keyUsage=critical,keyCertSign,cRLSign -keyout " + d + "/ca.key -out " + d +
-             "/ca.crt") &&
+  return run(ec +
+             "-x509 -days 2 -subj /CN=test-ca -addext basicConstraints=critical,CA:TRUE "
+             "-addext keyUsage=critical,keyCertSign,cRLSign -keyout " +
+             d + "/ca.key -out " + d + "/ca.crt") &&
          run(ec + "-subj /CN=server -addext subjectAltName=" + san + " -keyout " + d +
              "/server.key -out " + d + "/server.csr") &&
          run("openssl x509 -req -in " + d + "/server.csr -CA " + d + "/ca.crt -CAkey " + d +

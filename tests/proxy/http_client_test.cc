@@ -2,6 +2,8 @@
 
 #include <doctest/doctest.h>
 
+#include <algorithm>
+
 #include "tests/proxy/fake_http_server.h"
 
 namespace weir::proxy {
@@ -168,6 +170,84 @@ TEST_CASE("http_client: a reused connection closed as the request goes out is re
   CHECK(served == 1);
 }
 
+TEST_CASE("http_client: a request lost with its kept-alive connection stays indeterminate") {
+  // The first connection answers once, reads the second request and dies with the server:
+  // the retry on a fresh connection is refused, yet the server may have read the request.
+  FakeHttpServer* self = nullptr;
+  FakeHttpServer server([&](ServerConn& c, int) {
+    if (c.read_request()) c.respond(200, "first");
+    if (c.read_request()) self->stop_listening();
+  });
+  self = &server;
+  Fixture f;
+  Outcome one, two;
+  send(f, post(server.url()), &one);
+  REQUIRE(run_until(&f.loop, [&] { return one.done; }));
+  send(f, post(server.url()), &two);
+  REQUIRE(run_until(&f.loop, [&] { return two.done; }));
+  CHECK(two.error.kind == HttpError::Kind::kConnect);
+  CHECK(two.error.indeterminate);
+}
+
+TEST_CASE("http_client: at most 4 idle connections per origin; streams are never pooled") {
+  std::atomic<int> waiting{0};
+  FakeHttpServer server([&](ServerConn& c, int) {
+    if (!c.read_request()) return;
+    ++waiting;
+    for (int i = 0; i < 400 && waiting < 6; ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+    c.respond(200, "x");
+    while (c.read_request()) c.respond(200, "x");
+  });
+  Fixture f;
+  Outcome out[6];
+  for (auto& o : out) send(f, post(server.url()), &o);
+  REQUIRE(run_until(&f.loop, [&] {
+    return std::all_of(std::begin(out), std::end(out), [](const Outcome& o) { return o.done; });
+  }));
+  CHECK(f.client->idle_connections() == 4);
+
+  FakeHttpServer streams([&](ServerConn& c, int) {
+    while (c.read_request())
+      c.write("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n");
+  });
+  Outcome st;
+  HttpRequest req = post(streams.url());
+  req.stream = true;
+  send(f, std::move(req), &st);
+  REQUIRE(run_until(&f.loop, [&] { return st.done; }));
+  CHECK(st.error.ok());
+  CHECK(f.client->idle_connections() == 4);
+}
+
+TEST_CASE("http_client: 1xx heads are skipped; a HEAD response has no body") {
+  FakeHttpServer server([&](ServerConn& c, int) {
+    while (auto r = c.read_request()) {
+      if (r->method == "HEAD") {
+        c.write("HTTP/1.1 200 OK\r\nContent-Length: 99\r\n\r\n");
+      } else {
+        c.write("HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 201 Created\r\nContent-Length: 2\r\n\r\nok");
+      }
+    }
+  });
+  Fixture f;
+  Outcome a, b;
+  send(f, post(server.url()), &a);
+  REQUIRE(run_until(&f.loop, [&] { return a.done; }));
+  CHECK(a.error.ok());
+  CHECK(a.response.status == 201);
+  CHECK(a.response.body == "ok");
+  HttpRequest head = post(server.url());
+  head.method = "HEAD";
+  send(f, std::move(head), &b);
+  REQUIRE(run_until(&f.loop, [&] { return b.done; }));
+  CHECK(b.error.ok());
+  CHECK(b.response.status == 200);
+  CHECK(b.response.body.empty());
+  CHECK(f.client->connections_opened() == 1);
+}
+
 TEST_CASE("http_client: timeout after the request went out is indeterminate") {
   FakeHttpServer server([&](ServerConn& c, int) {
     if (c.read_request()) c.wait_closed();
@@ -188,7 +268,10 @@ TEST_CASE("http_client: timeout after the request went out is indeterminate") {
 
 TEST_CASE("http_client: connect refused is a connect error, not indeterminate") {
   uint16_t port;
-  { FakeHttpServer gone([](ServerConn&, int) {}); port = gone.port(); }
+  {
+    FakeHttpServer gone([](ServerConn&, int) {});
+    port = gone.port();
+  }
   Fixture f;
   Outcome out;
   send(f, post("http://127.0.0.1:" + std::to_string(port) + "/v3/kv/put"), &out);
@@ -213,7 +296,8 @@ TEST_CASE("http_client: host names resolve without blocking and every address is
 
   Outcome bad;
   send(f, post("http://no-such-host.invalid:1/"), &bad);
-  REQUIRE(run_until(&f.loop, [&] { return bad.done; }, 10000));
+  REQUIRE(run_until(
+      &f.loop, [&] { return bad.done; }, 10000));
   CHECK(bad.error.kind == HttpError::Kind::kConnect);
 }
 
