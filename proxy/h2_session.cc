@@ -88,6 +88,7 @@ struct H2Session::Stream final : public ExchangeOwner {
   // earlier, it would overtake the response's DATA and the client would see a broken stream.
   bool reset_after_response = false;
   bool bodyless = false;  // the response's HEADERS end the stream (no read_body)
+  bool grpc = false;      // a gRPC content type: weir's own replies are gRPC-shaped
 };
 
 H2Session::Entry::~Entry() {
@@ -266,6 +267,9 @@ int H2Session::on_header(nghttp2_session*, const nghttp2_frame* frame, const uin
     st->authority = v;
   } else if (n == ":scheme") {
     st->scheme = v;
+  } else if (n == "content-type") {
+    st->grpc = is_grpc_content_type(v);
+    st->fields.emplace_back(n, v);
   } else if (n == "cookie") {
     // RFC 9113 8.2.3: crumbs are joined with "; " for an HTTP/1.1 hop.
     if (!st->cookie.empty()) st->cookie.append("; ");
@@ -388,22 +392,29 @@ void H2Session::respond_error(Stream& st, int status, std::string_view detail) {
   WorkerStats& stats = worker_.stats();
   stats.responses_by_class[status / 100].inc();
   stats.generated_by_status[WorkerStats::generated_slot(status)].inc();
-  st.body = error_body(status, detail);
+  LocalReply reply = local_reply(status, detail, st.grpc);
+  st.body = std::move(reply.body);
   st.body_off = 0;
-  const std::string status_text = std::to_string(status), length = std::to_string(st.body.size());
-  const nghttp2_nv nva[] = {
-      make_nv(":status", status_text),
-      make_nv("content-type", "text/plain"),
-      make_nv("content-length", length),
-  };
+  const std::string status_text = std::to_string(reply.status);
+  const std::string length = std::to_string(st.body.size());
+  const std::string grpc_status = std::to_string(reply.grpc_status);
+  std::vector<nghttp2_nv> nva = {make_nv(":status", status_text),
+                                 make_nv("content-type", reply.content_type)};
+  if (reply.grpc_status >= 0) {
+    // Trailers-only: one HEADERS frame that ends the stream.
+    nva.push_back(make_nv("grpc-status", grpc_status));
+    nva.push_back(make_nv("grpc-message", reply.grpc_message));
+  } else {
+    nva.push_back(make_nv("content-length", length));
+  }
   nghttp2_data_provider provider{};
   provider.source.ptr = &st;
   provider.read_callback = read_body;
-  const bool head = st.method == "HEAD";
-  nghttp2_submit_response(ng_, st.id, nva, std::size(nva), head ? nullptr : &provider);
+  const bool bodyless = st.method == "HEAD" || reply.grpc_status >= 0;
+  nghttp2_submit_response(ng_, st.id, nva.data(), nva.size(), bodyless ? nullptr : &provider);
   if (!st.request_ended) {
     // Whatever body follows is not wanted: stop the client politely, after the response.
-    if (head) {
+    if (bodyless) {
       nghttp2_submit_rst_stream(ng_, NGHTTP2_FLAG_NONE, st.id, NGHTTP2_NO_ERROR);
     } else {
       st.reset_after_response = true;
