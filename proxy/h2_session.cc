@@ -412,14 +412,8 @@ void H2Session::respond_error(Stream& st, int status, std::string_view detail) {
   provider.read_callback = read_body;
   const bool bodyless = st.method == "HEAD" || reply.grpc_status >= 0;
   nghttp2_submit_response(ng_, st.id, nva.data(), nva.size(), bodyless ? nullptr : &provider);
-  if (!st.request_ended) {
-    // Whatever body follows is not wanted: stop the client politely, after the response.
-    if (bodyless) {
-      nghttp2_submit_rst_stream(ng_, NGHTTP2_FLAG_NONE, st.id, NGHTTP2_NO_ERROR);
-    } else {
-      st.reset_after_response = true;
-    }
-  }
+  // Whatever body follows is not wanted: stop the client politely, after the response.
+  if (!st.request_ended) st.reset_after_response = true;
 }
 
 int H2Session::on_data_chunk(nghttp2_session*, uint8_t, int32_t stream_id, const uint8_t* data,
@@ -474,6 +468,15 @@ int H2Session::on_frame_send(nghttp2_session*, const nghttp2_frame* frame, void*
   auto* self = static_cast<H2Session*>(user);
   if (frame->hd.type == NGHTTP2_GOAWAY && frame->goaway.error_code != NGHTTP2_NO_ERROR) {
     self->worker_.stats().h2_abuse_closes.inc();
+  }
+  if (frame->hd.type == NGHTTP2_HEADERS && (frame->hd.flags & NGHTTP2_FLAG_END_STREAM) != 0) {
+    // A bodyless response is out. A RST_STREAM submitted with it would have made nghttp2 drop
+    // the HEADERS (the stream was closing), so the client learned nothing.
+    Stream* st = self->find(frame->hd.stream_id);
+    if (st && st->reset_after_response && !st->request_ended) {
+      st->reset_after_response = false;
+      nghttp2_submit_rst_stream(self->ng_, NGHTTP2_FLAG_NONE, st->id, NGHTTP2_NO_ERROR);
+    }
   }
   return 0;
 }
@@ -589,13 +592,7 @@ void H2Session::Stream::on_response_end(std::span<const HeaderField> trailer_fie
     trailers.emplace_back(std::move(name), std::string(f.value));
   }
   // The backend answered before the upload ended; the rest of it is not wanted.
-  if (!request_ended) {
-    if (bodyless) {
-      nghttp2_submit_rst_stream(s.ng_, NGHTTP2_FLAG_NONE, id, NGHTTP2_NO_ERROR);
-    } else {
-      reset_after_response = true;
-    }
-  }
+  if (!request_ended) reset_after_response = true;
   wake_body();
   s.send();
 }

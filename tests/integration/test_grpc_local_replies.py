@@ -96,7 +96,7 @@ class GrpcLocalReplies(h.WeirTestCase):
         r = h.curl("-i", *args, "http://" + self.addr + "/other.Service/Call")
         self.assertEqual(r.returncode, 0, r.stderr)
         head = r.stdout.decode("latin-1").split("\r\n\r\n", 1)[0].lower()
-        return head.split("\r\n")
+        return [line.strip() for line in head.split("\r\n")]
 
     def test_http2_trailers_only_shape(self):
         lines = self.curl("--http2-prior-knowledge", "-H", "content-type: application/grpc",
