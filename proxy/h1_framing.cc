@@ -79,6 +79,13 @@ bool has_bare_cr(const char* data, size_t len, size_t from, size_t scan_len) {
   return false;
 }
 
+HeadScan scan_failed(int status) {
+  HeadScan r;
+  r.state = HeadScan::State::kError;
+  r.status = status;
+  return r;
+}
+
 }  // namespace
 
 bool method_is_idempotent(std::string_view m) {
@@ -104,22 +111,13 @@ HeadScan scan_request_head(const char* data, size_t len, size_t from, const Head
   r.head_size = find_blank_line(data, len, from);
   if (r.head_size != 0) r.state = HeadScan::State::kComplete;
   size_t head_len = r.state == HeadScan::State::kComplete ? r.head_size : len;
-  if (has_bare_cr(data, len, from, head_len)) {
-    r.state = HeadScan::State::kError;
-    r.status = 400;
-    return r;
-  }
+  if (has_bare_cr(data, len, from, head_len)) return scan_failed(400);
   const void* first_lf = std::memchr(data, '\n', head_len);
   size_t line_len = first_lf ? static_cast<size_t>(static_cast<const char*>(first_lf) - data)
                              : head_len;
   if (line_len > 0 && data[line_len - 1] == '\r') --line_len;
-  if (line_len > limits.max_request_line) {
-    r.state = HeadScan::State::kError;
-    r.status = 414;
-  } else if (head_len > limits.max_header_bytes) {
-    r.state = HeadScan::State::kError;
-    r.status = 431;
-  }
+  if (line_len > limits.max_request_line) return scan_failed(414);
+  if (head_len > limits.max_header_bytes) return scan_failed(431);
   return r;
 }
 
@@ -304,13 +302,8 @@ HeadScan scan_trailer_section(const char* data, size_t len, size_t from,
     r.state = HeadScan::State::kComplete;
   }
   size_t section_len = r.state == HeadScan::State::kComplete ? r.head_size : len;
-  if (has_bare_cr(data, len, from, section_len)) {
-    r.state = HeadScan::State::kError;
-    r.status = 400;
-  } else if (section_len > limits.max_header_bytes) {
-    r.state = HeadScan::State::kError;
-    r.status = 431;
-  }
+  if (has_bare_cr(data, len, from, section_len)) return scan_failed(400);
+  if (section_len > limits.max_header_bytes) return scan_failed(431);
   return r;
 }
 

@@ -30,7 +30,7 @@ constexpr std::array<uint8_t, 256> make_classes() {
   add("!$&'()*+,;=", kPathRaw | kRegName);  // sub-delims
   add(":@/", kPathRaw);
   add("[]^|", kPathRaw);
-  add("\"<>#", kQueryBad);
+  add("#", kQueryBad);
   return t;
 }
 constexpr auto kClasses = make_classes();

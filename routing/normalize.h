@@ -23,7 +23,8 @@ struct Normalized {
 //    upper-cased ("%2f" -> "%2F": an encoded slash stays encoded and is not a separator);
 //  - has runs of '/' merged and "." and ".." segments removed (RFC 3986 5.2.4; ".." above the
 //    root stays at the root).
-// The query is kept as sent; it must not hold '"', '<', '>', '#' or an invalid '%' escape.
+// The query is kept as sent (routes do not look at it); it must not hold '#' or an invalid '%'
+// escape.
 Normalized normalize_target(std::string_view target, std::string& storage);
 
 // A Host value (or absolute-form authority): uri-host [":" port] (RFC 3986 3.2.2). The host is

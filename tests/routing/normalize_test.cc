@@ -97,11 +97,10 @@ TEST_CASE("normalize_target refuses bad escapes, NUL and characters a client mus
   }
   CHECK(target_error("/?q=%zz") == "invalid percent-encoding in query");
   CHECK(target_error("/?q=50%") == "invalid percent-encoding in query");
-  for (std::string_view in : {"/?<"sv, "/?\""sv, "/?a#b"sv, "/?a>"sv}) {
-    CAPTURE(in);
-    CHECK(target_error(in) == "invalid character in query");
-  }
-  CHECK(target("/?q={x}|[1]%00") == "/?q={x}|[1]%00");  // the query is the backend's business
+  CHECK(target_error("/?a#b") == "invalid character in query");
+  // Otherwise the query is the backend's business.
+  CHECK(target("/?q={x}|[1]%00") == "/?q={x}|[1]%00");
+  CHECK(target("/?q=\"<a>\"") == "/?q=\"<a>\"");
   CHECK(target_error("") == "request target must start with '/'");
   CHECK(target_error("a/b") == "request target must start with '/'");
 }
