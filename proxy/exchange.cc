@@ -179,7 +179,6 @@ void Exchange::build_request_head(const RequestDesc& req) {
     if (!host_view_.empty()) append_header(out, "Host", host_view_);
   }
   bool te_trailers = false;
-  std::string_view xff_first, via_first;
   std::string xff, via;
   bool have_request_id = ps.request_id_header.empty();
   // mTLS: the verified client's subject, and never a client's own claim of one.
