@@ -107,7 +107,9 @@ TEST_CASE("scan_request_head finds CRLF, bare-LF and mixed terminators") {
       {"\r\n\r\n", 4},
       {"\n\n", 2},
   };
-  for (const auto& [text, size] : cases) {
+  for (const auto& c : cases) {
+    const auto& text = c.first;
+    const auto& size = c.second;
     CAPTURE(text);
     check_scan(scan(text), HeadScan::State::kComplete, size);
   }
@@ -116,7 +118,9 @@ TEST_CASE("scan_request_head finds CRLF, bare-LF and mixed terminators") {
 TEST_CASE("scan_request_head resumes with `from` wherever the data is split") {
   const std::string crlf = "GET / HTTP/1.1\r\nHost: a\r\n\r\nBODY";
   const std::string lf = "GET / HTTP/1.1\nHost: a\n\nBODY";
-  for (const auto& [text, head_size] : {std::pair{crlf, size_t{27}}, std::pair{lf, size_t{24}}}) {
+  for (const auto& c : {std::pair{crlf, size_t{27}}, std::pair{lf, size_t{24}}}) {
+    const auto& text = c.first;
+    const auto& head_size = c.second;
     CAPTURE(text);
     std::vector<size_t> every_byte;
     for (size_t i = 1; i <= text.size(); ++i) every_byte.push_back(i);
@@ -650,7 +654,9 @@ TEST_CASE("check_trailer_section applies the head's rules") {
       {"X\r\n\r\n", "header line without colon"},
       {"X: a\x01\r\n\r\n", "invalid character in header value"},
   };
-  for (const auto& [section, reason] : bad) {
+  for (const auto& c : bad) {
+    const auto& section = c.first;
+    const auto& reason = c.second;
     CAPTURE(section);
     HeadError e = check_trailer_section(section, {});
     CHECK(e.status == 400);

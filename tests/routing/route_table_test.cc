@@ -145,7 +145,9 @@ TEST_CASE("normalize_host") {
       {"Example.COM.:80", "example.com"},
       {".", "."},
   };
-  for (const auto& [in, want] : cases) {
+  for (const auto& c : cases) {
+    const auto& in = c.first;
+    const auto& want = c.second;
     CAPTURE(in);
     CHECK(normalize_host(in) == want);
   }
