@@ -14,6 +14,7 @@
 #include <thread>
 
 #include "proxy/metrics.h"
+#include "proxy/port_claim.h"
 
 namespace weir::proxy {
 
@@ -59,7 +60,8 @@ bool Server::open_listener(const config::Listener& l, std::vector<int>* fds, std
     return false;
   }
   sockaddr_storage addr{};
-  if (!resolve_endpoint(l.address.host, l.address.port, &addr, error)) {
+  if (!resolve_endpoint(l.address.host, l.address.port, &addr, error) ||
+      !claim_listen_port(addr, true, error)) {
     *error = "listener " + l.name + ": " + *error;
     return false;
   }
@@ -86,9 +88,14 @@ bool Server::open_listener(const config::Listener& l, std::vector<int>* fds, std
       errno = err;
       return fail("bind " + l.address.to_string());
     }
-    if (w == 0) {
-      // Port 0: the first socket picks the port, its siblings join it.
+    if (w == 0 && l.address.port == 0) {
+      // Port 0: the first socket picks the port, its siblings join it, no other weir may.
       ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+      if (!claim_listen_port(addr, false, error)) {
+        ::close(fd);
+        *error = "listener " + l.name + ": " + *error;
+        return false;
+      }
     }
     // Listening already here: once weir says the listener exists (startup line, reload
     // answer), connections queue in the backlog until the worker's loop takes the socket.
@@ -111,11 +118,22 @@ bool Server::open_listener(const config::Listener& l, std::vector<int>* fds, std
 
 bool Server::open_listeners(std::string* error) {
   fds_.assign(worker_count_, {});
+  // The admin listener binds later, with SO_REUSEPORT too: claim its port first.
+  sockaddr_storage admin{};
+  if (config_->admin.enabled && config_->admin.address.port != 0 &&
+      (!resolve_endpoint(config_->admin.address.host, config_->admin.address.port, &admin,
+                         error) ||
+       !claim_listen_port(admin, true, error))) {
+    *error = "admin: " + *error;
+    return false;
+  }
   for (const auto& l : config_->listeners) {
     std::vector<int> fds;
     if (!open_listener(l, &fds, error)) return false;
     for (unsigned w = 0; w < worker_count_; ++w) fds_[w].push_back(fds[w]);
   }
+  // Listeners a reload adds are new ports: no upgrade shares them.
+  set_start_claim_mode(ClaimMode::kExclusive);
   return true;
 }
 
