@@ -146,8 +146,8 @@ bool claim_listen_port(const sockaddr_storage& addr, bool probe, std::string* er
   if (taken) {
     claims.release(port);
     *error = "port " + std::to_string(port) +
-             " is in use by another program (one that is not a weir of this version, or an "
-             "older weir: start this one with --upgrade to take over from a weir)";
+             " is in use by another process; if that is a weir (an older one holds no claim), "
+             "stop it, or start this one with --upgrade to take over from it";
     return false;
   }
   return true;

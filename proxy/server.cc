@@ -51,24 +51,26 @@ Server::~Server() {
 bool Server::open_listener(const config::Listener& l, std::vector<int>* fds, std::string* error) {
   // Both sockets set SO_REUSEPORT (for binary upgrades), so the kernel would let a listener
   // share the admin port and split its connections with the admin API: refuse that here.
+  // "file:line:col: listener NAME: " starts every error.
+  const std::string who = config::Error{l.loc, "", ""}.to_string() + "listener " + l.name + ": ";
   const config::HostPort& admin = admin_bound_.port ? admin_bound_ : config_->admin.address;
   auto wildcard = [](const std::string& h) { return h == "0.0.0.0" || h == "::" || h == "[::]"; };
   if (config_->admin.enabled && admin.port != 0 && l.address.port == admin.port &&
       (l.address.host == admin.host || wildcard(l.address.host) || wildcard(admin.host))) {
-    *error = "listener " + l.name + ": bind " + l.address.to_string() +
+    *error = who + "bind " + l.address.to_string() +
              ": the admin listener uses this port";
     return false;
   }
   sockaddr_storage addr{};
   if (!resolve_endpoint(l.address.host, l.address.port, &addr, error) ||
       !claim_listen_port(addr, true, error)) {
-    *error = "listener " + l.name + ": " + *error;
+    *error = who + *error;
     return false;
   }
   // Each worker gets its own socket on the same address (SO_REUSEPORT, set by hand because
   // libuv 1.44 has no flag for it), so the kernel spreads connections with no shared accept.
   auto fail = [&](std::string why) {
-    *error = "listener " + l.name + ": " + why + ": " + std::strerror(errno);
+    *error = who + why + ": " + std::strerror(errno);
     for (int fd : *fds) ::close(fd);
     fds->clear();
     return false;
@@ -93,7 +95,7 @@ bool Server::open_listener(const config::Listener& l, std::vector<int>* fds, std
       ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
       if (!claim_listen_port(addr, false, error)) {
         ::close(fd);
-        *error = "listener " + l.name + ": " + *error;
+        *error = who + *error;
         return false;
       }
     }
@@ -124,7 +126,7 @@ bool Server::open_listeners(std::string* error) {
       (!resolve_endpoint(config_->admin.address.host, config_->admin.address.port, &admin,
                          error) ||
        !claim_listen_port(admin, true, error))) {
-    *error = "admin: " + *error;
+    *error = config::Error{config_->admin.loc, "", ""}.to_string() + "admin: " + *error;
     return false;
   }
   for (const auto& l : config_->listeners) {
