@@ -43,6 +43,8 @@ std::string unwritable(const std::filesystem::path& path, bool directory) {
   std::filesystem::path parent = std::filesystem::absolute(path, ec).parent_path();
   while (!parent.empty() && !std::filesystem::exists(parent, ec) && parent != parent.root_path())
     parent = parent.parent_path();
+  if (!std::filesystem::is_directory(parent, ec))
+    return "cannot create " + path.string() + ": " + parent.string() + " is not a directory";
   if (::access(parent.c_str(), W_OK | X_OK) != 0)
     return "cannot create " + path.string() + ": " + parent.string() + ": " + std::strerror(errno);
   return "";
