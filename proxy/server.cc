@@ -871,12 +871,16 @@ ReloadOutcome Server::reload(const std::string& actor) {
     ++reloads_failed_;
     std::fprintf(stderr, "weir: reload failed, keeping the running configuration:\n");
     for (const auto& e : errors) std::fprintf(stderr, "  %s\n", e.c_str());
-    AuditEvent ev;
-    ev.actor = actor;
-    ev.action = "reload_failed";
-    ev.detail = {{"errors", errors}};
-    std::string ignored;
-    store_->append(ev, &ignored);
+    // The embedded (demo) configuration has no file to reload: nothing was tried, so nothing
+    // goes to the audit log.
+    if (!config_->path.empty()) {
+      AuditEvent ev;
+      ev.actor = actor;
+      ev.action = "reload_failed";
+      ev.detail = {{"errors", errors}};
+      std::string ignored;
+      store_->append(ev, &ignored);
+    }
     out.errors = std::move(errors);
     return out;
   };
