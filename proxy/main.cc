@@ -22,10 +22,11 @@ constexpr const char* kUsage =
     "       weir --upgrade --config FILE\n"
     "                                 run as the binary upgrade of the weir that holds these\n"
     "                                 ports: share them until it exits (send it SIGQUIT)\n"
-    "       weir --check FILE [--strict]\n"
+    "       weir --check FILE [--strict] [--no-resolve]\n"
     "                                 validate FILE as a start would, short of binding; print\n"
     "                                 warnings and a summary (exit 0 = valid, 1 = errors, or\n"
-    "                                 warnings with --strict)\n"
+    "                                 warnings with --strict); --no-resolve leaves host names\n"
+    "                                 unresolved (checking away from the network weir runs in)\n"
     "       weir --demo [--demo-port N] [--demo-admin-port N] [--workers N]\n"
     "                                 run on an embedded demo config with two built-in\n"
     "                                 backends (blue 90%, green 10%), a guard and the admin\n"
@@ -61,9 +62,9 @@ void print_warnings(const std::vector<weir::config::Error>& warnings) {
 
 // The configuration at `path` as a start would take it, short of binding: nullopt (and the
 // errors printed) when weir could not start on it.
-std::optional<weir::config::Config> load_checked(const std::string& path) {
+std::optional<weir::config::Config> load_checked(const std::string& path, bool resolve = true) {
   weir::config::LoadResult r = weir::config::load_file(path);
-  if (r.config) r.errors = weir::proxy::preflight(*r.config);
+  if (r.config) r.errors = weir::proxy::preflight(*r.config, resolve);
   if (!r.errors.empty()) {
     print_errors(r.errors);
     return std::nullopt;
@@ -71,8 +72,8 @@ std::optional<weir::config::Config> load_checked(const std::string& path) {
   return std::move(r.config);
 }
 
-int check(const std::string& path, bool strict) {
-  std::optional<weir::config::Config> config = load_checked(path);
+int check(const std::string& path, bool strict, bool resolve) {
+  std::optional<weir::config::Config> config = load_checked(path, resolve);
   if (!config) {
     std::fprintf(stderr, "weir: configuration %s is invalid\n", path.c_str());
     return 1;
@@ -86,6 +87,7 @@ int check(const std::string& path, bool strict) {
                  warnings.size(), plural);
     return 1;
   }
+  if (!resolve) std::fprintf(stderr, "weir: host names were not resolved (--no-resolve)\n");
   if (warnings.empty()) {
     std::fprintf(stderr, "weir: configuration %s is valid\n", path.c_str());
   } else {
@@ -99,7 +101,7 @@ int check(const std::string& path, bool strict) {
 
 int main(int argc, char** argv) {
   std::string config_path, check_path;
-  bool demo = false, strict = false, upgrade = false;
+  bool demo = false, strict = false, upgrade = false, resolve = true;
   unsigned long demo_port = 8080, demo_admin_port = 9901, workers = 1;
   for (int i = 1; i < argc; ++i) {
     std::string_view a = argv[i];
@@ -118,6 +120,8 @@ int main(int argc, char** argv) {
       check_path = v;
     } else if (a == "--strict") {
       strict = true;
+    } else if (a == "--no-resolve") {
+      resolve = false;
     } else if (a == "--upgrade") {
       upgrade = true;
     } else if (a == "--demo") {
@@ -143,10 +147,11 @@ int main(int argc, char** argv) {
       return usage_error("unknown argument '" + std::string(a) + "'");
     }
   }
-  if (strict && check_path.empty()) return usage_error("--strict goes with --check");
+  if ((strict || !resolve) && check_path.empty())
+    return usage_error("--strict and --no-resolve go with --check");
   if (!check_path.empty()) {
     if (upgrade) return usage_error("--upgrade goes with --config or --demo");
-    return check(check_path, strict);
+    return check(check_path, strict, resolve);
   }
   if (upgrade) weir::proxy::set_start_claim_mode(weir::proxy::ClaimMode::kUpgrade);
   if (demo) {

@@ -1,5 +1,6 @@
 #include "proxy/preflight.h"
 
+#include <arpa/inet.h>
 #include <netdb.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -20,6 +21,7 @@ namespace {
 
 // The numeric form of a resolved address ("127.0.0.1", "::1").
 std::string numeric_host(const sockaddr_storage& addr) {
+  if (addr.ss_family == AF_UNSPEC) return "";
   char host[NI_MAXHOST];
   socklen_t len = addr.ss_family == AF_INET6 ? sizeof(sockaddr_in6) : sizeof(sockaddr_in);
   if (getnameinfo(reinterpret_cast<const sockaddr*>(&addr), len, host, sizeof host, nullptr, 0,
@@ -52,8 +54,17 @@ std::string unwritable(const std::filesystem::path& path, bool directory) {
 
 }  // namespace
 
-std::vector<config::Error> preflight(const config::Config& config) {
+std::vector<config::Error> preflight(const config::Config& config, bool resolve) {
   std::vector<config::Error> errors;
+  // Resolves `hp` into *addr: false + *why when it does not resolve; true with *addr left
+  // empty (AF_UNSPEC) for a name that is not to be resolved.
+  auto lookup = [resolve](const config::HostPort& hp, sockaddr_storage* addr, std::string* why) {
+    unsigned char raw[sizeof(in6_addr)];
+    const bool literal = inet_pton(AF_INET, hp.host.c_str(), raw) == 1 ||
+                         inet_pton(AF_INET6, hp.host.c_str(), raw) == 1;
+    if (!resolve && !literal) return true;
+    return resolve_endpoint(hp.host, hp.port, addr, why);
+  };
   auto fail = [&](const std::string& key, const config::SourceLoc& fallback, std::string why) {
     errors.push_back({config.where(key, fallback), key, std::move(why)});
   };
@@ -64,7 +75,7 @@ std::vector<config::Error> preflight(const config::Config& config) {
     const config::Listener& l = config.listeners[i];
     sockaddr_storage addr{};
     std::string why;
-    if (!resolve_endpoint(l.address.host, l.address.port, &addr, &why)) {
+    if (!lookup(l.address, &addr, &why)) {
       fail("listener[" + std::to_string(i) + "].address", l.loc, why);
     } else if (std::string host = numeric_host(addr); !host.empty()) {
       resolved.listeners[i].address.host = host;
@@ -73,7 +84,7 @@ std::vector<config::Error> preflight(const config::Config& config) {
   if (config.admin.enabled) {
     sockaddr_storage addr{};
     std::string why;
-    if (!resolve_endpoint(config.admin.address.host, config.admin.address.port, &addr, &why)) {
+    if (!lookup(config.admin.address, &addr, &why)) {
       fail("admin.address", config.admin.loc, why);
     } else if (std::string host = numeric_host(addr); !host.empty()) {
       resolved.admin.address.host = host;
@@ -92,7 +103,7 @@ std::vector<config::Error> preflight(const config::Config& config) {
       for (size_t ei = 0; ei < v.endpoints.size(); ++ei) {
         sockaddr_storage addr{};
         std::string why;
-        if (resolve_endpoint(v.endpoints[ei].host, v.endpoints[ei].port, &addr, &why)) continue;
+        if (lookup(v.endpoints[ei], &addr, &why)) continue;
         fail("service[" + std::to_string(si) + "].version[" + std::to_string(vi) +
                  "].endpoints[" + std::to_string(ei) + "]",
              v.loc, why + "; fix the name or its DNS record");

@@ -10,6 +10,8 @@
 
 namespace weir::proxy {
 
-std::vector<config::Error> preflight(const config::Config& config);
+// Without `resolve`, host names are left alone (a config checked away from the network it
+// runs in, e.g. Kubernetes service names in CI); IP literals and the rest are still checked.
+std::vector<config::Error> preflight(const config::Config& config, bool resolve = true);
 
 }  // namespace weir::proxy

@@ -103,6 +103,10 @@ class Check(h.WeirTestCase):
             self.assertNotIn("weir: ready", run.stderr)
             self.assertLocated(run.stderr, path, line, "service[0].version[0].endpoints[0]",
                                "cannot resolve 'green.invalid'")
+        # --no-resolve checks the rest and leaves names alone (configs of other networks).
+        run = self.run_weir("--check", path, "--no-resolve")
+        self.assertEqual(run.returncode, 0, run.stderr)
+        self.assertIn("host names were not resolved (--no-resolve)", run.stderr)
 
     def test_an_access_log_that_cannot_be_written_fails_check(self):
         # Under a regular file: no folder to create it in (tests may run as root, so a
