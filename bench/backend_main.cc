@@ -17,8 +17,18 @@ constexpr const char* kUsage =
     "usage: weir-backend [--name NAME] [--host 127.0.0.1] [--port 0] [--threads 1]\n"
     "                    [--status 200] [--body-size 0] [--delay-ms 0]\n"
     "                    [--keepalive-timeout-ms 0]\n"
-    "Serves HTTP/1.1 until SIGTERM or SIGINT. Paths: /status/NNN /delay/MS /bytes/N\n"
-    "/chunked/N /echo /sink /headers /__stats; anything else gets the default response.\n";
+    "Serves HTTP/1.1 until SIGTERM or SIGINT.\n"
+    "Paths (anything else gets the default response):\n"
+    "  /status/NNN   answer with status NNN        /delay/MS   answer after MS ms\n"
+    "  /bytes/N      N body bytes                  /chunked/N  N bytes, chunked\n"
+    "  /echo         the request body back         /sink       the body's size and hash\n"
+    "  /headers      the request head as JSON      /healthz    the health answer\n"
+    "Control paths (they change what later requests get, on every thread):\n"
+    "  /__status/NNN  answer the default response with NNN (0: back to --status)\n"
+    "  /__delay/MS    delay the default response by MS ms (0: back to --delay-ms)\n"
+    "  /__health/NNN  make /healthz answer NNN (200-599)\n"
+    "  /__stats       requests served, as JSON\n"
+    "e.g. curl -s 127.0.0.1:PORT/__status/503 makes a version fail; /__status/0 heals it.\n";
 
 int usage_error(const std::string& why) {
   std::fprintf(stderr, "weir-backend: %s\n%s", why.c_str(), kUsage);

@@ -4,6 +4,8 @@
 
 #include <array>
 #include <cstdint>
+#include <functional>
+#include <map>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -262,6 +264,11 @@ struct Config {
   std::vector<Listener> listeners;
   std::vector<Service> services;
   std::vector<Route> routes;
+  // Where each key and table of the file was written, by dotted path ("listener[1].address",
+  // "service[0].version[1].endpoints[0]"), for messages about values found wrong after loading.
+  std::map<std::string, SourceLoc, std::less<>> locs;
+  // locs[key], else `fallback`.
+  SourceLoc where(std::string_view key, const SourceLoc& fallback = {}) const;
 };
 
 struct Error {
@@ -280,6 +287,23 @@ struct LoadResult {
 LoadResult load_file(const std::string& path);
 // `source_name` stands for the file name in errors (e.g. "<demo>").
 LoadResult load_string(std::string_view toml_text, const std::string& source_name);
+
+// Whether two listening addresses take each other's connections: the same port and the same
+// address, or a wildcard ("0.0.0.0" for IPv4, "::" for both families) that covers the other.
+// Port 0 (any free port) overlaps nothing. Hosts that are names compare as written.
+bool addresses_overlap(const HostPort& a, const HostPort& b);
+
+// Listeners on one address (or on the admin listener's): one error per listener that repeats
+// an earlier one, at its `address`. load_* refuses these; proxy/ runs it again on resolved hosts.
+std::vector<Error> listener_address_conflicts(const Config& config);
+
+// Settings that load but can hardly be what the operator meant (a guard that can never fire, a
+// service no route uses, ...), at the key's file:line:col. `weir --check` prints them.
+std::vector<Error> warnings(const Config& config);
+
+// A few lines for `weir --check`: listeners, routes, services with their versions' weights and
+// guards.
+std::string summary(const Config& config);
 
 // Parses "host:port" / "[v6]:port"; nullopt when malformed or port is 0 and !allow_port_zero.
 std::optional<HostPort> parse_host_port(std::string_view s, bool allow_port_zero);

@@ -6,6 +6,8 @@
 // location. Errors come back sorted by line and column.
 #include "config/config.h"
 
+#include <arpa/inet.h>
+#include <sys/socket.h>
 #include <toml++/toml.h>
 
 #include <algorithm>
@@ -135,6 +137,11 @@ class Context {
     errors_.push_back({std::move(loc), std::move(key), std::move(message)});
   }
   size_t error_count() const { return errors_.size(); }
+  // Remembers where `path` was written (Config::locs).
+  void note(const std::string& path, const toml::node& node) {
+    locs_.try_emplace(path, loc(node.source()));
+  }
+  std::map<std::string, SourceLoc, std::less<>> take_locs() { return std::move(locs_); }
   std::vector<Error> take_errors() {
     std::stable_sort(errors_.begin(), errors_.end(), [](const Error& a, const Error& b) {
       return std::tie(a.loc.line, a.loc.column) < std::tie(b.loc.line, b.loc.column);
@@ -147,6 +154,7 @@ class Context {
   // toml::array.
   template <typename T>
   const auto* as(const toml::node& node, const std::string& path) {
+    note(path, node);
     const auto* typed = node.as<T>();
     if (!typed) {
       error(node.source(), path,
@@ -183,6 +191,7 @@ class Context {
  private:
   std::string file_;
   std::vector<Error> errors_;
+  std::map<std::string, SourceLoc, std::less<>> locs_;
 };
 
 enum class Need { kOptional, kRequired };
@@ -202,6 +211,7 @@ class TableReader {
   const toml::node* find(std::string_view key, Need need) {
     known_.emplace(key);
     const toml::node* node = table_.get(key);
+    if (node) ctx_.note(path(key), *node);
     if (!node && need == Need::kRequired) {
       ctx_.error(table_.source(), path(key),
                  "missing required key " + quoted(key) + "; add it to this table");
@@ -1040,6 +1050,10 @@ LoadResult load(std::string_view text, const std::string& file, std::string conf
     toml::table root = toml::parse(text, std::string_view(file));
     Config config = read_config(ctx, root);
     config.path = std::move(config_path);
+    config.locs = ctx.take_locs();
+    if (ctx.error_count() == 0) {
+      for (Error& e : listener_address_conflicts(config)) ctx.error(e.loc, e.key, e.message);
+    }
     if (ctx.error_count() == 0 && config.admin.enabled)
       token_errors = load_tokens(config.admin, config.path);
     if (ctx.error_count() == 0 && !config.fleet.password_file.empty()) {
@@ -1069,7 +1083,9 @@ LoadResult load(std::string_view text, const std::string& file, std::string conf
 }  // namespace
 
 std::string Error::to_string() const {
-  std::string out = loc.file + ":" + std::to_string(loc.line) + ":" + std::to_string(loc.column);
+  std::string out = loc.file;
+  // Line 0: the file as a whole (it cannot be read), no place in it.
+  if (loc.line > 0) out += ":" + std::to_string(loc.line) + ":" + std::to_string(loc.column);
   if (!key.empty()) out += ": " + key;
   return out + ": " + message;
 }
@@ -1095,8 +1111,241 @@ LoadResult load_file(const std::string& path) {
   if (err == 0) return load(text, path, path);
   LoadResult result;
   result.errors.push_back(
-      {SourceLoc{path, 0, 0}, "", "cannot read " + path + ": " + std::strerror(err)});
+      {SourceLoc{path, 0, 0}, "", std::string("cannot read the file: ") + std::strerror(err)});
   return result;
+}
+
+}  // namespace weir::config
+
+// --- After loading: address conflicts, warnings, the summary -------------------------------
+
+namespace weir::config {
+namespace {
+
+// An address literal in one canonical spelling ("::0" and "0::" are "::"), with its family;
+// AF_UNSPEC for a name.
+struct CanonicalHost {
+  int family = AF_UNSPEC;
+  std::string text;
+};
+
+CanonicalHost canonical(const std::string& host) {
+  unsigned char raw[sizeof(in6_addr)];
+  char text[INET6_ADDRSTRLEN];
+  for (int family : {AF_INET, AF_INET6}) {
+    if (inet_pton(family, host.c_str(), raw) == 1 &&
+        inet_ntop(family, raw, text, sizeof text) != nullptr) {
+      return {family, text};
+    }
+  }
+  return {AF_UNSPEC, lower(host)};
+}
+
+std::string show_loc(const SourceLoc& l) {
+  return l.file + ":" + std::to_string(l.line) + ":" + std::to_string(l.column);
+}
+
+std::string percent(double fraction) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%g%%", fraction * 100);
+  return buf;
+}
+
+}  // namespace
+
+SourceLoc Config::where(std::string_view key, const SourceLoc& fallback) const {
+  auto it = locs.find(key);
+  return it == locs.end() ? fallback : it->second;
+}
+
+bool addresses_overlap(const HostPort& a, const HostPort& b) {
+  if (a.port == 0 || b.port == 0 || a.port != b.port) return false;
+  const CanonicalHost x = canonical(a.host), y = canonical(b.host);
+  if (x.family == y.family && x.text == y.text) return true;
+  // weir's IPv6 sockets are dual-stack: "::" takes IPv4 connections too.
+  auto covers = [](const CanonicalHost& wild, const CanonicalHost& other) {
+    if (wild.family == AF_INET6 && wild.text == "::") return true;
+    return wild.family == AF_INET && wild.text == "0.0.0.0" && other.family != AF_INET6;
+  };
+  return covers(x, y) || covers(y, x);
+}
+
+std::vector<Error> listener_address_conflicts(const Config& config) {
+  std::vector<Error> out;
+  for (size_t i = 0; i < config.listeners.size(); ++i) {
+    const Listener& l = config.listeners[i];
+    const std::string key = "listener[" + std::to_string(i) + "].address";
+    const SourceLoc at = config.where(key, l.loc);
+    const Listener* earlier = nullptr;
+    size_t j = 0;
+    for (; j < i && !earlier; ++j) {
+      if (addresses_overlap(config.listeners[j].address, l.address)) earlier = &config.listeners[j];
+    }
+    if (earlier) {
+      const SourceLoc there = config.where("listener[" + std::to_string(j - 1) + "].address",
+                                           earlier->loc);
+      out.push_back({at, key,
+                     l.address.to_string() + " overlaps listener " + quoted(earlier->name) + " (" +
+                         earlier->address.to_string() + " at " + show_loc(there) +
+                         "); two listeners on one address would split its connections at random: "
+                         "give each its own port"});
+    } else if (config.admin.enabled && addresses_overlap(config.admin.address, l.address)) {
+      out.push_back({at, key,
+                     l.address.to_string() + " overlaps the admin listener (" +
+                         config.admin.address.to_string() + " at " +
+                         show_loc(config.where("admin.address", config.admin.loc)) +
+                         "); give the listener or [admin] address another port"});
+    }
+  }
+  return out;
+}
+
+std::vector<Error> warnings(const Config& config) {
+  std::vector<Error> out;
+  auto warn = [&](const std::string& key, const SourceLoc& fallback, std::string message) {
+    out.push_back({config.where(key, fallback), key, std::move(message)});
+  };
+  std::set<std::string> routed_services, routed_listeners;
+  for (const Route& r : config.routes) {
+    routed_services.insert(r.service);
+    routed_listeners.insert(r.listener);
+  }
+  for (size_t i = 0; i < config.listeners.size(); ++i) {
+    const Listener& l = config.listeners[i];
+    if (routed_listeners.count(l.name)) continue;
+    warn("listener[" + std::to_string(i) + "]", l.loc,
+         "no route uses listener " + quoted(l.name) +
+             ", so it answers every request with 404; add a [[route]] for it or remove it");
+  }
+  for (size_t i = 0; i < config.services.size(); ++i) {
+    const Service& s = config.services[i];
+    const std::string sp = "service[" + std::to_string(i) + "]";
+    if (!routed_services.count(s.name)) {
+      warn(sp, s.loc,
+           "no route uses service " + quoted(s.name) +
+               ", so it never gets traffic; add a [[route]] with service = " + quoted(s.name));
+    }
+    auto check_health = [&](const std::string& table, const HealthCheck& hc) {
+      if (!hc.enabled || hc.timeout_ms <= hc.interval_ms) return;
+      const std::string key = config.locs.count(table + ".timeout_ms") ? table + ".timeout_ms"
+                                                                        : table + ".interval_ms";
+      warn(key, config.where(table, s.loc),
+           "timeout_ms (" + std::to_string(hc.timeout_ms) + ") is longer than interval_ms (" +
+               std::to_string(hc.interval_ms) +
+               "): a probe still waiting when the next one is due is cut short; make the "
+               "timeout shorter than the interval");
+    };
+    check_health(sp + ".health_check", s.health_check);
+    for (size_t j = 0; j < s.versions.size(); ++j) {
+      const std::string vt = sp + ".version[" + std::to_string(j) + "].health_check";
+      if (config.locs.count(vt)) check_health(vt, s.versions[j].health_check);
+    }
+    const GuardConfig& g = s.guard;
+    const std::string gp = sp + ".guard";
+    if (s.rollout.present && !g.enabled) {
+      warn(sp + ".rollout", s.rollout.loc,
+           "rollout of " + quoted(s.rollout.version) +
+               " has no guard, so it advances on time alone and nothing reverts a failing "
+               "step; add [service.guard]");
+    }
+    if (!g.enabled) continue;
+    if (s.versions.size() == 1) {
+      warn(gp, g.loc,
+           "service " + quoted(s.name) +
+               " has a single version: the guard watches only non-stable versions, so it has "
+               "nothing to watch; add the version you mean to ship or remove the guard");
+    }
+    if (g.max_error_rate >= 1) {
+      warn(gp + ".max_error_rate", g.loc,
+           "an error rate is at most 1, so max_error_rate = 1 can never be exceeded and this "
+           "threshold never reverts; use a fraction such as 0.05 (5%)");
+    }
+    if (g.max_error_rate_increase >= 1) {
+      warn(gp + ".max_error_rate_increase", g.loc,
+           "an error rate rises by at most 1, so this threshold never reverts; use a fraction "
+           "such as 0.02 (2 points above stable)");
+    }
+    // More than this many requests a second, sustained over the whole window, at a version
+    // that is being tried out is beyond any plausible traffic share.
+    constexpr uint64_t kPlausibleRate = 10000;
+    if (g.min_requests > kPlausibleRate * g.window_s) {
+      warn(gp + ".min_requests", g.loc,
+           "min_requests = " + std::to_string(g.min_requests) + " within window_s = " +
+               std::to_string(g.window_s) + " needs over " +
+               std::to_string(g.min_requests / g.window_s) +
+               " requests a second at each guarded version before the guard judges at all; "
+               "lower min_requests or lengthen window_s");
+    }
+    if (g.max_error_rate < 0 && g.max_error_rate_increase < 0 && g.max_p99_ms == 0 &&
+        g.max_p50_ms == 0 && g.max_p99_ratio == 0) {
+      warn(gp, g.loc,
+           "no threshold is set (max_error_rate, max_error_rate_increase, max_p99_ms, "
+           "max_p50_ms, max_p99_ratio), so the guard reverts only a version with no healthy "
+           "endpoint; set at least one");
+    }
+  }
+  return out;
+}
+
+std::string summary(const Config& config) {
+  std::string out;
+  for (const Listener& l : config.listeners) {
+    std::string protocols = l.http1 ? "http1" : "";
+    if (l.h2) protocols += std::string(protocols.empty() ? "" : ", ") + (l.tls ? "h2" : "h2c");
+    out += "listener " + l.name + " on " + l.address.to_string() + (l.tls ? " (TLS, " : " (") +
+           protocols + ")\n";
+  }
+  if (config.admin.enabled) {
+    out += "admin on " + config.admin.address.to_string() + (config.admin.tls ? " (TLS)" : "") +
+           ", " + std::to_string(config.admin.tokens.size()) + " token" +
+           (config.admin.tokens.size() == 1 ? "" : "s") +
+           (config.admin.state_dir.empty() ? ", state in memory" : ", state in " + config.admin.state_dir) +
+           "\n";
+  }
+  for (const Route& r : config.routes) {
+    out += "route " + r.listener + " " + r.host + r.path_prefix + " -> " + r.service + "\n";
+  }
+  for (const Service& s : config.services) {
+    uint64_t total = 0;
+    for (const Version& v : s.versions) total += v.weight;
+    out += "service " + s.name + ":";
+    for (const Version& v : s.versions) {
+      char share[16];
+      std::snprintf(share, sizeof share, "%.3g%%",
+                    total ? 100.0 * v.weight / static_cast<double>(total) : 0.0);
+      out += " " + v.name + " " + std::to_string(v.weight) + " (" + share +
+             (v.name == s.stable ? ", stable" : "") + ", " + std::to_string(v.endpoints.size()) +
+             " endpoint" + (v.endpoints.size() == 1 ? "" : "s") + ")";
+    }
+    out += "\n";
+    if (s.guard.enabled) {
+      const GuardConfig& g = s.guard;
+      std::string limits;
+      auto add = [&](std::string part) { limits += (limits.empty() ? "" : ", ") + part; };
+      if (g.max_error_rate >= 0) add("error rate > " + percent(g.max_error_rate));
+      if (g.max_error_rate_increase >= 0)
+        add("error rate > stable + " + percent(g.max_error_rate_increase));
+      if (g.max_p99_ms) add("p99 > " + std::to_string(g.max_p99_ms) + " ms");
+      if (g.max_p50_ms) add("p50 > " + std::to_string(g.max_p50_ms) + " ms");
+      if (g.max_p99_ratio > 0) {
+        char ratio[32];
+        std::snprintf(ratio, sizeof ratio, "p99 > %g x stable", g.max_p99_ratio);
+        add(ratio);
+      }
+      if (limits.empty()) limits = "no healthy endpoint";
+      out += "  guard: reverts on " + limits + " over " + std::to_string(g.window_s) +
+             " s (at least " + std::to_string(g.min_requests) + " requests, " +
+             std::to_string(g.consecutive) + " in a row)\n";
+    }
+    if (s.rollout.present) {
+      std::string steps;
+      for (uint32_t step : s.rollout.steps) steps += (steps.empty() ? "" : ", ") + std::to_string(step);
+      out += "  rollout: " + s.rollout.version + " through [" + steps + "]%, " +
+             std::to_string(s.rollout.step_s) + " s a step" +
+             (s.rollout.auto_start ? ", starts with weir" : "") + "\n";
+    }
+  }
+  return out;
 }
 
 }  // namespace weir::config

@@ -97,15 +97,20 @@ int run_demo(const DemoOptions& options) {
     for (const auto& e : r.errors) std::fprintf(stderr, "weir: %s\n", e.to_string().c_str());
     return 1;
   }
+  const std::string admin_port =
+      options.admin_port ? std::to_string(options.admin_port) : std::string("PORT");
   std::fprintf(stderr,
                "weir: demo: backends blue on 127.0.0.1:%u and green on 127.0.0.1:%u, split "
                "90/10, guard on green (error rate > 5%% over 10 s reverts it)\n"
+               "weir: demo: /metrics on the admin port is open without a token (Prometheus "
+               "can scrape http://127.0.0.1:%s/metrics); the rest of the admin API needs it\n"
                "weir: demo: admin token (write scope): %s\n"
-               "weir: demo: try: export WEIR_ADMIN=http://127.0.0.1:%s WEIR_TOKEN=%s; "
-               "build/weirctl status demo\n",
-               blue.port(), green.port(), token.c_str(),
-               options.admin_port ? std::to_string(options.admin_port).c_str() : "PORT",
-               token.c_str());
+               "weir: demo: paste the next line into a shell, then run: build/weirctl status "
+               "demo\n",
+               blue.port(), green.port(), admin_port.c_str(), token.c_str());
+  // Alone on its line, with nothing before it, so that it pastes as it is.
+  std::fprintf(stderr, "export WEIR_ADMIN=http://127.0.0.1:%s WEIR_TOKEN=%s\n",
+               admin_port.c_str(), token.c_str());
   Server server(std::make_shared<const config::Config>(std::move(*r.config)));
   return server.run();
 }

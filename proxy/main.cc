@@ -4,19 +4,29 @@
 #include <cstdlib>
 #include <cstring>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "config/config.h"
 #include "proxy/demo.h"
+#include "proxy/port_claim.h"
+#include "proxy/preflight.h"
 #include "proxy/server.h"
-#include "proxy/tls_context.h"
 
 namespace {
 
 constexpr const char* kUsage =
     "usage: weir --config FILE        run with FILE\n"
-    "       weir --check FILE         validate FILE and exit (0 = valid, 1 = errors)\n"
+    "       weir --upgrade --config FILE\n"
+    "                                 run as the binary upgrade of the weir that holds these\n"
+    "                                 ports: share them until it exits (send it SIGQUIT)\n"
+    "       weir --check FILE [--strict] [--no-resolve]\n"
+    "                                 validate FILE as a start would, short of binding; print\n"
+    "                                 warnings and a summary (exit 0 = valid, 1 = errors, or\n"
+    "                                 warnings with --strict); --no-resolve leaves host names\n"
+    "                                 unresolved (checking away from the network weir runs in)\n"
     "       weir --demo [--demo-port N] [--demo-admin-port N] [--workers N]\n"
     "                                 run on an embedded demo config with two built-in\n"
     "                                 backends (blue 90%, green 10%), a guard and the admin\n"
@@ -37,16 +47,53 @@ bool parse_uint(const char* s, unsigned long max, unsigned long* out) {
   return true;
 }
 
-int check(const std::string& path) {
+void print_errors(const std::vector<weir::config::Error>& errors) {
+  for (const auto& e : errors) std::fprintf(stderr, "%s\n", e.to_string().c_str());
+}
+
+void print_warnings(const std::vector<weir::config::Error>& warnings) {
+  for (const auto& w : warnings) {
+    // "file:line:col: warning: key: message", as compilers print theirs.
+    const std::string where = weir::config::Error{w.loc, "", ""}.to_string();  // "file:l:c: "
+    std::fprintf(stderr, "%swarning: %s\n", where.c_str(),
+                 w.to_string().substr(where.size()).c_str());
+  }
+}
+
+// The configuration at `path` as a start would take it, short of binding: nullopt (and the
+// errors printed) when weir could not start on it.
+std::optional<weir::config::Config> load_checked(const std::string& path, bool resolve = true) {
   weir::config::LoadResult r = weir::config::load_file(path);
-  if (r.config && !weir::proxy::build_tls_set(*r.config, &r.errors)) r.config.reset();
-  if (!r.config) {
-    for (const auto& e : r.errors) std::fprintf(stderr, "%s\n", e.to_string().c_str());
-    std::fprintf(stderr, "weir: configuration %s has %zu error%s\n", path.c_str(),
-                 r.errors.size(), r.errors.size() == 1 ? "" : "s");
+  if (r.config) r.errors = weir::proxy::preflight(*r.config, resolve);
+  if (!r.errors.empty()) {
+    print_errors(r.errors);
+    return std::nullopt;
+  }
+  return std::move(r.config);
+}
+
+int check(const std::string& path, bool strict, bool resolve) {
+  std::optional<weir::config::Config> config = load_checked(path, resolve);
+  if (!config) {
+    std::fprintf(stderr, "weir: configuration %s is invalid\n", path.c_str());
     return 1;
   }
-  std::fprintf(stderr, "weir: configuration %s is valid\n", path.c_str());
+  const std::vector<weir::config::Error> warnings = weir::config::warnings(*config);
+  print_warnings(warnings);
+  std::printf("%s", weir::config::summary(*config).c_str());
+  const char* plural = warnings.size() == 1 ? "" : "s";
+  if (strict && !warnings.empty()) {
+    std::fprintf(stderr, "weir: configuration %s has %zu warning%s (--strict)\n", path.c_str(),
+                 warnings.size(), plural);
+    return 1;
+  }
+  if (!resolve) std::fprintf(stderr, "weir: host names were not resolved (--no-resolve)\n");
+  if (warnings.empty()) {
+    std::fprintf(stderr, "weir: configuration %s is valid\n", path.c_str());
+  } else {
+    std::fprintf(stderr, "weir: configuration %s is valid, with %zu warning%s\n", path.c_str(),
+                 warnings.size(), plural);
+  }
   return 0;
 }
 
@@ -54,7 +101,7 @@ int check(const std::string& path) {
 
 int main(int argc, char** argv) {
   std::string config_path, check_path;
-  bool demo = false;
+  bool demo = false, strict = false, upgrade = false, resolve = true;
   unsigned long demo_port = 8080, demo_admin_port = 9901, workers = 1;
   for (int i = 1; i < argc; ++i) {
     std::string_view a = argv[i];
@@ -71,6 +118,12 @@ int main(int argc, char** argv) {
       const char* v = value("--check");
       if (!v) return usage_error("--check needs a file");
       check_path = v;
+    } else if (a == "--strict") {
+      strict = true;
+    } else if (a == "--no-resolve") {
+      resolve = false;
+    } else if (a == "--upgrade") {
+      upgrade = true;
     } else if (a == "--demo") {
       demo = true;
     } else if (a == "--demo-port") {
@@ -94,7 +147,13 @@ int main(int argc, char** argv) {
       return usage_error("unknown argument '" + std::string(a) + "'");
     }
   }
-  if (!check_path.empty()) return check(check_path);
+  if ((strict || !resolve) && check_path.empty())
+    return usage_error("--strict and --no-resolve go with --check");
+  if (!check_path.empty()) {
+    if (upgrade) return usage_error("--upgrade goes with --config or --demo");
+    return check(check_path, strict, resolve);
+  }
+  if (upgrade) weir::proxy::set_start_claim_mode(weir::proxy::ClaimMode::kUpgrade);
   if (demo) {
     weir::proxy::DemoOptions options;
     options.port = static_cast<uint16_t>(demo_port);
@@ -103,12 +162,12 @@ int main(int argc, char** argv) {
     return weir::proxy::run_demo(options);
   }
   if (config_path.empty()) return usage_error("nothing to do");
-  weir::config::LoadResult r = weir::config::load_file(config_path);
-  if (!r.config) {
-    for (const auto& e : r.errors) std::fprintf(stderr, "%s\n", e.to_string().c_str());
+  std::optional<weir::config::Config> config = load_checked(config_path);
+  if (!config) {
     std::fprintf(stderr, "weir: not starting: %s is invalid\n", config_path.c_str());
     return 1;
   }
-  weir::proxy::Server server(std::make_shared<const weir::config::Config>(std::move(*r.config)));
+  print_warnings(weir::config::warnings(*config));
+  weir::proxy::Server server(std::make_shared<const weir::config::Config>(std::move(*config)));
   return server.run();
 }

@@ -16,6 +16,7 @@
 #include "proxy/file_store.h"
 #include "proxy/fleet_store.h"
 #include "proxy/metrics.h"
+#include "proxy/port_claim.h"
 
 namespace weir::proxy {
 
@@ -52,23 +53,26 @@ Server::~Server() {
 bool Server::open_listener(const config::Listener& l, std::vector<int>* fds, std::string* error) {
   // Both sockets set SO_REUSEPORT (for binary upgrades), so the kernel would let a listener
   // share the admin port and split its connections with the admin API: refuse that here.
+  // "file:line:col: listener NAME: " starts every error.
+  const std::string who = config::Error{l.loc, "", ""}.to_string() + "listener " + l.name + ": ";
   const config::HostPort& admin = admin_bound_.port ? admin_bound_ : config_->admin.address;
   auto wildcard = [](const std::string& h) { return h == "0.0.0.0" || h == "::" || h == "[::]"; };
   if (config_->admin.enabled && admin.port != 0 && l.address.port == admin.port &&
       (l.address.host == admin.host || wildcard(l.address.host) || wildcard(admin.host))) {
-    *error = "listener " + l.name + ": bind " + l.address.to_string() +
+    *error = who + "bind " + l.address.to_string() +
              ": the admin listener uses this port";
     return false;
   }
   sockaddr_storage addr{};
-  if (!resolve_endpoint(l.address.host, l.address.port, &addr, error)) {
-    *error = "listener " + l.name + ": " + *error;
+  if (!resolve_endpoint(l.address.host, l.address.port, &addr, error) ||
+      !claim_listen_port(addr, true, error)) {
+    *error = who + *error;
     return false;
   }
   // Each worker gets its own socket on the same address (SO_REUSEPORT, set by hand because
   // libuv 1.44 has no flag for it), so the kernel spreads connections with no shared accept.
   auto fail = [&](std::string why) {
-    *error = "listener " + l.name + ": " + why + ": " + std::strerror(errno);
+    *error = who + why + ": " + std::strerror(errno);
     for (int fd : *fds) ::close(fd);
     fds->clear();
     return false;
@@ -88,9 +92,14 @@ bool Server::open_listener(const config::Listener& l, std::vector<int>* fds, std
       errno = err;
       return fail("bind " + l.address.to_string());
     }
-    if (w == 0) {
-      // Port 0: the first socket picks the port, its siblings join it.
+    if (w == 0 && l.address.port == 0) {
+      // Port 0: the first socket picks the port, its siblings join it, no other weir may.
       ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+      if (!claim_listen_port(addr, false, error)) {
+        ::close(fd);
+        *error = who + *error;
+        return false;
+      }
     }
     // Listening already here: once weir says the listener exists (startup line, reload
     // answer), connections queue in the backlog until the worker's loop takes the socket.
@@ -113,11 +122,22 @@ bool Server::open_listener(const config::Listener& l, std::vector<int>* fds, std
 
 bool Server::open_listeners(std::string* error) {
   fds_.assign(worker_count_, {});
+  // The admin listener binds later, with SO_REUSEPORT too: claim its port first.
+  sockaddr_storage admin{};
+  if (config_->admin.enabled && config_->admin.address.port != 0 &&
+      (!resolve_endpoint(config_->admin.address.host, config_->admin.address.port, &admin,
+                         error) ||
+       !claim_listen_port(admin, true, error))) {
+    *error = config::Error{config_->admin.loc, "", ""}.to_string() + "admin: " + *error;
+    return false;
+  }
   for (const auto& l : config_->listeners) {
     std::vector<int> fds;
     if (!open_listener(l, &fds, error)) return false;
     for (unsigned w = 0; w < worker_count_; ++w) fds_[w].push_back(fds[w]);
   }
+  // Listeners a reload adds are new ports: no upgrade shares them.
+  set_start_claim_mode(ClaimMode::kExclusive);
   return true;
 }
 
@@ -582,11 +602,15 @@ ReloadOutcome Server::reload(const std::string& actor) {
     ++reloads_failed_;
     std::fprintf(stderr, "weir: reload failed, keeping the running configuration:\n");
     for (const auto& e : errors) std::fprintf(stderr, "  %s\n", e.c_str());
-    AuditEvent ev;
-    ev.actor = actor;
-    ev.action = "reload_failed";
-    ev.detail = {{"errors", errors}};
-    store_->append(ev);
+    // The embedded (demo) configuration has no file to reload: nothing was tried, so nothing
+    // goes to the audit log.
+    if (!config_->path.empty()) {
+      AuditEvent ev;
+      ev.actor = actor;
+      ev.action = "reload_failed";
+      ev.detail = {{"errors", errors}};
+      store_->append(ev);
+    }
     out.errors = std::move(errors);
     return out;
   };

@@ -595,15 +595,15 @@ TEST_CASE("config: load_file on a missing file") {
   REQUIRE(r.errors.size() == 1);
   CHECK(r.errors[0].loc.line == 0);
   CHECK(r.errors[0].loc.column == 0);
+  // The whole file is at fault: no line and column (":0:0") in the message.
   CHECK(r.errors[0].to_string() ==
-        "/nonexistent/weir.toml:0:0: cannot read /nonexistent/weir.toml: No such file or "
-        "directory");
+        "/nonexistent/weir.toml: cannot read the file: No such file or directory");
 }
 
 TEST_CASE("config: load_file on a directory") {
   LoadResult r = load_file("/tmp");
   REQUIRE(r.errors.size() == 1);
-  CHECK(r.errors[0].message == "cannot read /tmp: Is a directory");
+  CHECK(r.errors[0].message == "cannot read the file: Is a directory");
 }
 
 // A temporary directory holding weir.toml (with `admin`) and tokens.toml (with `tokens`).
@@ -1183,6 +1183,151 @@ TEST_CASE("config: listener client certificates (mTLS)") {
   expect_error(tls + "client_ca = \"/ca.pem\"\nclient_verify = \"maybe\"\n" + cert, "6:17",
                "listener[0].tls.client_verify",
                "'maybe' is not a client_verify mode; use \"require\", \"optional\" or \"off\"");
+}
+
+}  // namespace
+}  // namespace weir::config
+
+namespace weir::config {
+namespace {
+
+std::string two_listeners(const std::string& a, const std::string& b) {
+  return "[[listener]]\nname = \"public\"\naddress = \"" + a +
+         "\"\n[[listener]]\nname = \"internal\"\naddress = \"" + b + "\"\n";
+}
+
+TEST_CASE("config: two listeners on one address are refused at the second one's address") {
+  expect_error(two_listeners("127.0.0.1:18090", "127.0.0.1:18090"), "6:11", "listener[1].address",
+               "127.0.0.1:18090 overlaps listener 'public' (127.0.0.1:18090 at t.toml:3:11); "
+               "two listeners on one address would split its connections at random: give each "
+               "its own port");
+  // A wildcard covers every address of its family on that port ("::" both families).
+  for (auto [a, b] : {std::pair{"0.0.0.0:80", "127.0.0.1:80"}, {"10.1.2.3:80", "0.0.0.0:80"},
+                      {"[::]:80", "127.0.0.1:80"}, {"[::1]:80", "[::]:80"},
+                      {"[::]:80", "0.0.0.0:80"}, {"[::0]:80", "[0::1]:80"},
+                      {"[0:0::1]:80", "[::1]:80"}, {"LocalHost:80", "localhost:80"}}) {
+    CAPTURE(a);
+    CAPTURE(b);
+    LoadResult r = load_string(two_listeners(a, b), "t.toml");
+    REQUIRE(r.errors.size() == 1);
+    CHECK(r.errors[0].key == "listener[1].address");
+  }
+  // Different ports, port 0, or IPv4 wildcard against a specific IPv6 address: no overlap.
+  for (auto [a, b] : {std::pair{"127.0.0.1:80", "127.0.0.1:81"}, {"127.0.0.1:0", "127.0.0.1:0"},
+                      {"0.0.0.0:80", "[::1]:80"}, {"127.0.0.1:80", "127.0.0.2:80"},
+                      {"[::1]:80", "127.0.0.1:80"}}) {
+    CAPTURE(a);
+    CAPTURE(b);
+    expect_valid(two_listeners(a, b));
+  }
+}
+
+TEST_CASE("config: a listener on the admin listener's address is refused") {
+  const std::string admin = "[admin]\naddress = \"127.0.0.1:9901\"\ntokens_file = \"t.toml\"\n";
+  LoadResult r = load_string(
+      "[[listener]]\nname = \"l\"\naddress = \"0.0.0.0:9901\"\n" + admin, "t.toml");
+  REQUIRE(r.errors.size() == 1);
+  CHECK(r.errors[0].to_string() ==
+        "t.toml:3:11: listener[0].address: 0.0.0.0:9901 overlaps the admin listener "
+        "(127.0.0.1:9901 at t.toml:5:11); give the listener or [admin] address another port");
+  // The default admin address is 127.0.0.1:9901 too.
+  r = load_string("[[listener]]\nname = \"l\"\naddress = \"127.0.0.1:9901\"\n"
+                  "[admin]\ntokens_file = \"t.toml\"\n",
+                  "t.toml");
+  REQUIRE(r.errors.size() == 1);
+  CHECK(r.errors[0].key == "listener[0].address");
+  CHECK(r.errors[0].loc.line == 3);
+}
+
+TEST_CASE("config: locs name where each key was written") {
+  Config c = expect_valid(with_service(""));
+  CHECK(c.where("listener[0].address").line == 3);
+  CHECK(c.where("service[0].version[0].endpoints[0]").line == 10);
+  CHECK(c.where("service[0].version[0].endpoints[0]").column == 14);
+  CHECK(c.where("service[0]").line == 4);
+  CHECK(c.where("nothing.here", SourceLoc{"f", 7, 1}).line == 7);
+}
+
+// The warnings of `text` (which must load) as "line:col key" strings.
+std::vector<std::string> warnings_of(const std::string& text) {
+  std::vector<std::string> out;
+  for (const Error& w : warnings(expect_valid(text)))
+    out.push_back(std::to_string(w.loc.line) + ":" + std::to_string(w.loc.column) + " " + w.key);
+  return out;
+}
+
+// Listener "l", route to service "s" (stable "a", version "a" plus `more_versions`), then
+// `tables` inside the service, from line 14.
+std::string routed(const std::string& tables, bool two_versions = true) {
+  return std::string(kListener) +
+         "[[route]]\nlistener = \"l\"\nservice = \"s\"\n"                                // 4-6
+         "[[service]]\nname = \"s\"\nstable = \"a\"\n"                                   // 7-9
+         "[[service.version]]\nname = \"a\"\nweight = 1\nendpoints = [\"127.0.0.1:1\"]\n"  // 10-13
+         + (two_versions ? "[[service.version]]\nname = \"b\"\nweight = 1\n"
+                           "endpoints = [\"127.0.0.1:2\"]\n"  // 14-17
+                         : "") +
+         tables;
+}
+
+TEST_CASE("config: a plain valid config has no warnings") {
+  CHECK(warnings_of(routed("[service.guard]\nmax_error_rate = 0.05\n")).empty());
+  CHECK(warnings_of(routed("[service.health_check]\ninterval_ms = 1000\ntimeout_ms = 1000\n"))
+            .empty());
+}
+
+TEST_CASE("config: warnings for settings that cannot be what was meant") {
+  // max_error_rate = 1 can never be exceeded; at the key's value, as errors are.
+  CHECK(warnings_of(routed("[service.guard]\nmax_error_rate = 1\n")) ==
+        std::vector<std::string>{"19:18 service[0].guard.max_error_rate"});
+  CHECK(warnings_of(routed("[service.guard]\nmax_error_rate_increase = 1.0\n")) ==
+        std::vector<std::string>{"19:27 service[0].guard.max_error_rate_increase"});
+  // 10k requests a second for 30 s is the most a canary plausibly sees.
+  CHECK(warnings_of(routed("[service.guard]\nmax_error_rate = 0.1\nmin_requests = 300000\n"))
+            .empty());
+  CHECK(warnings_of(routed("[service.guard]\nmax_error_rate = 0.1\nmin_requests = 300001\n")) ==
+        std::vector<std::string>{"20:16 service[0].guard.min_requests"});
+  // A guard with no threshold at all.
+  CHECK(warnings_of(routed("[service.guard]\nwindow_s = 10\n")) ==
+        std::vector<std::string>{"18:1 service[0].guard"});
+  // A guard on a service with one version has nothing to watch.
+  CHECK(warnings_of(routed("[service.guard]\nmax_p99_ms = 100\n", false)) ==
+        std::vector<std::string>{"14:1 service[0].guard"});
+  // A probe timeout longer than its interval, at the service's and at a version's table.
+  CHECK(warnings_of(routed("[service.health_check]\ninterval_ms = 1000\ntimeout_ms = 1500\n")) ==
+        std::vector<std::string>{"20:14 service[0].health_check.timeout_ms"});
+  CHECK(warnings_of(routed("[service.health_check]\ntimeout_ms = 6000\n")) ==
+        std::vector<std::string>{"19:14 service[0].health_check.timeout_ms"});
+  CHECK(warnings_of(routed("[service.health_check]\n[service.version.health_check]\n"
+                           "interval_ms = 500\n")) ==
+        std::vector<std::string>{"20:15 service[0].version[1].health_check.interval_ms"});
+  // A health check that is off is not judged.
+  CHECK(warnings_of(routed("[service.health_check]\nenabled = false\ntimeout_ms = 9000\n"))
+            .empty());
+  // A rollout with no guard advances on time alone.
+  CHECK(warnings_of(routed("[service.rollout]\nversion = \"b\"\nsteps = [50, 100]\n")) ==
+        std::vector<std::string>{"18:1 service[0].rollout"});
+}
+
+TEST_CASE("config: warnings for a service and a listener no route uses") {
+  CHECK(warnings_of(with_service("")) ==
+        std::vector<std::string>{"1:1 listener[0]", "4:1 service[0]"});
+  const std::string extra_listener = "[[listener]]\nname = \"spare\"\naddress = \"127.0.0.1:0\"\n";
+  CHECK(warnings_of(routed("") + extra_listener) == std::vector<std::string>{"18:1 listener[1]"});
+  Error w = warnings(expect_valid(with_service("")))[1];
+  CHECK(w.message ==
+        "no route uses service 'shop', so it never gets traffic; add a [[route]] with "
+        "service = 'shop'");
+}
+
+TEST_CASE("config: summary lists listeners, routes, services, weights and guards") {
+  Config c = expect_valid(routed("[service.guard]\nmax_error_rate = 0.05\nwindow_s = 10\n"
+                                 "[service.rollout]\nversion = \"b\"\nsteps = [10, 100]\n"));
+  CHECK(summary(c) ==
+        "listener l on 127.0.0.1:0 (http1)\n"
+        "route l */ -> s\n"
+        "service s: a 1 (50%, stable, 1 endpoint) b 1 (50%, 1 endpoint)\n"
+        "  guard: reverts on error rate > 5% over 10 s (at least 100 requests, 3 in a row)\n"
+        "  rollout: b through [10, 100]%, 60 s a step\n");
 }
 
 }  // namespace

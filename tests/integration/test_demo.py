@@ -3,6 +3,7 @@ and the override header, so the README's canary walkthrough runs with no config 
 
 import os
 import signal
+import subprocess
 import sys
 import time
 import unittest
@@ -74,6 +75,38 @@ class Demo(h.WeirTestCase):
         after = h.load(self.demo.addr, threads=2, requests=200)
         self.assertLoadClean(after, min_total=200)
         self.assertEqual(set(after.backends), {"blue"})
+
+    def test_prints_a_pasteable_export_line_and_says_metrics_are_open(self):
+        err = self.demo.output("stderr")
+        # The admin port is 0 here, so the line names PORT; the rest pastes as it is.
+        self.assertIn(f"export WEIR_ADMIN=http://127.0.0.1:PORT WEIR_TOKEN={self.token}", err)
+        self.assertTrue(any("/metrics on the admin port is open without a token" in line
+                            for line in err), err)
+        resp = h.admin_call(self.demo, "GET", "/metrics", token=None)
+        self.assertEqual(resp.status, 200)
+
+    def test_a_refused_reload_writes_no_audit_record(self):
+        run = h.weirctl(self.demo, "reload", token=None, env={"WEIR_TOKEN": self.token})
+        self.assertNotEqual(run.returncode, 0, run.stdout)
+        self.assertIn("embedded configuration cannot be reloaded", run.stdout + run.stderr)
+        events = h.admin_call(self.demo, "GET", "/api/v1/events", token=self.token).json()
+        self.assertEqual([e["action"] for e in events["events"]], [])
+
+    def test_a_second_demo_on_the_same_port_is_refused(self):
+        run = subprocess.run([h.WEIR_BIN, "--demo", "--demo-port", str(self.demo.addr[1]),
+                              "--demo-admin-port", "0"], capture_output=True, text=True,
+                             timeout=15, stdin=subprocess.DEVNULL)
+        self.assertEqual(run.returncode, 1, run.stderr)
+        self.assertIn(f"port {self.demo.addr[1]} is in use by weir pid {self.demo.popen.pid}",
+                      run.stderr)
+        self.assertEqual(h.get(self.demo.addr, "/").status, 200)
+
+    def test_backend_help_lists_its_control_paths(self):
+        run = subprocess.run([h.BACKEND_BIN, "--help"], capture_output=True, text=True,
+                             timeout=10, stdin=subprocess.DEVNULL)
+        self.assertEqual(run.returncode, 0)
+        for path in ("/__status/NNN", "/__delay/MS", "/__health/NNN", "/__stats", "/healthz"):
+            self.assertIn(path, run.stdout)
 
     def test_sigterm_exits_0(self):
         self.assertEqual(h.get(self.demo.addr, "/").status, 200)

@@ -1,15 +1,18 @@
-"""Binary upgrade without downtime: a second weir binds the same ports (SO_REUSEPORT, data and
-admin listeners), the first one gets SIGQUIT, stops accepting, finishes what it has and exits 0,
-and no request of a load running across all of it fails."""
+"""Binary upgrade without downtime: a second weir started with --upgrade binds the same ports
+(SO_REUSEPORT, data and admin listeners), the first one gets SIGQUIT, stops accepting, finishes
+what it has and exits 0, and no request of a load running across all of it fails. Without
+--upgrade a second weir refuses the ports a live one holds."""
 
 import os
 import re
 import signal
+import socket
+import subprocess
 import threading
 import time
 import unittest
 
-from harness import (LoadResult, WeirTestCase, admin_call, admin_settings, get, load,
+from harness import (WEIR_BIN, LoadResult, WeirTestCase, admin_call, admin_settings, get, load,
                      render_config, route, service, start_weir, version, wait_until)
 
 
@@ -61,7 +64,8 @@ class Upgrade(WeirTestCase):
                              proxy={"drain_timeout_ms": 8000},
                              listeners=[{"name": "public", "protocols": list(protocols)}])
         # render_config binds listeners to port 0; the successor takes the same port.
-        return text.replace('address = "127.0.0.1:0"', f'address = "127.0.0.1:{listener_port}"')
+        return text.replace('name = "public"\naddress = "127.0.0.1:0"',
+                            f'name = "public"\naddress = "127.0.0.1:{listener_port}"')
 
     def test_sigquit_hands_over_to_a_new_process_under_load(self):
         self.blue = self.backend("blue")
@@ -82,6 +86,7 @@ class Upgrade(WeirTestCase):
             runner.start()
             time.sleep(2.0)
             new = start_weir(self.addCleanup, self.config(addr[1], admin_addr[1]),
+                             extra_args=("--upgrade",),
                              path=os.path.join(self.tmpdir(), "new.toml"))
             self.assertEqual((new.addr, new.admin), (addr, admin_addr))
             time.sleep(1.5)  # both accept now: the kernel spreads connections over the two
@@ -119,6 +124,65 @@ class Upgrade(WeirTestCase):
         self.assertEqual([e["reason"] for e in events if e["action"] == "set_weights"],
                          ["before upgrade", "after upgrade"])
         self.assertTrue(any(re.search(r"shutting down", line) for line in old.output("stderr")))
+
+    def refused(self, config, *args):
+        """weir on `config` with `args`: its exit code and stderr; it must not get ready."""
+        path = os.path.join(self.tmpdir(), "second.toml")
+        with open(path, "w") as f:
+            f.write(config)
+        run = subprocess.run([WEIR_BIN, "--config", path, *args], capture_output=True, text=True,
+                             timeout=15, stdin=subprocess.DEVNULL)
+        self.assertNotIn("weir: ready", run.stderr)
+        return run.returncode, run.stderr
+
+    def test_a_second_weir_refuses_the_ports_of_a_live_one(self):
+        self.blue = self.backend("blue")
+        self.green = self.backend("green")
+        first = start_weir(self.addCleanup, self.config())
+        port, admin_port = first.addr[1], first.admin[1]
+        pid = str(first.popen.pid)
+        # The same data port (its admin port elsewhere): refused, naming the port and the holder.
+        code, err = self.refused(self.config(port, 0))
+        self.assertEqual(code, 1, err)
+        self.assertRegex(err, rf"listener public: port {port} is in use by weir pid {pid}; .*"
+                              r"--upgrade")
+        self.assertRegex(err, r"\.toml:\d+:\d+: listener public")
+        # The same admin port alone, and on the wildcard address: refused too (the first one's
+        # admin port was picked by the kernel, so it is in use without a claim).
+        code, err = self.refused(self.config(0, admin_port))
+        self.assertEqual(code, 1, err)
+        self.assertIn(f"admin: port {admin_port} is in use by another process", err)
+        code, err = self.refused(self.config(0, admin_port).replace(
+            f'"127.0.0.1:{admin_port}"', f'"0.0.0.0:{admin_port}"'))
+        self.assertEqual(code, 1, err)
+        # Every request still goes to the first one, which keeps running.
+        self.assertEqual(get(first.addr, "/").status, 200)
+        self.assertTrue(first.alive())
+        # While an upgrade shares the ports, a third weir is refused, with --upgrade too.
+        second = start_weir(self.addCleanup, self.config(port, admin_port),
+                            extra_args=("--upgrade",))
+        code, err = self.refused(self.config(port, admin_port), "--upgrade")
+        self.assertEqual(code, 1, err)
+        self.assertIn(f"port {port} is already shared by weir pid", err)
+        # Once the old one is gone, the upgraded one holds the ports on its own.
+        first.signal(signal.SIGQUIT)
+        self.assertEqual(first.wait_exit(15), 0, first.tail())
+        code, err = self.refused(self.config(port, 0))
+        self.assertIn(f"is in use by weir pid {second.popen.pid}", err)
+        self.assertEqual(get(second.addr, "/").status, 200)
+
+    def test_a_port_another_program_listens_on_is_refused(self):
+        self.blue = self.backend("blue")
+        self.green = self.backend("green")
+        other = socket.socket()
+        self.addCleanup(other.close)
+        other.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        other.bind(("127.0.0.1", 0))
+        other.listen(8)
+        port = other.getsockname()[1]
+        code, err = self.refused(self.config(port, 0))
+        self.assertEqual(code, 1, err)
+        self.assertIn(f"port {port} is in use by another process", err)
 
     def test_sigquit_closes_idle_keepalive_and_answers_the_next_request_with_close(self):
         self.blue = self.backend("blue")
