@@ -8,6 +8,7 @@
 #include <string_view>
 
 #include "config/config.h"
+#include "proxy/log.h"
 #include "proxy/demo.h"
 #include "proxy/server.h"
 #include "proxy/tls_context.h"
@@ -106,9 +107,13 @@ int main(int argc, char** argv) {
   weir::config::LoadResult r = weir::config::load_file(config_path);
   if (!r.config) {
     for (const auto& e : r.errors) std::fprintf(stderr, "%s\n", e.to_string().c_str());
-    std::fprintf(stderr, "weir: not starting: %s is invalid\n", config_path.c_str());
+    weir::proxy::log(weir::proxy::LogLevel::kError, "not starting: %s is invalid",
+                     config_path.c_str());
     return 1;
   }
+  weir::proxy::set_log_format(r.config->log.format == weir::config::LogSettings::Format::kJson
+                                  ? weir::proxy::LogFormat::kJson
+                                  : weir::proxy::LogFormat::kText);
   weir::proxy::Server server(std::make_shared<const weir::config::Config>(std::move(*r.config)));
   return server.run();
 }

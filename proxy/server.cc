@@ -712,19 +712,25 @@ std::string Server::metrics_text() {
   source.runtime = &runtime_;
   source.reloads_ok = reloads_ok_;
   source.reloads_failed = reloads_failed_;
+  source.last_reload_ok_s = static_cast<double>(last_reload_ok_ms_) / 1000.0;
   for (const auto& svc : snap_->services) {
     for (const auto& v : svc.versions) {
       VersionMetrics& m = source.versions.emplace_back();
       m.service = svc.name;
       m.version = v.name;
       m.latency.assign(health::Histogram::kBuckets, 0);
+      m.head_latency.assign(health::Histogram::kBuckets, 0);
       for (const auto& w : workers_) {
         const health::VersionCounters* c = w->stats().versions.find(v.stats_id);
         if (!c) continue;
         for (size_t i = 0; i < 6; ++i) m.responses[i] += c->responses[i].get();
         for (size_t i = 0; i < 3; ++i) m.failures[i] += c->failures[i].get();
-        for (size_t i = 0; i < health::Histogram::kBuckets; ++i)
+        for (size_t i = 0; i < health::Histogram::kBuckets; ++i) {
           m.latency[i] += c->total_latency[i].get();
+          m.head_latency[i] += c->headers_latency[i].get();
+        }
+        m.request_bytes += c->request_bytes.get();
+        m.response_bytes += c->response_bytes.get();
       }
     }
   }
@@ -943,6 +949,7 @@ ReloadOutcome Server::reload(const std::string& actor) {
   if (admin_) admin_->set_tls(tls->admin);  // [admin.tls] applies to new admin connections
   publish(std::move(snap), std::move(open));
   ++reloads_ok_;
+  last_reload_ok_ms_ = unix_time_ms();
   out.ok = true;
   out.generation = generation_;
   for (const auto& name : out.reset_services)

@@ -7,7 +7,7 @@ namespace weir::routing {
 
 RouteTable::RouteTable(std::vector<Entry> entries) {
   for (auto& e : entries) {
-    Prefix p{e.path_prefix, e.service};
+    Prefix p{e.path_prefix, e.service, e.route};
     if (e.host == "*") {
       any_.push_back(std::move(p));
     } else if (e.host.size() > 2 && e.host[0] == '*' && e.host[1] == '.') {
@@ -31,14 +31,25 @@ RouteTable::RouteTable(std::vector<Entry> entries) {
                    [](const auto& a, const auto& b) { return a.first.size() > b.first.size(); });
 }
 
-std::optional<uint32_t> RouteTable::match_path(const PrefixList& list, std::string_view path) {
+const RouteTable::Prefix* RouteTable::match_path(const PrefixList& list, std::string_view path) {
   for (const auto& p : list) {
-    if (path.substr(0, p.prefix.size()) == p.prefix) return p.service;
+    if (path.substr(0, p.prefix.size()) == p.prefix) return &p;
   }
-  return std::nullopt;
+  return nullptr;
 }
 
-std::optional<uint32_t> RouteTable::match(std::string_view raw_host, std::string_view path) const {
+std::optional<uint32_t> RouteTable::match(std::string_view host, std::string_view path) const {
+  const Prefix* p = find(host, path);
+  return p ? std::optional<uint32_t>(p->service) : std::nullopt;
+}
+
+std::optional<RouteTable::Match> RouteTable::match_route(std::string_view host,
+                                                         std::string_view path) const {
+  const Prefix* p = find(host, path);
+  return p ? std::optional<Match>(Match{p->service, p->route}) : std::nullopt;
+}
+
+const RouteTable::Prefix* RouteTable::find(std::string_view raw_host, std::string_view path) const {
   // The common single-site table has only "*": skip host normalization entirely.
   if (exact_.empty() && wildcards_.empty()) return match_path(any_, path);
   std::string host = normalize_host(raw_host);
