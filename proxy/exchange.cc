@@ -100,6 +100,11 @@ int Exchange::start(const RequestDesc& req) {
     protocol_ = req.h2 ? "HTTP/2" : h.version_minor == 0 ? "HTTP/1.0" : "HTTP/1.1";
     for (const auto& f : h.headers) {
       if (iequals(f.name, "user-agent")) user_agent_ = f.value;
+      // A request weir answers itself still logs the client's trace (the forwarded one wins).
+      if (iequals(f.name, "traceparent")) {
+        auto tp = parse_traceparent(f.value);
+        trace_id_ = tp ? std::string(tp->trace()) : std::string();
+      }
     }
   }
   status_ = route_and_send(req);

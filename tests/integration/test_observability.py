@@ -247,12 +247,14 @@ class AccessLogFields(WeirTestCase):
             routes=[route("live", host="live.test"), route("gone", host="gone.test")],
             proxy={"workers": 1, "access_log": path}))
         with Client(edge.addr) as c:
-            self.assertEqual(c.get("/__status/502", host="live.test",
+            self.assertEqual(c.get("/status/502", host="live.test",
                                    headers=[("User-Agent", "probe/1")]).status, 502)
             self.assertEqual(c.request("POST", "/ok", [("Content-Length", "5")], b"abcde",
                                        host="live.test").status, 200)
         self.assertEqual(get(edge.addr, "/", host="gone.test").status, 502)
-        self.assertEqual(get(edge.addr, "/", host="nowhere.test").status, 404)
+        self.assertEqual(get(edge.addr, "/", host="nowhere.test", headers=[
+            ("traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")]).status,
+            404)
         lines = [json.loads(line) for line in self.read(path, 4)]
         by_host = {}
         for line in lines:
@@ -270,13 +272,15 @@ class AccessLogFields(WeirTestCase):
         self.assertEqual((post["request_bytes"], post["retries"]), (5, 0))
         weirs = by_host["gone.test"][0]
         self.assertEqual((weirs["status"], weirs["upstream_status"]), (502, None))
-        self.assertEqual(weirs["flags"], "UF,LR")
+        # A refused connect goes once more (the request was never sent), then weir answers.
+        self.assertEqual((weirs["flags"], weirs["retries"]), ("UF,URX,LR", 1))
         self.assertEqual(weirs["local_reason"], "upstream connect failed")
         self.assertEqual(weirs["route"], "route[1]")
         no_route = by_host["nowhere.test"][0]
         self.assertEqual((no_route["status"], no_route["flags"], no_route["route"]),
                          (404, "NR,LR", ""))
-        self.assertRegex(no_route["trace_id"], r"^[0-9a-f]{32}$")
+        self.assertEqual(no_route["trace_id"], "4bf92f3577b34da6a3ce929d0e0e4736")
+        self.assertRegex(weirs["trace_id"], r"^[0-9a-f]{32}$")  # generated, forwarded
 
     def test_framing_refusal_names_its_check(self):
         origin = self.backend("origin")
