@@ -5,7 +5,9 @@
 #include <stdlib.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
 #include <memory>
 #include <string>
 
@@ -80,7 +82,7 @@ int run_demo(const DemoOptions& options) {
   char dir_template[] = "/tmp/weir-demo-XXXXXX";
   const char* dir = mkdtemp(dir_template);
   if (!dir) {
-    std::perror("weir: demo: mkdtemp");
+    log(LogLevel::kError, "demo: mkdtemp: %s", std::strerror(errno));
     return 1;
   }
   const std::string tokens_file = std::string(dir) + "/tokens.toml";

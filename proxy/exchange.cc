@@ -48,7 +48,8 @@ Exchange::Exchange(Worker& worker, ExchangeOwner& owner, const ConnInfo& conn)
 Exchange::~Exchange() {
   end_outstanding();
   if (upstream_) {
-    flags_ |= kFlagDownstreamClose;  // the client went before the response ended
+    // The client went before the response ended, unless weir refused the rest of its request.
+    if ((flags_ & kFlagLocalReply) == 0) flags_ |= kFlagDownstreamClose;
     upstream_->close();  // mid-flight: the connection's state is unknown
   }
   if (started_ms_ != 0) log_access();

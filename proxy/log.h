@@ -7,12 +7,14 @@
 #include <string>
 #include <string_view>
 
+#include "config/config.h"
+
 namespace weir::proxy {
 
 enum class LogLevel { kDebug, kInfo, kWarn, kError };
-enum class LogFormat { kText, kJson };
+using LogFormat = config::LogSettings::Format;  // [log] format
 
-// Process-wide; set once the configuration is known (text until then).
+// Process-wide; set when a configuration is loaded or reloaded (text until then).
 void set_log_format(LogFormat format);
 // The calling thread's worker index for its lines (-1: the control thread, the default).
 void set_log_worker(int worker);

@@ -111,9 +111,7 @@ int main(int argc, char** argv) {
                      config_path.c_str());
     return 1;
   }
-  weir::proxy::set_log_format(r.config->log.format == weir::config::LogSettings::Format::kJson
-                                  ? weir::proxy::LogFormat::kJson
-                                  : weir::proxy::LogFormat::kText);
+  weir::proxy::set_log_format(r.config->log.format);
   weir::proxy::Server server(std::make_shared<const weir::config::Config>(std::move(*r.config)));
   return server.run();
 }

@@ -13,6 +13,7 @@
 #include <set>
 #include <thread>
 
+#include "proxy/log.h"
 #include "proxy/metrics.h"
 
 namespace weir::proxy {
@@ -950,6 +951,7 @@ ReloadOutcome Server::reload(const std::string& actor) {
   publish(std::move(snap), std::move(open));
   ++reloads_ok_;
   last_reload_ok_ms_ = unix_time_ms();
+  set_log_format(config_->log.format);
   out.ok = true;
   out.generation = generation_;
   for (const auto& name : out.reset_services)

@@ -225,6 +225,17 @@ class ErrorLog(WeirTestCase):
                                        "failed, answered 502")
 
 
+    def test_reload_switches_the_format(self):
+        config = lambda log, dead: render_config(
+            [service("shop", version("blue", 100, f"127.0.0.1:{dead}"))],
+            proxy={"workers": 1}, log=log)
+        edge = self.weir(config(None, dead_port()))
+        edge.reload(config({"format": "json"}, dead_port()))
+        self.assertEqual(get(edge.addr, "/").status, 502)
+        wait_until(lambda: self.upstream_lines(edge), 5)
+        self.assertEqual(json.loads(self.upstream_lines(edge)[0])["level"], "warn")
+
+
 class AccessLogFields(WeirTestCase):
     def read(self, path, n):
         def lines():
@@ -293,6 +304,21 @@ class AccessLogFields(WeirTestCase):
         line = json.loads(self.read(path, 1)[0])
         self.assertEqual((line["status"], line["flags"]), (400, "LR"))
         self.assertTrue(line["local_reason"], line)
+
+    def test_client_gone_before_the_response_ended(self):
+        origin = self.backend("origin")
+        path = os.path.join(self.tmpdir(), "access.log")
+        edge = self.weir(render_config([service("live", version("blue", 100, origin))],
+                                       proxy={"workers": 1, "access_log": path}))
+        size = 16 << 20  # far more than the socket buffers hold
+        c = Client(edge.addr)
+        c.send(Client.build("GET", f"/bytes/{size}"))
+        self.assertTrue(c.read_some(1))
+        c.close()  # unread data: weir's next write meets a reset
+        line = json.loads(self.read(path, 1)[0])
+        self.assertEqual((line["status"], line["upstream_status"], line["flags"]),
+                         (200, 200, "DC"))
+        self.assertLess(line["bytes"], size)
 
     def test_configured_fields_as_text(self):
         origin = self.backend("origin")
