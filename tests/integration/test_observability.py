@@ -163,8 +163,8 @@ class Exposition(WeirTestCase):
 
 
 class Http2Abuse(WeirTestCase):
-    def test_a_connection_closed_for_a_protocol_error_counts_once(self):
-        from test_h2 import RawH2
+    def test_a_connection_closed_for_abuse_counts_once(self):
+        from test_h2 import HeadersFrame, RawH2, base_headers
         origin = self.backend("origin")
         tmp = self.tmpdir()
         edge = self.weir(render_config(
@@ -173,8 +173,15 @@ class Http2Abuse(WeirTestCase):
             proxy={"workers": 1}, admin=admin_settings(tmp)))
         raw = RawH2(edge.addr)
         self.addCleanup(raw.close)
-        # HEADERS on stream 1 whose block is not HPACK: a connection error.
-        raw.send_raw(b"\x00\x00\x03\x01\x05\x00\x00\x00\x01\xff\xff\xff")
+        # An HPACK bomb: a callback refuses it (a receive error), then weir's GOAWAY goes out.
+        # Both are the one abusive connection.
+        big = ("x-big", "v" * 4000)
+        sid = raw.request(base_headers() + [big])
+        raw.outcome(sid, timeout=2)
+        frame = HeadersFrame(raw.conn.get_next_available_stream_id())
+        frame.flags = {"END_HEADERS", "END_STREAM"}
+        frame.data = raw.conn.encoder.encode(base_headers() + [big] * 2000)
+        raw.send_raw(frame.serialize())
         _, closed = raw.events(timeout=5)
         self.assertTrue(closed)
 
