@@ -239,6 +239,37 @@ struct AdminSettings {
   SourceLoc loc;
 };
 
+// One access log field, by its name in `[log] access_fields`.
+enum class AccessField : uint8_t {
+  kTime, kClient, kMethod, kHost, kPath, kProtocol, kListener, kRoute, kService, kVersion,
+  kUpstream, kStatus, kUpstreamStatus, kFlags, kLocalReason, kBytes, kRequestBytes, kDurationMs,
+  kUpstreamConnectMs, kUpstreamResponseMs, kRetries, kUserAgent, kRequestId, kTraceId,
+};
+// Names in enum order.
+inline constexpr std::string_view kAccessFieldNames[] = {
+    "time",     "client",  "method",   "host",     "path",
+    "protocol", "listener", "route",   "service",  "version",
+    "upstream", "status",  "upstream_status", "flags", "local_reason",
+    "bytes",    "request_bytes", "duration_ms", "upstream_connect_ms", "upstream_response_ms",
+    "retries",  "user_agent", "request_id", "trace_id",
+};
+
+// [log]: how the error log (stderr) and the access log ([proxy] access_log) are written.
+struct LogSettings {
+  enum class Format : uint8_t { kText, kJson };
+  Format format = Format::kText;         // error log: text lines or JSON lines
+  Format access_format = Format::kJson;  // access log: JSON lines or key=value text
+  std::vector<AccessField> access_fields = default_access_fields();  // in this order
+  SourceLoc loc;
+
+  static std::vector<AccessField> default_access_fields() {
+    std::vector<AccessField> all;
+    for (size_t i = 0; i < std::size(kAccessFieldNames); ++i)
+      all.push_back(static_cast<AccessField>(i));
+    return all;
+  }
+};
+
 // [fleet]: replicas with the same etcd prefix share runtime state, reverts, rollouts and the
 // audit trail (proxy/fleet_store.h).
 struct FleetSettings {
@@ -259,6 +290,7 @@ struct FleetSettings {
 struct Config {
   std::string path;  // the file it was read from ("" for embedded configs)
   ProxySettings proxy;
+  LogSettings log;
   AdminSettings admin;
   FleetSettings fleet;
   std::vector<Listener> listeners;

@@ -459,6 +459,44 @@ void read_proxy(TableReader& t, ProxySettings& p) {
   t.string("version_header", p.version_header, Need::kOptional, token(true));
 }
 
+// "text" or "json" for `key`.
+void read_log_format(TableReader& t, std::string_view key, LogSettings::Format& out) {
+  std::string name = out == LogSettings::Format::kJson ? "json" : "text";
+  t.string(key, name, Need::kOptional, [](std::string& v) {
+    return v == "text" || v == "json" ? std::string()
+                                      : quoted(v) + " is not a log format; use \"text\" or \"json\"";
+  });
+  out = name == "json" ? LogSettings::Format::kJson : LogSettings::Format::kText;
+}
+
+void read_log(Context& ctx, TableReader& t, LogSettings& l) {
+  l.loc = t.loc();
+  read_log_format(t, "format", l.format);
+  read_log_format(t, "access_format", l.access_format);
+  const auto* fields = t.typed<toml::array>("access_fields", Need::kOptional);
+  if (!fields) return;
+  l.access_fields.clear();
+  std::set<std::string> seen;
+  for (size_t i = 0; i < fields->size(); ++i) {
+    const std::string path = indexed(t.path("access_fields"), i);
+    ctx.string(fields->get(i), path, [&](std::string& v) {
+      const auto* names = std::begin(kAccessFieldNames);
+      const auto* found = std::find(names, std::end(kAccessFieldNames), v);
+      if (found == std::end(kAccessFieldNames))
+        return quoted(v) + " is not an access log field" +
+               suggestion(v, std::vector<std::string>(names, std::end(kAccessFieldNames)));
+      if (!seen.insert(v).second) return quoted(v) + " is listed twice; keep one";
+      l.access_fields.push_back(static_cast<AccessField>(found - names));
+      return std::string();
+    });
+  }
+  if (fields->empty()) {
+    ctx.error(fields->source(), t.path("access_fields"),
+              "lists no field; name at least one (e.g. \"status\") or remove the key for the "
+              "default set");
+  }
+}
+
 void read_admin(TableReader& t, AdminSettings& a) {
   a.enabled = true;
   a.loc = t.loc();
@@ -962,6 +1000,7 @@ Config read_config(Context& ctx, const toml::table& root) {
   TableReader top(ctx, root, "");
   c.proxy.loc.file = ctx.file();
   sub_table(ctx, top, "proxy", [&](TableReader& t) { read_proxy(t, c.proxy); });
+  sub_table(ctx, top, "log", [&](TableReader& t) { read_log(ctx, t, c.log); });
   sub_table(ctx, top, "admin", [&](TableReader& t) {
     read_admin(t, c.admin);
     sub_table(ctx, t, "tls",

@@ -1,5 +1,6 @@
 #include "health/histogram.h"
 
+#include <algorithm>
 #include <bit>
 #include <cmath>
 
@@ -39,6 +40,22 @@ uint64_t Histogram::percentile(std::span<const uint64_t> counts, double q) {
     if (seen >= rank) return value(i);
   }
   return value(counts.size() - 1);
+}
+
+void Histogram::cumulative(std::span<const uint64_t> counts, std::span<const uint64_t> bounds_us,
+                           std::span<uint64_t> out, double* sum_us) {
+  std::fill(out.begin(), out.end(), 0);
+  double sum = 0;
+  size_t b = 0;  // bounds ascend and bucket midpoints ascend: one pass
+  for (size_t i = 0; i < counts.size(); ++i) {
+    if (counts[i] == 0) continue;
+    const uint64_t mid = value(i);
+    while (b < bounds_us.size() && mid > bounds_us[b]) ++b;
+    out[b] += counts[i];
+    sum += static_cast<double>(mid) * static_cast<double>(counts[i]);
+  }
+  for (size_t k = 1; k < out.size(); ++k) out[k] += out[k - 1];
+  if (sum_us) *sum_us = sum;
 }
 
 }  // namespace weir::health

@@ -20,6 +20,20 @@ struct Histogram {
   static uint64_t value(size_t index);
   // q in [0,1]; counts has kBuckets entries; 0 when empty.
   static uint64_t percentile(std::span<const uint64_t> counts, double q);
+
+  // Export: Prometheus `le` bounds in µs, from 50 µs (a fast service's p50 must land in a
+  // bucket of its own) to 60 s, at most 1.67x apart.
+  static constexpr uint64_t kExportBoundsUs[] = {
+      50,      100,     150,     200,     300,     500,     750,     1000,     1500,
+      2000,    3000,    5000,    7500,    10000,   15000,   20000,   30000,    50000,
+      75000,   100000,  150000,  200000,  300000,  500000,  750000,  1000000,  1500000,
+      2000000, 3000000, 5000000, 7500000, 10000000, 30000000, 60000000};
+  // Folds log-linear `counts` into cumulative counts at each of `bounds_us` plus +Inf (`out`
+  // has bounds_us.size() + 1 entries). A bucket counts at the first bound at or above its
+  // midpoint, the value percentile() reports for it, so a quantile of the export lands in the
+  // bucket holding the guard's figure. `sum_us` gets the sum of those midpoints.
+  static void cumulative(std::span<const uint64_t> counts, std::span<const uint64_t> bounds_us,
+                         std::span<uint64_t> out, double* sum_us);
 };
 
 }  // namespace weir::health

@@ -69,6 +69,8 @@ struct VersionCounters {
   std::array<SingleWriterCount, 3> failures;  // by FailureKind, weir-generated
   std::array<SingleWriterCount, Histogram::kBuckets> headers_latency;  // µs to response head
   std::array<SingleWriterCount, Histogram::kBuckets> total_latency;    // µs to response end
+  SingleWriterCount request_bytes;   // request body bytes sent upstream (retries not again)
+  SingleWriterCount response_bytes;  // response body bytes from upstream
   MirrorCounters mirror;  // this version as a mirror target; not live traffic
 };
 

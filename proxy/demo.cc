@@ -5,12 +5,15 @@
 #include <stdlib.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
 #include <memory>
 #include <string>
 
 #include "bench/backend.h"
 #include "config/config.h"
+#include "proxy/log.h"
 #include "proxy/server.h"
 
 namespace weir::proxy {
@@ -73,19 +76,19 @@ int run_demo(const DemoOptions& options) {
   bench::Backend blue(blue_opts), green(green_opts);
   std::string error;
   if (!blue.start(&error) || !green.start(&error)) {
-    std::fprintf(stderr, "weir: demo backends: %s\n", error.c_str());
+    log(LogLevel::kError, "demo backends: %s", error.c_str());
     return 1;
   }
   char dir_template[] = "/tmp/weir-demo-XXXXXX";
   const char* dir = mkdtemp(dir_template);
   if (!dir) {
-    std::perror("weir: demo: mkdtemp");
+    log(LogLevel::kError, "demo: mkdtemp: %s", std::strerror(errno));
     return 1;
   }
   const std::string tokens_file = std::string(dir) + "/tokens.toml";
   std::string token;
   if (!write_token_file(tokens_file, &token)) {
-    std::fprintf(stderr, "weir: demo: cannot write %s\n", tokens_file.c_str());
+    log(LogLevel::kError, "demo: cannot write %s", tokens_file.c_str());
     rmdir(dir);
     return 1;
   }
@@ -94,7 +97,7 @@ int run_demo(const DemoOptions& options) {
   unlink(tokens_file.c_str());
   rmdir(dir);
   if (!r.config) {
-    for (const auto& e : r.errors) std::fprintf(stderr, "weir: %s\n", e.to_string().c_str());
+    for (const auto& e : r.errors) log(LogLevel::kError, "%s", e.to_string().c_str());
     return 1;
   }
   const std::string admin_port =

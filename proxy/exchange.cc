@@ -3,7 +3,9 @@
 #include <algorithm>
 #include <cstdio>
 
+#include "proxy/log.h"
 #include "proxy/mirror.h"
+#include "proxy/trace_context.h"
 #include "proxy/upstream_h2.h"
 #include "proxy/worker.h"
 #include "routing/normalize.h"
@@ -46,7 +48,11 @@ Exchange::Exchange(Worker& worker, ExchangeOwner& owner, const ConnInfo& conn)
 
 Exchange::~Exchange() {
   end_outstanding();
-  if (upstream_) upstream_->close();  // mid-flight: the connection's state is unknown
+  if (upstream_) {
+    // The client went before the response ended, unless weir refused the rest of its request.
+    if ((flags_ & kFlagLocalReply) == 0) flags_ |= kFlagDownstreamClose;
+    upstream_->close();  // mid-flight: the connection's state is unknown
+  }
   if (started_ms_ != 0) log_access();
 }
 
@@ -62,7 +68,20 @@ void Exchange::log_access() {
   if (endpoint_) r.endpoint = endpoint_->address;
   r.status = status_;
   r.bytes = response_bytes_;
-  r.duration_ms = worker_.now_ms() - started_ms_;
+  r.duration_us = (uv_hrtime() - started_ns_) / 1000;
+  r.user_agent = std::move(user_agent_);
+  r.trace_id = std::move(trace_id_);
+  r.local_reason = std::move(local_reason_);
+  r.protocol = protocol_;
+  if (conn_info_.listener < snap_->config->listeners.size())
+    r.listener = snap_->config->listeners[conn_info_.listener].name;
+  r.route = route_;
+  r.upstream_status = upstream_status_;
+  r.retries = static_cast<uint32_t>(attempts_);
+  r.flags = flags_ | (attempts_ > 0 ? static_cast<uint32_t>(kFlagRetried) : 0u);
+  r.request_bytes = request_bytes_;
+  r.upstream_connect_us = connect_us_;
+  r.upstream_response_us = response_us_;
   worker_.log_access(r);
 }
 
@@ -76,9 +95,19 @@ int Exchange::start(const RequestDesc& req) {
   const RequestHead& h = *req.head;
   if (worker_.logging()) {
     started_ms_ = std::max<uint64_t>(worker_.now_ms(), 1);
+    started_ns_ = uv_hrtime();
     method_ = h.method;
     host_ = h.host;
     target_ = h.target;
+    protocol_ = req.h2 ? "HTTP/2" : h.version_minor == 0 ? "HTTP/1.0" : "HTTP/1.1";
+    for (const auto& f : h.headers) {
+      if (iequals(f.name, "user-agent")) user_agent_ = f.value;
+      // A request weir answers itself still logs the client's trace (the forwarded one wins).
+      if (iequals(f.name, "traceparent")) {
+        auto tp = parse_traceparent(f.value);
+        trace_id_ = tp ? std::string(tp->trace()) : std::string();
+      }
+    }
   }
   status_ = route_and_send(req);
   return status_;
@@ -101,11 +130,20 @@ int Exchange::route_and_send(const RequestDesc& req) {
   target_view_ = target.value;
   host_view_ = host.value;
   snap_ = worker_.current_snapshot();
-  if (conn_info_.listener >= snap_->listeners.size()) return 404;
+  if (conn_info_.listener >= snap_->listeners.size()) {
+    local_reply("no route");
+    flags_ |= kFlagNoRoute;
+    return 404;
+  }
   std::string_view path = target_view_.substr(0, target_view_.find('?'));
-  auto svc = snap_->listeners[conn_info_.listener].match(host_view_, path);
-  if (!svc) return 404;
-  service_ = &snap_->services[*svc];
+  auto match = snap_->listeners[conn_info_.listener].match_route(host_view_, path);
+  if (!match) {
+    local_reply("no route");
+    flags_ |= kFlagNoRoute;
+    return 404;
+  }
+  route_ = static_cast<int32_t>(match->route);
+  service_ = &snap_->services[match->service];
   routing::RequestInfo info;
   info.ctx = &h;
   info.header = [](const void* ctx, std::string_view name) {
@@ -118,6 +156,8 @@ int Exchange::route_and_send(const RequestDesc& req) {
   routing::Choice choice = worker_.picker().choose(*service_, info, worker_.now_ms());
   if (!choice.version) {
     error_detail_ = choice.why;
+    flags_ |= kFlagNoHealthy;
+    local_reply(error_detail_);
     return 503;
   }
   version_ = choice.version;
@@ -134,8 +174,20 @@ int Exchange::route_and_send(const RequestDesc& req) {
                                      std::string_view(head_).substr(0, framing_at_));
   if (mirror_ && h.body == BodyKind::kNone) worker_.mirrors().send(std::move(mirror_));
   int status = 0;
-  if (!connect_upstream(routing::Picker::kNoEndpoint, &status)) return status;
-  if (!send_head()) return 502;
+  if (!connect_upstream(routing::Picker::kNoEndpoint, &status)) {
+    if (status == 503) {
+      flags_ |= kFlagNoHealthy;
+      local_reply(error_detail_);
+    } else {
+      local_reply("upstream connect failed");
+      worker_.pool().log_connect_failure(*endpoint_, service_->name, version_->name);
+    }
+    return status;
+  }
+  if (!send_head()) {
+    local_reply("the upstream took no new stream");
+    return 502;
+  }
   if (h.body == BodyKind::kNone) end_body({});
   return 0;
 }
@@ -148,6 +200,7 @@ bool Exchange::send_head() {
   // acquire() gives an H2Stream for every h2 version.
   if (static_cast<H2Stream*>(upstream_)->send_head(h2_head_, has_body_)) return true;
   abandon();
+  flags_ &= ~kFlagDownstreamClose;  // weir dropped the stream, not the client
   return false;
 }
 
@@ -187,8 +240,21 @@ void Exchange::build_request_head(const RequestDesc& req) {
     const auto& lt = snap_->config->listeners[conn_info_.listener].tls;
     if (lt) subject_header = lt->client_subject_header;
   }
+  // W3C trace context: weir is a hop of its own (proxy/trace_context.h).
+  std::optional<std::string_view> traceparent;
+  int traceparents = 0;
+  std::vector<std::string_view> tracestate;
   for (const auto& f : h.headers) {
     if (!subject_header.empty() && iequals(f.name, subject_header)) continue;
+    if (iequals(f.name, "traceparent")) {
+      traceparent = f.value;
+      ++traceparents;
+      continue;
+    }
+    if (iequals(f.name, "tracestate")) {
+      tracestate.push_back(f.value);
+      continue;
+    }
     if (iequals(f.name, "te") && f.value.find("trailers") != std::string_view::npos) {
       te_trailers = true;
     }
@@ -219,6 +285,16 @@ void Exchange::build_request_head(const RequestDesc& req) {
   if (!subject_header.empty() && !conn_info_.client_subject.empty()) {
     emit(subject_header, conn_info_.client_subject);
   }
+  if (traceparents > 1) traceparent.reset();  // several are as good as none (invalid)
+  bool continued = false;
+  TraceParent tp =
+      next_hop_traceparent(traceparent, [this] { return worker_.next_random(); }, &continued);
+  emit("traceparent", tp.to_header());
+  // tracestate belongs to the trace it came with; a new trace starts without it.
+  if (continued) {
+    for (std::string_view ts : tracestate) emit("tracestate", ts);
+  }
+  if (started_ms_ != 0) trace_id_ = tp.trace();
   if (!xff.empty()) xff.append(", ");
   xff.append(conn_info_.peer_ip);
   emit("X-Forwarded-For", xff);
@@ -267,7 +343,10 @@ bool Exchange::connect_upstream(uint32_t exclude, int* status) {
     endpoint_ = ep;
     int err = 0;
     upstream_ = worker_.pool().acquire(*version_, *ep, this, head_request_, &err);
-    if (!upstream_) worker_.streaks().record(ep->id, ep->eject_epoch, true);
+    if (!upstream_) {
+      worker_.streaks().record(ep->id, ep->eject_epoch, true);
+      flags_ |= kFlagConnectFailure;
+    }
     ep_counters_ = worker_.stats().endpoints.get_or_create(ep->id);
     if (ep_counters_) ep_counters_->attempts.add();
     if (upstream_) {
@@ -299,6 +378,8 @@ void Exchange::write_upstream(std::string_view data) {
 void Exchange::send_body(const char* data, size_t len) {
   if (mirror_ && !mirror_->add_body(data, len)) mirror_.reset();
   if (!upstream_ || len == 0) return;
+  request_bytes_ += len;
+  if (counters_) counters_->request_bytes.add(len);
   if (chunked_body_) {
     std::string size;
     append_hex(size, len);
@@ -372,6 +453,7 @@ void Exchange::count_failure(UpstreamError e) {
 
 void Exchange::abandon() {
   mirror_.reset();  // the request will not complete: its copy is cancelled
+  if (upstream_) flags_ |= kFlagDownstreamClose;
   end_outstanding();
   if (UpstreamStream* u = upstream_) {
     upstream_ = nullptr;
@@ -394,9 +476,12 @@ static bool grpc_failed(std::span<const HeaderField> fields) {
   return false;
 }
 
-void Exchange::on_upstream_head(UpstreamStream&, const UpstreamResponseHead& head) {
+void Exchange::on_upstream_head(UpstreamStream& c, const UpstreamResponseHead& head) {
   response_started_ = true;
   status_ = head.status;
+  upstream_status_ = head.status;
+  if (c.connect_us() >= 0) connect_us_ = c.connect_us();
+  response_us_ = static_cast<int64_t>(elapsed_us());
   if (version_->h2) {
     for (const auto& f : head.headers) {
       if (iequals(f.name, "content-type") && f.value.starts_with("application/grpc")) grpc_ = true;
@@ -451,6 +536,7 @@ void Exchange::on_upstream_head(UpstreamStream&, const UpstreamResponseHead& hea
 
 void Exchange::on_upstream_body(UpstreamStream&, const char* data, size_t len) {
   response_bytes_ += len;
+  if (counters_) counters_->response_bytes.add(len);
   owner_.on_response_data(data, len);
 }
 
@@ -468,6 +554,13 @@ void Exchange::on_upstream_done(UpstreamStream& c, std::span<const HeaderField> 
 
 void Exchange::on_upstream_error(UpstreamStream& c, UpstreamError e, std::string unsent) {
   upstream_ = nullptr;
+  if (e == UpstreamError::kConnect) {
+    flags_ |= kFlagConnectFailure;
+  } else if (e == UpstreamError::kResponseTimeout || e == UpstreamError::kBodyTimeout) {
+    flags_ |= kFlagUpstreamTimeout;
+  } else {
+    flags_ |= kFlagUpstreamReset;
+  }
   // Every failed attempt counts on its endpoint, retried or not.
   if (ep_counters_) {
     ep_counters_->failures[static_cast<size_t>(failure_kind(e))].add();
@@ -513,15 +606,29 @@ void Exchange::on_upstream_error(UpstreamStream& c, UpstreamError e, std::string
   }
   int status = 502;
   if (e == UpstreamError::kResponseTimeout || e == UpstreamError::kBodyTimeout) status = 504;
-  if (!response_started_) status_ = status;
+  if (!response_started_) {
+    status_ = status;
+    local_reply(e == UpstreamError::kConnect ? "upstream connect failed"
+                        : status == 504                ? "upstream response timeout"
+                                                       : "upstream reset before the response");
+    if (e == UpstreamError::kConnect)
+      worker_.pool().log_connect_failure(*endpoint_, service_->name, version_->name);
+  }
   count_failure(e);
   owner_.on_exchange_failed(status);
 }
 
 void Exchange::on_upstream_drained(UpstreamStream&) { owner_.on_request_drained(); }
 
-void Exchange::answered_locally(int status) {
-  if (!response_started_) status_ = status;
+void Exchange::answered_locally(int status, std::string_view why) {
+  if (response_started_) return;
+  status_ = status;
+  local_reply(why);
+}
+
+void Exchange::local_reply(std::string_view why) {
+  flags_ |= kFlagLocalReply;
+  if (started_ms_ != 0) local_reason_ = why;
 }
 
 }  // namespace weir::proxy

@@ -52,6 +52,7 @@ class ExchangeOwner {
 struct RequestDesc {
   const RequestHead* head = nullptr;
   std::string_view scheme = "http";
+  bool h2 = false;  // the client speaks HTTP/2 (for the access log's protocol)
 };
 
 class Exchange final : private UpstreamHandler {
@@ -74,8 +75,8 @@ class Exchange final : private UpstreamHandler {
   // upstream connection now, so no owner callback can follow.
   void abandon();
   // The owner answered the request itself after it was routed (a body over the limit or badly
-  // framed): the access log line shows that status rather than none.
-  void answered_locally(int status);
+  // framed): the access log line shows that status rather than none, and `why`.
+  void answered_locally(int status, std::string_view why);
 
   const routing::Service* service() const { return service_; }
   const routing::Version* version() const { return version_; }
@@ -144,7 +145,16 @@ class Exchange final : private UpstreamHandler {
   int status_ = 0;
   uint64_t response_bytes_ = 0;
   uint64_t started_ms_ = 0;
-  std::string method_, host_, target_, request_id_;
+  uint64_t started_ns_ = 0;
+  std::string method_, host_, target_, request_id_, user_agent_, trace_id_, local_reason_;
+  std::string_view protocol_;
+  int32_t route_ = -1;
+  int upstream_status_ = 0;
+  uint32_t flags_ = 0;  // AccessFlag bits
+  uint64_t request_bytes_ = 0;
+  int64_t connect_us_ = -1, response_us_ = -1;
+  // A local reply before any upstream response: the access log's LR flag and reason.
+  void local_reply(std::string_view why);
   uint32_t outstanding_id_ = routing::Picker::kNoEndpoint;
   int32_t assign_bucket_ = -1;  // >= 0: answer with a Set-Cookie for this sticky bucket
   std::string_view error_detail_;

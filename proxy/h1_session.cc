@@ -136,7 +136,7 @@ size_t H1Session::consume_head(const char* p, size_t n) {
   scan_from_ = 0;
   HeadError err = parse_request_head(std::string_view(p, scan.head_size), limits_, &req_);
   if (err.status != 0) {
-    reject(err.status, std::string_view(p, scan.head_size));
+    reject(err.status, std::string_view(p, scan.head_size), err.reason);
     return skipped + n;
   }
   // llhttp frames the body only. It reads a head that says just what weir's validation found, so
@@ -320,8 +320,8 @@ bool H1Session::begin_request() {
       for (const auto& f : req_.headers) {
         if (!id_header.empty() && iequals(f.name, id_header)) request_id = f.value;
       }
-      worker_.log_rejected(t_.info(), 413, req_.method, req_.host, req_.target, request_id,
-                           head_started_ms_);
+      worker_.log_rejected(t_.info(), 413, "body over max_request_body_bytes", false,
+                           req_.method, req_.host, req_.target, request_id, head_started_ms_);
     }
     respond_error(413);
     return false;
@@ -353,18 +353,27 @@ void H1Session::respond_error(int status, std::string_view detail) {
   t_.write(error_response(status, close_after_ || draining_, head_request_, detail, grpc_));
 }
 
-void H1Session::reject(int status, std::string_view raw) {
+void H1Session::reject(int status, std::string_view raw, std::string_view why) {
+  if (why.empty()) {
+    const llhttp_errno_t err = llhttp_get_errno(&parser_);
+    why = status == 408   ? (phase_ == Phase::kHead ? "request header timeout" : "request body timeout")
+          : status == 413 ? "body over max_request_body_bytes"
+          : status == 414 ? "request line too long"
+          : status == 431 ? "header block too large"
+          : err != HPE_OK && err != HPE_USER ? llhttp_get_error_reason(&parser_)
+          : std::string_view("malformed request");
+  }
   // Malformed or over-limit input: answer (if nothing was answered yet) and close, since the
   // framing of whatever follows cannot be trusted.
   const bool routed = ex_ != nullptr;  // its Exchange writes the access log line
   if (ex_) {
-    if (!resp_started_) ex_->answered_locally(status);
+    if (!resp_started_) ex_->answered_locally(status, why);
     worker_.retire(std::move(ex_));
   }
   if (!resp_started_ && !routed && worker_.logging()) {
     std::string_view method, target;
     readable_request_line(raw, &method, &target);
-    worker_.log_rejected(t_.info(), status, method, {}, target, {}, head_started_ms_);
+    worker_.log_rejected(t_.info(), status, why, false, method, {}, target, {}, head_started_ms_);
   }
   if (!resp_started_) {
     close_after_ = true;

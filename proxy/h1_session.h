@@ -53,7 +53,8 @@ class H1Session final : public Session, public ExchangeOwner {
   void respond_error(int status, std::string_view detail = {});
   // `raw`: the unparsed request bytes, for the access log line of a request refused before
   // routing.
-  void reject(int status, std::string_view raw = {});
+  // `why` names the check that refused the request (derived from the status when empty).
+  void reject(int status, std::string_view raw = {}, std::string_view why = {});
   void finish_if_done();
   void update_reading();
   void close_now();

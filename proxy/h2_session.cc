@@ -157,7 +157,7 @@ void H2Session::on_read(const char* data, size_t len) {
   if (closed_conn_) return;
   if (rc < 0) {
     // Bad preface, flood, a callback's verdict: nghttp2 queued a GOAWAY where it could.
-    worker_.stats().h2_abuse_closes.inc();
+    count_abuse_close();
     if (rc != NGHTTP2_ERR_BAD_CLIENT_MAGIC) {
       nghttp2_session_terminate_session(ng_, NGHTTP2_PROTOCOL_ERROR);
     }
@@ -165,6 +165,12 @@ void H2Session::on_read(const char* data, size_t len) {
     return;
   }
   send();
+}
+
+void H2Session::count_abuse_close() {
+  if (abuse_counted_) return;
+  abuse_counted_ = true;
+  worker_.stats().h2_abuse_closes.inc();
 }
 
 void H2Session::fatal() {
@@ -320,7 +326,7 @@ void H2Session::start_stream(Stream& st, bool end_stream) {
   worker_.stats().requests.inc();
   if (end_stream) st.request_ended = true;  // so a refusal below needs no RST_STREAM
   if (st.headers_too_large) {
-    log_rejected(st, 431, st.authority);
+    log_rejected(st, 431, st.authority, "header list too large");
     respond_error(st, 431);
     return;
   }
@@ -335,7 +341,7 @@ void H2Session::start_stream(Stream& st, bool end_stream) {
   }
   if (st.method == "CONNECT" || st.path.empty() || host.empty() ||
       (st.path.front() != '/' && !(st.path == "*" && st.method == "OPTIONS"))) {
-    log_rejected(st, 400, host);
+    log_rejected(st, 400, host, "no :path or host, or CONNECT");
     respond_error(st, 400);
     return;
   }
@@ -367,12 +373,12 @@ void H2Session::start_stream(Stream& st, bool end_stream) {
   }
   const uint64_t max = worker_.settings().max_request_body_bytes;
   if (max != 0 && has_length && h.content_length > max) {
-    log_rejected(st, 413, host);
+    log_rejected(st, 413, host, "body over max_request_body_bytes");
     respond_error(st, 413);
     return;
   }
   st.ex = std::make_unique<Exchange>(worker_, st, t_.info());
-  int status = st.ex->start(RequestDesc{&h, t_.info().tls ? "https" : "http"});
+  int status = st.ex->start(RequestDesc{&h, t_.info().tls ? "https" : "http", true});
   if (status != 0) {
     std::string detail(st.ex->error_detail());
     worker_.retire(std::move(st.ex));
@@ -380,10 +386,12 @@ void H2Session::start_stream(Stream& st, bool end_stream) {
   }
 }
 
-void H2Session::log_rejected(const Stream& st, int status, std::string_view host) {
+void H2Session::log_rejected(const Stream& st, int status, std::string_view host,
+                             std::string_view why) {
   if (!worker_.logging()) return;
   // The whole header block has arrived by now: the stream began this loop turn.
-  worker_.log_rejected(t_.info(), status, st.method, host, st.path, {}, worker_.now_ms());
+  worker_.log_rejected(t_.info(), status, why, true, st.method, host, st.path, {},
+                       worker_.now_ms());
 }
 
 void H2Session::respond_error(Stream& st, int status, std::string_view detail) {
@@ -430,7 +438,7 @@ int H2Session::on_data_chunk(nghttp2_session*, uint8_t, int32_t stream_id, const
   if (max != 0 && st->body_bytes > max) {
     nghttp2_session_consume(self->ng_, stream_id, len);
     st->ex->abandon();
-    st->ex->answered_locally(413);
+    st->ex->answered_locally(413, "body over max_request_body_bytes");
     self->worker_.retire(std::move(st->ex));
     if (st->response_started) {
       nghttp2_submit_rst_stream(self->ng_, NGHTTP2_FLAG_NONE, stream_id, NGHTTP2_CANCEL);
@@ -467,7 +475,7 @@ int H2Session::on_stream_close(nghttp2_session*, int32_t stream_id, uint32_t, vo
 int H2Session::on_frame_send(nghttp2_session*, const nghttp2_frame* frame, void* user) {
   auto* self = static_cast<H2Session*>(user);
   if (frame->hd.type == NGHTTP2_GOAWAY && frame->goaway.error_code != NGHTTP2_NO_ERROR) {
-    self->worker_.stats().h2_abuse_closes.inc();
+    self->count_abuse_close();
   }
   if (frame->hd.type == NGHTTP2_HEADERS && (frame->hd.flags & NGHTTP2_FLAG_END_STREAM) != 0) {
     // A bodyless response is out. A RST_STREAM submitted with it would have made nghttp2 drop

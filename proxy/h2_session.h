@@ -67,7 +67,8 @@ class H2Session final : public Session, private FlushList::Deferred {
   // `detail` (if any) says why, in the body, as H1Session does.
   void respond_error(Stream& st, int status, std::string_view detail = {});
   // The access log line of a stream refused before routing (no Exchange logs it).
-  void log_rejected(const Stream& st, int status, std::string_view host);
+  void log_rejected(const Stream& st, int status, std::string_view host, std::string_view why);
+  void count_abuse_close();
   bool control_flood();
   // Frames what is ready at the end of this loop turn (send_now from the worker's flush), so the
   // responses of many upstream events leave as one batch of frames.
@@ -87,6 +88,7 @@ class H2Session final : public Session, private FlushList::Deferred {
   int depth_ = 0;
   bool in_recv_ = false;  // inside nghttp2_session_mem_recv: send() waits for it to return
   bool closed_conn_ = false;
+  bool abuse_counted_ = false;  // a connection closed for abuse counts once (error, then GOAWAY)
   bool draining_ = false;
   uint64_t flood_window_start_ = 0;
   uint32_t control_frames_ = 0;

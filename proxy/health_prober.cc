@@ -7,6 +7,7 @@
 
 #include "health/active_check.h"
 #include "proxy/http_util.h"
+#include "proxy/log.h"
 #include "proxy/tls_io.h"
 #include "proxy/upstream_h2.h"
 #include "proxy/upstream_tls.h"
@@ -214,8 +215,8 @@ struct HealthProber::Probe {
     attempt = nullptr;
     const uint64_t now = uv_now(owner->loop_);
     if (check.record(passed, reason, now)) {
-      std::fprintf(stderr, "weir: health: %s is %s (%s)\n", label.c_str(),
-                   check.healthy() ? "up" : "down", check.why().c_str());
+      log(check.healthy() ? LogLevel::kInfo : LogLevel::kWarn, "health: %s is %s (%s)",
+          label.c_str(), check.healthy() ? "up" : "down", check.why().c_str());
       owner->on_change_(endpoint_id, check.healthy());
     }
     uv_timer_start(&timer, on_timer, check.next_probe_at(now, owner->next_random()) - now, 0);

@@ -63,6 +63,9 @@ int64_t unix_time_ms();
 
 // Appends the decimal form of `v`.
 void append_number(std::string& out, uint64_t v);
+// Appends `s` as a quoted JSON string. Request targets and log messages may hold '"', '\' and
+// obs-text bytes: control and non-ASCII bytes become \u00XX, so the line stays valid JSON.
+void append_json_string(std::string& out, std::string_view s);
 // Appends `v` in lower-case hex (chunk sizes).
 void append_hex(std::string& out, uint64_t v);
 

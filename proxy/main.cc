@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "config/config.h"
+#include "proxy/log.h"
 #include "proxy/demo.h"
 #include "proxy/port_claim.h"
 #include "proxy/preflight.h"
@@ -168,6 +169,7 @@ int main(int argc, char** argv) {
     return 1;
   }
   print_warnings(weir::config::warnings(*config));
+  weir::proxy::set_log_format(config->log.format);
   weir::proxy::Server server(std::make_shared<const weir::config::Config>(std::move(*config)));
   return server.run();
 }

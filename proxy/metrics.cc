@@ -4,7 +4,16 @@
 #include <prometheus/metric_family.h>
 #include <prometheus/text_serializer.h>
 
+#include <dirent.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstring>
+#include <fstream>
 #include <limits>
+#include <sstream>
+#include <string>
 
 #include "health/histogram.h"
 
@@ -80,6 +89,7 @@ class WeirCollector : public prometheus::Collectable {
             MetricType::Counter));
     add_version_families(out);
     add_mirror_families(out);
+    add_protocol_families(out);
     auto& upstream_conns = family("weir_upstream_connections_total",
                                   "Upstream connections used for a request, new or reused",
                                   MetricType::Counter);
@@ -142,6 +152,11 @@ class WeirCollector : public prometheus::Collectable {
       family("weir_fleet_replicas", "Replicas of the fleet this one knows of", MetricType::Gauge)
           .metric.push_back(sample(static_cast<double>(f.replicas), MetricType::Gauge, {}));
     }
+    family("weir_config_last_reload_success_timestamp_seconds",
+           "Unix time of the last configuration load that took effect (start or reload)",
+           MetricType::Gauge)
+        .metric.push_back(sample(s_.last_reload_ok_s, MetricType::Gauge));
+    add_process_families(out);
     return out;
   }
 
@@ -194,8 +209,6 @@ class WeirCollector : public prometheus::Collectable {
   void add_version_families(std::vector<MetricFamily>& out) const {
     static const char* const kClasses[6] = {"cut", "1xx", "2xx", "3xx", "4xx", "5xx"};
     static const char* const kKinds[3] = {"connect", "reset", "timeout"};
-    static constexpr double kBounds[] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
-                                         0.25,  0.5,    1,     2.5,  5,     10};
     MetricFamily requests{"weir_requests_total",
                           "Requests routed to each version, by response status class "
                           "(cut: the response broke off after its head)",
@@ -206,6 +219,14 @@ class WeirCollector : public prometheus::Collectable {
     MetricFamily duration{"weir_request_duration_seconds",
                           "Time from routing to the end of the response, per version",
                           MetricType::Histogram, {}};
+    MetricFamily head{"weir_response_head_duration_seconds",
+                      "Time from routing to the upstream's response head, per version",
+                      MetricType::Histogram, {}};
+    MetricFamily bytes_in{"weir_request_body_bytes_total",
+                          "Request body bytes sent to each version", MetricType::Counter, {}};
+    MetricFamily bytes_out{"weir_response_body_bytes_total",
+                           "Response body bytes received from each version", MetricType::Counter,
+                           {}};
     for (const VersionMetrics& v : s_.versions) {
       std::vector<ClientMetric::Label> labels = {{"service", v.service}, {"version", v.version}};
       auto with = [&](const char* name, const char* value) {
@@ -219,31 +240,99 @@ class WeirCollector : public prometheus::Collectable {
       for (int k = 0; k < 3; ++k)
         errors.metric.push_back(sample(static_cast<double>(v.failures[k]), MetricType::Counter,
                                        with("kind", kKinds[k])));
-      ClientMetric h;
-      h.label = labels;
-      double sum_us = 0;
-      std::vector<uint64_t> le(std::size(kBounds) + 1, 0);
-      for (size_t i = 0; i < v.latency.size(); ++i) {
-        if (v.latency[i] == 0) continue;
-        double us = static_cast<double>(health::Histogram::value(i));
-        sum_us += us * static_cast<double>(v.latency[i]);
-        size_t b = 0;
-        while (b < std::size(kBounds) && us > kBounds[b] * 1e6) ++b;
-        le[b] += v.latency[i];
-        h.histogram.sample_count += v.latency[i];
-      }
-      h.histogram.sample_sum = sum_us / 1e6;
-      uint64_t cumulative = 0;
-      for (size_t b = 0; b <= std::size(kBounds); ++b) {
-        cumulative += le[b];
-        double bound = b < std::size(kBounds) ? kBounds[b] : std::numeric_limits<double>::infinity();
-        h.histogram.bucket.push_back({cumulative, bound});
-      }
-      duration.metric.push_back(std::move(h));
+      duration.metric.push_back(histogram(v.latency, labels));
+      head.metric.push_back(histogram(v.head_latency, labels));
+      bytes_in.metric.push_back(
+          sample(static_cast<double>(v.request_bytes), MetricType::Counter, labels));
+      bytes_out.metric.push_back(
+          sample(static_cast<double>(v.response_bytes), MetricType::Counter, labels));
     }
     out.push_back(std::move(requests));
     out.push_back(std::move(errors));
     out.push_back(std::move(duration));
+    out.push_back(std::move(head));
+    out.push_back(std::move(bytes_in));
+    out.push_back(std::move(bytes_out));
+  }
+
+  // A Prometheus histogram of log-linear µs counts, at Histogram::kExportBoundsUs.
+  static ClientMetric histogram(const std::vector<uint64_t>& counts,
+                                const std::vector<ClientMetric::Label>& labels) {
+    using health::Histogram;
+    constexpr size_t kBounds = std::size(Histogram::kExportBoundsUs);
+    ClientMetric h;
+    h.label = labels;
+    std::vector<uint64_t> le(kBounds + 1, 0);
+    double sum_us = 0;
+    Histogram::cumulative(counts, Histogram::kExportBoundsUs, le, &sum_us);
+    for (size_t b = 0; b <= kBounds; ++b) {
+      double bound = b < kBounds ? static_cast<double>(Histogram::kExportBoundsUs[b]) / 1e6
+                                 : std::numeric_limits<double>::infinity();
+      h.histogram.bucket.push_back({le[b], bound});
+    }
+    h.histogram.sample_count = le[kBounds];
+    h.histogram.sample_sum = sum_us / 1e6;
+    return h;
+  }
+
+  // Client-side TLS and HTTP/2: handshakes, their failures, streams and abuse closes.
+  void add_protocol_families(std::vector<MetricFamily>& out) const {
+    auto total = [&](auto field) {
+      uint64_t n = 0;
+      for (const WorkerStats* w : s_.workers) n += field(*w).get();
+      return sample(static_cast<double>(n), MetricType::Counter);
+    };
+    MetricFamily handshakes{"weir_tls_handshakes_total",
+                            "TLS handshakes with clients that completed", MetricType::Counter, {}};
+    handshakes.metric.push_back(
+        total([](const WorkerStats& w) -> const Counter& { return w.tls_handshakes; }));
+    MetricFamily failures{"weir_tls_handshake_failures_total",
+                          "TLS handshakes with clients that failed, by reason (timeout, "
+                          "peer_closed, protocol, other)",
+                          MetricType::Counter, {}};
+    static const char* const kReasons[4] = {"timeout", "peer_closed", "protocol", "other"};
+    for (int r = 0; r < 4; ++r) {
+      ClientMetric m = total(
+          [r](const WorkerStats& w) -> const Counter& { return w.tls_handshake_failures[r]; });
+      m.label = {{"reason", kReasons[r]}};
+      failures.metric.push_back(std::move(m));
+    }
+    MetricFamily h2_conns{"weir_http2_connections_total", "HTTP/2 client connections",
+                          MetricType::Counter, {}};
+    h2_conns.metric.push_back(
+        total([](const WorkerStats& w) -> const Counter& { return w.h2_connections; }));
+    MetricFamily h2_streams{"weir_http2_streams_total", "HTTP/2 request streams opened by clients",
+                            MetricType::Counter, {}};
+    h2_streams.metric.push_back(
+        total([](const WorkerStats& w) -> const Counter& { return w.h2_streams; }));
+    MetricFamily abuse{"weir_http2_abuse_closes_total",
+                       "HTTP/2 client connections weir closed for a protocol error, a flood or "
+                       "rapid reset",
+                       MetricType::Counter, {}};
+    abuse.metric.push_back(
+        total([](const WorkerStats& w) -> const Counter& { return w.h2_abuse_closes; }));
+    for (MetricFamily* f : {&handshakes, &failures, &h2_conns, &h2_streams, &abuse})
+      out.push_back(std::move(*f));
+  }
+
+  void add_process_families(std::vector<MetricFamily>& out) const {
+    const ProcessMetrics p = read_process_metrics();
+    auto one = [&](const char* name, const char* help, MetricType type, double v) {
+      MetricFamily f{name, help, type, {}};
+      f.metric.push_back(sample(v, type));
+      out.push_back(std::move(f));
+    };
+    one("process_cpu_seconds_total", "Total user and system CPU time spent in seconds",
+        MetricType::Counter, p.cpu_seconds);
+    one("process_resident_memory_bytes", "Resident memory size in bytes", MetricType::Gauge,
+        p.resident_bytes);
+    one("process_virtual_memory_bytes", "Virtual memory size in bytes", MetricType::Gauge,
+        p.virtual_bytes);
+    one("process_open_fds", "Number of open file descriptors", MetricType::Gauge, p.open_fds);
+    one("process_max_fds", "Maximum number of open file descriptors", MetricType::Gauge,
+        p.max_fds);
+    one("process_start_time_seconds", "Start time of the process since the Unix epoch in seconds",
+        MetricType::Gauge, p.start_time_seconds);
   }
 
   // Shadow copies per mirror target: how each selected copy ended (a response class, a
@@ -283,6 +372,44 @@ class WeirCollector : public prometheus::Collectable {
 };
 
 }  // namespace
+
+ProcessMetrics read_process_metrics() {
+  ProcessMetrics p;
+  const double ticks = static_cast<double>(sysconf(_SC_CLK_TCK));
+  const double page = static_cast<double>(sysconf(_SC_PAGESIZE));
+  std::ifstream stat_file("/proc/self/stat");
+  std::string stat((std::istreambuf_iterator<char>(stat_file)), std::istreambuf_iterator<char>());
+  // The command name (field 2) is in parentheses and may hold spaces: count fields after ')'.
+  if (size_t paren = stat.rfind(')'); paren != std::string::npos && ticks > 0) {
+    std::istringstream in(stat.substr(paren + 2));
+    std::vector<std::string> f;  // f[0] is field 3 (state)
+    for (std::string w; in >> w;) f.push_back(w);
+    if (f.size() > 21) {
+      p.cpu_seconds = (std::stod(f[11]) + std::stod(f[12])) / ticks;  // utime + stime
+      p.virtual_bytes = std::stod(f[20]);
+      p.resident_bytes = std::stod(f[21]) * page;
+      double boot = 0;
+      std::ifstream proc_stat("/proc/stat");
+      for (std::string line; std::getline(proc_stat, line);) {
+        if (line.rfind("btime ", 0) == 0) boot = std::stod(line.substr(6));
+      }
+      p.start_time_seconds = boot + std::stod(f[19]) / ticks;
+    }
+  }
+  if (DIR* d = opendir("/proc/self/fd")) {
+    int n = 0;
+    while (dirent* e = readdir(d)) {
+      if (e->d_name[0] != '.') ++n;
+    }
+    closedir(d);
+    p.open_fds = n - 1;  // the directory stream's own descriptor
+  }
+  rlimit rl{};
+  if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY) {
+    p.max_fds = static_cast<double>(rl.rlim_cur);
+  }
+  return p;
+}
 
 std::string render_metrics(const MetricsSource& source) {
   WeirCollector collector(source);

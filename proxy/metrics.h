@@ -20,7 +20,21 @@ struct VersionMetrics {
   uint64_t responses[6] = {};       // by status class; [0]: cut after the response head
   uint64_t failures[3] = {};        // upstream connect, reset, timeout
   std::vector<uint64_t> latency;    // health::Histogram buckets of µs to the response's end
+  std::vector<uint64_t> head_latency;  // the same to the response head
+  uint64_t request_bytes = 0;   // request body bytes sent to the version
+  uint64_t response_bytes = 0;  // response body bytes received from it
 };
+
+// The process itself, from /proc (Prometheus' process_* conventions). Zeros when unreadable.
+struct ProcessMetrics {
+  double cpu_seconds = 0;
+  double resident_bytes = 0;
+  double virtual_bytes = 0;
+  double open_fds = 0;
+  double max_fds = 0;
+  double start_time_seconds = 0;  // since the Unix epoch
+};
+ProcessMetrics read_process_metrics();
 
 // A service's mirror target and the shadow traffic it got ([service.mirror]).
 struct MirrorMetrics {
@@ -55,6 +69,7 @@ struct MetricsSource {
   std::vector<GuardMetrics> guards = {};
   std::vector<MirrorMetrics> mirrors = {};  // defaulted: initializers may stop before it
   ControlStore::FleetFigures fleet = {};     // present only in fleet mode
+  double last_reload_ok_s = 0;  // Unix time of the last configuration load that took (the start)
 };
 
 // The states weir_guard_state is one-hot over.

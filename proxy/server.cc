@@ -15,6 +15,7 @@
 
 #include "proxy/file_store.h"
 #include "proxy/fleet_store.h"
+#include "proxy/log.h"
 #include "proxy/metrics.h"
 #include "proxy/port_claim.h"
 
@@ -482,19 +483,25 @@ std::string Server::metrics_text() {
   source.reloads_ok = reloads_ok_;
   source.reloads_failed = reloads_failed_;
   source.fleet = store_->figures();
+  source.last_reload_ok_s = static_cast<double>(last_reload_ok_ms_) / 1000.0;
   for (const auto& svc : snap_->services) {
     for (const auto& v : svc.versions) {
       VersionMetrics& m = source.versions.emplace_back();
       m.service = svc.name;
       m.version = v.name;
       m.latency.assign(health::Histogram::kBuckets, 0);
+      m.head_latency.assign(health::Histogram::kBuckets, 0);
       for (const auto& w : workers_) {
         const health::VersionCounters* c = w->stats().versions.find(v.stats_id);
         if (!c) continue;
         for (size_t i = 0; i < 6; ++i) m.responses[i] += c->responses[i].get();
         for (size_t i = 0; i < 3; ++i) m.failures[i] += c->failures[i].get();
-        for (size_t i = 0; i < health::Histogram::kBuckets; ++i)
+        for (size_t i = 0; i < health::Histogram::kBuckets; ++i) {
           m.latency[i] += c->total_latency[i].get();
+          m.head_latency[i] += c->headers_latency[i].get();
+        }
+        m.request_bytes += c->request_bytes.get();
+        m.response_bytes += c->response_bytes.get();
       }
     }
   }
@@ -694,6 +701,8 @@ ReloadOutcome Server::reload(const std::string& actor) {
   if (admin_) admin_->set_tls(tls->admin);  // [admin.tls] applies to new admin connections
   publish(std::move(snap), std::move(open));
   ++reloads_ok_;
+  last_reload_ok_ms_ = unix_time_ms();
+  set_log_format(config_->log.format);
   out.ok = true;
   out.generation = generation_;
   for (const auto& name : out.reset_services)

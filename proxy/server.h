@@ -23,6 +23,7 @@
 #include "proxy/control_store.h"
 #include "proxy/guard_runner.h"
 #include "proxy/health_prober.h"
+#include "proxy/http_util.h"
 #include "proxy/rollout_driver.h"
 #include "proxy/runtime_state.h"
 #include "proxy/tls_context.h"
@@ -96,6 +97,7 @@ class Server final : public AdminHost {
   std::unique_ptr<AdminServer> admin_;
   config::HostPort admin_bound_;  // the admin listener's address once bound (port 0 resolved)
   uint64_t reloads_ok_ = 0, reloads_failed_ = 0;
+  int64_t last_reload_ok_ms_ = unix_time_ms();  // the start counts as the first load
   routing::EndpointRegistry registry_;
   uint64_t generation_ = 0;
   unsigned worker_count_ = 1;

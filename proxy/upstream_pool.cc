@@ -4,6 +4,7 @@
 #include <cstdio>
 
 #include "proxy/exchange.h"
+#include "proxy/log.h"
 #include "proxy/upstream_h2.h"
 #include "proxy/upstream_tls.h"
 #include "proxy/worker.h"
@@ -70,6 +71,7 @@ int UpstreamConn::connect(const sockaddr* addr) {
   out_.hold();
   uv_tcp_nodelay(&tcp_, 1);
   connect_req_.data = this;
+  connect_start_ns_ = uv_hrtime();
   int rc = uv_tcp_connect(&connect_req_, &tcp_, addr, on_connect);
   if (rc < 0) return rc;
   deadline_.set(worker_.settings().connect_timeout_ms);
@@ -217,6 +219,7 @@ void UpstreamConn::on_connect(uv_connect_t* req, int status) {
 
 void UpstreamConn::ready() {
   connected_ = true;
+  connect_us_ = static_cast<int64_t>((uv_hrtime() - connect_start_ns_) / 1000);
   state_ = State::kBusy;
   deadline_.clear();
   if (request_done_) deadline_.set(worker_.settings().upstream_response_timeout_ms);
@@ -505,6 +508,7 @@ void UpstreamConn::make_idle() {
   state_ = State::kIdle;
   handler_ = nullptr;
   reused_ = true;
+  connect_us_ = -1;
   resume_reading();
   deadline_.set(worker_.settings().upstream_idle_timeout_ms);
 }
@@ -575,11 +579,35 @@ void UpstreamPool::log_tls_failure(const std::string& what) {
   }
   tls_log_ms_ = std::max<uint64_t>(now, 1);
   if (tls_log_suppressed_ > 0) {
-    std::fprintf(stderr, "weir: %s (and %llu more TLS failures in the last second)\n",
-                 what.c_str(), static_cast<unsigned long long>(tls_log_suppressed_));
+    log(LogLevel::kWarn, "%s (and %llu more TLS failures in the last second)", what.c_str(),
+        static_cast<unsigned long long>(tls_log_suppressed_));
     tls_log_suppressed_ = 0;
   } else {
-    std::fprintf(stderr, "weir: %s\n", what.c_str());
+    log(LogLevel::kWarn, "%s", what.c_str());
+  }
+}
+
+void UpstreamPool::log_connect_failure(const routing::Endpoint& ep, std::string_view service,
+                                       std::string_view version) {
+  if (ep.id >= connect_log_.size()) connect_log_.resize(ep.id + 1);
+  LogGate& g = connect_log_[ep.id];
+  const uint64_t now = worker_.now_ms();
+  if (g.last_ms != 0 && now - g.last_ms < 1000) {
+    ++g.suppressed;
+    return;
+  }
+  g.last_ms = std::max<uint64_t>(now, 1);
+  const int sn = static_cast<int>(service.size()), vn = static_cast<int>(version.size());
+  if (g.suppressed > 0) {
+    log(LogLevel::kWarn,
+        "upstream %s (service %.*s version %.*s): connect failed, answered 502 (and %llu more "
+        "in the last second)",
+        ep.address.c_str(), sn, service.data(), vn, version.data(),
+        static_cast<unsigned long long>(g.suppressed));
+    g.suppressed = 0;
+  } else {
+    log(LogLevel::kWarn, "upstream %s (service %.*s version %.*s): connect failed, answered 502",
+        ep.address.c_str(), sn, service.data(), vn, version.data());
   }
 }
 

@@ -83,6 +83,9 @@ class UpstreamStream {
   virtual void close() = 0;
   // The response is done: pooled (a connection) when `reusable`, else closed.
   virtual void release(bool reusable) = 0;
+  // µs the connection took to connect (TCP and TLS) when it was opened for this request; -1
+  // when it was reused or is shared (an HTTP/2 stream).
+  virtual int64_t connect_us() const { return -1; }
 
  protected:
   ~UpstreamStream() = default;
@@ -99,6 +102,7 @@ class UpstreamConn final : public UpstreamStream, private OutQueue::Listener {
   bool resumed() const;
   bool connected() const { return connected_; }
   uint64_t bytes_sent() const { return out_.bytes_written(); }
+  int64_t connect_us() const override { return connect_us_; }
 
   void attach(UpstreamHandler* h, bool head_request);
   void write(std::string_view data) override;
@@ -176,6 +180,8 @@ class UpstreamConn final : public UpstreamStream, private OutQueue::Listener {
   bool broken_ = false;      // an SSL_write failed: fails at the next loop turn
   bool connected_ = false;
   bool reused_ = false;
+  uint64_t connect_start_ns_ = 0;
+  int64_t connect_us_ = -1;  // set when ready; -1 again once pooled
   bool reading_ = false;
   bool head_request_ = false;
   bool request_done_ = false;
@@ -217,6 +223,10 @@ class UpstreamPool {
   void close_all();
   // Draining: closes idle connections to every endpoint id not marked in `live`.
   void close_idle_except(const std::vector<bool>& live);
+  // An upstream connect failure that became a 502: one line per endpoint per second per worker
+  // (the rest are counted into the next line).
+  void log_connect_failure(const routing::Endpoint& ep, std::string_view service,
+                           std::string_view version);
   size_t idle_count() const;
 
  private:
@@ -246,6 +256,11 @@ class UpstreamPool {
   std::vector<uint32_t> h2_limits_;               // last SETTINGS limit seen, by endpoint id
   uint64_t tls_log_ms_ = 0;
   uint64_t tls_log_suppressed_ = 0;
+  struct LogGate {
+    uint64_t last_ms = 0;
+    uint64_t suppressed = 0;
+  };
+  std::vector<LogGate> connect_log_;  // by endpoint id
 };
 
 }  // namespace weir::proxy

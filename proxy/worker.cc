@@ -10,6 +10,7 @@
 
 #include "proxy/client_conn.h"
 #include "proxy/exchange.h"
+#include "proxy/log.h"
 
 namespace weir::proxy {
 
@@ -87,7 +88,7 @@ void Worker::listen_on(std::string name, int fd) {
   uv_tcp_open(tcp.get(), fd);
   int rc = uv_listen(reinterpret_cast<uv_stream_t*>(tcp.get()), 1024, on_connection);
   if (rc < 0) {
-    std::fprintf(stderr, "weir: worker %u: listen: %s\n", index_, uv_strerror(rc));
+    log(LogLevel::kError, "worker %u: listen: %s", index_, uv_strerror(rc));
   }
   listeners_.push_back(std::move(tcp));
   listener_names_.push_back(std::move(name));
@@ -98,6 +99,7 @@ void Worker::join() {
 }
 
 void Worker::run() {
+  set_log_worker(static_cast<int>(index_));
   uv_run(&loop_, UV_RUN_DEFAULT);
   uv_loop_close(&loop_);
 }
@@ -314,15 +316,21 @@ void Worker::finish() {
 }
 
 void Worker::log_access(const AccessRecord& r) {
-  append_access_line(access_buf_, r);
+  const config::LogSettings& ls = snap_->config->log;
+  append_access_line(access_buf_, r, ls.access_fields, ls.access_format);
   if (access_buf_.size() >= AccessLog::kFlushBytes) flush_access_log();
 }
 
-void Worker::log_rejected(const ConnInfo& conn, int status, std::string_view method,
-                          std::string_view host, std::string_view path,
+void Worker::log_rejected(const ConnInfo& conn, int status, std::string_view why, bool h2,
+                          std::string_view method, std::string_view host, std::string_view path,
                           std::string_view request_id, uint64_t started_ms) {
   if (!access_log_) return;
   AccessRecord r;
+  r.flags = kFlagLocalReply;
+  r.local_reason = why;
+  r.protocol = h2 ? "HTTP/2" : "HTTP/1.1";
+  if (conn.listener < snap_->config->listeners.size())
+    r.listener = snap_->config->listeners[conn.listener].name;
   r.client = conn.peer_ip;
   r.method = method;
   r.host = host;
@@ -330,7 +338,7 @@ void Worker::log_rejected(const ConnInfo& conn, int status, std::string_view met
   r.request_id = request_id;
   r.status = status;
   const uint64_t now = now_ms();
-  r.duration_ms = started_ms != 0 && started_ms <= now ? now - started_ms : 0;
+  r.duration_us = started_ms != 0 && started_ms <= now ? (now - started_ms) * 1000 : 0;
   log_access(r);
 }
 

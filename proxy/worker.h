@@ -91,9 +91,10 @@ class Worker {
   // A request weir answered itself before routing (400, 408, 413, 414, 431): no Exchange exists
   // to log it, so the session does through this. `started_ms` is when its first byte came
   // (this loop's clock); method, host and path are whatever could be read ("" otherwise).
-  void log_rejected(const ConnInfo& conn, int status, std::string_view method,
-                    std::string_view host, std::string_view path, std::string_view request_id,
-                    uint64_t started_ms);
+  // `why` names the check that refused it; `h2` is the client's protocol.
+  void log_rejected(const ConnInfo& conn, int status, std::string_view why, bool h2,
+                    std::string_view method, std::string_view host, std::string_view path,
+                    std::string_view request_id, uint64_t started_ms);
 
   void add_conn(ClientConn* c);
   void remove_conn(ClientConn* c);

@@ -11,7 +11,7 @@ RouteTable::RouteTable(std::vector<Entry> entries) {
     // Requests match in normal form (routing/normalize.h), so prefixes are brought to it too.
     std::string normal;
     Normalized n = normalize_target(e.path_prefix, normal);
-    Prefix p{n.ok() ? std::string(n.value) : e.path_prefix, e.service};
+    Prefix p{n.ok() ? std::string(n.value) : e.path_prefix, e.service, e.route};
     if (e.host.size() > 1 && e.host.back() == '.') e.host.pop_back();  // as requests' hosts
     if (e.host == "*") {
       any_.push_back(std::move(p));
@@ -36,14 +36,25 @@ RouteTable::RouteTable(std::vector<Entry> entries) {
                    [](const auto& a, const auto& b) { return a.first.size() > b.first.size(); });
 }
 
-std::optional<uint32_t> RouteTable::match_path(const PrefixList& list, std::string_view path) {
+const RouteTable::Prefix* RouteTable::match_path(const PrefixList& list, std::string_view path) {
   for (const auto& p : list) {
-    if (path.substr(0, p.prefix.size()) == p.prefix) return p.service;
+    if (path.substr(0, p.prefix.size()) == p.prefix) return &p;
   }
-  return std::nullopt;
+  return nullptr;
 }
 
-std::optional<uint32_t> RouteTable::match(std::string_view raw_host, std::string_view path) const {
+std::optional<uint32_t> RouteTable::match(std::string_view host, std::string_view path) const {
+  const Prefix* p = find(host, path);
+  return p ? std::optional<uint32_t>(p->service) : std::nullopt;
+}
+
+std::optional<RouteTable::Match> RouteTable::match_route(std::string_view host,
+                                                         std::string_view path) const {
+  const Prefix* p = find(host, path);
+  return p ? std::optional<Match>(Match{p->service, p->route}) : std::nullopt;
+}
+
+const RouteTable::Prefix* RouteTable::find(std::string_view raw_host, std::string_view path) const {
   // The common single-site table has only "*": skip host normalization entirely.
   if (exact_.empty() && wildcards_.empty()) return match_path(any_, path);
   std::string host = normalize_host(raw_host);

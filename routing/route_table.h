@@ -17,6 +17,11 @@ class RouteTable {
     std::string host;         // "*", "*.example.com" or exact; lower-case
     std::string path_prefix;  // starts with '/'
     uint32_t service = 0;
+    uint32_t route = 0;  // index in the config's routes, for the access log
+  };
+  struct Match {
+    uint32_t service;
+    uint32_t route;
   };
 
   RouteTable() = default;
@@ -26,15 +31,19 @@ class RouteTable {
   // path in normal form (routing/normalize.h).
   // Returns the service index, or nullopt for "no route" (404).
   std::optional<uint32_t> match(std::string_view host, std::string_view path) const;
+  // The same, with the route that matched.
+  std::optional<Match> match_route(std::string_view host, std::string_view path) const;
 
  private:
   struct Prefix {
     std::string prefix;
     uint32_t service;
+    uint32_t route;
   };
   using PrefixList = std::vector<Prefix>;  // longest prefix first
 
-  static std::optional<uint32_t> match_path(const PrefixList& list, std::string_view path);
+  static const Prefix* match_path(const PrefixList& list, std::string_view path);
+  const Prefix* find(std::string_view host, std::string_view path) const;
 
   std::unordered_map<std::string, PrefixList> exact_;
   std::vector<std::pair<std::string, PrefixList>> wildcards_;  // suffix ".example.com", longest first

@@ -88,11 +88,12 @@ std::shared_ptr<const Snapshot> build_snapshot(std::shared_ptr<const config::Con
   }
   for (const auto& listener : config->listeners) {
     std::vector<RouteTable::Entry> entries;
-    for (const auto& r : config->routes) {
+    for (uint32_t ri = 0; ri < config->routes.size(); ++ri) {
+      const auto& r = config->routes[ri];
       if (r.listener != listener.name) continue;
       auto it = service_index.find(r.service);
       if (it == service_index.end()) continue;  // config validation already refused this
-      entries.push_back({r.host, r.path_prefix, it->second});
+      entries.push_back({r.host, r.path_prefix, it->second, ri});
     }
     snap->listeners.emplace_back(std::move(entries));
   }

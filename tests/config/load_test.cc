@@ -1330,5 +1330,33 @@ TEST_CASE("config: summary lists listeners, routes, services, weights and guards
         "  rollout: b through [10, 100]%, 60 s a step\n");
 }
 
+TEST_CASE("config: [log] formats and access fields") {
+  Config d = expect_valid(std::string(kListener));
+  CHECK(d.log.format == LogSettings::Format::kText);
+  CHECK(d.log.access_format == LogSettings::Format::kJson);
+  CHECK(d.log.access_fields.size() == std::size(kAccessFieldNames));
+  Config c = expect_valid(with_listener(
+      "[log]\nformat = \"json\"\naccess_format = \"text\"\n"
+      "access_fields = [\"status\", \"flags\", \"trace_id\"]\n"));
+  CHECK(c.log.format == LogSettings::Format::kJson);
+  CHECK(c.log.access_format == LogSettings::Format::kText);
+  CHECK(c.log.access_fields ==
+        std::vector<AccessField>{AccessField::kStatus, AccessField::kFlags, AccessField::kTraceId});
+}
+
+TEST_CASE("config: [log] errors") {
+  expect_error(with_listener("[log]\nformat = \"xml\"\n"), "5:10", "log.format",
+               "'xml' is not a log format; use \"text\" or \"json\"");
+  expect_error(with_listener("[log]\naccess_fields = [\"status\", \"flgas\"]\n"), "5:28",
+               "log.access_fields[1]", "'flgas' is not an access log field; did you mean 'flags'?");
+  expect_error(with_listener("[log]\naccess_fields = [\"status\", \"status\"]\n"), "5:28",
+               "log.access_fields[1]", "'status' is listed twice; keep one");
+  expect_error(with_listener("[log]\naccess_fields = []\n"), "5:17", "log.access_fields",
+               "lists no field; name at least one (e.g. \"status\") or remove the key for the "
+               "default set");
+  expect_error(with_listener("[log]\nlevel = \"debug\"\n"), "5:1", "log.level",
+               "unknown key 'level'");
+}
+
 }  // namespace
 }  // namespace weir::config

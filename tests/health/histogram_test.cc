@@ -203,3 +203,38 @@ TEST_CASE("health/histogram: p50/p90/p99 of random data within 2% of the exact p
 }
 
 }  // namespace weir::health
+
+namespace weir::health {
+namespace {
+
+TEST_CASE("health/histogram: export bounds start at 50 us and ascend to 60 s") {
+  const auto& b = Histogram::kExportBoundsUs;
+  CHECK(b[0] == 50);
+  CHECK(b[std::size(b) - 1] == 60'000'000);
+  for (size_t i = 1; i < std::size(b); ++i) {
+    CHECK(b[i] > b[i - 1]);
+    CHECK(static_cast<double>(b[i]) / static_cast<double>(b[i - 1]) <= 3.0);
+  }
+}
+
+TEST_CASE("health/histogram: cumulative export puts each sample where percentile() reports it") {
+  std::vector<uint64_t> counts(Histogram::kBuckets, 0);
+  counts[Histogram::index(40)] = 2;      // 40 us: under the first bound
+  counts[Histogram::index(53)] = 5;      // 53 us: a fast service's p50
+  counts[Histogram::index(980)] = 1;     // just under 1 ms
+  counts[Histogram::index(90'000'000)] = 1;  // beyond the last bound
+  const uint64_t bounds[] = {50, 100, 1000, 60'000'000};
+  std::vector<uint64_t> out(std::size(bounds) + 1);
+  double sum = 0;
+  Histogram::cumulative(counts, bounds, out, &sum);
+  CHECK(out == std::vector<uint64_t>{2, 7, 8, 8, 9});
+  CHECK(sum == doctest::Approx(2 * 40 + 5 * 53 + Histogram::value(Histogram::index(980)) +
+                               Histogram::value(Histogram::index(90'000'000))));
+  // The guard's p50 (53 us) lies in (50, 100]: the bucket a PromQL quantile interpolates in.
+  const uint64_t p50 = Histogram::percentile(counts, 0.5);
+  CHECK(p50 > 50);
+  CHECK(p50 <= 100);
+}
+
+}  // namespace
+}  // namespace weir::health

@@ -68,7 +68,8 @@ class Proc:
             raise AssertionError(f"binary not found or not executable: {argv[0]} "
                                  "(set WEIR_BIN / WEIR_BACKEND_BIN)")
         self.argv = argv
-        self.lines = []  # (stream, line) in arrival order
+        self.lines = []  # (stream, line) in arrival order, as normalize() made them
+        self.raw_lines = []  # (stream, line) exactly as written
         self._cond = threading.Condition()
         self._open_streams = 2
         self.popen = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
@@ -84,14 +85,20 @@ class Proc:
     def _pump(self, name, stream):
         try:
             for raw in iter(stream.readline, b""):
+                line = raw.decode("utf-8", "replace").rstrip("\r\n")
                 with self._cond:
-                    self.lines.append((name, raw.decode("utf-8", "replace").rstrip("\r\n")))
+                    self.raw_lines.append((name, line))
+                    self.lines.append((name, self.normalize(name, line)))
                     self._cond.notify_all()
         finally:
             stream.close()
             with self._cond:
                 self._open_streams -= 1
                 self._cond.notify_all()
+
+    def normalize(self, stream, line):
+        """The line tests match against; subclasses strip log decoration."""
+        return line
 
     def output(self, stream=None):
         with self._cond:
@@ -206,6 +213,22 @@ class Weir(Proc):
 
     LISTENER_RE = r"^weir: listener (\S+) listening on ([\d.]+):(\d+)$"
     ADMIN_RE = r"^weir: admin listening on ([\d.]+):(\d+)$"
+
+    # The error log's text prefix: time stamp, level, thread (proxy/log.h).
+    LOG_PREFIX_RE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z (?:debug|info|warn|error) "
+                               r"(?:main|worker=\d+) (?=weir: )")
+
+    def normalize(self, stream, line):
+        """stderr lines read as "weir: message" whatever the log format: the text prefix is
+        cut and a JSON line's msg is taken (raw_lines keeps them as written)."""
+        if stream != "stderr":
+            return line
+        if line.startswith('{"time":'):
+            try:
+                return "weir: " + json.loads(line)["msg"]
+            except (ValueError, KeyError, TypeError):
+                return line
+        return self.LOG_PREFIX_RE.sub("", line, count=1)
 
     def __init__(self, cleanups, args):
         super().__init__([WEIR_BIN, *args], cleanups)
@@ -407,9 +430,10 @@ def single_service_config(*endpoints, proxy=None):
     return render_config([service("svc", version("v1", 100, *endpoints))], proxy=proxy)
 
 
-def render_config(services, routes=None, proxy=None, listeners=("public",), admin=None):
+def render_config(services, routes=None, proxy=None, listeners=("public",), admin=None,
+                  log=None):
     """TOML text for weir. proxy: overrides for [proxy] (workers defaults to 2). admin: the
-    [admin] table (see admin_settings), none when None.
+    [admin] table (see admin_settings), none when None. log: the [log] table, none when None.
     listeners: names, or dicts with name, optional protocols, tls ([(cert, key)...]) and
     tls_settings (other [listener.tls] keys).
     routes default to one catch-all route on "public" to the first service."""
@@ -417,6 +441,8 @@ def render_config(services, routes=None, proxy=None, listeners=("public",), admi
     out = ["[proxy]"] + [f"{k} = {_toml_value(v)}" for k, v in settings.items()]
     if admin is not None:
         out += ["", "[admin]"] + [f"{k} = {_toml_value(v)}" for k, v in admin.items()]
+    if log is not None:
+        out += ["", "[log]"] + [f"{k} = {_toml_value(v)}" for k, v in log.items()]
     for lst in listeners:
         lst = {"name": lst} if isinstance(lst, str) else lst
         out += ["", "[[listener]]", f"name = {_toml_value(lst['name'])}",

@@ -53,7 +53,8 @@ TEST_CASE("metrics: counters are summed over workers and weights are the effecti
   has("weir_upstream_errors_total{service=\"shop\",version=\"green\",kind=\"reset\"} 2");
   has("# TYPE weir_request_duration_seconds histogram");
   has("weir_request_duration_seconds_bucket{service=\"shop\",version=\"green\",le=\"0.001\"} 3");
-  has("weir_request_duration_seconds_bucket{service=\"shop\",version=\"green\",le=\"0.025\"} 3");
+  has("weir_request_duration_seconds_bucket{service=\"shop\",version=\"green\",le=\"0.03\"} 3");
+  has("weir_request_duration_seconds_bucket{service=\"shop\",version=\"green\",le=\"0.00075\"} 0");
   has("weir_request_duration_seconds_bucket{service=\"shop\",version=\"green\",le=\"0.05\"} 5");
   has("weir_request_duration_seconds_bucket{service=\"shop\",version=\"green\",le=\"10\"} 5");
   has("weir_request_duration_seconds_bucket{service=\"shop\",version=\"green\",le=\"+Inf\"} 6");
