@@ -29,7 +29,7 @@ fuzz_one() {
   local t=$1 seeds="$here/tests/fuzz/corpus/$1" out="$work/$1"
   mkdir -p "$out/corpus" "$out/artifacts"
   # -timeout: one input taking 10 s is a hang; -rss_limit_mb: 2 GiB is an OOM.
-  if "$build_dir/fuzz_$t" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 \
+  if "$build_dir/tests/fuzz/fuzz_$t" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 \
     -max_len=16384 -print_final_stats=1 -artifact_prefix="$out/artifacts/" \
     "$out/corpus" "$seeds" >"$out/log" 2>&1; then
     echo "fuzz: $t: $(grep -o 'stat::number_of_executed_units: *[0-9]*' "$out/log" | grep -o '[0-9]*$') runs in ${seconds} s, no finding"
