@@ -140,7 +140,7 @@ std::string merge_weights(const config::Service& svc, const std::map<std::string
   std::map<std::string, uint32_t> next = current;
   for (const auto& [name, w] : weights) {
     bool known = std::any_of(svc.versions.begin(), svc.versions.end(),
-                             [&](const config::Version& v) { return v.name == name; });
+                             [&n = name](const config::Version& v) { return v.name == n; });
     if (!known) {
       std::string names;
       for (const auto& v : svc.versions) names += (names.empty() ? "" : ", ") + v.name;
