@@ -32,7 +32,9 @@ fuzz_one() {
   if "$build_dir/tests/fuzz/fuzz_$t" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 \
     -max_len=16384 -print_final_stats=1 -artifact_prefix="$out/artifacts/" \
     "$out/corpus" "$seeds" >"$out/log" 2>&1; then
-    echo "fuzz: $t: $(grep -o 'stat::number_of_executed_units: *[0-9]*' "$out/log" | grep -o '[0-9]*$') runs in ${seconds} s, no finding"
+    local runs
+    runs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$out/log" | grep -o '[0-9]*$')
+    echo "fuzz: $t: $runs runs in ${seconds} s, no finding"
     return 0
   fi
   echo "fuzz: $t: FINDING" >&2

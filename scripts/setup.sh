@@ -14,7 +14,11 @@ while [ $# -gt 0 ]; do
   case "$1" in
     --no-build) build=0; shift ;;
     --deps) deps_only=1; shift ;;
-    -*) echo "setup: unknown option $1 (usage: scripts/setup.sh [--deps] [--no-build] [BUILD_DIR])" >&2; exit 2 ;;
+    -*)
+      echo "setup: unknown option $1" \
+        "(usage: scripts/setup.sh [--deps] [--no-build] [BUILD_DIR])" >&2
+      exit 2
+      ;;
     *) break ;;
   esac
 done
@@ -29,7 +33,8 @@ build_packages=(
 # Tests, CI checks and the bench.
 test_packages=(
   doctest-dev
-  curl nghttp2-client wrk nginx-light haproxy python3 procps docker-compose yamllint openssl python3-h2 python3-prometheus-client
+  curl nghttp2-client wrk nginx-light haproxy python3 procps docker-compose yamllint openssl
+  python3-h2 python3-prometheus-client
   gnuplot-nox  # bench/run.sh's chart
   chromium     # headless, for tests/integration/test_dashboard.py
   etcd-server etcd-client  # fleet mode: tests start a real 3-member cluster
@@ -50,18 +55,22 @@ if [ ${#missing[@]} -gt 0 ]; then
   [ "$(id -u)" -eq 0 ] || sudo_cmd=(sudo)
   echo "setup: installing ${missing[*]}"
   "${sudo_cmd[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -q
-  "${sudo_cmd[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
+  "${sudo_cmd[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
+    --no-install-recommends "${missing[@]}"
   # The nginx package starts a system nginx on port 80; weir's bench runs its own instances.
-  if command -v systemctl >/dev/null 2>&1; then "${sudo_cmd[@]}" systemctl disable --now nginx haproxy >/dev/null 2>&1 || true; fi
+  if command -v systemctl >/dev/null 2>&1; then
+    "${sudo_cmd[@]}" systemctl disable --now nginx haproxy >/dev/null 2>&1 || true
+  fi
 fi
 
 [ "$build" -eq 1 ] || exit 0
+configure=(cmake -S "$here" -B "$build_dir" -G Ninja
+  -DCMAKE_BUILD_TYPE="${WEIR_BUILD_TYPE:-RelWithDebInfo}")
 if [ "$deps_only" -eq 1 ]; then
-  cmake -S "$here" -B "$build_dir" -G Ninja -DCMAKE_BUILD_TYPE="${WEIR_BUILD_TYPE:-RelWithDebInfo}" \
-    -DWEIR_TESTS=OFF ${WEIR_CMAKE_ARGS:-}
+  "${configure[@]}" -DWEIR_TESTS=OFF ${WEIR_CMAKE_ARGS:-}
   cmake --build "$build_dir" -j"$(nproc)" --target weir weirctl weir-backend
 else
-  cmake -S "$here" -B "$build_dir" -G Ninja -DCMAKE_BUILD_TYPE="${WEIR_BUILD_TYPE:-RelWithDebInfo}" ${WEIR_CMAKE_ARGS:-}
+  "${configure[@]}" ${WEIR_CMAKE_ARGS:-}
   cmake --build "$build_dir" -j"$(nproc)"
 fi
 echo "setup: built $build_dir/weir"

@@ -20,7 +20,8 @@ logs=$(mktemp -d /tmp/weir-tsan.XXXX)
 trap 'rm -rf "$logs"' EXIT
 # halt_on_error: the first report ends the process (its test fails too); log_path: reports go to
 # files this script checks, so none can hide in a test's captured stderr.
-export TSAN_OPTIONS="halt_on_error=1 exitcode=66 second_deadlock_stack=1 history_size=4 log_path=$logs/tsan"
+TSAN_OPTIONS="halt_on_error=1 exitcode=66 second_deadlock_stack=1 history_size=4"
+export TSAN_OPTIONS="$TSAN_OPTIONS log_path=$logs/tsan"
 
 reports() {
   if compgen -G "$logs/tsan*" >/dev/null; then

@@ -1,6 +1,6 @@
-// Chunked request bodies as weir decodes them: strict llhttp (LLHTTP_STRICT_MODE, the build's
-// setting) after a validated head, with H1Session's callbacks' shape (body bytes, trailer
-// fields, a pause at the end of the message).
+// Chunked request bodies as weir decodes them (proxy/h1_session.cc's composition): strict llhttp
+// (LLHTTP_STRICT_MODE, the build's setting) for the chunks, weir's trailer scanner and checker
+// (proxy/h1_framing.cc) for the trailer section.
 // Input: [split a][split b] then the bytes after the head of a `Transfer-Encoding: chunked`
 // request.
 // - Split feed: reads cut anywhere give the same body, the same end of message and the same
@@ -19,14 +19,12 @@
 
 namespace {
 
-constexpr std::string_view kHead =
-    "POST /upload HTTP/1.1\r\nHost: fuzz\r\nTransfer-Encoding: chunked\r\n\r\n";
+using weir::proxy::HeadScan;
 
 struct Outcome {
   enum class State { kNeedMore, kComplete, kError } state = State::kNeedMore;
   size_t end = 0;  // kComplete: bytes of the body part, up to and including the last CRLF
   std::string body;
-  std::string trailers;  // name ":" value "\n" per field
   bool operator==(const Outcome& o) const {
     return state == o.state && (state != State::kComplete || (end == o.end && body == o.body));
   }
@@ -130,50 +128,97 @@ Outcome reference(std::string_view s) {
   return out;
 }
 
-// ---- weir's decoder: strict llhttp --------------------------------------------------------------
+// ---- weir's decoder, composed as H1Session composes it -----------------------------------------
+// llhttp (strict) frames the chunks after a head holding only the validated framing; at the last
+// chunk it pauses and weir's own scanner and checker (proxy/h1_framing) take the trailer section,
+// then llhttp reads that section and ends the message.
+
+enum class Phase { kBody, kTrailers, kDone };
 
 struct Run {
   Outcome out;
-  bool in_body = false;
+  Phase phase = Phase::kBody;
 };
 
-int on_headers_complete(llhttp_t* p) {
-  static_cast<Run*>(p->data)->in_body = true;
-  return 0;
-}
 int on_body(llhttp_t* p, const char* at, size_t len) {
   static_cast<Run*>(p->data)->out.body.append(at, len);
   return 0;
 }
-int on_message_complete(llhttp_t*) { return HPE_PAUSED; }
+int on_chunk_header(llhttp_t* p) {
+  if (p->content_length != 0) return 0;
+  static_cast<Run*>(p->data)->phase = Phase::kTrailers;
+  return HPE_PAUSED;
+}
+int on_message_complete(llhttp_t* p) {
+  static_cast<Run*>(p->data)->phase = Phase::kDone;
+  return HPE_PAUSED;
+}
+
+// Bytes of `buf` llhttp took; -1 on an error.
+long execute(llhttp_t* parser, const char* buf, size_t n) {
+  llhttp_errno_t rc = llhttp_execute(parser, buf, n);
+  if (rc == HPE_OK) return static_cast<long>(n);
+  if (rc != HPE_PAUSED) return -1;
+  llhttp_resume(parser);
+  return static_cast<long>(llhttp_get_error_pos(parser) - buf);
+}
 
 Outcome decode(std::string_view body, const size_t* cuts, size_t ncuts) {
   llhttp_settings_t settings;
   llhttp_settings_init(&settings);
-  settings.on_headers_complete = on_headers_complete;
   settings.on_body = on_body;
+  settings.on_chunk_header = on_chunk_header;
   settings.on_message_complete = on_message_complete;
   llhttp_t parser;
   llhttp_init(&parser, HTTP_REQUEST, &settings);
   Run run;
   parser.data = &run;
-  llhttp_errno_t rc = llhttp_execute(&parser, kHead.data(), kHead.size());
-  WEIR_FUZZ_CHECK(rc == HPE_OK && run.in_body, "llhttp refused the fixed chunked head");
-  size_t start = 0;
+  constexpr std::string_view kParserHead = "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n";
+  WEIR_FUZZ_CHECK(execute(&parser, kParserHead.data(), kParserHead.size()) ==
+                      static_cast<long>(kParserHead.size()),
+                  "llhttp refused the framing head");
+  const weir::proxy::HeadLimits limits;
+  std::string inbuf;  // read but not consumed yet, as H1Session keeps it
+  size_t consumed = 0, scan_from = 0, start = 0;
   for (size_t c = 0; c < ncuts; ++c) {
-    const size_t end = cuts[c];
-    if (end <= start && end != body.size()) continue;
-    rc = llhttp_execute(&parser, body.data() + start, end - start);
-    if (rc == HPE_PAUSED) {
-      run.out.state = Outcome::State::kComplete;
-      run.out.end = static_cast<size_t>(llhttp_get_error_pos(&parser) - body.data());
-      return run.out;
+    inbuf.append(body.substr(start, cuts[c] - start));
+    start = cuts[c];
+    while (!inbuf.empty()) {
+      long used = 0;
+      if (run.phase == Phase::kBody) {
+        used = execute(&parser, inbuf.data(), inbuf.size());
+      } else {
+        HeadScan scan =
+            weir::proxy::scan_trailer_section(inbuf.data(), inbuf.size(), scan_from, limits);
+        if (scan.state == HeadScan::State::kNeedMore) {
+          scan_from = inbuf.size();
+          break;
+        }
+        scan_from = 0;
+        if (scan.state == HeadScan::State::kError ||
+            weir::proxy::check_trailer_section(std::string_view(inbuf.data(), scan.head_size),
+                                               limits)
+                    .status != 0) {
+          used = -1;
+        } else {
+          used = execute(&parser, inbuf.data(), scan.head_size);
+          WEIR_FUZZ_CHECK(used == static_cast<long>(scan.head_size) && run.phase == Phase::kDone,
+                          "llhttp did not end the message where weir's trailer scan did");
+        }
+      }
+      if (used < 0) {
+        run.out.state = Outcome::State::kError;
+        return run.out;
+      }
+      consumed += static_cast<size_t>(used);
+      inbuf.erase(0, static_cast<size_t>(used));
+      if (run.phase == Phase::kDone) {
+        run.out.state = Outcome::State::kComplete;
+        run.out.end = consumed;
+        return run.out;
+      }
+      if (used == 0 && run.phase == Phase::kBody) break;
     }
-    if (rc != HPE_OK) {
-      run.out.state = Outcome::State::kError;
-      return run.out;
-    }
-    start = end;
   }
   return run.out;
 }
