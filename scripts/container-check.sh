@@ -36,7 +36,10 @@ fail() {
 cleanup() {
   local rc=$?
   set +e
-  [ -n "$healthcheck_pid" ] && kill "$healthcheck_pid" 2>/dev/null && wait "$healthcheck_pid" 2>/dev/null
+  if [ -n "$healthcheck_pid" ]; then
+    kill "$healthcheck_pid" 2>/dev/null
+    wait "$healthcheck_pid" 2>/dev/null
+  fi
   if [ ${#compose[@]} -gt 0 ]; then
     [ "$rc" -eq 0 ] || "${compose[@]}" logs --no-color --tail=40 >&2 2>/dev/null
     "${compose[@]}" down -v --remove-orphans >/dev/null 2>&1
@@ -51,10 +54,12 @@ cleanup() {
   podman ps -a -q --filter "label=weir-check=$run_id" | xargs -r podman rm -f -t 2 >/dev/null 2>&1
   podman ps -a -q --filter "label=com.docker.compose.project=$run_id" |
     xargs -r podman rm -f -t 2 >/dev/null 2>&1
-  podman network ls -q --filter "label=weir-check=$run_id" | xargs -r podman network rm >/dev/null 2>&1
+  podman network ls -q --filter "label=weir-check=$run_id" |
+    xargs -r podman network rm >/dev/null 2>&1
   podman network ls -q --filter "label=com.docker.compose.project=$run_id" |
     xargs -r podman network rm >/dev/null 2>&1
-  podman volume ls -q --filter "label=weir-check=$run_id" | xargs -r podman volume rm >/dev/null 2>&1
+  podman volume ls -q --filter "label=weir-check=$run_id" |
+    xargs -r podman volume rm >/dev/null 2>&1
   podman volume ls -q --filter "label=com.docker.compose.project=$run_id" |
     xargs -r podman volume rm >/dev/null 2>&1
   rm -rf "$work"
@@ -96,20 +101,23 @@ events_logger = "file"
 EOF
 else
   for setting in 'runtime = "runc"' 'cgroup_manager = "cgroupfs"' 'nofile=20000:20000'; do
-    grep -qF "$setting" "$conf" || fail "$conf lacks $setting (containers.md); not editing a file weir did not write"
+    grep -qF "$setting" "$conf" ||
+      fail "$conf lacks $setting (containers.md); not editing a file weir did not write"
   done
 fi
 
 if ! podman image exists "$base"; then
   say "making $base with debootstrap (no registry here)"
   rootfs="$work/rootfs"
-  debootstrap --variant=minbase bookworm "$rootfs" http://deb.debian.org/debian >"$work/debootstrap.log" 2>&1 ||
+  debootstrap --variant=minbase bookworm "$rootfs" http://deb.debian.org/debian \
+    >"$work/debootstrap.log" 2>&1 ||
     { tail -20 "$work/debootstrap.log" >&2; fail "debootstrap"; }
   rm -rf "$rootfs"/usr/share/doc/* "$rootfs"/usr/share/man/* "$rootfs"/usr/share/locale/* \
     "$rootfs"/var/lib/apt/lists/* "$rootfs"/var/cache/apt/*.bin
   printf '#!/bin/sh\nexit 101\n' >"$rootfs/usr/sbin/policy-rc.d"
   chmod 755 "$rootfs/usr/sbin/policy-rc.d"
-  tar --numeric-owner -C "$rootfs" -c . | podman import --change 'CMD ["bash"]' - "$base" >/dev/null 2>&1
+  tar --numeric-owner -C "$rootfs" -c . |
+    podman import --change 'CMD ["bash"]' - "$base" >/dev/null 2>&1
   rm -rf "$rootfs"
 fi
 podman tag "$base" debian:12-slim
@@ -123,7 +131,7 @@ say "built in $((SECONDS - start)) s, $(podman image inspect -f '{{.Size}}' "$im
 [ "$(podman image inspect -f '{{.Config.Healthcheck.Test}}' "$image")" != "[]" ] ||
   fail "the image has no HEALTHCHECK (built in OCI format?)"
 [ "$(podman image inspect -f '{{len .Config.Volumes}}' "$image")" = 1 ] ||
-  fail "the image declares volumes besides /var/lib/weir: $(podman image inspect -f '{{.Config.Volumes}}' "$image")"
+  fail "the image declares other volumes: $(podman image inspect -f '{{.Config.Volumes}}' "$image")"
 
 ip_of() { podman inspect -f '{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}' "$1"; }
 wait_http() {  # URL, seconds
@@ -143,14 +151,21 @@ net="$run_id-net"
 vol="$run_id-state"
 podman network create "${label[@]}" "$net" >/dev/null
 podman volume create "${label[@]}" "$vol" >/dev/null
+# podman 4.3 says on stderr that it cannot schedule the health check without systemd (the
+# check is run by hand below): that goes to a log, shown only on failure.
+podman_log="$work/podman-run.log"
 for b in blue:9001 green:9002; do
-  podman run -d "${label[@]}" --name "${b%%:*}" --network "$net" --network-alias "${b%%:*}" \
-    --entrypoint weir-backend "$image" --name "${b%%:*}" --host 0.0.0.0 --port "${b##*:}" >/dev/null
+  podman run -d "${label[@]}" --name "$run_id-${b%%:*}" --network "$net" \
+    --network-alias "${b%%:*}" --entrypoint weir-backend "$image" \
+    --name "${b%%:*}" --host 0.0.0.0 --port "${b##*:}" >/dev/null 2>>"$podman_log" ||
+    fail "podman run ${b%%:*}: $(tail -3 "$podman_log")"
 done
 run_weir() {
   podman run -d "${label[@]}" --name "$run_id-weir" --network "$net" \
     -v "$here/docker/weir.toml:/etc/weir/weir.toml:ro" \
-    -v "$here/docker/tokens.toml:/etc/weir/tokens.toml:ro" -v "$vol:/var/lib/weir" "$image" >/dev/null
+    -v "$here/docker/tokens.toml:/etc/weir/tokens.toml:ro" \
+    -v "$vol:/var/lib/weir" "$image" >/dev/null 2>>"$podman_log" ||
+    fail "podman run weir: $(tail -3 "$podman_log")"
   weir_ip=$(ip_of "$run_id-weir")
   wait_http "http://$weir_ip:9901/healthz" 20 || fail "weir's /healthz did not answer within 20 s"
 }
@@ -162,11 +177,12 @@ say "weir runs at $weir_ip"
   fail "a process of the weir container runs as another user: $(podman top "$run_id-weir" huser)"
 podman healthcheck run "$run_id-weir" >/dev/null || fail "the HEALTHCHECK fails"
 body=$(curl -fsS --max-time 3 "http://$weir_ip:9901/healthz") || fail "/healthz"
-[ "$body" = '{"status":"ok"}' ] || fail "/healthz answered $body"
+[ "$(printf %s "$body" | tr -d ' \n')" = '{"status":"ok"}' ] || fail "/healthz answered $body"
 podman exec -e WEIR_TOKEN="$read_token" "$run_id-weir" weirctl status shop >"$work/status" ||
   fail "weirctl status in the image"
 grep -q green "$work/status" || fail "weirctl status shows no green: $(cat "$work/status")"
-anon=$(podman inspect -f '{{range .Mounts}}{{if eq .Type "volume"}}{{.Name}} {{end}}{{end}}' "$run_id-weir")
+anon=$(podman inspect -f '{{range .Mounts}}{{if eq .Type "volume"}}{{.Name}} {{end}}{{end}}' \
+  "$run_id-weir")
 [ "$anon" = "$vol " ] || fail "volumes besides the state volume: $anon"
 
 # The 90/10 split: 1,000 requests on 4 keep-alive connections (each worker splits exactly).
@@ -192,13 +208,17 @@ etag=$(curl -fsS -D - -o /dev/null -H "Authorization: Bearer $read_token" \
 curl -fsS -o /dev/null -X PUT -H "Authorization: Bearer $write_token" -H "If-Match: $etag" \
   -d '{"weights": {"blue": 70, "green": 30}, "reason": "container-check"}' \
   "http://$weir_ip:9901/api/v1/services/shop/weights" || fail "PUT weights"
-podman rm -f -t 10 "$run_id-weir" >/dev/null
+podman rm -f -t 10 "$run_id-weir" >/dev/null 2>>"$podman_log"
 run_weir
-weights=$(curl -fsS -H "Authorization: Bearer $read_token" "http://$weir_ip:9901/api/v1/services/shop" |
-  $py -c 'import json,sys; print(" ".join(f"{v["name"]}={v["effective_weight"]}" for v in json.load(sys.stdin)["versions"]))')
+weights=$(curl -fsS -H "Authorization: Bearer $read_token" \
+  "http://$weir_ip:9901/api/v1/services/shop" | $py -c '
+import json, sys
+versions = json.load(sys.stdin)["versions"]
+print(" ".join("%s=%s" % (v["name"], v["effective_weight"]) for v in versions))')
 [ "$weights" = "blue=70 green=30" ] || fail "after a new container on the same volume: $weights"
 say "state volume kept $weights across containers"
-podman ps -a -q --filter "label=weir-check=$run_id" | xargs -r podman rm -f -t 5 >/dev/null
+podman ps -a -q --filter "label=weir-check=$run_id" |
+  xargs -r podman rm -f -t 5 >/dev/null 2>>"$podman_log"
 
 # ---- 4. the compose demo ---------------------------------------------------------------------
 say "building $prom_image (Debian's prometheus on the local base)"
@@ -212,8 +232,9 @@ USER nobody
 EXPOSE 9090
 ENTRYPOINT ["/usr/bin/prometheus", "--storage.tsdb.path=/var/lib/prometheus/metrics2"]
 EOF
-podman build --format docker --pull=never -f "$work/Dockerfile.prometheus" -t "$prom_image" "$work" \
-  >"$work/prom-build.log" 2>&1 || { tail -30 "$work/prom-build.log" >&2; fail "prometheus image"; }
+podman build --format docker --pull=never -f "$work/Dockerfile.prometheus" -t "$prom_image" \
+  "$work" >"$work/prom-build.log" 2>&1 ||
+  { tail -30 "$work/prom-build.log" >&2; fail "prometheus image"; }
 
 # compose.yaml as shipped, with the local images, no fixed host ports (ephemeral ones on
 # 127.0.0.1) and without grafana.
@@ -240,8 +261,8 @@ podman system service --time=0 "unix://$sock" >"$work/service.log" 2>&1 &
 service_pid=$!
 for _ in $(seq 50); do [ -S "$sock" ] && break; sleep 0.1; done
 [ -S "$sock" ] || fail "podman system service did not start"
-compose=(env DOCKER_HOST="unix://$sock" docker-compose -p "$run_id" --project-directory "$here/docker"
-  -f "$work/compose.yaml")
+compose=(env DOCKER_HOST="unix://$sock" docker-compose -p "$run_id"
+  --project-directory "$here/docker" -f "$work/compose.yaml")
 # podman 4.3 runs health checks only through systemd timers, and there is none: run them here,
 # so that depends_on's service_healthy conditions can pass.
 (
@@ -253,7 +274,8 @@ compose=(env DOCKER_HOST="unix://$sock" docker-compose -p "$run_id" --project-di
 ) &
 healthcheck_pid=$!
 say "compose up"
-"${compose[@]}" up -d >"$work/compose.log" 2>&1 || { tail -30 "$work/compose.log" >&2; fail "docker-compose up"; }
+"${compose[@]}" up -d >"$work/compose.log" 2>&1 ||
+  { tail -30 "$work/compose.log" >&2; fail "docker-compose up"; }
 weir_port=$("${compose[@]}" port weir 8080 | sed 's/.*://')
 admin_port=$("${compose[@]}" port weir 9901 | sed 's/.*://')
 prom_port=$("${compose[@]}" port prometheus 9090 | sed 's/.*://')
@@ -264,8 +286,11 @@ wait_http "http://127.0.0.1:$weir_port/" 10 || fail "compose: weir's data port"
 # Prometheus scrapes weir with the read token.
 up=""
 for _ in $(seq 60); do
-  up=$(curl -fsS --max-time 2 "http://127.0.0.1:$prom_port/api/v1/query" --data-urlencode 'query=up{job="weir"}' 2>/dev/null |
-    $py -c 'import json,sys; r=json.load(sys.stdin)["data"]["result"]; print(r[0]["value"][1] if r else "")' 2>/dev/null || true)
+  up=$(curl -fsS --max-time 2 "http://127.0.0.1:$prom_port/api/v1/query" \
+    --data-urlencode 'query=up{job="weir"}' 2>/dev/null | $py -c '
+import json, sys
+r = json.load(sys.stdin)["data"]["result"]
+print(r[0]["value"][1] if r else "")' 2>/dev/null || true)
   [ "$up" = 1 ] && break
   sleep 1
 done
@@ -279,8 +304,12 @@ wrk -t1 -c4 -d40s "http://127.0.0.1:$weir_port/" >"$work/wrk.log" 2>&1 &
 wrk_pid=$!
 reverted=""
 for _ in $(seq 40); do
-  reverted=$(curl -fsS --max-time 2 -H "Authorization: Bearer $read_token" "$admin/api/v1/services/shop" |
-    $py -c 'import json,sys; s=json.load(sys.stdin); print([v["effective_weight"] for v in s["versions"] if v["name"]=="green"][0] == 0 and s["guard"]["state"] == "reverted")' || true)
+  reverted=$(curl -fsS --max-time 2 -H "Authorization: Bearer $read_token" \
+    "$admin/api/v1/services/shop" | $py -c '
+import json, sys
+s = json.load(sys.stdin)
+green = [v for v in s["versions"] if v["name"] == "green"][0]
+print(green["effective_weight"] == 0 and s["guard"]["state"] == "reverted")' || true)
   [ "$reverted" = True ] && break
   sleep 1
 done
@@ -290,8 +319,10 @@ wait "$wrk_pid" 2>/dev/null || true
 say "the guard reverted green"
 
 # Grafana is not in Debian: check that every metric the dashboard queries is one weir exports.
-curl -fsS -H "Authorization: Bearer $read_token" "$admin/metrics" >"$work/metrics" || fail "/metrics"
-$py - "$here/docker/grafana/dashboards/weir.json" "$work/metrics" <<'EOF' || fail "the Grafana dashboard"
+curl -fsS -H "Authorization: Bearer $read_token" "$admin/metrics" >"$work/metrics" ||
+  fail "/metrics"
+dashboard="$here/docker/grafana/dashboards/weir.json"
+$py - "$dashboard" "$work/metrics" <<'EOF' || fail "the Grafana dashboard"
 import json, re, sys
 dash = json.load(open(sys.argv[1]))
 exported = set(re.findall(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{| )", open(sys.argv[2]).read(), re.M))
