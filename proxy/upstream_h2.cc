@@ -204,6 +204,7 @@ void H2Stream::deliver_done() {
   // On this stack: the handler releases (and so frees) the stream before it reads them.
   const std::vector<std::pair<std::string, std::string>> trailers = std::move(fields_);
   std::vector<HeaderField> views;
+  views.reserve(trailers.size());
   for (const auto& [n, v] : trailers) views.push_back({n, v});
   if (handler_) handler_->on_upstream_done(*this, views);
 }

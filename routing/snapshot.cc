@@ -17,7 +17,7 @@ std::string endpoint_key(const config::Version& version, const config::HostPort&
   return key;
 }
 
-std::shared_ptr<const Snapshot> build_snapshot(std::shared_ptr<const config::Config> config,
+std::shared_ptr<const Snapshot> build_snapshot(const std::shared_ptr<const config::Config>& config,
                                                EndpointRegistry& registry, uint64_t generation,
                                                const Resolver& resolve, std::string* error,
                                                const HealthInput* health,

@@ -115,7 +115,7 @@ std::string endpoint_key(const config::Version& version, const config::HostPort&
 
 // nullptr + *error when an endpoint cannot be resolved, or a version with TLS enabled has no
 // context in `tls`.
-std::shared_ptr<const Snapshot> build_snapshot(std::shared_ptr<const config::Config> config,
+std::shared_ptr<const Snapshot> build_snapshot(const std::shared_ptr<const config::Config>& config,
                                                EndpointRegistry& registry, uint64_t generation,
                                                const Resolver& resolve, std::string* error,
                                                const HealthInput* health = nullptr,
