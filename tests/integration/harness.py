@@ -407,20 +407,24 @@ def single_service_config(*endpoints, proxy=None):
     return render_config([service("svc", version("v1", 100, *endpoints))], proxy=proxy)
 
 
-def render_config(services, routes=None, proxy=None, listeners=("public",), admin=None):
+def render_config(services, routes=None, proxy=None, listeners=("public",), admin=None,
+                  fleet=None):
     """TOML text for weir. proxy: overrides for [proxy] (workers defaults to 2). admin: the
-    [admin] table (see admin_settings), none when None.
-    listeners: names, or dicts with name, optional protocols, tls ([(cert, key)...]) and
-    tls_settings (other [listener.tls] keys).
+    [admin] table (see admin_settings), none when None. fleet: the [fleet] table, none when
+    None.
+    listeners: names, or dicts with name, optional address (default 127.0.0.1:0), protocols,
+    tls ([(cert, key)...]) and tls_settings (other [listener.tls] keys).
     routes default to one catch-all route on "public" to the first service."""
     settings = {"workers": 2, **(proxy or {})}
     out = ["[proxy]"] + [f"{k} = {_toml_value(v)}" for k, v in settings.items()]
     if admin is not None:
         out += ["", "[admin]"] + [f"{k} = {_toml_value(v)}" for k, v in admin.items()]
+    if fleet is not None:
+        out += ["", "[fleet]"] + [f"{k} = {_toml_value(v)}" for k, v in fleet.items()]
     for lst in listeners:
         lst = {"name": lst} if isinstance(lst, str) else lst
         out += ["", "[[listener]]", f"name = {_toml_value(lst['name'])}",
-                'address = "127.0.0.1:0"']
+                f"address = {_toml_value(lst.get('address', '127.0.0.1:0'))}"]
         if "protocols" in lst:
             out.append(f"protocols = {_toml_value(lst['protocols'])}")
         if "tls" in lst:
