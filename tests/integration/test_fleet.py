@@ -9,7 +9,6 @@ takes traffic, or says that it serves its cached state."""
 import json
 import os
 import re
-import signal
 import threading
 import time
 import unittest
@@ -168,10 +167,6 @@ class FleetCase(h.WeirTestCase):
                             f"{r.fleet_name} does not list the fleet: {self.fleet(r)}")
         return replicas
 
-    def kill(self, r):
-        os.kill(r.pid, signal.SIGKILL)
-        r.wait_exit(5)
-
     # -- admin API
 
     def view(self, r):
@@ -255,7 +250,7 @@ class FleetCase(h.WeirTestCase):
 class SharedState(FleetCase):
     def test_weight_change_on_one_replica_reaches_the_others_within_1s(self):
         a, b, c = self.start_fleet(weights=(90, 10))
-        state, etag = self.view(a)
+        _, etag = self.view(a)
         self.assertEqual([self.view(r)[1] for r in (b, c)], [etag, etag], "one ETag fleet-wide")
         r = self.put_weights(a, {"blue": 0, "green": 100}, if_match=etag, reason="all to green")
         self.assertEqual(r.status, 200, r)
@@ -478,13 +473,12 @@ class FleetRollout(FleetCase):
         for load in loads:
             load.__enter__()
         try:
-            r = h.admin_call(follower, "POST", "/api/v1/services/shop/rollout/start",
-                             body={"reason": "fleet rollout"})
+            r = h.admin_call(follower, "POST", "/api/v1/services/shop/rollout/start")
             self.assertEqual(r.status, 200, r)
             # Mid-rollout (at 40%), kill -9 the leader.
             self.wait_weights(replicas, {"blue": 60, "green": 40}, 20)
             killed_at = time.monotonic()
-            self.kill(by_name[lead])
+            by_name[lead].kill()  # SIGKILL
             survivors = [r for r in replicas if r.fleet_name != lead]
             new_lead = self.leader(survivors)
             took = time.monotonic() - killed_at
@@ -501,15 +495,21 @@ class FleetRollout(FleetCase):
         for s in survivors:
             self.assertEqual(self.weights(s), {"blue": 0, "green": 100})
         events = self.events(survivors[0])
-        steps = [e for e in events if e["action"] == "rollout_step"]
+        steps = [e for e in events if e["action"] in ("rollout_start", "rollout_step")]
+        self.assertEqual([e["action"] for e in steps[:1]], ["rollout_start"])
         percents = [e["after"]["weights"]["green"] for e in steps]
         self.assertEqual(percents, self.STEPS[:-1], "each step once for the fleet, in order, "
                                                     "continued (not restarted) by the new leader")
+        self.assertEqual([e["after"]["rollout"]["step"] for e in steps],
+                         list(range(len(self.STEPS) - 1)))
         self.assertEqual([e["action"] for e in events].count("rollout_promote"), 1)
         times = [event_time(e) for e in steps]
         gaps = [round(t1 - t0, 2) for t0, t1 in zip(times, times[1:])]
         self.assertTrue(all(g >= self.STEP_S * 0.9 for g in gaps),
                         f"steps closer than step_s={self.STEP_S}: {gaps}")
+        # Started where the operator asked; stepped only by the leader, then by the new one.
+        self.assertEqual(steps[0]["replica"], follower.fleet_name)
+        self.assertEqual([e["replica"] for e in steps[1:3]], [lead, lead])
         after_kill = [e["replica"] for e in steps[3:]] + \
             [e["replica"] for e in events if e["action"] == "rollout_promote"]
         self.assertEqual(set(after_kill), {new_lead}, "the new leader drives the rest")
@@ -597,7 +597,7 @@ class StoreFaults(FleetCase):
         a, b = self.start_fleet(weights=(90, 10), names=NAMES[:2])
         c = self.start_replica("weir-c", listen=f"127.0.0.1:{port}")
         self.wait_weights((a, b, c), {"blue": 90, "green": 10}, 5)
-        self.kill(c)
+        c.kill()  # SIGKILL
         self.assertEqual(self.put_weights(a, {"blue": 0, "green": 100}).status, 200)
         with Prober(("127.0.0.1", port)) as probe:
             c = self.start_replica("weir-c", listen=f"127.0.0.1:{port}")
@@ -608,7 +608,7 @@ class StoreFaults(FleetCase):
         self.assertNotIn("cached fleet state", "\n".join(c.output("stderr")))
 
         # Started while etcd is down: the cached state, said so; converges once etcd is back.
-        self.kill(c)
+        c.kill()  # SIGKILL
         self.assertEqual(self.put_weights(a, {"blue": 100, "green": 0}).status, 200)
         for i in (1, 2, 3):
             self.etcd.kill(i)
