@@ -60,18 +60,26 @@ void StatsWindow::add(uint64_t second, const Sample& delta) {
 }
 
 Summary StatsWindow::summarize(uint64_t now_second, uint32_t window_s) const {
+  return summarize(std::vector<const StatsWindow*>{this}, now_second, window_s);
+}
+
+Summary StatsWindow::summarize(const std::vector<const StatsWindow*>& windows,
+                               uint64_t now_second, uint32_t window_s) {
   Summary s;
   if (window_s > kSeconds) window_s = kSeconds;
   s.window_s = window_s;
   std::vector<uint64_t> headers(Histogram::kBuckets), total(Histogram::kBuckets);
-  for (uint32_t k = 0; k < window_s && k <= now_second; ++k) {
-    const Bucket& b = ring_[(now_second - k) % kSeconds];
-    if (b.second != now_second - k) continue;  // a second with no fold (or overwritten)
-    s.requests += b.requests;
-    for (size_t i = 0; i < 6; ++i) s.responses[i] += b.responses[i];
-    for (size_t i = 0; i < 3; ++i) s.failures[i] += b.failures[i];
-    for (auto [i, n] : b.headers) headers[i] += n;
-    for (auto [i, n] : b.total) total[i] += n;
+  for (const StatsWindow* w : windows) {
+    if (!w) continue;
+    for (uint32_t k = 0; k < window_s && k <= now_second; ++k) {
+      const Bucket& b = w->ring_[(now_second - k) % kSeconds];
+      if (b.second != now_second - k) continue;  // a second with no fold (or overwritten)
+      s.requests += b.requests;
+      for (size_t i = 0; i < 6; ++i) s.responses[i] += b.responses[i];
+      for (size_t i = 0; i < 3; ++i) s.failures[i] += b.failures[i];
+      for (auto [i, n] : b.headers) headers[i] += n;
+      for (auto [i, n] : b.total) total[i] += n;
+    }
   }
   for (uint64_t n : s.responses) s.completed += n;
   s.errors = s.responses[5] + s.responses[0];

@@ -46,6 +46,9 @@ class StatsWindow {
   void add(uint64_t second, const Sample& delta);
   // The last `window_s` seconds ending at `now_second` (inclusive).
   Summary summarize(uint64_t now_second, uint32_t window_s) const;
+  // The same over several windows' traffic together (a fleet's replicas; nullptrs skipped).
+  static Summary summarize(const std::vector<const StatsWindow*>& windows, uint64_t now_second,
+                           uint32_t window_s);
 
  private:
   struct Bucket {
