@@ -231,7 +231,7 @@ class FleetCase(h.WeirTestCase):
     def service_key(self):
         """The etcd KV of service shop under the fleet's prefix."""
         kvs = self.etcd.get_prefix(self.prefix)
-        mine = [kv for kv in kvs if kv.key.rstrip("/").endswith("/shop")]
+        mine = [kv for kv in kvs if kv.key.endswith("/shop") and "/events/" not in kv.key]
         self.assertEqual(len(mine), 1, f"one key for service shop under {self.prefix}: "
                                        f"{[kv.key for kv in kvs]}")
         return mine[0]
