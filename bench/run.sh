@@ -8,7 +8,7 @@
 # usage: bench/run.sh [options] [scenario...]      (default: all)
 #   scenarios: idle-10k h1-64 h1-1024 h1-close h1-1mib tls-h1 tls-h2 h2c weight-flip direct all
 #   --rounds 3  --duration 5 (s per run)  --warmup 1 (s per proxy and scenario, not counted)
-#   --targets weir,nginx,haproxy  --workers 2  --wrk-threads 2  --h2-conns 32  --h2-streams 8
+#   --targets weir,nginx,haproxy (also weir-fleet: weir with [fleet] on a 3-member etcd)  --workers 2  --wrk-threads 2  --h2-conns 32  --h2-streams 8
 #   --idle-conns 10000  --flip-rate 10 (weight changes per second)
 #   --build-dir DIR (use DIR as built; default: build Release into ./build-rel)  --no-build
 #   --out-dir DIR (default bench/results: latest.md, latest.png, latest-rps.dat, latest-cpu.dat)
@@ -103,7 +103,9 @@ wants_scenario() { [[ " ${scenarios[*]} " == *" $1 "* ]]; }
 
 IFS=, read -r -a target_list <<<"$targets"
 for t in "${target_list[@]}"; do
-  case $t in weir | nginx | haproxy) ;; *) die "unknown target '$t' (weir, nginx, haproxy)" ;; esac
+  case $t in weir | weir-fleet | nginx | haproxy) ;;
+    *) die "unknown target '$t' (weir, weir-fleet, nginx, haproxy)" ;;
+  esac
 done
 wants() { [[ ",$targets," == *",$1,"* ]]; }
 # wrk and h2load want at least one connection per thread; h1-1mib runs 16 connections.
@@ -136,7 +138,9 @@ fi
 weir_bin=$build_dir/weir
 backend_bin=$build_dir/weir-backend
 [ -x "$backend_bin" ] || die "no weir-backend at $backend_bin (build it, or pass --build-dir)"
-wants weir && { [ -x "$weir_bin" ] || die "no weir at $weir_bin (build it, or pass --build-dir)"; }
+{ wants weir || wants weir-fleet; } &&
+  { [ -x "$weir_bin" ] || die "no weir at $weir_bin (build it, or pass --build-dir)"; }
+wants weir-fleet && { command -v etcd >/dev/null || die "the weir-fleet target needs etcd: run scripts/setup.sh (etcd-server)"; }
 if [ "${#target_list[@]}" -eq 0 ] && [ "${scenarios[*]}" != direct ]; then die "no targets"; fi
 
 # 10k idle connections need 10k descriptors in the helper and in the proxy, plus headroom.
@@ -272,22 +276,27 @@ cat "$tmp/bench.crt" "$tmp/bench.key" >"$tmp/bench.pem" # haproxy wants both in 
 # --- proxies: one process each, with a plain, a TLS (h2 + http/1.1) and an h2c listener ----------
 admin_addr=
 admin_token=
+fleet_toml= # the [fleet] table of the weir-fleet target, once its etcd runs
 
+# start_weir [TARGET]: weir (the default) or weir-fleet (the same config plus fleet_toml). The
+# weir target's admin address and token are the weight-flip scenario's.
 start_weir() {
-  admin_token=$(openssl rand -hex 16)
-  local digest log=$tmp/weir.log line
-  digest=$(printf %s "$admin_token" | sha256sum | cut -d' ' -f1)
-  printf '[[token]]\nname = "bench"\nscope = "write"\nsha256 = "%s"\n' "$digest" >"$tmp/tokens.toml"
-  cat >"$tmp/weir.toml" <<EOF
+  local t=${1:-weir} token digest log line fleet=
+  log=$tmp/$t.log
+  [ "$t" = weir-fleet ] && fleet=$fleet_toml
+  token=$(openssl rand -hex 16)
+  digest=$(printf %s "$token" | sha256sum | cut -d' ' -f1)
+  printf '[[token]]\nname = "bench"\nscope = "write"\nsha256 = "%s"\n' "$digest" >"$tmp/$t-tokens.toml"
+  cat >"$tmp/$t.toml" <<EOF
 [proxy]
 workers = $workers
 upstream_max_idle = $upstream_idle
 
 [admin]
 address = "127.0.0.1:0"
-tokens_file = "$tmp/tokens.toml"
-state_dir = "$tmp/weir-state"
-
+tokens_file = "$tmp/$t-tokens.toml"
+state_dir = "$tmp/$t-state"
+$fleet
 [[listener]]
 name = "plain"
 address = "127.0.0.1:0"
@@ -327,18 +336,59 @@ service = "app"
 listener = "h2c"
 service = "app"
 EOF
-  "$weir_bin" --config "$tmp/weir.toml" >"$log" 2>&1 &
+  "$weir_bin" --config "$tmp/$t.toml" >"$log" 2>&1 &
   pids+=($!)
-  pid_of[weir]=$!
-  wait_line "$log" "weir: ready" "${pid_of[weir]}" weir >/dev/null
-  line=$(wait_line "$log" "weir: listener plain listening on " "${pid_of[weir]}" weir)
-  plain_port[weir]=${line##*:}
-  line=$(wait_line "$log" "weir: listener tls listening on " "${pid_of[weir]}" weir)
-  tls_port[weir]=${line##*:}
-  line=$(wait_line "$log" "weir: listener h2c listening on " "${pid_of[weir]}" weir)
-  h2c_port[weir]=${line##*:}
-  line=$(wait_line "$log" "weir: admin listening on " "${pid_of[weir]}" weir)
-  admin_addr=${line##* }
+  pid_of[$t]=$!
+  wait_line "$log" "weir: ready" "${pid_of[$t]}" "$t" >/dev/null
+  line=$(wait_line "$log" "weir: listener plain listening on " "${pid_of[$t]}" "$t")
+  plain_port[$t]=${line##*:}
+  line=$(wait_line "$log" "weir: listener tls listening on " "${pid_of[$t]}" "$t")
+  tls_port[$t]=${line##*:}
+  line=$(wait_line "$log" "weir: listener h2c listening on " "${pid_of[$t]}" "$t")
+  h2c_port[$t]=${line##*:}
+  if [ "$t" = weir ]; then
+    line=$(wait_line "$log" "weir: admin listening on " "${pid_of[$t]}" "$t")
+    admin_addr=${line##* } admin_token=$token
+  fi
+}
+
+# A 3-member etcd on free ports (data in $tmp/etcd), waited for until every member has a leader;
+# sets fleet_toml. Its CPU is not the proxy's: measure() counts weir's process tree only.
+start_etcd() {
+  local i peers=() clients=() initial=
+  for i in 1 2 3; do
+    clients[i]=$(free_port) peers[i]=$(free_port)
+    initial+="${initial:+,}m$i=http://127.0.0.1:${peers[i]}"
+  done
+  for i in 1 2 3; do
+    etcd --name "m$i" --data-dir "$tmp/etcd/m$i" --logger zap --log-outputs stderr \
+      --listen-client-urls "http://127.0.0.1:${clients[i]}" --advertise-client-urls "http://127.0.0.1:${clients[i]}" \
+      --listen-peer-urls "http://127.0.0.1:${peers[i]}" --initial-advertise-peer-urls "http://127.0.0.1:${peers[i]}" \
+      --initial-cluster "$initial" --initial-cluster-token "weir-bench-$$" --initial-cluster-state new \
+      >"$tmp/etcd-m$i.log" 2>&1 &
+    pids+=($!)
+    pid_of[etcd-m$i]=$!
+  done
+  for i in 1 2 3; do
+    for _ in $(seq 150); do
+      curl -fsS -m 1 "http://127.0.0.1:${clients[i]}/health" 2>/dev/null | grep -q '"health":"true"' && continue 2
+      kill -0 "${pid_of[etcd-m$i]}" 2>/dev/null || { cat "$tmp/etcd-m$i.log" >&2; die "etcd m$i exited during startup (log above)"; }
+      sleep 0.1
+    done
+    cat "$tmp/etcd-m$i.log" >&2
+    die "etcd m$i did not become healthy within 15 s"
+  done
+  fleet_toml="[fleet]
+store = \"etcd\"
+endpoints = [\"http://127.0.0.1:${clients[1]}\", \"http://127.0.0.1:${clients[2]}\", \"http://127.0.0.1:${clients[3]}\"]
+prefix = \"/weir/bench-$$/\"
+replica = \"bench\"
+"
+}
+
+start_weir-fleet() {
+  start_etcd
+  start_weir weir-fleet
 }
 
 start_nginx() {

@@ -431,11 +431,12 @@ def single_service_config(*endpoints, proxy=None):
 
 
 def render_config(services, routes=None, proxy=None, listeners=("public",), admin=None,
-                  log=None):
+                  log=None, fleet=None):
     """TOML text for weir. proxy: overrides for [proxy] (workers defaults to 2). admin: the
-    [admin] table (see admin_settings), none when None. log: the [log] table, none when None.
-    listeners: names, or dicts with name, optional protocols, tls ([(cert, key)...]) and
-    tls_settings (other [listener.tls] keys).
+    [admin] table (see admin_settings), none when None. log: the [log] table, fleet: the [fleet]
+    table, none when None.
+    listeners: names, or dicts with name, optional address (default 127.0.0.1:0), protocols,
+    tls ([(cert, key)...]) and tls_settings (other [listener.tls] keys).
     routes default to one catch-all route on "public" to the first service."""
     settings = {"workers": 2, **(proxy or {})}
     out = ["[proxy]"] + [f"{k} = {_toml_value(v)}" for k, v in settings.items()]
@@ -443,10 +444,12 @@ def render_config(services, routes=None, proxy=None, listeners=("public",), admi
         out += ["", "[admin]"] + [f"{k} = {_toml_value(v)}" for k, v in admin.items()]
     if log is not None:
         out += ["", "[log]"] + [f"{k} = {_toml_value(v)}" for k, v in log.items()]
+    if fleet is not None:
+        out += ["", "[fleet]"] + [f"{k} = {_toml_value(v)}" for k, v in fleet.items()]
     for lst in listeners:
         lst = {"name": lst} if isinstance(lst, str) else lst
         out += ["", "[[listener]]", f"name = {_toml_value(lst['name'])}",
-                'address = "127.0.0.1:0"']
+                f"address = {_toml_value(lst.get('address', '127.0.0.1:0'))}"]
         if "protocols" in lst:
             out.append(f"protocols = {_toml_value(lst['protocols'])}")
         if "tls" in lst:

@@ -15,6 +15,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import BACKEND_BIN, REPO, WEIR_BIN  # noqa: E402
 
 RUN_SH = os.path.join(REPO, "bench", "run.sh")
+FLEET_PY = os.path.join(REPO, "bench", "fleet.py")
 TOOLS = ("wrk", "h2load", "nginx", "haproxy", "gnuplot", "openssl", "curl")
 
 
@@ -93,6 +94,35 @@ class BenchSmoke(unittest.TestCase):
             data = f.read().split("\n")
         self.assertEqual(data[0], "scenario weir nginx haproxy direct")
         self.assertTrue(data[1].startswith("h1-64 "), data)
+
+    @unittest.skipIf(not os.access("/usr/bin/etcd", os.X_OK), "no etcd (scripts/setup.sh)")
+    def test_fleet_bench_reports_convergence_writes_and_cpu(self):
+        # bench/fleet.py end to end, briefly: 3 replicas on a real etcd, and run.sh's h1-64 for
+        # the weir and weir-fleet targets.
+        out_dir = tempfile.mkdtemp(prefix="weir-bench-fleet-smoke.")
+        self.addCleanup(shutil.rmtree, out_dir, True)
+        run = subprocess.run([FLEET_PY, "--changes", "10", "--rounds", "1", "--duration", "1",
+                              "--build-dir", os.path.dirname(WEIR_BIN), "--no-build",
+                              "--out-dir", out_dir], capture_output=True, text=True,
+                             timeout=240, stdin=subprocess.DEVNULL)
+        self.assertEqual(run.returncode, 0, f"stdout:\n{run.stdout}\nstderr:\n{run.stderr}")
+        with open(os.path.join(out_dir, "fleet.md")) as f:
+            report = f.read()
+        self.assertEqual(report, run.stdout)
+        converge = table_rows(report, "Convergence (ms)")
+        for name in ("weir-b", "weir-c", "both (the later of the two)"):
+            self.assertEqual(converge[name][0], "10", converge)
+            median, p99 = float(converge[name][1]), float(converge[name][3])
+            self.assertTrue(0 < median <= p99 < 5000, converge[name])
+        writes = table_rows(report, "Admin write latency (ms): PUT /api/v1/services/shop/weights")
+        for name in ("fleet (CAS through etcd)", "without [fleet] (state.json)"):
+            self.assertEqual(writes[name][0], "10", writes)
+            self.assertGreater(float(writes[name][1]), 0, writes)
+        cpu = table_rows(report, "h1-64 with and without [fleet] (bench/run.sh, medians of 1 x "
+                                 "1 s rounds)")
+        for target in ("weir", "weir-fleet"):
+            self.assertGreater(float(cpu[target][4]), 0, f"{target} CPU: {cpu[target]}")
+            self.assertEqual(cpu[target][7], "0", f"{target} errors: {cpu[target]}")
 
     def test_bad_arguments_are_refused_before_anything_starts(self):
         run = self.run_bench("--smoke", "h1-65", timeout=30)
