@@ -240,10 +240,28 @@ struct AdminSettings {
   SourceLoc loc;
 };
 
+// [fleet]: replicas with the same etcd prefix share runtime state, reverts, rollouts and the
+// audit trail (proxy/fleet_store.h).
+struct FleetSettings {
+  bool enabled = false;
+  std::string store = "etcd";
+  std::vector<std::string> endpoints;  // http:// or https:// URLs of etcd members
+  std::string prefix;                  // starts and ends with '/'
+  std::string replica;                 // "" = host name + ":" + admin port
+  uint32_t timeout_ms = 2000;          // every etcd call
+  uint32_t lease_ttl_s = 10;           // leader and membership leases
+  uint32_t publish_ms = 1000;          // how often a replica publishes its window summaries
+  std::string ca_file, cert, key;      // https endpoints: CA, and a client certificate
+  std::string username, password_file;
+  std::string password;  // read from password_file at load (never logged)
+  SourceLoc loc;
+};
+
 struct Config {
   std::string path;  // the file it was read from ("" for embedded configs)
   ProxySettings proxy;
   AdminSettings admin;
+  FleetSettings fleet;
   std::vector<Listener> listeners;
   std::vector<Service> services;
   std::vector<Route> routes;

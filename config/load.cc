@@ -894,6 +894,70 @@ void read_listener(Context& ctx, TableReader& t, std::set<std::string>& names, L
   }
 }
 
+void read_fleet(Context& ctx, TableReader& t, FleetSettings& f) {
+  f.enabled = true;
+  f.loc = t.loc();
+  t.string("store", f.store, Need::kRequired, [](std::string& s) {
+    return s == "etcd" ? std::string()
+                       : quoted(s) + " is not a store weir knows; use \"etcd\"";
+  });
+  const auto* list = t.typed<toml::array>("endpoints", Need::kRequired);
+  if (list && list->empty())
+    ctx.error(list->source(), t.path("endpoints"),
+              "needs at least one etcd endpoint, e.g. [\"http://127.0.0.1:2379\"]");
+  std::string scheme;
+  for (size_t i = 0; list && i < list->size(); ++i) {
+    const std::string path = indexed(t.path("endpoints"), i);
+    auto url = ctx.string(list->get(i), path, [&](std::string& s) {
+      const bool https = s.starts_with("https://");
+      if (!https && !s.starts_with("http://"))
+        return quoted(s) + " is not an etcd URL; use http://host:port or https://host:port";
+      std::string_view rest = std::string_view(s).substr(https ? 8 : 7);
+      if (!rest.empty() && rest.back() == '/') rest.remove_suffix(1);
+      if (!parse_host_port(rest, false))
+        return quoted(s) + " needs host:port after the scheme (e.g. http://127.0.0.1:2379)";
+      const std::string sch = https ? "https" : "http";
+      if (!scheme.empty() && scheme != sch)
+        return std::string("all endpoints use one scheme: this one is ") + sch + ", another " +
+               scheme;
+      scheme = sch;
+      return std::string();
+    });
+    if (url) f.endpoints.push_back(*url);
+  }
+  t.string("prefix", f.prefix, Need::kRequired, [](std::string& s) {
+    if (s.size() < 2 || s.front() != '/' || s.back() != '/')
+      return std::string("must start and end with '/', e.g. \"/weir/shop-prod/\"");
+    return std::string();
+  });
+  t.string("replica", f.replica, Need::kOptional, [](std::string& s) {
+    const bool ok = !s.empty() && s.size() <= 128 && std::all_of(s.begin(), s.end(), [](char c) {
+      return std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' || c == '.' ||
+             c == ':';
+    });
+    return ok ? std::string()
+              : quoted(s) + " is not a replica name; use letters, digits, '-', '_', '.', ':'";
+  });
+  t.integer("timeout_ms", f.timeout_ms, 100, 60000);
+  t.integer("lease_ttl_s", f.lease_ttl_s, 2, 300);
+  t.integer("publish_ms", f.publish_ms, 200, 60000);
+  for (auto [key, out] : {std::pair<const char*, std::string*>{"ca_file", &f.ca_file},
+                          {"cert", &f.cert},
+                          {"key", &f.key},
+                          {"password_file", &f.password_file}})
+    t.string(key, *out, Need::kOptional, file_path(ctx.file()));
+  t.string("username", f.username, Need::kOptional);
+  if (f.cert.empty() != f.key.empty())
+    ctx.error(f.loc, t.path(f.cert.empty() ? "cert" : "key"),
+              "a client certificate needs both cert and key; add the missing one");
+  if (f.username.empty() != f.password_file.empty())
+    ctx.error(f.loc, t.path(f.username.empty() ? "username" : "password_file"),
+              "etcd authentication needs both username and password_file");
+  if ((!f.ca_file.empty() || !f.cert.empty()) && scheme == "http")
+    ctx.error(f.loc, t.path(f.ca_file.empty() ? "cert" : "ca_file"),
+              "TLS settings need https:// endpoints");
+}
+
 Config read_config(Context& ctx, const toml::table& root) {
   Config c;
   TableReader top(ctx, root, "");
@@ -904,6 +968,12 @@ Config read_config(Context& ctx, const toml::table& root) {
     sub_table(ctx, t, "tls",
               [&](TableReader& tt) { read_admin_tls(ctx, tt, c.admin.tls.emplace()); });
   });
+
+  sub_table(ctx, top, "fleet", [&](TableReader& t) { read_fleet(ctx, t, c.fleet); });
+  if (c.fleet.enabled && (!c.admin.enabled || c.admin.state_dir.empty()))
+    ctx.error(c.fleet.loc, "fleet",
+              "fleet mode needs [admin] with state_dir (the replica's cache of the fleet state "
+              "and of reverts not yet in etcd)");
 
   std::set<std::string> listener_names;
   each_table(ctx, top, "listener", "no [[listener]] defined; add one with a name and an address",
@@ -988,6 +1058,17 @@ LoadResult load(std::string_view text, const std::string& file, std::string conf
     }
     if (ctx.error_count() == 0 && config.admin.enabled)
       token_errors = load_tokens(config.admin, config.path);
+    if (ctx.error_count() == 0 && !config.fleet.password_file.empty()) {
+      std::string text;
+      if (int err = read_text(config.fleet.password_file, text); err != 0) {
+        token_errors.push_back({config.fleet.loc, "fleet.password_file",
+                                "cannot read " + config.fleet.password_file + ": " +
+                                    std::strerror(err)});
+      } else {
+        while (!text.empty() && (text.back() == '\n' || text.back() == '\r')) text.pop_back();
+        config.fleet.password = std::move(text);
+      }
+    }
     if (ctx.error_count() == 0 && token_errors.empty()) result.config = std::move(config);
   } catch (const toml::parse_error& e) {
     ctx.error(e.source(), "", std::string(e.description()) + "; fix the TOML syntax");

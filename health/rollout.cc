@@ -87,6 +87,17 @@ Rollout::Action Rollout::promote(std::string* error) {
   return a;
 }
 
+bool Rollout::restore(const Position& p) {
+  if (p.step >= plan_.steps.size()) return false;
+  if (state_ != p.state || step_ != p.step || step_started_ms_ != p.step_started_ms)
+    passing_since_ms_ = 0;
+  state_ = p.state;
+  step_ = p.step;
+  step_started_ms_ = p.step_started_ms;
+  reason_ = p.reason;
+  return true;
+}
+
 Rollout::Action Rollout::on_verdict(Verdict v, uint64_t now_ms) {
   if (state_ != RolloutState::kRunning) return {};
   if (v == Verdict::kPass) {

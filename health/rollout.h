@@ -38,7 +38,21 @@ class Rollout {
   // One guard evaluation of the rollout's version.
   Action on_verdict(Verdict v, uint64_t now_ms);
 
+  // Where the rollout is, to save and restore (another process may continue it). The run of
+  // passes within a step is not part of it: a restored step has to pass again from there.
+  struct Position {
+    RolloutState state = RolloutState::kIdle;
+    size_t step = 0;
+    uint64_t step_started_ms = 0;
+    std::string reason;
+  };
+  Position position() const { return {state_, step_, step_started_ms_, reason_}; }
+  // false when `p` does not fit this plan (a step past its end): then nothing changes.
+  bool restore(const Position& p);
+
   RolloutState state() const { return state_; }
+  uint64_t step_started_ms() const { return step_started_ms_; }
+  uint64_t passing_since_ms() const { return passing_since_ms_; }
   size_t step() const { return step_; }
   uint32_t weight() const { return state_ == RolloutState::kIdle ? 0 : plan_.steps[step_]; }
   const config::RolloutConfig& plan() const { return plan_; }

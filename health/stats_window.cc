@@ -12,6 +12,16 @@ void Sample::add(const VersionCounters& c) {
   }
 }
 
+void Sample::add(const Sample& o) {
+  requests += o.requests;
+  for (size_t i = 0; i < responses.size(); ++i) responses[i] += o.responses[i];
+  for (size_t i = 0; i < failures.size(); ++i) failures[i] += o.failures[i];
+  for (size_t i = 0; i < Histogram::kBuckets; ++i) {
+    headers_latency[i] += o.headers_latency[i];
+    total_latency[i] += o.total_latency[i];
+  }
+}
+
 Sample Sample::minus(const Sample& earlier) const {
   // Counters only grow, but a worker's relaxed stores may be seen a little out of step; clamp
   // at zero rather than wrap.
@@ -60,18 +70,26 @@ void StatsWindow::add(uint64_t second, const Sample& delta) {
 }
 
 Summary StatsWindow::summarize(uint64_t now_second, uint32_t window_s) const {
+  return summarize(std::vector<const StatsWindow*>{this}, now_second, window_s);
+}
+
+Summary StatsWindow::summarize(const std::vector<const StatsWindow*>& windows,
+                               uint64_t now_second, uint32_t window_s) {
   Summary s;
   if (window_s > kSeconds) window_s = kSeconds;
   s.window_s = window_s;
   std::vector<uint64_t> headers(Histogram::kBuckets), total(Histogram::kBuckets);
-  for (uint32_t k = 0; k < window_s && k <= now_second; ++k) {
-    const Bucket& b = ring_[(now_second - k) % kSeconds];
-    if (b.second != now_second - k) continue;  // a second with no fold (or overwritten)
-    s.requests += b.requests;
-    for (size_t i = 0; i < 6; ++i) s.responses[i] += b.responses[i];
-    for (size_t i = 0; i < 3; ++i) s.failures[i] += b.failures[i];
-    for (auto [i, n] : b.headers) headers[i] += n;
-    for (auto [i, n] : b.total) total[i] += n;
+  for (const StatsWindow* w : windows) {
+    if (!w) continue;
+    for (uint32_t k = 0; k < window_s && k <= now_second; ++k) {
+      const Bucket& b = w->ring_[(now_second - k) % kSeconds];
+      if (b.second != now_second - k) continue;  // a second with no fold (or overwritten)
+      s.requests += b.requests;
+      for (size_t i = 0; i < 6; ++i) s.responses[i] += b.responses[i];
+      for (size_t i = 0; i < 3; ++i) s.failures[i] += b.failures[i];
+      for (auto [i, n] : b.headers) headers[i] += n;
+      for (auto [i, n] : b.total) total[i] += n;
+    }
   }
   for (uint64_t n : s.responses) s.completed += n;
   s.errors = s.responses[5] + s.responses[0];
@@ -84,12 +102,14 @@ Summary StatsWindow::summarize(uint64_t now_second, uint32_t window_s) const {
   return s;
 }
 
-void StatsCollector::fold(uint64_t second, uint32_t id, const Sample& cumulative) {
+Sample StatsCollector::fold(uint64_t second, uint32_t id, const Sample& cumulative) {
   // A new id starts from zero: worker counters start at zero in this process, so what they hold
   // at the first fold is traffic since start (or since a reload added the version), not history.
   Entry& e = entries_[id];
-  e.window.add(second, cumulative.minus(e.previous));
+  Sample delta = cumulative.minus(e.previous);
+  e.window.add(second, delta);
   e.previous = cumulative;
+  return delta;
 }
 
 const StatsWindow* StatsCollector::window(uint32_t id) const {

@@ -23,7 +23,14 @@ struct Sample {
   std::vector<uint64_t> total_latency = std::vector<uint64_t>(Histogram::kBuckets);
 
   void add(const VersionCounters& c);  // reads one worker's counters into this sample
+  void add(const Sample& o);           // another sample's counts on top of these
   Sample minus(const Sample& earlier) const;
+  bool empty() const { return requests == 0 && completed() == 0; }
+  uint64_t completed() const {
+    uint64_t n = 0;
+    for (uint64_t r : responses) n += r;
+    return n;
+  }
 };
 
 struct Summary {
@@ -46,6 +53,9 @@ class StatsWindow {
   void add(uint64_t second, const Sample& delta);
   // The last `window_s` seconds ending at `now_second` (inclusive).
   Summary summarize(uint64_t now_second, uint32_t window_s) const;
+  // The same over several windows' traffic together (a fleet's replicas; nullptrs skipped).
+  static Summary summarize(const std::vector<const StatsWindow*>& windows, uint64_t now_second,
+                           uint32_t window_s);
 
  private:
   struct Bucket {
@@ -62,7 +72,8 @@ class StatsWindow {
 // Keeps the previous cumulative sample and the window of every version id.
 class StatsCollector {
  public:
-  void fold(uint64_t second, uint32_t id, const Sample& cumulative);
+  // Returns the increments since the previous fold of `id`.
+  Sample fold(uint64_t second, uint32_t id, const Sample& cumulative);
   // nullptr for an id never folded.
   const StatsWindow* window(uint32_t id) const;
 

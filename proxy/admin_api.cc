@@ -170,14 +170,18 @@ json ServiceStateView::to_json() const {
                   {"stats", {{"10s", window(v.stats_10s)}, {"60s", window(v.stats_60s)}}},
                   {"mirror", mirror(v.mirror)}});
   }
-  return {{"name", name},
-          {"stable", stable},
-          {"configured_stable", configured_stable},
-          {"state_version", state_version},
-          {"versions", vs},
-          {"guard", guard == "disabled" ? json{{"state", guard}, {"reason", guard_reason}}
-                                        : json{{"state", guard}}},
-          {"rollout", {{"state", rollout}}}};
+  json ro = rollout_detail.is_object() ? rollout_detail : json::object();
+  ro["state"] = rollout;
+  json out = {{"name", name},
+              {"stable", stable},
+              {"configured_stable", configured_stable},
+              {"state_version", state_version},
+              {"versions", vs},
+              {"guard", guard == "disabled" ? json{{"state", guard}, {"reason", guard_reason}}
+                                            : json{{"state", guard}}},
+              {"rollout", ro}};
+  if (stale) out["stale"] = true;
+  return out;
 }
 
 ServiceStateView AdminApi::view(const config::Service& svc) const {
@@ -208,6 +212,15 @@ ServiceStateView AdminApi::view(const config::Service& svc) const {
   return v;
 }
 
+AdminResponse AdminApi::service_response(const std::string& name) {
+  const auto& services = host_.configured().services;
+  auto it = std::find_if(services.begin(), services.end(),
+                         [&](const config::Service& s) { return s.name == name; });
+  if (it == services.end())
+    return admin_error(404, "not_found", "service " + name + " went away in a reload");
+  return service_response(*it);
+}
+
 AdminResponse AdminApi::service_response(const config::Service& svc, int status) {
   ServiceStateView v = view(svc);
   AdminResponse r = json_response(status, v.to_json());
@@ -215,7 +228,12 @@ AdminResponse AdminApi::service_response(const config::Service& svc, int status)
   return r;
 }
 
-AdminResponse AdminApi::handle(const AdminRequest& req) {
+void AdminApi::handle(const AdminRequest& req, Reply reply) {
+  AdminResponse r = route(req, reply);
+  if (r.status != 0) reply(std::move(r));
+}
+
+AdminResponse AdminApi::route(const AdminRequest& req, const Reply& reply) {
   const config::AdminSettings& admin = host_.configured().admin;
   const bool read_only = req.method == "GET" || req.method == "HEAD";
   bool open = (req.path == "/healthz" && admin.open_healthz) ||
@@ -246,7 +264,9 @@ AdminResponse AdminApi::handle(const AdminRequest& req) {
 
   if (req.path == "/healthz") {
     if (!read_only) return method_not_allowed("GET");
-    return json_response(200, {{"status", "ok"}});
+    json body = {{"status", "ok"}};
+    if (std::string store = host_.store_health(); !store.empty()) body["store"] = store;
+    return json_response(200, body);
   }
   if (req.path == "/metrics") {
     if (!read_only) return method_not_allowed("GET");
@@ -261,6 +281,13 @@ AdminResponse AdminApi::handle(const AdminRequest& req) {
       if (!read_only) return method_not_allowed("GET");
       return events(req);
     }
+    if (parts.size() == 3 && parts[2] == "fleet") {
+      if (!read_only) return method_not_allowed("GET");
+      json fleet = host_.fleet_json();
+      if (fleet.is_null())
+        return admin_error(404, "not_found", "this weir runs alone: there is no [fleet] table");
+      return json_response(200, fleet);
+    }
     if (parts.size() == 3 && parts[2] == "reload") {
       if (req.method != "POST") return method_not_allowed("POST");
       return reload(actor);
@@ -268,14 +295,15 @@ AdminResponse AdminApi::handle(const AdminRequest& req) {
     if (parts.size() >= 3 && parts.size() <= 6 && parts[2] == "services") {
       std::string action = parts.size() > 4 ? std::string(parts[4]) : "";
       if (parts.size() > 5) action += "/" + std::string(parts[5]);  // rollout/start ...
-      return services(req, parts.size() > 3 ? std::string(parts[3]) : "", action, actor);
+      return services(req, parts.size() > 3 ? std::string(parts[3]) : "", action, actor, reply);
     }
   }
   return admin_error(404, "not_found", "no such admin path: " + req.path);
 }
 
 AdminResponse AdminApi::services(const AdminRequest& req, const std::string& name,
-                                 const std::string& action, const std::string& actor) {
+                                 const std::string& action, const std::string& actor,
+                                 const Reply& reply) {
   const config::Config& cfg = host_.configured();
   if (name.empty()) {
     if (req.method != "GET" && req.method != "HEAD") return method_not_allowed("GET");
@@ -292,19 +320,19 @@ AdminResponse AdminApi::services(const AdminRequest& req, const std::string& nam
   }
   if (action == "weights") {
     if (req.method != "PUT") return method_not_allowed("PUT");
-    return set_weights(req, *it, actor);
+    return set_weights(req, *it, actor, reply);
   }
   if (action == "promote") {
     if (req.method != "POST") return method_not_allowed("POST");
-    return promote(req, *it, actor);
+    return promote(req, *it, actor, reply);
   }
   if (action == "rollback") {
     if (req.method != "POST") return method_not_allowed("POST");
-    return rollback(req, *it, actor);
+    return rollback(req, *it, actor, reply);
   }
   if (action == "guard") {
     if (req.method != "POST") return method_not_allowed("POST");
-    return set_guard(req, *it, actor);
+    return set_guard(req, *it, actor, reply);
   }
   if (action == "explain") {
     if (req.method != "GET" && req.method != "HEAD") return method_not_allowed("GET");
@@ -312,18 +340,14 @@ AdminResponse AdminApi::services(const AdminRequest& req, const std::string& nam
   }
   if (action.starts_with("rollout/")) {
     if (req.method != "POST") return method_not_allowed("POST");
-    std::string error;
-    if (!host_.rollout_command(it->name, action.substr(8), actor, &error)) {
-      return admin_error(error.starts_with("unknown") ? 404 : 409, "rollout_refused", error);
-    }
-    return service_response(*it);
+    return rollout(req, *it, action.substr(8), actor, reply);
   }
   return admin_error(404, "not_found", "no such service action: " + action);
 }
 
 std::optional<AdminResponse> AdminApi::check_if_match(const AdminRequest& req,
-                                                      const config::Service& svc,
-                                                      bool required) const {
+                                                      const config::Service& svc, bool required,
+                                                      std::optional<uint64_t>* expected) const {
   const ServiceRuntime* current = host_.runtime().find(svc.name);
   uint64_t version = current ? current->state_version : 0;
   const std::string* match = req.header("if-match");
@@ -339,35 +363,60 @@ std::optional<AdminResponse> AdminApi::check_if_match(const AdminRequest& req,
     r.headers.emplace_back("ETag", etag(version));
     return r;
   }
+  // The version it matched is what the store compares against: a change committed meanwhile
+  // (here or on another replica) makes this one a 412, not a silent overwrite.
+  if (match && trim_ows(*match) != "*") *expected = version;
   return std::nullopt;
 }
 
-AdminResponse AdminApi::change(const config::Service& svc, const Change& c) {
-  RuntimeState next = host_.runtime();
-  AuditEvent ev;
-  ev.actor = c.actor;
-  ev.action = c.action;
-  ev.service = svc.name;
-  ev.reason = c.reason;
-  ev.before = {{"weights", weights_json(next.weights(svc))}};
-  ev.after = {{"weights", weights_json(c.weights)}};
-  ServiceRuntime* rt = next.find(svc.name);
-  if (!c.stable.empty()) {
-    ev.before["stable"] = next.stable(svc);
-    ev.after["stable"] = c.stable;
-    rt->stable = c.stable;
-  }
-  rt->weights = c.weights;
-  ++rt->state_version;
-  std::string error;
-  if (!host_.commit(std::move(next), std::move(ev), &error))
-    return admin_error(500, "persist_failed", error);
-  return service_response(svc);
+AdminResponse AdminApi::submit(const config::Service& svc, ServiceChange change,
+                             const Reply& reply) {
+  change.service = svc.name;
+  host_.commit(std::move(change), [this, name = svc.name, reply](const CommitResult& r) {
+    if (!r.ok()) {
+      AdminResponse err = admin_error(r.status, r.code, r.error);
+      if (r.status == 412) {
+        const ServiceRuntime* rt = host_.runtime().find(name);
+        err.headers.emplace_back("ETag", etag(rt ? rt->state_version : 0));
+      }
+      reply(std::move(err));
+      return;
+    }
+    reply(service_response(name));
+  });
+  return AdminResponse{0, {}, {}, {}};
+}
+
+AdminResponse AdminApi::change(const config::Service& svc, const Change& c,
+                               std::optional<uint64_t> expected, const Reply& reply) {
+  ServiceChange sc;
+  sc.expected = expected;
+  sc.event.actor = c.actor;
+  sc.event.action = c.action;
+  sc.event.reason = c.reason;
+  // By value: a shared store may apply it again later, after a reload replaced `svc`.
+  sc.apply = [svc, c](ServiceRuntime& rt, AuditEvent& ev) {
+    RuntimeState view;
+    view.set(svc.name, rt);
+    ev.before = {{"weights", weights_json(view.weights(svc))}};
+    ev.after = {{"weights", weights_json(c.weights)}};
+    if (!c.stable.empty()) {
+      ev.before["stable"] = view.stable(svc);
+      ev.after["stable"] = c.stable;
+      rt.stable = c.stable;
+    }
+    rt.weights = c.weights;
+    // An operator acted: whatever the guard reverted is the operator's call from here.
+    rt.reverted.clear();
+    return std::string();
+  };
+  return submit(svc, std::move(sc), reply);
 }
 
 AdminResponse AdminApi::set_weights(const AdminRequest& req, const config::Service& svc,
-                                    const std::string& actor) {
-  if (auto refused = check_if_match(req, svc, true)) return *refused;
+                                    const std::string& actor, const Reply& reply) {
+  std::optional<uint64_t> expected;
+  if (auto refused = check_if_match(req, svc, true, &expected)) return *refused;
   json body;
   if (auto bad = parse_object(req, body, {"weights", "reason"})) return *bad;
   if (!body.contains("weights") || !body["weights"].is_object())
@@ -381,11 +430,12 @@ AdminResponse AdminApi::set_weights(const AdminRequest& req, const config::Servi
   std::map<std::string, uint32_t> weights = host_.runtime().weights(svc);
   if (std::string why = merge_weights(svc, asked, weights); !why.empty())
     return admin_error(400, "invalid_weights", why);
-  return change(svc, {actor, "set_weights", reason_of(body), std::move(weights), ""});
+  return change(svc, {actor, "set_weights", reason_of(body), std::move(weights), ""}, expected,
+                reply);
 }
 
 AdminResponse AdminApi::promote(const AdminRequest& req, const config::Service& svc,
-                                const std::string& actor) {
+                                const std::string& actor, const Reply& reply) {
   json body;
   if (auto bad = parse_object(req, body, {"version", "reason"})) return *bad;
   if (!body.contains("version") || !body["version"].is_string())
@@ -395,27 +445,31 @@ AdminResponse AdminApi::promote(const AdminRequest& req, const config::Service& 
                    [&](const config::Version& v) { return v.name == target; }))
     return admin_error(400, "invalid_version", "service " + svc.name + " has no version \"" +
                                                    target + "\"");
-  if (auto refused = check_if_match(req, svc, false)) return *refused;
+  std::optional<uint64_t> expected;
+  if (auto refused = check_if_match(req, svc, false, &expected)) return *refused;
   std::map<std::string, uint32_t> weights;
   for (const auto& v : svc.versions) weights[v.name] = v.name == target ? 100 : 0;
-  return change(svc, {actor, "promote", reason_of(body), std::move(weights), target});
+  return change(svc, {actor, "promote", reason_of(body), std::move(weights), target}, expected,
+                reply);
 }
 
 AdminResponse AdminApi::rollback(const AdminRequest& req, const config::Service& svc,
-                                 const std::string& actor) {
+                                 const std::string& actor, const Reply& reply) {
   json body = json::object();
   if (!req.body.empty()) {
     if (auto bad = parse_object(req, body, {"reason"})) return *bad;
   }
-  if (auto refused = check_if_match(req, svc, false)) return *refused;
+  std::optional<uint64_t> expected;
+  if (auto refused = check_if_match(req, svc, false, &expected)) return *refused;
   const std::string& stable = host_.runtime().stable(svc);
   std::map<std::string, uint32_t> weights;
   for (const auto& v : svc.versions) weights[v.name] = v.name == stable ? 100 : 0;
-  return change(svc, {actor, "rollback", reason_of(body), std::move(weights), ""});
+  return change(svc, {actor, "rollback", reason_of(body), std::move(weights), ""}, expected,
+                reply);
 }
 
 AdminResponse AdminApi::set_guard(const AdminRequest& req, const config::Service& svc,
-                                  const std::string& actor) {
+                                  const std::string& actor, const Reply& reply) {
   json body;
   if (auto bad = parse_object(req, body, {"enabled", "reason"})) return *bad;
   if (!body.contains("enabled") || !body["enabled"].is_boolean())
@@ -423,24 +477,41 @@ AdminResponse AdminApi::set_guard(const AdminRequest& req, const config::Service
   if (!svc.guard.enabled)
     return admin_error(409, "no_guard", "service " + svc.name +
                                             " has no [service.guard] table to turn on or off");
-  if (auto refused = check_if_match(req, svc, false)) return *refused;
+  std::optional<uint64_t> expected;
+  if (auto refused = check_if_match(req, svc, false, &expected)) return *refused;
   const bool enabled = body["enabled"].get<bool>();
-  RuntimeState next = host_.runtime();
-  ServiceRuntime* rt = next.find(svc.name);
-  AuditEvent ev;
-  ev.actor = actor;
-  ev.action = enabled ? "guard_enable" : "guard_disable";
-  ev.service = svc.name;
-  ev.reason = reason_of(body);
-  ev.before = {{"guard", rt->guard_disabled ? "disabled" : "enabled"}};
-  ev.after = {{"guard", enabled ? "enabled" : "disabled"}};
-  rt->guard_disabled = !enabled;
-  rt->guard_reason = enabled ? "" : ev.reason;
-  ++rt->state_version;
-  std::string error;
-  if (!host_.commit(std::move(next), std::move(ev), &error))
-    return admin_error(500, "persist_failed", error);
-  return service_response(svc);
+  ServiceChange sc;
+  sc.expected = expected;
+  sc.event.actor = actor;
+  sc.event.action = enabled ? "guard_enable" : "guard_disable";
+  sc.event.reason = reason_of(body);
+  sc.apply = [enabled](ServiceRuntime& rt, AuditEvent& ev) {
+    ev.before = {{"guard", rt.guard_disabled ? "disabled" : "enabled"}};
+    ev.after = {{"guard", enabled ? "enabled" : "disabled"}};
+    rt.guard_disabled = !enabled;
+    rt.guard_reason = enabled ? "" : ev.reason;
+    return std::string();
+  };
+  return submit(svc, std::move(sc), reply);
+}
+
+AdminResponse AdminApi::rollout(const AdminRequest& req, const config::Service& svc,
+                                const std::string& op, const std::string& actor,
+                                const Reply& reply) {
+  json body = json::object();
+  if (!req.body.empty()) {
+    if (auto bad = parse_object(req, body, {"reason"})) return *bad;
+  }
+  static constexpr std::string_view kOps[] = {"start", "pause", "resume", "abort", "promote"};
+  if (std::find(std::begin(kOps), std::end(kOps), op) == std::end(kOps))
+    return admin_error(404, "not_found",
+                       "unknown rollout operation " + op + " (start, pause, resume, abort, promote)");
+  host_.rollout_command(svc.name, op, actor, reason_of(body),
+                        [this, name = svc.name, reply](const CommitResult& r) {
+                          reply(r.ok() ? service_response(name)
+                                       : admin_error(r.status, r.code, r.error));
+                        });
+  return AdminResponse{0, {}, {}, {}};
 }
 
 AdminResponse AdminApi::events(const AdminRequest& req) {

@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <optional>
 #include <string>
@@ -16,6 +17,7 @@
 
 #include "config/config.h"
 #include "health/version_counters.h"
+#include "proxy/control_store.h"
 #include "proxy/runtime_state.h"
 #include "proxy/state_store.h"
 
@@ -83,6 +85,8 @@ struct ServiceStateView {
   std::string guard = "off";      // off / pass / hold / fail / reverted / disabled
   std::string guard_reason;       // why an operator disabled it
   std::string rollout = "none";
+  nlohmann::json rollout_detail;  // the rollout's step, weights and timing (null without one)
+  bool stale = false;             // the shared store is away: this may be behind the fleet
   nlohmann::json to_json() const;
 };
 
@@ -99,38 +103,49 @@ class AdminHost {
   virtual ~AdminHost() = default;
   virtual const config::Config& configured() const = 0;
   virtual const RuntimeState& runtime() const = 0;
-  // Persists `next`, appends `event` to the audit log and publishes a snapshot built from it.
-  // false + *error when persisting failed: then nothing changed.
-  virtual bool commit(RuntimeState next, AuditEvent event, std::string* error) = 0;
+  // Commits one service change through the control store (persisted, audited, published);
+  // `done` runs when it is durable or refused (then nothing changed).
+  virtual void commit(ServiceChange change, CommitDone done) = 0;
   virtual ReloadOutcome reload(const std::string& actor) = 0;
   virtual std::vector<nlohmann::json> events_since(uint64_t since, size_t limit) const = 0;
   virtual std::string metrics_text() = 0;
   virtual void annotate(ServiceStateView& view) const = 0;
-  // Rollout start|pause|resume|abort|promote as `actor`; false + *error when refused.
-  virtual bool rollout_command(const std::string& service, const std::string& op,
-                               const std::string& actor, std::string* error) = 0;
+  // Rollout start|pause|resume|abort|promote as `actor` with the operator's `reason`.
+  virtual void rollout_command(const std::string& service, const std::string& op,
+                               const std::string& actor, const std::string& reason,
+                               CommitDone done) = 0;
   // The guard's decision history of a service (JSON object).
   virtual std::string explain_json(const std::string& service) const = 0;
+  // GET /api/v1/fleet (null: not in fleet mode) and /healthz's store field ("" without one).
+  virtual nlohmann::json fleet_json() const { return nullptr; }
+  virtual std::string store_health() const { return ""; }
 };
 
 class AdminApi {
  public:
   explicit AdminApi(AdminHost& host) : host_(host) {}
-  AdminResponse handle(const AdminRequest& req);
+  using Reply = std::function<void(AdminResponse)>;
+  // Answers `req` through `reply`: at once, or once a change is durable (or refused).
+  void handle(const AdminRequest& req, Reply reply);
 
   static constexpr size_t kMaxBody = 64 * 1024;
 
  private:
+  // Each returns the answer, or status 0 when it comes later through `reply`.
+  AdminResponse route(const AdminRequest& req, const Reply& reply);
   AdminResponse services(const AdminRequest& req, const std::string& name,
-                         const std::string& action, const std::string& actor);
+                         const std::string& action, const std::string& actor,
+                         const Reply& reply);
   AdminResponse set_weights(const AdminRequest& req, const config::Service& svc,
-                            const std::string& actor);
+                            const std::string& actor, const Reply& reply);
   AdminResponse promote(const AdminRequest& req, const config::Service& svc,
-                        const std::string& actor);
+                        const std::string& actor, const Reply& reply);
   AdminResponse rollback(const AdminRequest& req, const config::Service& svc,
-                         const std::string& actor);
+                         const std::string& actor, const Reply& reply);
   AdminResponse set_guard(const AdminRequest& req, const config::Service& svc,
-                          const std::string& actor);
+                          const std::string& actor, const Reply& reply);
+  AdminResponse rollout(const AdminRequest& req, const config::Service& svc,
+                        const std::string& op, const std::string& actor, const Reply& reply);
   // One change to a service's runtime state, committed through the host.
   struct Change {
     std::string actor;
@@ -139,13 +154,20 @@ class AdminApi {
     std::map<std::string, uint32_t> weights;  // the service's new effective weights
     std::string stable;                       // "" = unchanged
   };
-  AdminResponse change(const config::Service& svc, const Change& c);
-  // 428 (when required) or 412 unless If-Match names the service's state version.
+  AdminResponse change(const config::Service& svc, const Change& c,
+                       std::optional<uint64_t> expected, const Reply& reply);
+  // Commits `change` and answers with the service's state (or the store's refusal).
+  AdminResponse submit(const config::Service& svc, ServiceChange change, const Reply& reply);
+  // 428 (when required) or 412 unless If-Match names the service's state version. Else sets
+  // *expected to the version it named (nullopt for "*" or no If-Match).
   std::optional<AdminResponse> check_if_match(const AdminRequest& req, const config::Service& svc,
-                                              bool required) const;
+                                              bool required,
+                                              std::optional<uint64_t>* expected) const;
   AdminResponse events(const AdminRequest& req);
   AdminResponse reload(const std::string& actor);
   AdminResponse service_response(const config::Service& svc, int status = 200);
+  // The same by name, looked up in the configuration running when the answer is made.
+  AdminResponse service_response(const std::string& name);
   ServiceStateView view(const config::Service& svc) const;
 
   AdminHost& host_;

@@ -51,6 +51,7 @@ class AdminConn {
   void close() {
     if (closing_) return;
     closing_ = true;
+    alive_.reset();  // an answer still on its way (a change the store commits) finds no one
     server_.remove(this);
     for (uv_handle_t* h : {reinterpret_cast<uv_handle_t*>(&tcp_),
                            reinterpret_cast<uv_handle_t*>(&timer_)}) {
@@ -227,7 +228,7 @@ class AdminConn {
   }
 
   void process() {
-    while (!closing_ && !close_after_write_ && reading_) {
+    while (!closing_ && !close_after_write_ && reading_ && !awaiting_) {
       if (!have_head_ && !take_head()) return;
       // llhttp re-reads the validated head so that its body framing matches it.
       llhttp_errno_t rc = llhttp_execute(&parser_, in_.data(), in_.size());
@@ -252,7 +253,26 @@ class AdminConn {
   void dispatch() {
     // The dashboard page is served before the API's token check: it holds no data.
     std::optional<AdminResponse> page = dashboard_response(req_);
-    respond(page ? *page : server_.api().handle(req_));
+    if (page) {
+      respond(*page);
+    } else {
+      // The answer to a change comes once the store has it; until then pipelined requests wait
+      // in in_, so answers keep the requests' order.
+      awaiting_ = true;
+      std::weak_ptr<int> alive = alive_;
+      auto in_call = std::make_shared<bool>(true);
+      server_.api().handle(req_, [this, alive, in_call](AdminResponse r) {
+        if (alive.expired()) return;
+        awaiting_ = false;
+        respond(r);
+        if (!*in_call) process();
+      });
+      *in_call = false;
+      if (awaiting_) {
+        // Not answered yet: later, from the store's callback (which then goes on reading).
+        return;
+      }
+    }
     auto* stream = reinterpret_cast<uv_stream_t*>(&tcp_);
     if (!close_after_write_ && uv_stream_get_write_queue_size(stream) > kMaxQueuedOutput) {
       // A client pipelining without reading: stop reading until its answers drain.
@@ -331,6 +351,8 @@ class AdminConn {
   bool body_too_large_ = false;
   bool close_after_write_ = false;
   size_t writes_pending_ = 0;
+  bool awaiting_ = false;  // a request's answer is still to come
+  std::shared_ptr<int> alive_ = std::make_shared<int>(0);
   llhttp_t parser_{};
   AdminRequest req_;
   std::string in_;

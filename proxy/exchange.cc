@@ -6,6 +6,7 @@
 #include "proxy/mirror.h"
 #include "proxy/upstream_h2.h"
 #include "proxy/worker.h"
+#include "routing/normalize.h"
 
 namespace weir::proxy {
 
@@ -85,10 +86,24 @@ int Exchange::start(const RequestDesc& req) {
 
 int Exchange::route_and_send(const RequestDesc& req) {
   const RequestHead& h = *req.head;
+  // Routes match, and the backend gets, the normal form: no path or host spelling can reach a
+  // backend by a route other than the one its canonical form takes.
+  routing::Normalized target = routing::normalize_target(h.target, target_storage_);
+  if (!target.ok()) {
+    error_detail_ = target.error;
+    return 400;
+  }
+  routing::Normalized host = routing::normalize_authority(h.host, host_storage_);
+  if (!host.ok()) {
+    error_detail_ = host.error;
+    return 400;
+  }
+  target_view_ = target.value;
+  host_view_ = host.value;
   snap_ = worker_.current_snapshot();
   if (conn_info_.listener >= snap_->listeners.size()) return 404;
-  std::string_view path = h.target.substr(0, h.target.find('?'));
-  auto svc = snap_->listeners[conn_info_.listener].match(h.host, path);
+  std::string_view path = target_view_.substr(0, target_view_.find('?'));
+  auto svc = snap_->listeners[conn_info_.listener].match(host_view_, path);
   if (!svc) return 404;
   service_ = &snap_->services[*svc];
   routing::RequestInfo info;
@@ -154,17 +169,16 @@ void Exchange::build_request_head(const RequestDesc& req) {
   if (h2) {
     h2_head_.emplace_back(":method", std::string(h.method));
     h2_head_.emplace_back(":scheme", version_->tls ? "https" : "http");
-    if (!h.host.empty()) h2_head_.emplace_back(":authority", std::string(h.host));
-    h2_head_.emplace_back(":path", std::string(h.target));
+    if (!host_view_.empty()) h2_head_.emplace_back(":authority", std::string(host_view_));
+    h2_head_.emplace_back(":path", std::string(target_view_));
   } else {
     out.append(h.method);
     out.push_back(' ');
-    out.append(h.target);
+    out.append(target_view_);
     out.append(" HTTP/1.1\r\n");
-    if (!h.host.empty()) append_header(out, "Host", h.host);
+    if (!host_view_.empty()) append_header(out, "Host", host_view_);
   }
   bool te_trailers = false;
-  std::string_view xff_first, via_first;
   std::string xff, via;
   bool have_request_id = ps.request_id_header.empty();
   // mTLS: the verified client's subject, and never a client's own claim of one.
@@ -209,7 +223,7 @@ void Exchange::build_request_head(const RequestDesc& req) {
   xff.append(conn_info_.peer_ip);
   emit("X-Forwarded-For", xff);
   emit("X-Forwarded-Proto", req.scheme);
-  if (!h.host.empty()) emit("X-Forwarded-Host", h.host);
+  if (!host_view_.empty()) emit("X-Forwarded-Host", host_view_);
   if (!ps.via.empty()) {
     if (!via.empty()) via.append(", ");
     via.append(h.version_minor == 0 ? "1.0 " : "1.1 ");

@@ -62,7 +62,8 @@ class Exchange final : private UpstreamHandler {
   Exchange& operator=(const Exchange&) = delete;
 
   // Routes and sends the request head. Returns 0, or the status to answer with at once
-  // (404 no route, 503 nothing to send to, 502 connect could not start); no callback follows.
+  // (400 a target or Host that cannot be normalized, 404 no route, 503 nothing to send to, 502
+  // connect could not start); no callback follows.
   int start(const RequestDesc& req);
   void send_body(const char* data, size_t len);
   void end_body(std::span<const HeaderField> trailers);
@@ -78,7 +79,7 @@ class Exchange final : private UpstreamHandler {
 
   const routing::Service* service() const { return service_; }
   const routing::Version* version() const { return version_; }
-  // Why start() answered 503, for the response body ("" when it did not).
+  // Why start() answered 400 or 503, for the response body ("" when it did not).
   std::string_view error_detail() const { return error_detail_; }
   static health::FailureKind failure_kind(UpstreamError e);
 
@@ -117,6 +118,10 @@ class Exchange final : private UpstreamHandler {
   health::VersionCounters* counters_ = nullptr;  // this worker's, for version_
   health::EndpointCounters* ep_counters_ = nullptr;  // this worker's, for endpoint_
   uint64_t start_ns_ = 0;
+  // The request's target and Host in normal form (routing/normalize.h), valid during start():
+  // views of the request, or of these buffers when normalizing changed them.
+  std::string target_storage_, host_storage_;
+  std::string_view target_view_, host_view_;
   std::string head_;      // the rewritten request head (HTTP/1.1)
   size_t framing_at_ = 0;  // where head_'s body framing headers start
   // A shadow copy of this request, held until its body is complete (proxy/mirror.h).

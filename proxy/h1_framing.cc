@@ -28,6 +28,64 @@ bool parse_decimal(std::string_view s, uint64_t* out) {
   return true;
 }
 
+// One field line (without its CRLF) of a head or a trailer section: why it is refused, or ""
+// with `out` filled (the value without surrounding whitespace).
+std::string_view parse_field_line(std::string_view line, HeaderField* out) {
+  if (line[0] == ' ' || line[0] == '\t') return "obsolete line folding";
+  size_t colon = line.find(':');
+  if (colon == std::string_view::npos) return "header line without colon";
+  std::string_view name = line.substr(0, colon);
+  if (name.empty()) return "empty header name";
+  if (!is_token(name)) return "invalid header name";
+  std::string_view value = line.substr(colon + 1);
+  for (unsigned char c : value) {
+    if (!is_field_value_char(c)) return "invalid character in header value";
+  }
+  *out = {name, trim_ows(value)};
+  return {};
+}
+
+// The size of a block of lines up to and including the blank line that ends it (CRLF or bare
+// LF, found so the parser can refuse the latter), or 0 while it has not arrived. `from` as in
+// scan_request_head.
+size_t find_blank_line(const char* data, size_t len, size_t from) {
+  size_t start = from >= 3 ? from - 3 : 0;
+  const char* p = data + start;
+  const char* end = data + len;
+  while (p < end) {
+    const char* lf = static_cast<const char*>(std::memchr(p, '\n', static_cast<size_t>(end - p)));
+    if (!lf) break;
+    size_t pos = static_cast<size_t>(lf - data);
+    if ((pos >= 1 && data[pos - 1] == '\n') ||
+        (pos >= 2 && data[pos - 1] == '\r' && data[pos - 2] == '\n')) {
+      return pos + 1;
+    }
+    p = lf + 1;
+  }
+  return 0;
+}
+
+// A CR must start a CRLF: true when one in data[from - 1, scan_len) is followed by another byte
+// (data holds `len` bytes). Refused as soon as that byte arrives, rather than when the rest of
+// the block (or the header timeout) does.
+bool has_bare_cr(const char* data, size_t len, size_t from, size_t scan_len) {
+  for (size_t i = from >= 1 ? from - 1 : 0; i < scan_len;) {
+    const void* cr = std::memchr(data + i, '\r', scan_len - i);
+    if (!cr) break;
+    i = static_cast<size_t>(static_cast<const char*>(cr) - data);
+    if (i + 1 < len && data[i + 1] != '\n') return true;
+    ++i;
+  }
+  return false;
+}
+
+HeadScan scan_failed(int status) {
+  HeadScan r;
+  r.state = HeadScan::State::kError;
+  r.status = status;
+  return r;
+}
+
 }  // namespace
 
 bool method_is_idempotent(std::string_view m) {
@@ -48,36 +106,18 @@ void RequestHead::clear() {
 
 HeadScan scan_request_head(const char* data, size_t len, size_t from, const HeadLimits& limits) {
   HeadScan r;
-  // The blank line ends the head; bare-LF line ends are found too, and refused by the parser.
-  size_t start = from >= 3 ? from - 3 : 0;
-  const char* p = data + start;
-  const char* end = data + len;
-  while (p < end) {
-    const char* lf = static_cast<const char*>(std::memchr(p, '\n', static_cast<size_t>(end - p)));
-    if (!lf) break;
-    size_t pos = static_cast<size_t>(lf - data);
-    if ((pos >= 1 && data[pos - 1] == '\n') ||
-        (pos >= 2 && data[pos - 1] == '\r' && data[pos - 2] == '\n')) {
-      // A blank line right at the start is the leftover CRLF some clients send after a body;
-      // the parser rejects a head that starts with one.
-      r.state = HeadScan::State::kComplete;
-      r.head_size = pos + 1;
-      break;
-    }
-    p = lf + 1;
-  }
+  // A blank line right at the start is the leftover CRLF some clients send after a body; the
+  // parser rejects a head that starts with one.
+  r.head_size = find_blank_line(data, len, from);
+  if (r.head_size != 0) r.state = HeadScan::State::kComplete;
   size_t head_len = r.state == HeadScan::State::kComplete ? r.head_size : len;
+  if (has_bare_cr(data, len, from, head_len)) return scan_failed(400);
   const void* first_lf = std::memchr(data, '\n', head_len);
   size_t line_len = first_lf ? static_cast<size_t>(static_cast<const char*>(first_lf) - data)
                              : head_len;
   if (line_len > 0 && data[line_len - 1] == '\r') --line_len;
-  if (line_len > limits.max_request_line) {
-    r.state = HeadScan::State::kError;
-    r.status = 414;
-  } else if (head_len > limits.max_header_bytes) {
-    r.state = HeadScan::State::kError;
-    r.status = 431;
-  }
+  if (line_len > limits.max_request_line) return scan_failed(414);
+  if (head_len > limits.max_header_bytes) return scan_failed(431);
   return r;
 }
 
@@ -141,21 +181,13 @@ HeadError parse_request_head(std::string_view head, const HeadLimits& limits, Re
       if (pos + 2 != head.size()) return bad("data after the end of the head");
       break;
     }
-    std::string_view hl = head.substr(pos, eol - pos);
+    HeaderField field;
+    std::string_view why = parse_field_line(head.substr(pos, eol - pos), &field);
+    if (!why.empty()) return bad(why);
     pos = eol + 2;
-    if (hl[0] == ' ' || hl[0] == '\t') return bad("obsolete line folding");
-    size_t colon = hl.find(':');
-    if (colon == std::string_view::npos) return bad("header line without colon");
-    std::string_view name = hl.substr(0, colon);
-    if (name.empty()) return bad("empty header name");
-    if (!is_token(name)) return bad("invalid header name");
-    std::string_view value = hl.substr(colon + 1);
-    for (unsigned char c : value) {
-      if (!is_field_value_char(c)) return bad("invalid character in header value");
-    }
-    value = trim_ows(value);
+    const std::string_view name = field.name, value = field.value;
     if (out->headers.size() >= limits.max_headers) return {431, "too many header fields"};
-    out->headers.push_back({name, value});
+    out->headers.push_back(field);
 
     if (iequals(name, "host")) {
       ++host_count;
@@ -215,9 +247,8 @@ HeadError parse_request_head(std::string_view head, const HeadLimits& limits, Re
   }
 
   if (host_count > 1) return bad("duplicate Host header");
-  if (host_count == 0 && out->version_minor == 1 && authority.empty()) {
-    return bad("missing Host header");
-  }
+  // Also with an absolute-form target, whose authority then replaces Host (RFC 9112 3.2).
+  if (host_count == 0 && out->version_minor == 1) return bad("missing Host header");
   if (host_count == 1) {
     if (out->host.empty() && authority.empty()) return bad("empty Host header");
     for (unsigned char c : out->host) {
@@ -259,6 +290,38 @@ HeadError parse_request_head(std::string_view head, const HeadLimits& limits, Re
   out->is_head = out->method == "HEAD";
   out->idempotent = method_is_idempotent(out->method);
   return {};
+}
+
+HeadScan scan_trailer_section(const char* data, size_t len, size_t from,
+                              const HeadLimits& limits) {
+  HeadScan r;
+  if (len >= 1 && (data[0] == '\n' || (len >= 2 && data[0] == '\r' && data[1] == '\n'))) {
+    r.state = HeadScan::State::kComplete;  // no trailer fields
+    r.head_size = data[0] == '\n' ? 1 : 2;
+  } else if ((r.head_size = find_blank_line(data, len, from)) != 0) {
+    r.state = HeadScan::State::kComplete;
+  }
+  size_t section_len = r.state == HeadScan::State::kComplete ? r.head_size : len;
+  if (has_bare_cr(data, len, from, section_len)) return scan_failed(400);
+  if (section_len > limits.max_header_bytes) return scan_failed(431);
+  return r;
+}
+
+HeadError check_trailer_section(std::string_view section, const HeadLimits& limits) {
+  size_t pos = 0, fields = 0;
+  while (true) {
+    size_t eol = section.find("\r\n", pos);
+    if (eol == std::string_view::npos) return {400, "trailer line does not end with CRLF"};
+    if (eol == pos) {
+      if (pos + 2 != section.size()) return {400, "data after the end of the trailers"};
+      return {};
+    }
+    HeaderField field;
+    std::string_view why = parse_field_line(section.substr(pos, eol - pos), &field);
+    if (!why.empty()) return {400, why};
+    if (++fields > limits.max_headers) return {431, "too many trailer fields"};
+    pos = eol + 2;
+  }
 }
 
 }  // namespace weir::proxy

@@ -61,4 +61,13 @@ bool method_is_idempotent(std::string_view method);
 // `out` with views into `head`. On failure says which status to send and why.
 HeadError parse_request_head(std::string_view head, const HeadLimits& limits, RequestHead* out);
 
+// Looks for the end of a chunked body's trailer section in data[0, len): what follows the last
+// chunk's size line, up to and including the blank line (which may be all of it). `from` as in
+// scan_request_head; the section counts against max_header_bytes (431), a bare CR is 400.
+HeadScan scan_trailer_section(const char* data, size_t len, size_t from, const HeadLimits& limits);
+
+// Validates a complete trailer section (as found by scan_trailer_section) as strictly as a head:
+// CRLF line ends, no obs-fold, valid names and values, at most max_headers fields.
+HeadError check_trailer_section(std::string_view section, const HeadLimits& limits);
+
 }  // namespace weir::proxy

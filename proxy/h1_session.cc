@@ -41,6 +41,7 @@ const llhttp_settings_t* H1Session::settings() {
     st.on_header_field = cb_header_field;
     st.on_header_value = cb_header_value;
     st.on_body = cb_body;
+    st.on_chunk_header = cb_chunk_header;
     st.on_message_complete = cb_message_complete;
     return st;
   }();
@@ -92,7 +93,10 @@ size_t H1Session::consume(const char* p, size_t n) {
         used = consume_head(p + off, n - off);
         break;
       case Phase::kBody:
-        used = consume_body(p + off, n - off);
+        used = run_parser(p + off, n - off);
+        break;
+      case Phase::kTrailers:
+        used = consume_trailers(p + off, n - off);
         break;
       case Phase::kWaitResponse:
         return off;
@@ -114,7 +118,7 @@ size_t H1Session::consume_head(const char* p, size_t n) {
     phase_ = Phase::kHead;
     head_started_ms_ = std::max<uint64_t>(worker_.now_ms(), 1);
     // A new request: nothing of it has been answered yet (reject() relies on this).
-    req_done_ = resp_started_ = resp_done_ = false;
+    req_done_ = resp_started_ = resp_done_ = grpc_ = false;
     scan_from_ = 0;
     t_.set_deadline(worker_.settings().request_header_timeout_ms);
     p += skipped;
@@ -135,9 +139,21 @@ size_t H1Session::consume_head(const char* p, size_t n) {
     reject(err.status, std::string_view(p, scan.head_size));
     return skipped + n;
   }
-  // llhttp re-reads the validated head so its body framing state matches ours.
+  // llhttp frames the body only. It reads a head that says just what weir's validation found, so
+  // the two cannot disagree on where the request ends; and llhttp's own head rules, stricter
+  // than RFC 9110 in places (extension methods, a repeated identical Content-Length, OWS after
+  // "chunked"), do not refuse requests weir accepted.
+  parser_head_.assign("POST / HTTP/1.1\r\n");
+  if (req_.body == BodyKind::kContentLength) {
+    parser_head_.append("Content-Length: ");
+    append_number(parser_head_, req_.content_length);
+    parser_head_.append("\r\n");
+  } else if (req_.body == BodyKind::kChunked) {
+    parser_head_.append("Transfer-Encoding: chunked\r\n");
+  }
+  parser_head_.append("\r\n");
   pending_reject_ = 0;
-  llhttp_errno_t rc = llhttp_execute(&parser_, p, scan.head_size);
+  llhttp_errno_t rc = llhttp_execute(&parser_, parser_head_.data(), parser_head_.size());
   if (rc == HPE_PAUSED || rc == HPE_PAUSED_UPGRADE) {
     if (rc == HPE_PAUSED_UPGRADE) {
       llhttp_resume_after_upgrade(&parser_);
@@ -152,7 +168,7 @@ size_t H1Session::consume_head(const char* p, size_t n) {
   return skipped + scan.head_size;
 }
 
-size_t H1Session::consume_body(const char* p, size_t n) {
+size_t H1Session::run_parser(const char* p, size_t n) {
   pending_reject_ = 0;
   llhttp_errno_t rc = llhttp_execute(&parser_, p, n);
   if (rc == HPE_OK) return n;
@@ -166,12 +182,36 @@ size_t H1Session::consume_body(const char* p, size_t n) {
     return used;
   }
   // A broken body (bad chunk framing) or a limit hit in a callback.
+  body_failed(pending_reject_ > 0 ? pending_reject_ : 400);
+  return n;
+}
+
+size_t H1Session::consume_trailers(const char* p, size_t n) {
+  HeadScan scan = scan_trailer_section(p, n, scan_from_, limits_);
+  if (scan.state == HeadScan::State::kNeedMore) {
+    scan_from_ = n;
+    return 0;  // wait for more; the caller keeps the bytes
+  }
+  scan_from_ = 0;
+  int status = scan.status;
+  if (scan.state == HeadScan::State::kComplete) {
+    status = check_trailer_section(std::string_view(p, scan.head_size), limits_).status;
+  }
+  if (status != 0) {
+    body_failed(status);
+    return n;
+  }
+  return run_parser(p, scan.head_size);
+}
+
+void H1Session::body_failed(int status) {
+  // The head (and maybe some body) went upstream already: dropping the Exchange closes that
+  // connection, so the backend sees a cut request, never the bytes that follow.
   if (resp_started_ && !resp_done_) {
     close_now();
   } else {
-    reject(pending_reject_ > 0 ? pending_reject_ : 400);
+    reject(status);
   }
-  return n;
 }
 
 int H1Session::cb_headers_complete(llhttp_t* p) {
@@ -194,9 +234,18 @@ int H1Session::cb_headers_complete(llhttp_t* p) {
   return 0;
 }
 
+int H1Session::cb_chunk_header(llhttp_t* p) {
+  if (p->content_length != 0) return 0;
+  // The last chunk: weir checks the trailer section before llhttp reads it.
+  H1Session* s = from_parser(p);
+  s->phase_ = Phase::kTrailers;
+  s->scan_from_ = 0;
+  return HPE_PAUSED;
+}
+
 int H1Session::cb_header_field(llhttp_t* p, const char* at, size_t len) {
   H1Session* s = from_parser(p);
-  if (s->phase_ != Phase::kBody) return 0;  // head fields were parsed by weir already
+  if (s->phase_ != Phase::kTrailers) return 0;  // llhttp's view of the head: not the request's
   if (s->trailer_spans_.size() % 2 == 0) {
     s->trailer_spans_.emplace_back(static_cast<uint32_t>(s->trailer_arena_.size()), 0);
   }
@@ -207,7 +256,7 @@ int H1Session::cb_header_field(llhttp_t* p, const char* at, size_t len) {
 
 int H1Session::cb_header_value(llhttp_t* p, const char* at, size_t len) {
   H1Session* s = from_parser(p);
-  if (s->phase_ != Phase::kBody) return 0;
+  if (s->phase_ != Phase::kTrailers) return 0;
   if (s->trailer_spans_.size() % 2 == 1) {
     s->trailer_spans_.emplace_back(static_cast<uint32_t>(s->trailer_arena_.size()), 0);
   }
@@ -257,6 +306,9 @@ bool H1Session::begin_request() {
   close_after_ = !keep_alive_;
   req_done_ = resp_started_ = resp_done_ = chunked_out_ = early_response_ = false;
   body_bytes_ = 0;
+  for (const auto& f : req_.headers) {
+    if (iequals(f.name, "content-type")) grpc_ = is_grpc_content_type(f.value);
+  }
   trailer_arena_.clear();
   trailer_spans_.clear();
   const uint64_t max = worker_.settings().max_request_body_bytes;
@@ -279,7 +331,8 @@ bool H1Session::begin_request() {
   if (status != 0) {
     std::string detail(ex_->error_detail());
     ex_.reset();
-    if (req_.body != BodyKind::kNone) close_after_ = true;
+    // A target or Host that cannot be normalized is malformed input: closed, as for a bad head.
+    if (req_.body != BodyKind::kNone || status == 400) close_after_ = true;
     respond_error(status, detail);
     return false;
   }
@@ -297,7 +350,7 @@ void H1Session::respond_error(int status, std::string_view detail) {
   WorkerStats& st = worker_.stats();
   st.responses_by_class[status / 100].inc();
   st.generated_by_status[WorkerStats::generated_slot(status)].inc();
-  t_.write(error_response(status, close_after_ || draining_, head_request_, detail));
+  t_.write(error_response(status, close_after_ || draining_, head_request_, detail, grpc_));
 }
 
 void H1Session::reject(int status, std::string_view raw) {
@@ -490,6 +543,7 @@ void H1Session::on_timeout() {
       reject(408, inbuf_);
       break;
     case Phase::kBody:
+    case Phase::kTrailers:
       if (resp_started_) {
         close_now();
       } else {

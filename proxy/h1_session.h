@@ -28,7 +28,9 @@ class H1Session final : public Session, public ExchangeOwner {
   void on_close() override;
 
  private:
-  enum class Phase : uint8_t { kIdle, kHead, kBody, kWaitResponse, kClosed };
+  // kTrailers: a chunked body's last chunk has been read; its trailer section is checked by
+  // weir (as a head is) before llhttp reads it.
+  enum class Phase : uint8_t { kIdle, kHead, kBody, kTrailers, kWaitResponse, kClosed };
 
   // ExchangeOwner
   void on_response_head(const ResponseMeta& meta, std::span<const HeaderField> headers) override;
@@ -40,7 +42,13 @@ class H1Session final : public Session, public ExchangeOwner {
   void process_input();
   size_t consume(const char* p, size_t n);
   size_t consume_head(const char* p, size_t n);
-  size_t consume_body(const char* p, size_t n);
+  size_t consume_trailers(const char* p, size_t n);
+  // Runs llhttp over request bytes; returns how many it took, or acts on its error and
+  // returns n.
+  size_t run_parser(const char* p, size_t n);
+  // The request body or its trailers are malformed or over a limit: answer (if not answered
+  // yet) and close.
+  void body_failed(int status);
   bool begin_request();
   void respond_error(int status, std::string_view detail = {});
   // `raw`: the unparsed request bytes, for the access log line of a request refused before
@@ -54,6 +62,7 @@ class H1Session final : public Session, public ExchangeOwner {
   static int cb_header_field(llhttp_t* p, const char* at, size_t len);
   static int cb_header_value(llhttp_t* p, const char* at, size_t len);
   static int cb_body(llhttp_t* p, const char* at, size_t len);
+  static int cb_chunk_header(llhttp_t* p);
   static int cb_message_complete(llhttp_t* p);
   static const llhttp_settings_t* settings();
 
@@ -63,7 +72,8 @@ class H1Session final : public Session, public ExchangeOwner {
   HeadLimits limits_;
   Phase phase_ = Phase::kIdle;
   std::string inbuf_;        // bytes received but not consumed yet
-  size_t scan_from_ = 0;     // how much of inbuf_ the head scan has already looked at
+  size_t scan_from_ = 0;     // how much of inbuf_ the head (or trailer) scan has looked at
+  std::string parser_head_;  // the head llhttp reads: only the body framing weir validated
   RequestHead req_;
   std::unique_ptr<Exchange> ex_;
   uint64_t body_bytes_ = 0;
@@ -82,6 +92,7 @@ class H1Session final : public Session, public ExchangeOwner {
   bool paused_ = false;
   bool eof_ = false;
   bool early_response_ = false;  // answered before the request body was read to its end
+  bool grpc_ = false;            // the request has a gRPC content type (for local replies)
   // Request trailers: (name, value) spans into trailer_arena_.
   std::string trailer_arena_;
   std::vector<std::pair<uint32_t, uint32_t>> trailer_spans_;

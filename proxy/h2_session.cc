@@ -88,6 +88,7 @@ struct H2Session::Stream final : public ExchangeOwner {
   // earlier, it would overtake the response's DATA and the client would see a broken stream.
   bool reset_after_response = false;
   bool bodyless = false;  // the response's HEADERS end the stream (no read_body)
+  bool grpc = false;      // a gRPC content type: weir's own replies are gRPC-shaped
 };
 
 H2Session::Entry::~Entry() {
@@ -266,6 +267,9 @@ int H2Session::on_header(nghttp2_session*, const nghttp2_frame* frame, const uin
     st->authority = v;
   } else if (n == ":scheme") {
     st->scheme = v;
+  } else if (n == "content-type") {
+    st->grpc = is_grpc_content_type(v);
+    st->fields.emplace_back(n, v);
   } else if (n == "cookie") {
     // RFC 9113 8.2.3: crumbs are joined with "; " for an HTTP/1.1 hop.
     if (!st->cookie.empty()) st->cookie.append("; ");
@@ -388,27 +392,28 @@ void H2Session::respond_error(Stream& st, int status, std::string_view detail) {
   WorkerStats& stats = worker_.stats();
   stats.responses_by_class[status / 100].inc();
   stats.generated_by_status[WorkerStats::generated_slot(status)].inc();
-  st.body = error_body(status, detail);
+  LocalReply reply = local_reply(status, detail, st.grpc);
+  st.body = std::move(reply.body);
   st.body_off = 0;
-  const std::string status_text = std::to_string(status), length = std::to_string(st.body.size());
-  const nghttp2_nv nva[] = {
-      make_nv(":status", status_text),
-      make_nv("content-type", "text/plain"),
-      make_nv("content-length", length),
-  };
+  const std::string status_text = std::to_string(reply.status);
+  const std::string length = std::to_string(st.body.size());
+  const std::string grpc_status = std::to_string(reply.grpc_status);
+  std::vector<nghttp2_nv> nva = {make_nv(":status", status_text),
+                                 make_nv("content-type", reply.content_type)};
+  if (reply.grpc_status >= 0) {
+    // Trailers-only: one HEADERS frame that ends the stream.
+    nva.push_back(make_nv("grpc-status", grpc_status));
+    nva.push_back(make_nv("grpc-message", reply.grpc_message));
+  } else {
+    nva.push_back(make_nv("content-length", length));
+  }
   nghttp2_data_provider provider{};
   provider.source.ptr = &st;
   provider.read_callback = read_body;
-  const bool head = st.method == "HEAD";
-  nghttp2_submit_response(ng_, st.id, nva, std::size(nva), head ? nullptr : &provider);
-  if (!st.request_ended) {
-    // Whatever body follows is not wanted: stop the client politely, after the response.
-    if (head) {
-      nghttp2_submit_rst_stream(ng_, NGHTTP2_FLAG_NONE, st.id, NGHTTP2_NO_ERROR);
-    } else {
-      st.reset_after_response = true;
-    }
-  }
+  const bool bodyless = st.method == "HEAD" || reply.grpc_status >= 0;
+  nghttp2_submit_response(ng_, st.id, nva.data(), nva.size(), bodyless ? nullptr : &provider);
+  // Whatever body follows is not wanted: stop the client politely, after the response.
+  if (!st.request_ended) st.reset_after_response = true;
 }
 
 int H2Session::on_data_chunk(nghttp2_session*, uint8_t, int32_t stream_id, const uint8_t* data,
@@ -463,6 +468,15 @@ int H2Session::on_frame_send(nghttp2_session*, const nghttp2_frame* frame, void*
   auto* self = static_cast<H2Session*>(user);
   if (frame->hd.type == NGHTTP2_GOAWAY && frame->goaway.error_code != NGHTTP2_NO_ERROR) {
     self->worker_.stats().h2_abuse_closes.inc();
+  }
+  if (frame->hd.type == NGHTTP2_HEADERS && (frame->hd.flags & NGHTTP2_FLAG_END_STREAM) != 0) {
+    // A bodyless response is out. A RST_STREAM submitted with it would have made nghttp2 drop
+    // the HEADERS (the stream was closing), so the client learned nothing.
+    Stream* st = self->find(frame->hd.stream_id);
+    if (st && st->reset_after_response && !st->request_ended) {
+      st->reset_after_response = false;
+      nghttp2_submit_rst_stream(self->ng_, NGHTTP2_FLAG_NONE, st->id, NGHTTP2_NO_ERROR);
+    }
   }
   return 0;
 }
@@ -578,13 +592,7 @@ void H2Session::Stream::on_response_end(std::span<const HeaderField> trailer_fie
     trailers.emplace_back(std::move(name), std::string(f.value));
   }
   // The backend answered before the upload ended; the rest of it is not wanted.
-  if (!request_ended) {
-    if (bodyless) {
-      nghttp2_submit_rst_stream(s.ng_, NGHTTP2_FLAG_NONE, id, NGHTTP2_NO_ERROR);
-    } else {
-      reset_after_response = true;
-    }
-  }
+  if (!request_ended) reset_after_response = true;
   wake_body();
   s.send();
 }

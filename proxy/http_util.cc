@@ -147,16 +147,81 @@ std::string error_body(int status, std::string_view detail) {
   return body;
 }
 
-std::string error_response(int status, bool close, bool head_request, std::string_view detail) {
-  std::string body = error_body(status, detail);
+bool is_grpc_content_type(std::string_view value) {
+  constexpr std::string_view kGrpc = "application/grpc";
+  return value.size() >= kGrpc.size() && iequals(value.substr(0, kGrpc.size()), kGrpc);
+}
+
+int grpc_status_for(int http_status) {
+  // Codes from grpc/include/grpc/impl/codegen/status.h (the gRPC wire protocol).
+  constexpr int kUnknown = 2, kDeadlineExceeded = 4, kPermissionDenied = 7,
+                kResourceExhausted = 8, kUnimplemented = 12, kInternal = 13, kUnavailable = 14,
+                kUnauthenticated = 16;
+  switch (http_status) {
+    case 400: return kInternal;
+    case 401: return kUnauthenticated;
+    case 403: return kPermissionDenied;
+    case 404:
+    case 405:
+    case 501: return kUnimplemented;
+    case 408:
+    case 504: return kDeadlineExceeded;
+    case 413:
+    case 414:
+    case 431: return kResourceExhausted;
+    case 429:
+    case 502:
+    case 503: return kUnavailable;
+    default: return kUnknown;
+  }
+}
+
+LocalReply local_reply(int status, std::string_view detail, bool grpc) {
+  LocalReply r;
+  if (!grpc) {
+    r.status = status;
+    r.content_type = "text/plain";
+    r.body = error_body(status, detail);
+    return r;
+  }
+  r.status = 200;
+  r.content_type = "application/grpc";
+  r.grpc_status = grpc_status_for(status);
+  std::string text = error_body(status, detail);
+  text.pop_back();  // the newline
+  // grpc-message is percent-encoded: '%' and bytes outside printable ASCII.
+  for (unsigned char c : text) {
+    if (c < 0x20 || c > 0x7e || c == '%') {
+      constexpr char kHex[] = "0123456789ABCDEF";
+      r.grpc_message.push_back('%');
+      r.grpc_message.push_back(kHex[c >> 4]);
+      r.grpc_message.push_back(kHex[c & 15]);
+    } else {
+      r.grpc_message.push_back(static_cast<char>(c));
+    }
+  }
+  return r;
+}
+
+std::string error_response(int status, bool close, bool head_request, std::string_view detail,
+                           bool grpc) {
+  LocalReply r = local_reply(status, detail, grpc);
   std::string out = "HTTP/1.1 ";
-  append_number(out, static_cast<uint64_t>(status));
+  append_number(out, static_cast<uint64_t>(r.status));
   out += ' ';
-  out += reason_phrase(status);
-  out += "\r\nContent-Type: text/plain\r\nContent-Length: ";
-  append_number(out, body.size());
+  out += reason_phrase(r.status);
+  out += "\r\nContent-Type: ";
+  out += r.content_type;
+  if (r.grpc_status >= 0) {
+    out += "\r\ngrpc-status: ";
+    append_number(out, static_cast<uint64_t>(r.grpc_status));
+    out += "\r\ngrpc-message: ";
+    out += r.grpc_message;
+  }
+  out += "\r\nContent-Length: ";
+  append_number(out, r.body.size());
   out += close ? "\r\nConnection: close\r\n\r\n" : "\r\n\r\n";
-  if (!head_request) out += body;
+  if (!head_request) out += r.body;
   return out;
 }
 

@@ -128,6 +128,20 @@ class WeirCollector : public prometheus::Collectable {
         sample(static_cast<double>(s_.reloads_ok), MetricType::Counter, {{"result", "ok"}}));
     reloads.metric.push_back(
         sample(static_cast<double>(s_.reloads_failed), MetricType::Counter, {{"result", "error"}}));
+    if (s_.fleet.present) {
+      const auto& f = s_.fleet;
+      family("weir_fleet_store_up", "1 while the fleet's store (etcd) answers", MetricType::Gauge)
+          .metric.push_back(sample(f.store_up ? 1 : 0, MetricType::Gauge, {}));
+      family("weir_fleet_applied_revision", "The store revision this replica has applied",
+             MetricType::Gauge)
+          .metric.push_back(
+              sample(static_cast<double>(f.applied_revision), MetricType::Gauge, {}));
+      family("weir_fleet_is_leader", "1 while this replica drives the fleet's timed work",
+             MetricType::Gauge)
+          .metric.push_back(sample(f.leader ? 1 : 0, MetricType::Gauge, {}));
+      family("weir_fleet_replicas", "Replicas of the fleet this one knows of", MetricType::Gauge)
+          .metric.push_back(sample(static_cast<double>(f.replicas), MetricType::Gauge, {}));
+    }
     return out;
   }
 

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "config/config.h"
+#include "proxy/control_store.h"
 #include "proxy/runtime_state.h"
 #include "proxy/stats.h"
 
@@ -53,6 +54,7 @@ struct MetricsSource {
   std::vector<EndpointMetrics> endpoints = {};
   std::vector<GuardMetrics> guards = {};
   std::vector<MirrorMetrics> mirrors = {};  // defaulted: initializers may stop before it
+  ControlStore::FleetFigures fleet = {};     // present only in fleet mode
 };
 
 // The states weir_guard_state is one-hot over.

@@ -9,15 +9,6 @@ namespace {
 constexpr int kStateFormat = 1;
 constexpr int64_t kMaxWeight = 10000;  // the same bound config/load.cc puts on `weight`
 
-std::string version_set(const config::Service& svc) {
-  std::vector<std::string> names;
-  for (const auto& v : svc.versions) names.push_back(v.name);
-  std::sort(names.begin(), names.end());
-  std::string out;
-  for (const auto& n : names) out += n + ",";
-  return out;
-}
-
 std::string definition(const config::Service& svc) {
   std::string out = "stable=" + svc.stable + ";";
   for (const auto& v : svc.versions) {
@@ -29,6 +20,39 @@ std::string definition(const config::Service& svc) {
 }
 
 }  // namespace
+
+std::string version_set(const config::Service& svc) {
+  std::vector<std::string> names;
+  for (const auto& v : svc.versions) names.push_back(v.name);
+  std::sort(names.begin(), names.end());
+  std::string out;
+  for (const auto& n : names) out += n + ",";
+  return out;
+}
+
+nlohmann::json ServiceRuntime::shared_json() const {
+  return {{"weights", weights},         {"stable", stable},
+          {"guard_disabled", guard_disabled}, {"guard_reason", guard_reason},
+          {"reverted", reverted},       {"rollout", rollout},
+          {"version_set", version_set}};
+}
+
+bool ServiceRuntime::read_shared(const nlohmann::json& j, std::string* error) {
+  try {
+    weights = j.value("weights", std::map<std::string, uint32_t>{});
+    stable = j.value("stable", std::string());
+    guard_disabled = j.value("guard_disabled", false);
+    guard_reason = j.value("guard_reason", std::string());
+    reverted = j.value("reverted", std::set<std::string>{});
+    rollout = j.value("rollout", nlohmann::json::object());
+    if (!rollout.is_object()) rollout = nlohmann::json::object();
+    version_set = j.value("version_set", std::string());
+    return true;
+  } catch (const nlohmann::json::exception& e) {
+    *error = std::string("malformed service state: ") + e.what();
+    return false;
+  }
+}
 
 config::Config RuntimeState::apply(const config::Config& configured) const {
   config::Config out = configured;
@@ -51,10 +75,12 @@ std::vector<std::string> RuntimeState::reconcile(const config::Config& configure
     ServiceRuntime rt;
     if (auto it = services_.find(svc.name); it != services_.end()) rt = it->second;
     std::string vs = version_set(svc), def = definition(svc);
-    if (rt.version_set != vs && rt.overridden()) {
+    if (rt.version_set != vs && (rt.overridden() || !rt.reverted.empty())) {
       reset.push_back(svc.name);
       rt.weights.clear();
       rt.stable.clear();
+      rt.reverted.clear();
+      rt.rollout = nlohmann::json::object();
     }
     if (rt.definition != def && !rt.definition.empty()) ++rt.state_version;
     rt.version_set = std::move(vs);
@@ -101,6 +127,8 @@ nlohmann::json RuntimeState::to_json() const {
                       {"state_version", rt.state_version},
                       {"guard_disabled", rt.guard_disabled},
                       {"guard_reason", rt.guard_reason},
+                      {"reverted", rt.reverted},
+                      {"rollout", rt.rollout},
                       {"version_set", rt.version_set},
                       {"definition", rt.definition}};
   }
@@ -123,6 +151,8 @@ std::optional<RuntimeState> RuntimeState::from_json(const nlohmann::json& j, std
       // Absent in files written before the guard switch existed.
       rt.guard_disabled = s.value("guard_disabled", false);
       rt.guard_reason = s.value("guard_reason", std::string());
+      rt.reverted = s.value("reverted", std::set<std::string>{});
+      rt.rollout = s.value("rollout", nlohmann::json::object());
       rt.version_set = s.at("version_set").get<std::string>();
       rt.definition = s.at("definition").get<std::string>();
       out.services_.emplace(name, std::move(rt));
@@ -140,7 +170,7 @@ std::string merge_weights(const config::Service& svc, const std::map<std::string
   std::map<std::string, uint32_t> next = current;
   for (const auto& [name, w] : weights) {
     bool known = std::any_of(svc.versions.begin(), svc.versions.end(),
-                             [&](const config::Version& v) { return v.name == name; });
+                             [&n = name](const config::Version& v) { return v.name == n; });
     if (!known) {
       std::string names;
       for (const auto& v : svc.versions) names += (names.empty() ? "" : ", ") + v.name;

@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <map>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -24,13 +25,28 @@ struct ServiceRuntime {
   // rollout holds, until it is turned on again. Survives restarts and reloads.
   bool guard_disabled = false;
   std::string guard_reason;  // the operator's reason for turning it off
+  // Versions the guard reverted, until an operator changes the service's weights.
+  std::set<std::string> reverted;
+  // Where the service's rollout is ({} = never started): the rollout driver's saved position, so
+  // a restart (or another replica taking the lead) continues from the same step.
+  nlohmann::json rollout = nlohmann::json::object();
   // What the configured service looked like when this was last reconciled: its version names
   // (a change drops the overrides) and its whole definition (a change bumps state_version).
   std::string version_set;
   std::string definition;
 
   bool overridden() const { return !weights.empty() || !stable.empty(); }
+
+  // The shared part (what a fleet replicates): everything but the local reconciliation fields
+  // and state_version, which the store assigns.
+  nlohmann::json shared_json() const;
+  // Reads shared_json()'s shape; false + *error on a wrong one (fields absent keep defaults).
+  bool read_shared(const nlohmann::json& j, std::string* error);
+  bool same_shared(const ServiceRuntime& o) const { return shared_json() == o.shared_json(); }
 };
+
+// The set of version names of a configured service, as reconcile() records it.
+std::string version_set(const config::Service& svc);
 
 class RuntimeState {
  public:
@@ -44,6 +60,9 @@ class RuntimeState {
 
   const ServiceRuntime* find(const std::string& service) const;
   ServiceRuntime* find(const std::string& service);
+  // Replaces (or adds) one service's runtime.
+  void set(const std::string& service, ServiceRuntime rt) { services_[service] = std::move(rt); }
+  const std::map<std::string, ServiceRuntime>& services() const { return services_; }
 
   // Effective weight / stable of one configured service under these overrides.
   uint32_t weight(const config::Service& svc, const config::Version& v) const;

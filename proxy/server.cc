@@ -13,6 +13,8 @@
 #include <set>
 #include <thread>
 
+#include "proxy/file_store.h"
+#include "proxy/fleet_store.h"
 #include "proxy/metrics.h"
 #include "proxy/port_claim.h"
 
@@ -140,32 +142,37 @@ bool Server::open_listeners(std::string* error) {
 }
 
 bool Server::open_state(std::string* error) {
-  store_ = std::make_unique<StateStore>(config_->admin.state_dir);
-  if (!store_->open(error)) return false;
-  std::string why;
-  if (auto saved = store_->load_state(&why)) {
-    auto loaded = RuntimeState::from_json(*saved, &why);
-    if (!loaded) {
-      *error = store_->dir() + "/state.json: " + why;
-      return false;
-    }
-    runtime_ = std::move(*loaded);
-  } else if (!why.empty()) {
-    *error = why;
-    return false;
+  if (config_->fleet.enabled) {
+    store_ = std::make_unique<FleetStore>(&loop_, *config_, config_->admin.address.to_string());
+  } else {
+    store_ = std::make_unique<FileStore>(config_->admin.state_dir);
   }
-  // The config may have changed while weir was down: overrides for a changed version set go.
-  std::vector<std::string> reset = runtime_.reconcile(*config_);
-  for (const auto& name : reset) {
-    AuditEvent ev;
-    ev.actor = "startup";
-    ev.action = "reset_overrides";
-    ev.service = name;
-    ev.reason = "the service's set of versions changed in the configuration";
-    if (!store_->append(ev, error)) return false;
-    std::fprintf(stderr, "weir: %s: runtime weights reset: its versions changed\n", name.c_str());
-  }
-  return store_->save_state(runtime_.to_json(), error);
+  if (!store_->open(*config_, error)) return false;
+  rollout_driver_ = std::make_unique<RolloutDriver>(*store_);
+  guard_runner_ = std::make_unique<GuardRunner>(
+      *store_, *rollout_driver_,
+      [this](const routing::Service& s, const routing::Version& v, uint64_t second,
+             uint32_t window_s) {
+        // A fleet judges every replica's traffic of the version together.
+        std::vector<const health::StatsWindow*> windows =
+            store_->remote_windows(s.name + "/" + v.name);
+        windows.push_back(stats_.window(v.stats_id));
+        return health::StatsWindow::summarize(windows, second, window_s);
+      });
+  ControlStore::Listener l;
+  l.on_state = [this](const std::string& service) { on_store_state(service); };
+  l.on_status = [] {};
+  store_->set_listener(std::move(l));
+  rollout_driver_->configure(*config_);
+  return true;
+}
+
+void Server::on_store_state(const std::string& service) {
+  rollout_driver_->on_state(service);
+  guard_runner_->on_state(*config_, service);
+  if (stopping_ || !snap_) return;
+  note_ramps(*snap_->config, store_->state().apply(*config_));
+  republish("a state change");
 }
 
 namespace {
@@ -212,7 +219,7 @@ void Server::publish(std::shared_ptr<const routing::Snapshot> snap,
 void Server::republish(const char* why) {
   if (stopping_) return;
   std::string error;
-  auto snap = build(*config_, runtime_, &error);
+  auto snap = build(*config_, store_->state(), &error);
   if (!snap) {
     std::fprintf(stderr, "weir: snapshot after %s failed: %s\n", why, error.c_str());
     return;
@@ -226,50 +233,8 @@ void Server::on_tick(uv_timer_t* t) {
   const uint64_t now = monotonic_ms();
   self->evaluate_outliers();
   self->collect_stats(now / 1000);
-  self->run_guards(now, now / 1000);
-  self->advance_revert_ramps(now);
-}
-
-void Server::advance_revert_ramps(uint64_t now_ms) {
-  for (auto it = revert_ramps_.begin(); it != revert_ramps_.end();) {
-    RevertRamp& r = *it;
-    const uint64_t elapsed = now_ms - r.start_ms;
-    uint32_t due = static_cast<uint32_t>(
-        std::min<uint64_t>(kRevertSteps, 1 + elapsed * kRevertSteps / std::max(1u, r.duration_ms)));
-    if (due <= r.steps_done) {
-      ++it;
-      continue;
-    }
-    r.steps_done = due;
-    const config::Service* cs = nullptr;
-    for (const auto& s : config_->services) {
-      if (s.name == r.service) cs = &s;
-    }
-    std::map<std::string, uint32_t> weights;
-    if (cs) weights = runtime_.weights(*cs);
-    if (!cs || !weights.count(r.version)) {
-      it = revert_ramps_.erase(it);
-      continue;
-    }
-    const uint32_t w = r.from * (kRevertSteps - due) / kRevertSteps;
-    weights[r.version] = w;
-    AuditEvent ev;
-    ev.actor = "guard";
-    ev.action = "revert_step";
-    ev.reason = "revert_ramp_ms: step " + std::to_string(due) + " of " +
-                std::to_string(kRevertSteps);
-    std::string error;
-    if (!change_service(r.service, weights, "", std::move(ev), &error)) {
-      std::fprintf(stderr, "weir: guard: a revert step could not be saved: %s\n", error.c_str());
-    }
-    std::fprintf(stderr, "weir: guard: service %s version %s revert ramp at weight %u\n",
-                 r.service.c_str(), r.version.c_str(), w);
-    if (due >= kRevertSteps) {
-      it = revert_ramps_.erase(it);
-    } else {
-      ++it;
-    }
-  }
+  self->guard_runner_->tick(self->snap_, *self->config_, now, now / 1000);
+  self->guard_runner_->advance_ramps(*self->config_, now);
 }
 
 void Server::evaluate_outliers() {
@@ -332,227 +297,53 @@ void Server::note_ramps(const config::Config& prev, const config::Config& next) 
 }
 
 void Server::collect_stats(uint64_t second) {
+  const auto unix_second = static_cast<uint64_t>(unix_time_ms() / 1000);
   for (const auto& svc : snap_->services) {
+    // Guarded versions' traffic is shared with the fleet (a no-op for a single replica).
+    const bool guarded = svc.config && svc.config->guard.enabled;
     for (const auto& v : svc.versions) {
       health::Sample sum;
       for (auto& w : workers_) {
         if (const auto* c = w->stats().versions.find(v.stats_id)) sum.add(*c);
       }
-      stats_.fold(second, v.stats_id, sum);
+      health::Sample delta = stats_.fold(second, v.stats_id, sum);
+      if (guarded) store_->share_window(svc.name + "/" + v.name, unix_second, delta);
     }
   }
 }
 
-void Server::run_guards(uint64_t now_ms, uint64_t second) {
-  // A revert or a rollout step publishes a new snapshot mid-loop; once the workers drop the old
-  // one, only this reference keeps `svc` and its versions alive.
-  const std::shared_ptr<const routing::Snapshot> snap = snap_;
-  for (size_t si = 0; si < snap->services.size() && si < config_->services.size(); ++si) {
-    const routing::Service& svc = snap->services[si];
-    const config::GuardConfig& g = config_->services[si].guard;
-    auto ro = rollouts_.find(svc.name);
-    const bool rolling =
-        ro != rollouts_.end() && ro->second.state() == health::RolloutState::kRunning;
-    const ServiceRuntime* srt = runtime_.find(svc.name);
-    const bool switched_off = g.enabled && srt && srt->guard_disabled;
-    if (!g.enabled && !rolling) continue;
-    if (switched_off && !rolling) continue;
-    ServiceGuard& sg = guards_[svc.name];
-    const uint32_t interval = g.enabled ? g.interval_ms : 1000;
-    if (now_ms - sg.last_eval_ms < interval) continue;
-    sg.last_eval_ms = now_ms;
-    const routing::Version& stable = svc.versions[svc.stable];
-    const health::StatsWindow* stable_window = stats_.window(stable.stats_id);
-    health::Summary stable_summary =
-        stable_window ? stable_window->summarize(second, g.window_s) : health::Summary{};
-    for (const auto& v : svc.versions) {
-      if (&v == &stable || v.weight == 0) continue;
-      // A version already ramping down after a revert is not judged (or reverted) again.
-      if (std::any_of(revert_ramps_.begin(), revert_ramps_.end(), [&](const RevertRamp& r) {
-            return r.service == svc.name && r.version == v.name;
-          })) {
-        continue;
-      }
-      // Without a guard a rollout advances on time alone; with its guard switched off by an
-      // operator it holds, since nothing watches the step it would advance to.
-      health::Verdict verdict = switched_off ? health::Verdict::kHold : health::Verdict::kPass;
-      if (g.enabled && !switched_off) {
-        const health::StatsWindow* w = stats_.window(v.stats_id);
-        health::Summary summary = w ? w->summarize(second, g.window_s) : health::Summary{};
-        auto [it, fresh] = sg.versions.try_emplace(v.name, v.name);
-        // Probed unhealthy or ejected endpoints do not count: a version with none left fails.
-        const auto healthy = static_cast<uint32_t>(std::count_if(
-            v.endpoints.begin(), v.endpoints.end(), [](const auto& ep) { return ep.healthy; }));
-        health::Evaluation e = it->second.evaluate(g, summary, stable_summary, healthy, now_ms);
-        verdict = e.verdict;
-        if (e.reverted) {
-          std::string why;
-          for (const auto& r : e.reasons) why += (why.empty() ? "" : "; ") + r;
-          std::fprintf(stderr,
-                       "weir: guard: service %s version %s reverted to weight 0 after %u "
-                       "breaches in a row (window %us): %s\n",
-                       svc.name.c_str(), v.name.c_str(), e.breaches_in_a_row, g.window_s,
-                       why.c_str());
-          const config::Service& cs = config_->services[si];
-          std::map<std::string, uint32_t> weights = runtime_.weights(cs);
-          const uint32_t from = weights[v.name];
-          // With a ramp, the first step happens now and the rest on the tick.
-          weights[v.name] =
-              g.revert_ramp_ms ? from * (kRevertSteps - 1) / kRevertSteps : 0;
-          if (g.revert_ramp_ms) {
-            revert_ramps_.push_back({svc.name, v.name, from, now_ms, g.revert_ramp_ms, 1});
-          }
-          AuditEvent ev;
-          ev.actor = "guard";
-          ev.action = "revert";
-          ev.reason = why;
-          ev.detail = nlohmann::json::parse(
-              health::DecisionLog(1).to_json(svc.name, g), nullptr, false);
-          ev.detail["evaluation"] = {{"version", v.name},
-                                     {"error_rate", summary.error_rate},
-                                     {"completed", summary.completed},
-                                     {"errors", summary.errors},
-                                     {"p99_ms", static_cast<double>(summary.p99_us) / 1000.0},
-                                     {"stable_error_rate", stable_summary.error_rate},
-                                     {"window_s", g.window_s}};
-          std::string error;
-          if (!change_service(svc.name, weights, "", std::move(ev), &error)) {
-            std::fprintf(stderr, "weir: guard: the revert could not be saved: %s\n",
-                         error.c_str());
-          }
-          sg.reverted.insert(v.name);
-          ++sg.reverts[v.name];
-          it->second.reset();
-          if (ro != rollouts_.end() && ro->second.plan().version == v.name) {
-            ro->second.abort("guard reverted " + v.name + ": " + why);
-            std::fprintf(stderr, "weir: rollout: service %s aborted by the guard\n",
-                         svc.name.c_str());
-          }
-        }
-        sg.log.add(std::move(e));
-      }
-      if (rolling && ro->second.plan().version == v.name &&
-          ro->second.state() == health::RolloutState::kRunning) {
-        apply_rollout(svc.name, ro->second.on_verdict(verdict, now_ms), "rollout");
-        if (ro->second.state() == health::RolloutState::kPaused) {
-          std::fprintf(stderr, "weir: rollout: service %s %s\n", svc.name.c_str(),
-                       ro->second.last_reason().c_str());
-        }
-      }
+void Server::commit(ServiceChange change, CommitDone done) {
+  const std::string what = change.event.action + " " + change.service + " by " + change.event.actor;
+  store_->commit(std::move(change), [what, done = std::move(done)](const CommitResult& r) {
+    if (r.ok()) {
+      std::fprintf(stderr, "weir: %s\n", what.c_str());
+    } else {
+      std::fprintf(stderr, "weir: %s refused (%d): %s\n", what.c_str(), r.status, r.error.c_str());
     }
-  }
+    done(r);
+  });
 }
 
-bool Server::change_service(const std::string& service,
-                            const std::map<std::string, uint32_t>& weights,
-                            const std::string& stable, AuditEvent ev, std::string* error) {
-  RuntimeState next = runtime_;
-  ServiceRuntime* rt = next.find(service);
-  if (!rt) {
-    *error = "no such service " + service;
-    return false;
-  }
-  const config::Service* cs = nullptr;
-  for (const auto& s : config_->services) {
-    if (s.name == service) cs = &s;
-  }
-  ev.service = service;
-  ev.before = {{"weights", runtime_.weights(*cs)}, {"stable", runtime_.stable(*cs)}};
-  rt->weights = weights;
-  if (!stable.empty()) rt->stable = stable;
-  ++rt->state_version;
-  ev.after = {{"weights", weights}, {"stable", stable.empty() ? runtime_.stable(*cs) : stable}};
-  return commit(std::move(next), std::move(ev), error);
-}
-
-void Server::apply_rollout(const std::string& service, const health::Rollout::Action& a,
-                           const std::string& actor) {
-  if (!a.change && !a.promote) return;
-  const config::Service* cs = nullptr;
-  for (const auto& s : config_->services) {
-    if (s.name == service) cs = &s;
-  }
-  if (!cs) return;
-  const std::string& version = cs->rollout.version;
-  const std::string stable = runtime_.stable(*cs);
-  std::map<std::string, uint32_t> weights = runtime_.weights(*cs);
-  AuditEvent ev;
-  ev.actor = actor;
-  ev.reason = a.why;
-  std::string new_stable;
-  if (a.promote) {
-    for (auto& [name, w] : weights) w = name == version ? 100 : 0;
-    new_stable = version;
-    ev.action = "rollout_promote";
-    std::fprintf(stderr, "weir: rollout: service %s promoted %s to stable (%s)\n",
-                 service.c_str(), version.c_str(), a.why.c_str());
-  } else {
-    weights[version] = a.weight;
-    if (stable != version) weights[stable] = 100 - a.weight;
-    ev.action = "rollout_step";
-    std::fprintf(stderr, "weir: rollout: service %s version %s at %u%% (%s)\n", service.c_str(),
-                 version.c_str(), a.weight, a.why.c_str());
-  }
-  std::string error;
-  if (!change_service(service, weights, new_stable, std::move(ev), &error)) {
-    std::fprintf(stderr, "weir: rollout: the change could not be saved: %s\n", error.c_str());
-  }
-}
-
-bool Server::rollout_command(const std::string& service, const std::string& op,
-                             const std::string& actor, std::string* error) {
-  auto it = rollouts_.find(service);
-  if (it == rollouts_.end()) {
-    *error = "service " + service + " has no [service.rollout]";
-    return false;
-  }
-  health::Rollout& r = it->second;
-  const uint64_t now = monotonic_ms();
-  error->clear();
-  health::Rollout::Action a;
-  if (op == "start") {
-    a = r.start(now, error);
-  } else if (op == "pause") {
-    a = r.pause(error);
-  } else if (op == "resume") {
-    a = r.resume(now, error);
-  } else if (op == "abort") {
-    a = r.abort("aborted by " + actor);
-  } else if (op == "promote") {
-    a = r.promote(error);
-  } else {
-    *error = "unknown rollout operation " + op + " (start, pause, resume, abort, promote)";
-    return false;
-  }
-  if (!error->empty()) return false;
-  apply_rollout(service, a, actor);
-  return true;
+void Server::rollout_command(const std::string& service, const std::string& op,
+                             const std::string& actor, const std::string& reason,
+                             CommitDone done) {
+  rollout_driver_->command(service, op, actor, reason, std::move(done));
 }
 
 std::string Server::explain_json(const std::string& service) const {
   for (const auto& s : config_->services) {
-    if (s.name != service) continue;
-    auto it = guards_.find(service);
-    static const health::DecisionLog kEmpty;
-    // Verdicts are stamped with the monotonic clock the guard runs on; readers get wall time.
-    nlohmann::json out = nlohmann::json::parse(
-        (it == guards_.end() ? kEmpty : it->second.log).to_json(service, s.guard));
-    const int64_t wall_minus_mono = unix_time_ms() - static_cast<int64_t>(monotonic_ms());
-    for (auto& d : out["decisions"]) {
-      d["time"] = utc_timestamp_ms(d["at_ms"].get<int64_t>() + wall_minus_mono);
-    }
-    return out.dump();
+    if (s.name == service) return guard_runner_->explain_json(s);
   }
   return "";
 }
-
-
 
 int Server::run() {
   ::signal(SIGPIPE, SIG_IGN);
   worker_count_ = config_->proxy.workers;
   if (worker_count_ == 0) worker_count_ = std::max(1u, std::thread::hardware_concurrency());
   std::string error;
+  // Early: a fleet store reads etcd on this loop before any listener takes traffic.
+  uv_loop_init(&loop_);
   if (!open_state(&error)) {
     std::fprintf(stderr, "weir: state: %s\n", error.c_str());
     return 1;
@@ -564,7 +355,7 @@ int Server::run() {
     std::fprintf(stderr, "weir: not starting: a certificate, key or CA file cannot be used\n");
     return 1;
   }
-  auto snap = build(*config_, runtime_, &error);
+  auto snap = build(*config_, store_->state(), &error);
   if (!snap) {
     std::fprintf(stderr, "weir: %s\n", error.c_str());
     return 1;
@@ -575,19 +366,11 @@ int Server::run() {
     return 1;
   }
   snap_ = snap;
-  for (const auto& svc : config_->services) {
-    if (!svc.rollout.present) continue;
-    rollouts_.emplace(svc.name, health::Rollout(svc.rollout));
-    if (svc.rollout.auto_start) {
-      std::string why;
-      rollout_command(svc.name, "start", "startup", &why);
-    }
-  }
+  rollout_driver_->auto_start();
   if (!open_listeners(&error)) {
     std::fprintf(stderr, "weir: %s\n", error.c_str());
     return 1;
   }
-  uv_loop_init(&loop_);
   prober_ = std::make_unique<HealthProber>(&loop_, [this](uint32_t id, bool healthy) {
     if (healthy) {
       // A revived endpoint ramps up again under slow start.
@@ -665,6 +448,7 @@ void Server::shutdown() {
   uv_close(reinterpret_cast<uv_handle_t*>(&tick_), nullptr);
   if (prober_) prober_->stop();
   if (admin_) admin_->stop();
+  store_->stop();
 }
 
 // Slow-start ramps noted for a change that may still be refused: restored unless kept.
@@ -686,41 +470,6 @@ class Server::RampTransaction {
   bool kept_ = false;
 };
 
-bool Server::commit(RuntimeState next, AuditEvent event, std::string* error) {
-  RampTransaction ramps(*this);
-  note_ramps(runtime_.apply(*config_), next.apply(*config_));
-  auto snap = build(*config_, next, error);
-  if (!snap) return false;
-  // Durable first: the state file, then the audit record; only then does traffic move.
-  if (!store_->save_state(next.to_json(), error)) return false;
-  if (!store_->append(event, error)) {
-    std::string ignored;
-    store_->save_state(runtime_.to_json(), &ignored);
-    return false;
-  }
-  ramps.keep();
-  const bool guard_switch = event.action == "guard_enable" || event.action == "guard_disable";
-  if (guard_switch) {
-    ServiceGuard& sg = guards_[event.service];
-    // Breaches counted before the guard went off are stale by the time it is back on.
-    for (auto& [name, vg] : sg.versions) vg.reset();
-    // A disabled guard reverts nothing, not even the rest of a ramp it started.
-    if (event.action == "guard_disable")
-      std::erase_if(revert_ramps_,
-                    [&](const RevertRamp& r) { return r.service == event.service; });
-  } else if (event.actor != "guard") {
-    // An operator acted: the revert is over, including any ramp still stepping down.
-    guards_[event.service].reverted.clear();
-    std::erase_if(revert_ramps_,
-                  [&](const RevertRamp& r) { return r.service == event.service; });
-  }
-  runtime_ = std::move(next);
-  publish(std::move(snap));
-  std::fprintf(stderr, "weir: %s %s by %s: %s\n", event.action.c_str(), event.service.c_str(),
-               event.actor.c_str(), event.after.dump().c_str());
-  return true;
-}
-
 std::vector<nlohmann::json> Server::events_since(uint64_t since, size_t limit) const {
   return store_->events_since(since, limit);
 }
@@ -729,9 +478,10 @@ std::string Server::metrics_text() {
   MetricsSource source;
   for (const auto& w : workers_) source.workers.push_back(&w->stats());
   source.config = config_.get();
-  source.runtime = &runtime_;
+  source.runtime = &store_->state();
   source.reloads_ok = reloads_ok_;
   source.reloads_failed = reloads_failed_;
+  source.fleet = store_->figures();
   for (const auto& svc : snap_->services) {
     for (const auto& v : svc.versions) {
       VersionMetrics& m = source.versions.emplace_back();
@@ -763,19 +513,13 @@ std::string Server::metrics_text() {
       }
     }
     if (!cs->guard.enabled) continue;
-    const ServiceRuntime* rt = runtime_.find(svc.name);
-    auto sg = guards_.find(svc.name);
     for (const auto& v : cs->versions) {
-      if (v.name == runtime_.stable(*cs)) continue;
+      if (v.name == store_->state().stable(*cs)) continue;
       GuardMetrics& g = source.guards.emplace_back();
       g.service = svc.name;
       g.version = v.name;
-      g.state = guard_state(*cs, v.name);
-      if (sg != guards_.end()) {
-        if (auto n = sg->second.reverts.find(v.name); n != sg->second.reverts.end())
-          g.reverts = n->second;
-      }
-      if (rt && rt->guard_disabled) g.state = "disabled";
+      g.state = guard_runner_->state(*cs, v.name);
+      g.reverts = guard_runner_->reverts(svc.name, v.name);
     }
   }
   for (const auto& svc : snap_->services) {
@@ -794,27 +538,14 @@ health::MirrorTotals Server::mirror_totals(uint32_t stats_id) const {
   return t;
 }
 
-std::string Server::guard_state(const config::Service& s, std::string_view version) const {
-  auto g = guards_.find(s.name);
-  if (g == guards_.end()) return "hold";
-  const ServiceGuard& sg = g->second;
-  if (version.empty() ? !sg.reverted.empty() : sg.reverted.count(std::string(version)) > 0) {
-    return "reverted";
-  }
-  const auto& log = sg.log.entries();
-  auto last = std::find_if(log.rbegin(), log.rend(), [&](const health::Evaluation& e) {
-    return version.empty() || e.version == version;
-  });
-  return last == log.rend() ? "hold" : health::to_string(last->verdict);
-}
-
 void Server::annotate(ServiceStateView& view) const {
   for (const auto& s : config_->services) {
     if (s.name != view.name) continue;
-    if (s.guard.enabled) view.guard = guard_state(s);
-    auto r = rollouts_.find(s.name);
-    if (r != rollouts_.end()) view.rollout = health::to_string(r->second.state());
+    if (s.guard.enabled) view.guard = guard_runner_->state(s);
+    view.rollout = rollout_driver_->state(s.name);
+    view.rollout_detail = rollout_driver_->detail(s.name, static_cast<uint64_t>(unix_time_ms()));
   }
+  view.stale = store_->stale();
   // Endpoint health from the published snapshot (it carries every probe and ejection change).
   const uint64_t second = monotonic_ms() / 1000;
   auto window_view = [&](const health::StatsWindow& w, uint32_t seconds) {
@@ -878,8 +609,7 @@ ReloadOutcome Server::reload(const std::string& actor) {
       ev.actor = actor;
       ev.action = "reload_failed";
       ev.detail = {{"errors", errors}};
-      std::string ignored;
-      store_->append(ev, &ignored);
+      store_->append(ev);
     }
     out.errors = std::move(errors);
     return out;
@@ -899,6 +629,10 @@ ReloadOutcome Server::reload(const std::string& actor) {
   if (was.enabled != now.enabled || was.address.to_string() != now.address.to_string() ||
       was.state_dir != now.state_dir)
     return fail({next->path + ": [admin] address and state_dir change only with a restart"});
+  const config::FleetSettings &fw = config_->fleet, &fn = next->fleet;
+  if (fw.enabled != fn.enabled || fw.prefix != fn.prefix || fw.endpoints != fn.endpoints ||
+      fw.replica != fn.replica)
+    return fail({next->path + ": [fleet] changes only with a restart"});
   // Certificates are re-read on every reload; a broken one keeps the running set.
   std::vector<config::Error> tls_errors;
   auto tls = build_tls_set(*next, &tls_errors);
@@ -907,11 +641,12 @@ ReloadOutcome Server::reload(const std::string& actor) {
     for (const auto& e : tls_errors) errors.push_back(e.to_string());
     return fail(std::move(errors));
   }
-  RuntimeState next_runtime = runtime_;
-  out.reset_services = next_runtime.reconcile(*next);
+  // What the store will make of the state under the new config, to build and check first.
+  RuntimeState next_runtime = store_->state();
+  next_runtime.reconcile(*next);
   std::string error;
   RampTransaction ramps(*this);
-  note_ramps(runtime_.apply(*config_), next_runtime.apply(*next));
+  note_ramps(store_->state().apply(*config_), next_runtime.apply(*next));
   auto snap = build(*next, next_runtime, &error, tls.get());
   if (!snap) return fail({error});
   // New listeners, and listeners whose address changed, get new sockets now; so a bind error
@@ -935,19 +670,11 @@ ReloadOutcome Server::reload(const std::string& actor) {
     }
     for (unsigned w = 0; w < worker_count_; ++w) open[w].push_back({l.name, fds[w]});
   }
-  if (!store_->save_state(next_runtime.to_json(), &error)) {
-    close_opened();
-    return fail({error});
-  }
   AuditEvent ev;
   ev.actor = actor;
   ev.action = "reload";
-  ev.detail = {{"generation", generation_}, {"reset_services", out.reset_services}};
-  if (!out.reset_services.empty())
-    ev.reason = "runtime weights reset where a service's set of versions changed";
-  if (!store_->append(ev, &error)) {
-    std::string ignored;
-    store_->save_state(runtime_.to_json(), &ignored);
+  ev.detail = {{"generation", generation_}};
+  if (!store_->reconfigure(*next, std::move(ev), &out.reset_services, &error)) {
     close_opened();
     return fail({error});
   }
@@ -961,7 +688,7 @@ ReloadOutcome Server::reload(const std::string& actor) {
   }
   ramps.keep();
   config_ = next;
-  runtime_ = std::move(next_runtime);
+  rollout_driver_->configure(*config_);
   tls_ = tls;
   for (auto& w : workers_) w->post_tls(tls);
   if (admin_) admin_->set_tls(tls->admin);  // [admin.tls] applies to new admin connections

@@ -20,9 +20,11 @@
 #include "health/stats_window.h"
 #include "proxy/admin_api.h"
 #include "proxy/admin_server.h"
+#include "proxy/control_store.h"
+#include "proxy/guard_runner.h"
 #include "proxy/health_prober.h"
+#include "proxy/rollout_driver.h"
 #include "proxy/runtime_state.h"
-#include "proxy/state_store.h"
 #include "proxy/tls_context.h"
 #include "proxy/worker.h"
 #include "routing/snapshot.h"
@@ -39,15 +41,18 @@ class Server final : public AdminHost {
 
   // AdminHost
   const config::Config& configured() const override { return *config_; }
-  const RuntimeState& runtime() const override { return runtime_; }
-  bool commit(RuntimeState next, AuditEvent event, std::string* error) override;
+  const RuntimeState& runtime() const override { return store_->state(); }
+  void commit(ServiceChange change, CommitDone done) override;
   ReloadOutcome reload(const std::string& actor) override;
   std::vector<nlohmann::json> events_since(uint64_t since, size_t limit) const override;
   std::string metrics_text() override;
   void annotate(ServiceStateView& view) const override;
-  bool rollout_command(const std::string& service, const std::string& op,
-                       const std::string& actor, std::string* error) override;
+  void rollout_command(const std::string& service, const std::string& op,
+                       const std::string& actor, const std::string& reason,
+                       CommitDone done) override;
   std::string explain_json(const std::string& service) const override;
+  nlohmann::json fleet_json() const override { return store_->fleet_json(); }
+  std::string store_health() const override { return store_->health(); }
 
  private:
   bool open_listeners(std::string* error);
@@ -67,36 +72,26 @@ class Server final : public AdminHost {
                std::vector<std::vector<ListenFd>> open = {});
   // Rebuilds from the running config and runtime state after a health or ejection change.
   void republish(const char* why);
+  // The store's state of `service` changed (here or on another replica): slow-start ramps for
+  // what begins taking traffic, then a new snapshot.
+  void on_store_state(const std::string& service);
   // Slow start: endpoints and versions that begin taking traffic in `next` ramp from now.
   // Both are effective configurations (runtime weights applied).
   void note_ramps(const config::Config& prev, const config::Config& next);
   static void on_tick(uv_timer_t* t);
   // Mirror figures of the version with `stats_id` as a mirror target, summed over workers.
   health::MirrorTotals mirror_totals(uint32_t stats_id) const;
-  // A guarded service's guard state: hold, pass or fail (its latest verdict), or reverted;
-  // for one version when `version` is given, else for the service as a whole. The operator's
-  // switch ("disabled") is the admin view's and the metrics' own overlay.
-  std::string guard_state(const config::Service& s, std::string_view version = {}) const;
   // Outlier ejection from the workers' failure streaks.
   void evaluate_outliers();
   void collect_stats(uint64_t second);
-  void run_guards(uint64_t now_ms, uint64_t second);
-  // Sets weights (and, for a promotion, the stable version) of one service as `actor`, through
-  // commit(): persisted, audited, published. false + *error when refused.
-  bool change_service(const std::string& service, const std::map<std::string, uint32_t>& weights,
-                      const std::string& stable, AuditEvent ev, std::string* error);
-  // Applies a rollout's requested weights (or promotion).
-  void apply_rollout(const std::string& service, const health::Rollout::Action& a,
-                     const std::string& actor);
   void shutdown();
-  static void on_signal(uv_signal_t* h, int signum);
   class RampTransaction;
+  static void on_signal(uv_signal_t* h, int signum);
 
   std::shared_ptr<const config::Config> config_;
   std::shared_ptr<const TlsSet> tls_;
   std::shared_ptr<const routing::Snapshot> snap_;  // the one last published
-  RuntimeState runtime_;
-  std::unique_ptr<StateStore> store_;
+  std::unique_ptr<ControlStore> store_;
   std::unique_ptr<AdminApi> api_;
   std::unique_ptr<AdminServer> admin_;
   config::HostPort admin_bound_;  // the admin listener's address once bound (port 0 resolved)
@@ -116,27 +111,8 @@ class Server final : public AdminHost {
   std::unique_ptr<AccessLog> access_log_;
   uv_timer_t tick_{};
   health::StatsCollector stats_;
-  struct ServiceGuard {
-    std::map<std::string, health::VersionGuard> versions;
-    health::DecisionLog log;
-    uint64_t last_eval_ms = 0;
-    std::set<std::string> reverted;           // versions the guard reverted, until an operator acts
-    std::map<std::string, uint64_t> reverts;  // by version, since start (weir_reverts_total)
-  };
-  std::map<std::string, ServiceGuard> guards_;
-  // A capacity-aware revert in progress (revert_ramp_ms): the version's weight steps from
-  // `from` down to 0 in kRevertSteps equal steps over `duration_ms`.
-  struct RevertRamp {
-    std::string service, version;
-    uint32_t from = 0;
-    uint64_t start_ms = 0;
-    uint32_t duration_ms = 0;
-    uint32_t steps_done = 0;
-  };
-  static constexpr uint32_t kRevertSteps = 10;
-  std::vector<RevertRamp> revert_ramps_;
-  void advance_revert_ramps(uint64_t now_ms);
-  std::map<std::string, health::Rollout> rollouts_;
+  std::unique_ptr<RolloutDriver> rollout_driver_;
+  std::unique_ptr<GuardRunner> guard_runner_;
   bool stopping_ = false;
 };
 

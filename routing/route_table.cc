@@ -2,12 +2,17 @@
 
 #include <algorithm>
 
-namespace weir::routing {
+#include "routing/normalize.h"
 
+namespace weir::routing {
 
 RouteTable::RouteTable(std::vector<Entry> entries) {
   for (auto& e : entries) {
-    Prefix p{e.path_prefix, e.service};
+    // Requests match in normal form (routing/normalize.h), so prefixes are brought to it too.
+    std::string normal;
+    Normalized n = normalize_target(e.path_prefix, normal);
+    Prefix p{n.ok() ? std::string(n.value) : e.path_prefix, e.service};
+    if (e.host.size() > 1 && e.host.back() == '.') e.host.pop_back();  // as requests' hosts
     if (e.host == "*") {
       any_.push_back(std::move(p));
     } else if (e.host.size() > 2 && e.host[0] == '*' && e.host[1] == '.') {
@@ -61,6 +66,7 @@ std::string normalize_host(std::string_view host) {
   } else {
     size_t colon = host.rfind(':');
     if (colon != std::string_view::npos) end = colon;
+    if (end > 1 && host[end - 1] == '.') --end;  // "example.com." is "example.com"
   }
   out.reserve(end);
   for (size_t i = 0; i < end; ++i) {

@@ -22,7 +22,8 @@ class RouteTable {
   RouteTable() = default;
   explicit RouteTable(std::vector<Entry> entries);
 
-  // `host` is the request's Host without port, any case; `path` the request target's path.
+  // `host` is the request's Host, any case, with or without port; `path` the request target's
+  // path in normal form (routing/normalize.h).
   // Returns the service index, or nullopt for "no route" (404).
   std::optional<uint32_t> match(std::string_view host, std::string_view path) const;
 
@@ -40,7 +41,8 @@ class RouteTable {
   PrefixList any_;
 };
 
-// Lower-cases `host` and strips a trailing ":port" (keeps IPv6 brackets). Used for matching.
+// Lower-cases `host`, strips a trailing ":port" (keeps IPv6 brackets) and one trailing dot. Used
+// for matching.
 std::string normalize_host(std::string_view host);
 
 }  // namespace weir::routing

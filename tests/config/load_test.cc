@@ -378,7 +378,9 @@ TEST_CASE("config: address errors say what is wrong") {
       {"h:http", "port 'http' is not a number"},
       {"h:65536", "port must be between 0 and 65535"},
   };
-  for (const auto& [address, why] : cases) {
+  for (const auto& c : cases) {
+    const auto& address = c.first;
+    const auto& why = c.second;
     CAPTURE(address);
     expect_error("[[listener]]\nname = \"l\"\naddress = \"" + address + "\"\n", "3:11",
                  "listener[0].address",

@@ -1,4 +1,5 @@
 #include "proxy/admin_api.h"
+#include "proxy/file_store.h"
 
 #include <doctest/doctest.h>
 
@@ -38,24 +39,34 @@ class FakeHost : public AdminHost {
   }
   const config::Config& configured() const override { return config_; }
   const RuntimeState& runtime() const override { return runtime_; }
-  bool commit(RuntimeState next, AuditEvent event, std::string* error) override {
+  // As a store does: the If-Match check and the change, through apply_change; then "persisted".
+  void commit(ServiceChange change, CommitDone done) override {
     if (fail_commit) {
-      *error = "disk full";
-      return false;
+      done({500, "persist_failed", "disk full"});
+      return;
     }
-    runtime_ = std::move(next);
-    events.push_back(event.to_json());
-    return true;
+    CommitResult r;
+    bool unchanged = false;
+    std::optional<ServiceRuntime> next = apply_change(runtime_, change, &unchanged, &r);
+    if (next && !unchanged) {
+      ++next->state_version;
+      runtime_.set(change.service, std::move(*next));
+      events.push_back(change.event.to_json());
+    }
+    done(r);
   }
   ReloadOutcome reload(const std::string&) override { return {}; }
   std::vector<nlohmann::json> events_since(uint64_t, size_t) const override { return events; }
   std::string metrics_text() override { return "weir_up 1\n"; }
   void annotate(ServiceStateView& v) const override { v.guard = "pass"; }
-  bool rollout_command(const std::string& service, const std::string& op, const std::string&,
-                       std::string* error) override {
+  void rollout_command(const std::string& service, const std::string& op, const std::string&,
+                       const std::string&, CommitDone done) override {
     rollout_ops.push_back(service + " " + op);
-    if (op == "pause") *error = "only a running rollout can be paused";
-    return op != "pause";
+    if (op == "pause") {
+      done({409, "rollout_refused", "only a running rollout can be paused"});
+      return;
+    }
+    done({});
   }
   std::string explain_json(const std::string& service) const override {
     return "{\"service\":\"" + service + "\",\"decisions\":[]}";
@@ -67,6 +78,14 @@ class FakeHost : public AdminHost {
   std::vector<nlohmann::json> events;
   bool fail_commit = false;
 };
+
+// The answer to `req`; the fake host commits at once, so it is there when handle returns.
+AdminResponse call(AdminApi& api, const AdminRequest& req) {
+  std::optional<AdminResponse> out;
+  api.handle(req, [&](AdminResponse r) { out = std::move(r); });
+  REQUIRE(out.has_value());
+  return *out;
+}
 
 AdminRequest request(std::string method, std::string path, std::string bearer = "w",
                      std::string body = "", std::string if_match = "") {
@@ -108,16 +127,16 @@ TEST_CASE("admin_api: If-Match forms") {
 TEST_CASE("admin_api: auth, scopes and open paths") {
   FakeHost host;
   AdminApi api(host);
-  AdminResponse r = api.handle(request("GET", "/api/v1/services", ""));
+  AdminResponse r = call(api, request("GET", "/api/v1/services", ""));
   CHECK(r.status == 401);
   CHECK(header(r, "WWW-Authenticate").starts_with("Bearer"));
-  CHECK(api.handle(request("GET", "/api/v1/services", "nope")).status == 401);
-  CHECK(api.handle(request("GET", "/api/v1/services", "r")).status == 200);
-  CHECK(api.handle(request("POST", "/api/v1/services/shop/rollback", "r")).status == 403);
-  CHECK(api.handle(request("GET", "/healthz", "")).status == 200);
-  CHECK(api.handle(request("GET", "/metrics", "")).status == 401);
+  CHECK(call(api, request("GET", "/api/v1/services", "nope")).status == 401);
+  CHECK(call(api, request("GET", "/api/v1/services", "r")).status == 200);
+  CHECK(call(api, request("POST", "/api/v1/services/shop/rollback", "r")).status == 403);
+  CHECK(call(api, request("GET", "/healthz", "")).status == 200);
+  CHECK(call(api, request("GET", "/metrics", "")).status == 401);
   host.config_.admin.open_metrics = true;
-  r = api.handle(request("GET", "/metrics", ""));
+  r = call(api, request("GET", "/metrics", ""));
   CHECK(r.status == 200);
   CHECK(r.body == "weir_up 1\n");
   CHECK(r.content_type.starts_with("text/plain; version=0.0.4"));
@@ -127,13 +146,13 @@ TEST_CASE("admin_api: set weights with If-Match") {
   FakeHost host;
   AdminApi api(host);
   const std::string body = R"({"weights": {"green": 60}, "reason": "ramp"})";
-  CHECK(api.handle(request("PUT", "/api/v1/services/shop/weights", "w", body)).status == 428);
-  AdminResponse r = api.handle(request("PUT", "/api/v1/services/shop/weights", "w", body, "\"5\""));
+  CHECK(call(api, request("PUT", "/api/v1/services/shop/weights", "w", body)).status == 428);
+  AdminResponse r = call(api, request("PUT", "/api/v1/services/shop/weights", "w", body, "\"5\""));
   CHECK(r.status == 412);
   CHECK(header(r, "ETag") == "\"1\"");
   CHECK(host.events.empty());
 
-  r = api.handle(request("PUT", "/api/v1/services/shop/weights", "w", body, "\"1\""));
+  r = call(api, request("PUT", "/api/v1/services/shop/weights", "w", body, "\"1\""));
   REQUIRE(r.status == 200);
   CHECK(header(r, "ETag") == "\"2\"");
   auto j = nlohmann::json::parse(r.body);
@@ -156,14 +175,14 @@ TEST_CASE("admin_api: bad bodies and failed commits change nothing") {
                            R"({"weights": {"x": 1}})", R"({"weights": {"blue": 1}, "why": 1})",
                            R"({"weights": {"blue": 1}, "reason": 5})"}) {
     CAPTURE(body);
-    AdminResponse r = api.handle(request("PUT", "/api/v1/services/shop/weights", "w", body, "*"));
+    AdminResponse r = call(api, request("PUT", "/api/v1/services/shop/weights", "w", body, "*"));
     CHECK(r.status == 400);
     auto j = nlohmann::json::parse(r.body);
     CHECK(j.contains("error"));
     CHECK(j.contains("detail"));
   }
   host.fail_commit = true;
-  AdminResponse r = api.handle(request("PUT", "/api/v1/services/shop/weights", "w",
+  AdminResponse r = call(api, request("PUT", "/api/v1/services/shop/weights", "w",
                                        R"({"weights": {"blue": 1}})", "*"));
   CHECK(r.status == 500);
   CHECK(nlohmann::json::parse(r.body)["detail"] == "disk full");
@@ -174,7 +193,7 @@ TEST_CASE("admin_api: bad bodies and failed commits change nothing") {
 TEST_CASE("admin_api: promote and rollback") {
   FakeHost host;
   AdminApi api(host);
-  AdminResponse r = api.handle(
+  AdminResponse r = call(api, 
       request("POST", "/api/v1/services/shop/promote", "w", R"({"version": "green"})"));
   REQUIRE(r.status == 200);
   auto j = nlohmann::json::parse(r.body);
@@ -182,45 +201,45 @@ TEST_CASE("admin_api: promote and rollback") {
   CHECK(j["configured_stable"] == "blue");
   CHECK(j["versions"][0]["effective_weight"] == 0);
   CHECK(j["versions"][1]["effective_weight"] == 100);
-  r = api.handle(request("POST", "/api/v1/services/shop/rollback", "w", "", "\"1\""));
+  r = call(api, request("POST", "/api/v1/services/shop/rollback", "w", "", "\"1\""));
   CHECK(r.status == 412);
-  r = api.handle(request("POST", "/api/v1/services/shop/rollback", "w"));
+  r = call(api, request("POST", "/api/v1/services/shop/rollback", "w"));
   REQUIRE(r.status == 200);
   j = nlohmann::json::parse(r.body);
   CHECK(j["versions"][1]["effective_weight"] == 100);  // green is stable now
-  CHECK(api.handle(request("POST", "/api/v1/services/shop/promote", "w", "{}")).status == 400);
+  CHECK(call(api, request("POST", "/api/v1/services/shop/promote", "w", "{}")).status == 400);
 }
 
 TEST_CASE("admin_api: routing of paths and methods") {
   FakeHost host;
   AdminApi api(host);
-  CHECK(api.handle(request("GET", "/api/v1/services/nope")).status == 404);
-  CHECK(api.handle(request("GET", "/api/v2/services")).status == 404);
-  CHECK(api.handle(request("GET", "/api/v1/services/shop/frobnicate")).status == 404);
-  AdminResponse r = api.handle(request("POST", "/api/v1/services/shop"));
+  CHECK(call(api, request("GET", "/api/v1/services/nope")).status == 404);
+  CHECK(call(api, request("GET", "/api/v2/services")).status == 404);
+  CHECK(call(api, request("GET", "/api/v1/services/shop/frobnicate")).status == 404);
+  AdminResponse r = call(api, request("POST", "/api/v1/services/shop"));
   CHECK(r.status == 405);
   CHECK(header(r, "Allow") == "GET");
-  CHECK(api.handle(request("GET", "/api/v1/reload")).status == 405);
+  CHECK(call(api, request("GET", "/api/v1/reload")).status == 405);
   AdminRequest ev = request("GET", "/api/v1/events");
   ev.query = "since=abc";
-  CHECK(api.handle(ev).status == 400);
+  CHECK(call(api, ev).status == 400);
   ev.query = "since=0&limit=5";
-  CHECK(api.handle(ev).status == 200);
+  CHECK(call(api, ev).status == 200);
 }
 
 TEST_CASE("admin api: rollout operations and explain reach the host") {
   FakeHost host;
   AdminApi api(host);
-  AdminResponse r = api.handle(request("POST", "/api/v1/services/shop/rollout/start"));
+  AdminResponse r = call(api, request("POST", "/api/v1/services/shop/rollout/start"));
   CHECK(r.status == 200);
-  r = api.handle(request("POST", "/api/v1/services/shop/rollout/pause"));
+  r = call(api, request("POST", "/api/v1/services/shop/rollout/pause"));
   CHECK(r.status == 409);
   CHECK(r.body.find("only a running rollout") != std::string::npos);
   CHECK(host.rollout_ops == std::vector<std::string>{"shop start", "shop pause"});
-  r = api.handle(request("GET", "/api/v1/services/shop/explain", "r"));
+  r = call(api, request("GET", "/api/v1/services/shop/explain", "r"));
   CHECK(r.status == 200);
   CHECK(nlohmann::json::parse(r.body)["service"] == "shop");
-  r = api.handle(request("POST", "/api/v1/services/shop/rollout/start", "r"));
+  r = call(api, request("POST", "/api/v1/services/shop/rollout/start", "r"));
   CHECK(r.status == 403);  // a read token cannot steer a rollout
   CHECK(host.rollout_ops.size() == 2);
 }
@@ -230,7 +249,7 @@ TEST_CASE("admin_api: the guard switch is audited, persisted state, and checks i
   AdminApi api(host);
   const std::string path = "/api/v1/services/shop/guard";
   // No [service.guard]: nothing to switch.
-  AdminResponse r = api.handle(request("POST", path, "w", R"({"enabled": false})"));
+  AdminResponse r = call(api, request("POST", path, "w", R"({"enabled": false})"));
   CHECK(r.status == 409);
   host.config_.services[0].guard.enabled = true;
 
@@ -239,21 +258,21 @@ TEST_CASE("admin_api: the guard switch is audited, persisted state, and checks i
                            R"({"enabled": false, "reason": 3})",
                            R"({"enabled": false, "why": "x"})"}) {
     CAPTURE(body);
-    r = api.handle(request("POST", path, "w", body));
+    r = call(api, request("POST", path, "w", body));
     CHECK(r.status == 400);
     CHECK(nlohmann::json::parse(r.body).contains("detail"));
   }
-  CHECK(api.handle(request("POST", path, "r", R"({"enabled": false})")).status == 403);
-  CHECK(api.handle(request("PUT", path, "w", R"({"enabled": false})")).status == 405);
-  r = api.handle(request("POST", path, "w", R"({"enabled": false})", "\"7\""));
+  CHECK(call(api, request("POST", path, "r", R"({"enabled": false})")).status == 403);
+  CHECK(call(api, request("PUT", path, "w", R"({"enabled": false})")).status == 405);
+  r = call(api, request("POST", path, "w", R"({"enabled": false})", "\"7\""));
   CHECK(r.status == 412);
   host.fail_commit = true;
-  CHECK(api.handle(request("POST", path, "w", R"({"enabled": false})")).status == 500);
+  CHECK(call(api, request("POST", path, "w", R"({"enabled": false})")).status == 500);
   host.fail_commit = false;
   CHECK(host.runtime_.to_json() == before);
   CHECK(host.events.empty());
 
-  r = api.handle(
+  r = call(api, 
       request("POST", path, "w", R"({"enabled": false, "reason": "flaky probe"})", "\"1\""));
   REQUIRE(r.status == 200);
   CHECK(header(r, "ETag") == "\"2\"");
@@ -271,7 +290,7 @@ TEST_CASE("admin_api: the guard switch is audited, persisted state, and checks i
   CHECK(host.runtime_.weights(host.config_.services[0]) ==
         std::map<std::string, uint32_t>{{"blue", 90}, {"green", 10}});
 
-  r = api.handle(request("POST", path, "w", R"({"enabled": true})"));
+  r = call(api, request("POST", path, "w", R"({"enabled": true})"));
   REQUIRE(r.status == 200);
   CHECK(nlohmann::json::parse(r.body)["guard"]["state"] == "pass");  // the host's verdict again
   CHECK_FALSE(host.runtime_.find("shop")->guard_disabled);

@@ -107,7 +107,9 @@ TEST_CASE("scan_request_head finds CRLF, bare-LF and mixed terminators") {
       {"\r\n\r\n", 4},
       {"\n\n", 2},
   };
-  for (const auto& [text, size] : cases) {
+  for (const auto& c : cases) {
+    const auto& text = c.first;
+    const auto& size = c.second;
     CAPTURE(text);
     check_scan(scan(text), HeadScan::State::kComplete, size);
   }
@@ -116,7 +118,9 @@ TEST_CASE("scan_request_head finds CRLF, bare-LF and mixed terminators") {
 TEST_CASE("scan_request_head resumes with `from` wherever the data is split") {
   const std::string crlf = "GET / HTTP/1.1\r\nHost: a\r\n\r\nBODY";
   const std::string lf = "GET / HTTP/1.1\nHost: a\n\nBODY";
-  for (const auto& [text, head_size] : {std::pair{crlf, size_t{27}}, std::pair{lf, size_t{24}}}) {
+  for (const auto& c : {std::pair{crlf, size_t{27}}, std::pair{lf, size_t{24}}}) {
+    const auto& text = c.first;
+    const auto& head_size = c.second;
     CAPTURE(text);
     std::vector<size_t> every_byte;
     for (size_t i = 1; i <= text.size(); ++i) every_byte.push_back(i);
@@ -257,7 +261,7 @@ TEST_CASE("parse_request_head refuses malformed request lines") {
        "absolute-form target without authority"},
       {"query without path", head_of("GET http://a?x HTTP/1.1", "Host: a\r\n"), 400,
        "absolute-form target without path"},
-      {"userinfo in authority", head_of("GET http://u@a/ HTTP/1.1"), 400,
+      {"userinfo in authority", head_of("GET http://u@a/ HTTP/1.1", "Host: a\r\n"), 400,
        "invalid authority in request target"},
       {"CONNECT", head_of("CONNECT a:443 HTTP/1.1", "Host: a:443\r\n"), 405,
        "CONNECT is not supported"},
@@ -282,6 +286,8 @@ TEST_CASE("parse_request_head refuses ambiguous or invalid Host") {
       {"duplicate Host on 1.0", head_of("GET / HTTP/1.0", "Host: a\r\nHost: a\r\n"), 400,
        "duplicate Host header"},
       {"missing Host on 1.1", head_of("GET / HTTP/1.1", "X: y\r\n"), 400, "missing Host header"},
+      {"absolute-form without Host on 1.1", head_of("GET http://a/ HTTP/1.1"), 400,
+       "missing Host header"},
       {"empty Host", head_of("GET / HTTP/1.1", "Host:  \r\n"), 400, "empty Host header"},
       {"empty Host on 1.0", head_of("GET / HTTP/1.0", "Host:\r\n"), 400, "empty Host header"},
       {"slash in Host", head_of("GET / HTTP/1.1", "Host: a/b\r\n"), 400, "invalid Host header"},
@@ -433,13 +439,13 @@ TEST_CASE("parse_request_head: an absolute-form target's authority replaces Host
   const Case cases[] = {
       {head_of("GET http://example.com:8080/a/b?q=1 HTTP/1.1", "Host: other\r\n"),
        "example.com:8080", "/a/b?q=1"},
-      {head_of("GET http://example.com HTTP/1.1"), "example.com", "/"},
-      {head_of("GET https://example.com/ HTTP/1.1"), "example.com", "/"},
-      {head_of("GET HTTP://Example.COM/x HTTP/1.1"), "Example.COM", "/x"},
-      {head_of("GET hTtPs://[::1]:8443/p HTTP/1.1"), "[::1]:8443", "/p"},
+      {head_of("GET http://example.com HTTP/1.1", "Host: example.com\r\n"), "example.com", "/"},
+      {head_of("GET https://example.com/ HTTP/1.1", "Host: x\r\n"), "example.com", "/"},
+      {head_of("GET HTTP://Example.COM/x HTTP/1.1", "Host: x\r\n"), "Example.COM", "/x"},
+      {head_of("GET hTtPs://[::1]:8443/p HTTP/1.1", "Host: x\r\n"), "[::1]:8443", "/p"},
       {head_of("GET http://a/ HTTP/1.1", "Host:\r\n"), "a", "/"},
       {head_of("GET http://a/x HTTP/1.0"), "a", "/x"},
-      {head_of("OPTIONS http://a HTTP/1.1"), "a", "/"},
+      {head_of("OPTIONS http://a HTTP/1.1", "Host: a\r\n"), "a", "/"},
   };
   for (const Case& c : cases) {
     Parsed p(c.head);
@@ -587,6 +593,77 @@ TEST_CASE("scan then parse: what the scanner finds, the parser judges") {
   HeadScan r = scan(lf);
   REQUIRE(r.state == HeadScan::State::kComplete);
   CHECK(Parsed(lf.substr(0, r.head_size)).error.status == 400);
+}
+
+TEST_CASE("scan_request_head: a bare CR is refused as soon as the byte after it arrives") {
+  for (std::string_view head :
+       {"GET / HTTP/1.1\r\nHost: a\rX"sv, "GET /\rx"sv, "GET / HTTP/1.1\r\nX: a\r\r"sv,
+        "\rG"sv, "GET / HTTP/1.1\r\nHost: a\r\n\r\r\n"sv}) {
+    CAPTURE(head);
+    check_scan(scan(head), HeadScan::State::kError, 0, 400);
+    // Also when the CR ended the previous piece.
+    size_t cr = 0;
+    while (!(head[cr] == '\r' && head[cr + 1] != '\n')) ++cr;
+    CHECK(scan(head.substr(0, cr + 1)).state == HeadScan::State::kNeedMore);
+    check_scan(scan(head, cr + 1), HeadScan::State::kError, 0, 400);
+  }
+  // A CR in the bytes after the head is the body's business.
+  check_scan(scan("GET / HTTP/1.1\r\nHost: a\r\n\r\n\rx"), HeadScan::State::kComplete, 27);
+}
+
+// ---- trailer sections -------------------------------------------------------------------------
+
+HeadScan scan_trailers(std::string_view s, size_t from = 0, const HeadLimits& limits = {}) {
+  return scan_trailer_section(s.data(), s.size(), from, limits);
+}
+
+TEST_CASE("scan_trailer_section finds the end of the trailers, with or without fields") {
+  check_scan(scan_trailers(""), HeadScan::State::kNeedMore);
+  check_scan(scan_trailers("\r"), HeadScan::State::kNeedMore);
+  check_scan(scan_trailers("X: a\r\n"), HeadScan::State::kNeedMore);
+  check_scan(scan_trailers("X: a\r\n\r"), HeadScan::State::kNeedMore);
+  check_scan(scan_trailers("\r\nGET / HTTP/1.1"), HeadScan::State::kComplete, 2);
+  check_scan(scan_trailers("X: a\r\nY: b\r\n\r\nnext"), HeadScan::State::kComplete, 14);
+  // Bare-LF ends are found, so that they are refused, not read past.
+  check_scan(scan_trailers("\nGET / HTTP/1.1\r\n"), HeadScan::State::kComplete, 1);
+  check_scan(scan_trailers("X: a\r\n\nGET"), HeadScan::State::kComplete, 7);
+  check_scan(scan_trailers("X: a\rY"), HeadScan::State::kError, 0, 400);
+  check_scan(scan_trailers("\rX"), HeadScan::State::kError, 0, 400);
+  const HeadLimits small{.max_header_bytes = 8};
+  check_scan(scan_trailers("X: 123456789", 0, small), HeadScan::State::kError, 0, 431);
+  // Resumed scans find the same end.
+  const std::string_view text = "X: a\r\n\r\n";
+  for (size_t split = 1; split < text.size(); ++split) {
+    CAPTURE(split);
+    CHECK(scan_trailers(text.substr(0, split)).state == HeadScan::State::kNeedMore);
+    check_scan(scan_trailers(text, split), HeadScan::State::kComplete, text.size());
+  }
+}
+
+TEST_CASE("check_trailer_section applies the head's rules") {
+  CHECK(check_trailer_section("\r\n", {}).status == 0);
+  CHECK(check_trailer_section("X: a\r\nChecksum: abc \r\n\r\n", {}).status == 0);
+  const std::pair<std::string_view, std::string_view> bad[] = {
+      {"\n", "trailer line does not end with CRLF"},
+      {"X: a\r\n\n", "trailer line does not end with CRLF"},
+      {"X: a\n\r\n", "invalid character in header value"},
+      {"X: a\r\n folded\r\n\r\n", "obsolete line folding"},
+      {"X: a\r\n\tfolded\r\n\r\n", "obsolete line folding"},
+      {"X : a\r\n\r\n", "invalid header name"},
+      {": a\r\n\r\n", "empty header name"},
+      {"X\r\n\r\n", "header line without colon"},
+      {"X: a\x01\r\n\r\n", "invalid character in header value"},
+  };
+  for (const auto& c : bad) {
+    const auto& section = c.first;
+    const auto& reason = c.second;
+    CAPTURE(section);
+    HeadError e = check_trailer_section(section, {});
+    CHECK(e.status == 400);
+    CHECK(e.reason == reason);
+  }
+  const HeadLimits two{.max_headers = 2};
+  CHECK(check_trailer_section("A: 1\r\nB: 2\r\nC: 3\r\n\r\n", two).status == 431);
 }
 
 }  // namespace

@@ -96,7 +96,7 @@ TEST_CASE("several prefixes under one wildcard share the group") {
   expect_lookups(t, {{"a.example.com", "/api/x", 2}, {"a.example.com", "/x", 1}, {"z", "/api", 0}});
 }
 
-TEST_CASE("host matching ignores case and the port, and keeps IPv6 brackets") {
+TEST_CASE("host matching ignores case, the port and a trailing dot, and keeps IPv6 brackets") {
   RouteTable t({{"example.com", "/", 1},
                 {"*.example.org", "/", 2},
                 {"[::1]", "/", 3},
@@ -109,7 +109,10 @@ TEST_CASE("host matching ignores case and the port, and keeps IPv6 brackets") {
                      {"[::1]:8443", "/", 3},
                      {"127.0.0.1:80", "/", 4},
                      {"::1", "/", kNone},
-                     {"example.com.", "/", kNone}});
+                     {"example.com.", "/", 1},
+                     {"Example.COM.:80", "/", 1},
+                     {"www.example.org.", "/", 2},
+                     {"example.com..", "/", kNone}});
 }
 
 // nginx-like: the host picks a group of routes; a miss inside that group is a 404 rather than
@@ -138,8 +141,13 @@ TEST_CASE("normalize_host") {
       {"[FE80::1]:80", "[fe80::1]"},
       {"[::1", "[::1"},
       {"a-b_c.Z9", "a-b_c.z9"},
+      {"example.com.", "example.com"},
+      {"Example.COM.:80", "example.com"},
+      {".", "."},
   };
-  for (const auto& [in, want] : cases) {
+  for (const auto& c : cases) {
+    const auto& in = c.first;
+    const auto& want = c.second;
     CAPTURE(in);
     CHECK(normalize_host(in) == want);
   }

@@ -1,0 +1,272 @@
+#include "proxy/guard_runner.h"
+
+#include <algorithm>
+#include <cstdio>
+
+#include "proxy/http_util.h"
+
+namespace weir::proxy {
+
+namespace {
+
+const config::Service* find_service(const config::Config& config, const std::string& name) {
+  for (const auto& s : config.services) {
+    if (s.name == name) return &s;
+  }
+  return nullptr;
+}
+
+const config::Version* find_version(const config::Service& s, const std::string& name) {
+  for (const auto& v : s.versions) {
+    if (v.name == name) return &v;
+  }
+  return &s.versions.front();  // the caller judged `name` in this service's snapshot
+}
+
+}  // namespace
+
+std::string revert_in(const config::Service& cs, const std::string& version, uint32_t weight,
+                      ServiceRuntime& rt, AuditEvent& ev) {
+  if (rt.reverted.count(version)) return "=";
+  RuntimeState view;
+  view.set(cs.name, rt);
+  std::map<std::string, uint32_t> weights = view.weights(cs);
+  ev.before = {{"weights", weights}, {"stable", view.stable(cs)}};
+  weights[version] = weight;
+  rt.weights = weights;
+  rt.reverted.insert(version);
+  ev.after = {{"weights", weights}, {"stable", view.stable(cs)}};
+  return "";
+}
+
+bool GuardRunner::ramping(const std::string& service, const std::string& version) const {
+  return std::any_of(ramps_.begin(), ramps_.end(), [&](const RevertRamp& r) {
+    return r.service == service && r.version == version;
+  });
+}
+
+void GuardRunner::tick(const std::shared_ptr<const routing::Snapshot>& snap,
+                       const config::Config& config, uint64_t now_ms, uint64_t second) {
+  // A revert or a rollout step publishes a new snapshot mid-loop; `snap` keeps this one alive.
+  for (size_t si = 0; si < snap->services.size() && si < config.services.size(); ++si) {
+    const routing::Service& svc = snap->services[si];
+    const config::Service& cs = config.services[si];
+    const config::GuardConfig& g = cs.guard;
+    const std::string* rolling = rollouts_.running_version(svc.name);
+    const ServiceRuntime* srt = store_.state().find(svc.name);
+    const bool switched_off = g.enabled && srt && srt->guard_disabled;
+    if (!g.enabled && !rolling) continue;
+    if (switched_off && !rolling) continue;
+    ServiceGuard& sg = guards_[svc.name];
+    const uint32_t interval = g.enabled ? g.interval_ms : 1000;
+    if (now_ms - sg.last_eval_ms < interval) continue;
+    sg.last_eval_ms = now_ms;
+    const routing::Version& stable = svc.versions[svc.stable];
+    const health::Summary stable_summary = window_(svc, stable, second, g.window_s);
+    const uint64_t wall = static_cast<uint64_t>(unix_time_ms());
+    for (const auto& v : svc.versions) {
+      if (&v == &stable || v.weight == 0) continue;
+      // A version already ramping down after a revert is not judged (or reverted) again.
+      if (ramping(svc.name, v.name)) continue;
+      // Without a guard a rollout advances on time alone; with its guard switched off by an
+      // operator it holds, since nothing watches the step it would advance to.
+      health::Verdict verdict = switched_off ? health::Verdict::kHold : health::Verdict::kPass;
+      if (g.enabled && !switched_off) {
+        const health::Summary summary = window_(svc, v, second, g.window_s);
+        auto [it, fresh] = sg.versions.try_emplace(v.name, v.name);
+        // Probed unhealthy or ejected endpoints do not count: a version with none left fails.
+        const auto healthy = static_cast<uint32_t>(std::count_if(
+            v.endpoints.begin(), v.endpoints.end(), [](const auto& ep) { return ep.healthy; }));
+        // Stamped with wall time: explain shows it as it was, whenever it is asked.
+        health::Evaluation e = it->second.evaluate(g, summary, stable_summary, healthy, wall);
+        verdict = e.verdict;
+        sg.current[v.name] = e.verdict;
+        sg.judged_weight[v.name] = v.weight;
+        if (e.reverted) {
+          revert(cs, v, e, summary, stable_summary, now_ms);
+          it->second.reset();
+        }
+        sg.log.add(std::move(e));
+        if (sg.current.count(v.name) == 0) continue;  // reverted: the rollout was told
+      }
+      if (rolling && *rolling == v.name) rollouts_.on_verdict(svc.name, verdict, wall);
+    }
+  }
+}
+
+void GuardRunner::revert(const config::Service& cs, const routing::Version& v,
+                         const health::Evaluation& e, const health::Summary& summary,
+                         const health::Summary& stable_summary, uint64_t now_ms) {
+  const config::GuardConfig& g = cs.guard;
+  std::string why;
+  for (const auto& r : e.reasons) why += (why.empty() ? "" : "; ") + r;
+  std::fprintf(stderr,
+               "weir: guard: service %s version %s reverted to weight 0 after %u breaches in a "
+               "row (window %us): %s\n",
+               cs.name.c_str(), v.name.c_str(), e.breaches_in_a_row, g.window_s, why.c_str());
+  ServiceGuard& sg = guards_[cs.name];
+  ++sg.reverts[v.name];
+  sg.current.erase(v.name);
+  const std::string version = v.name;
+  ServiceChange sc;
+  sc.service = cs.name;
+  sc.event.actor = "guard";
+  sc.event.action = "revert";
+  sc.event.reason = why;
+  sc.event.detail = nlohmann::json::parse(health::DecisionLog(1).to_json(cs.name, g), nullptr,
+                                          false);
+  sc.event.detail["evaluation"] = {{"version", v.name},
+                                   {"error_rate", summary.error_rate},
+                                   {"completed", summary.completed},
+                                   {"errors", summary.errors},
+                                   {"p99_ms", static_cast<double>(summary.p99_us) / 1000.0},
+                                   {"stable_error_rate", stable_summary.error_rate},
+                                   {"window_s", g.window_s}};
+  const uint32_t from = store_.state().weight(cs, *find_version(cs, version));
+  // Applied to the latest state: with a fleet, another replica may have reverted it already.
+  sc.revert_version = version;
+  sc.apply = [cs, version, ramp = g.revert_ramp_ms](ServiceRuntime& rt, AuditEvent& ev) {
+    RuntimeState view;
+    view.set(cs.name, rt);
+    const uint32_t now = view.weight(cs, *find_version(cs, version));
+    // With a ramp, the first step happens now and the rest on the tick.
+    return revert_in(cs, version, ramp ? now * (kRevertSteps - 1) / kRevertSteps : 0, rt, ev);
+  };
+  store_.commit(std::move(sc), [](const CommitResult& r) {
+    if (!r.ok())
+      std::fprintf(stderr, "weir: guard: the revert could not be saved: %s\n", r.error.c_str());
+  });
+  if (g.revert_ramp_ms && from > 0) {
+    ramps_.push_back({cs.name, version, from, now_ms, g.revert_ramp_ms, 1});
+  }
+  rollouts_.on_revert(cs.name, version, why);
+}
+
+void GuardRunner::advance_ramps(const config::Config& config, uint64_t now_ms) {
+  for (auto it = ramps_.begin(); it != ramps_.end();) {
+    RevertRamp& r = *it;
+    const uint64_t elapsed = now_ms - r.start_ms;
+    const auto due = static_cast<uint32_t>(std::min<uint64_t>(
+        kRevertSteps, 1 + elapsed * kRevertSteps / std::max(1u, r.duration_ms)));
+    if (due <= r.steps_done) {
+      ++it;
+      continue;
+    }
+    r.steps_done = due;
+    const config::Service* cs = find_service(config, r.service);
+    if (!cs) {
+      it = ramps_.erase(it);
+      continue;
+    }
+    const uint32_t w = r.from * (kRevertSteps - due) / kRevertSteps;
+    ServiceChange sc;
+    sc.service = r.service;
+    sc.event.actor = "guard";
+    sc.event.action = "revert_step";
+    sc.event.reason = "revert_ramp_ms: step " + std::to_string(due) + " of " +
+                      std::to_string(kRevertSteps);
+    sc.apply = [svc = *cs, version = r.version, w](ServiceRuntime& rt, AuditEvent& ev) {
+      // An operator took the version back meanwhile: the ramp is over.
+      if (!rt.reverted.count(version)) return std::string("=");
+      RuntimeState view;
+      view.set(svc.name, rt);
+      std::map<std::string, uint32_t> weights = view.weights(svc);
+      if (!weights.count(version) || weights[version] <= w) return std::string("=");
+      ev.before = {{"weights", weights}};
+      weights[version] = w;
+      rt.weights = weights;
+      ev.after = {{"weights", weights}};
+      return std::string();
+    };
+    store_.commit(std::move(sc), [](const CommitResult& res) {
+      if (!res.ok())
+        std::fprintf(stderr, "weir: guard: a revert step could not be saved: %s\n",
+                     res.error.c_str());
+    });
+    std::fprintf(stderr, "weir: guard: service %s version %s revert ramp at weight %u\n",
+                 r.service.c_str(), r.version.c_str(), w);
+    if (due >= kRevertSteps) {
+      it = ramps_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+}
+
+void GuardRunner::on_state(const config::Config& config, const std::string& service) {
+  const ServiceRuntime* rt = store_.state().find(service);
+  const config::Service* cs = find_service(config, service);
+  auto sg = guards_.find(service);
+  if (!rt || !cs) return;
+  if (rt->guard_disabled) {
+    // A disabled guard reverts nothing, not even the rest of a ramp it started; the breaches it
+    // counted are stale by the time it is back on.
+    std::erase_if(ramps_, [&](const RevertRamp& r) { return r.service == service; });
+    if (sg != guards_.end()) {
+      for (auto& [name, vg] : sg->second.versions) vg.reset();
+      sg->second.current.clear();
+    }
+    return;
+  }
+  std::erase_if(ramps_, [&](const RevertRamp& r) {
+    return r.service == service && !rt->reverted.count(r.version);
+  });
+  if (sg == guards_.end()) return;
+  RuntimeState view;
+  view.set(service, *rt);
+  const std::map<std::string, uint32_t> weights = view.weights(*cs);
+  const std::string& stable = view.stable(*cs);
+  ServiceGuard& g = sg->second;
+  for (auto it = g.current.begin(); it != g.current.end();) {
+    auto w = weights.find(it->first);
+    auto judged = g.judged_weight.find(it->first);
+    // A verdict belongs to the traffic it judged: a version re-ramped, promoted to stable or
+    // taken out has none until it is judged again.
+    if (w == weights.end() || it->first == stable || judged == g.judged_weight.end() ||
+        judged->second != w->second) {
+      it = g.current.erase(it);
+    } else {
+      ++it;
+    }
+  }
+}
+
+std::string GuardRunner::state(const config::Service& s, std::string_view version) const {
+  const ServiceRuntime* rt = store_.state().find(s.name);
+  if (rt && rt->guard_disabled) return "disabled";
+  if (rt && (version.empty() ? !rt->reverted.empty() : rt->reverted.count(std::string(version))))
+    return "reverted";
+  auto g = guards_.find(s.name);
+  if (g == guards_.end()) return "hold";
+  const auto& current = g->second.current;
+  if (!version.empty()) {
+    auto it = current.find(std::string(version));
+    return it == current.end() ? "hold" : health::to_string(it->second);
+  }
+  // The service as a whole: the worst current verdict of its judged versions.
+  bool any_pass = false, any_hold = false;
+  for (const auto& [name, v] : current) {
+    if (v == health::Verdict::kFail) return "fail";
+    any_hold = any_hold || v == health::Verdict::kHold;
+    any_pass = any_pass || v == health::Verdict::kPass;
+  }
+  return any_hold || !any_pass ? "hold" : "pass";
+}
+
+std::string GuardRunner::explain_json(const config::Service& s) const {
+  auto it = guards_.find(s.name);
+  static const health::DecisionLog kEmpty;
+  nlohmann::json out = nlohmann::json::parse(
+      (it == guards_.end() ? kEmpty : it->second.log).to_json(s.name, s.guard));
+  for (auto& d : out["decisions"]) d["time"] = utc_timestamp_ms(d["at_ms"].get<int64_t>());
+  return out.dump();
+}
+
+uint64_t GuardRunner::reverts(const std::string& service, const std::string& version) const {
+  auto g = guards_.find(service);
+  if (g == guards_.end()) return 0;
+  auto n = g->second.reverts.find(version);
+  return n == g->second.reverts.end() ? 0 : n->second;
+}
+
+}  // namespace weir::proxy
