@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -298,9 +299,11 @@ struct Config {
   std::vector<Route> routes;
   // Where each key and table of the file was written, by dotted path ("listener[1].address",
   // "service[0].version[1].endpoints[0]"), for messages about values found wrong after loading.
-  std::map<std::string, SourceLoc, std::less<>> locs;
+  // Shared: configs are copied for every snapshot (runtime weights applied).
+  std::shared_ptr<const std::map<std::string, SourceLoc, std::less<>>> locs;
   // locs[key], else `fallback`.
   SourceLoc where(std::string_view key, const SourceLoc& fallback = {}) const;
+  bool has(std::string_view key) const { return locs && locs->find(key) != locs->end(); }
 };
 
 struct Error {

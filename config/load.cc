@@ -18,6 +18,7 @@
 #include <functional>
 #include <limits>
 #include <map>
+#include <memory>
 #include <set>
 #include <tuple>
 #include <type_traits>
@@ -1089,7 +1090,8 @@ LoadResult load(std::string_view text, const std::string& file, std::string conf
     toml::table root = toml::parse(text, std::string_view(file));
     Config config = read_config(ctx, root);
     config.path = std::move(config_path);
-    config.locs = ctx.take_locs();
+    config.locs = std::make_shared<const std::map<std::string, SourceLoc, std::less<>>>(
+        ctx.take_locs());
     if (ctx.error_count() == 0) {
       for (Error& e : listener_address_conflicts(config)) ctx.error(e.loc, e.key, e.message);
     }
@@ -1193,8 +1195,9 @@ std::string percent(double fraction) {
 }  // namespace
 
 SourceLoc Config::where(std::string_view key, const SourceLoc& fallback) const {
-  auto it = locs.find(key);
-  return it == locs.end() ? fallback : it->second;
+  if (!locs) return fallback;
+  auto it = locs->find(key);
+  return it == locs->end() ? fallback : it->second;
 }
 
 bool addresses_overlap(const HostPort& a, const HostPort& b) {
@@ -1266,7 +1269,7 @@ std::vector<Error> warnings(const Config& config) {
     }
     auto check_health = [&](const std::string& table, const HealthCheck& hc) {
       if (!hc.enabled || hc.timeout_ms <= hc.interval_ms) return;
-      const std::string key = config.locs.count(table + ".timeout_ms") ? table + ".timeout_ms"
+      const std::string key = config.has(table + ".timeout_ms") ? table + ".timeout_ms"
                                                                         : table + ".interval_ms";
       warn(key, config.where(table, s.loc),
            "timeout_ms (" + std::to_string(hc.timeout_ms) + ") is longer than interval_ms (" +
@@ -1277,7 +1280,7 @@ std::vector<Error> warnings(const Config& config) {
     check_health(sp + ".health_check", s.health_check);
     for (size_t j = 0; j < s.versions.size(); ++j) {
       const std::string vt = sp + ".version[" + std::to_string(j) + "].health_check";
-      if (config.locs.count(vt)) check_health(vt, s.versions[j].health_check);
+      if (config.has(vt)) check_health(vt, s.versions[j].health_check);
     }
     const GuardConfig& g = s.guard;
     const std::string gp = sp + ".guard";
