@@ -2,6 +2,8 @@
 
 #include <doctest/doctest.h>
 
+#include "proxy/http_util.h"
+
 namespace weir::proxy {
 namespace {
 
@@ -86,6 +88,67 @@ TEST_CASE("metrics: counters are summed over workers and weights are the effecti
   has("weir_config_reloads_total{result=\"ok\"} 2");
   has("weir_config_reloads_total{result=\"error\"} 1");
   CHECK(text.starts_with("# HELP weir_build_info"));
+}
+
+TEST_CASE("metrics: sub-millisecond buckets, the head histogram, TLS, HTTP/2, bytes, process") {
+  WorkerStats a, b;
+  a.tls_handshakes.inc(4);
+  b.tls_handshake_failures[2].inc(3);  // protocol
+  a.tls_handshake_failures[0].inc();   // timeout
+  b.h2_connections.inc(2);
+  b.h2_streams.inc(9);
+  a.h2_abuse_closes.inc();
+  config::Config c;
+  RuntimeState rt;
+  VersionMetrics vm;
+  vm.service = "shop";
+  vm.version = "blue";
+  vm.latency.assign(health::Histogram::kBuckets, 0);
+  vm.head_latency.assign(health::Histogram::kBuckets, 0);
+  vm.latency[health::Histogram::index(53)] = 4;  // a fast service: 53 us
+  vm.latency[health::Histogram::index(120)] = 1;
+  vm.head_latency[health::Histogram::index(45)] = 5;
+  vm.request_bytes = 100;
+  vm.response_bytes = 2500;
+  MetricsSource source{{&a, &b}, &c, &rt, 1, 0, {vm}};
+  source.last_reload_ok_s = 1765000000.5;
+  std::string text = render_metrics(source);
+  auto has = [&](const std::string& line) {
+    CAPTURE(line);
+    CHECK(text.find("\n" + line + "\n") != std::string::npos);
+  };
+  const std::string sv = "service=\"shop\",version=\"blue\"";
+  has("weir_request_duration_seconds_bucket{" + sv + ",le=\"5e-05\"} 0");
+  has("weir_request_duration_seconds_bucket{" + sv + ",le=\"0.0001\"} 4");
+  has("weir_request_duration_seconds_bucket{" + sv + ",le=\"0.00015\"} 5");
+  has("# TYPE weir_response_head_duration_seconds histogram");
+  has("weir_response_head_duration_seconds_bucket{" + sv + ",le=\"5e-05\"} 5");
+  has("weir_response_head_duration_seconds_count{" + sv + "} 5");
+  has("weir_request_body_bytes_total{" + sv + "} 100");
+  has("weir_response_body_bytes_total{" + sv + "} 2500");
+  has("weir_tls_handshakes_total 4");
+  has("weir_tls_handshake_failures_total{reason=\"protocol\"} 3");
+  has("weir_tls_handshake_failures_total{reason=\"timeout\"} 1");
+  has("weir_tls_handshake_failures_total{reason=\"peer_closed\"} 0");
+  has("weir_http2_connections_total 2");
+  has("weir_http2_streams_total 9");
+  has("weir_http2_abuse_closes_total 1");
+  has("weir_config_last_reload_success_timestamp_seconds 1765000000.5");
+  has("# TYPE process_cpu_seconds_total counter");
+  has("# TYPE process_resident_memory_bytes gauge");
+  has("# TYPE process_start_time_seconds gauge");
+}
+
+TEST_CASE("metrics: process figures from /proc") {
+  ProcessMetrics p = read_process_metrics();
+  CHECK(p.resident_bytes > 1 << 20);
+  CHECK(p.virtual_bytes >= p.resident_bytes);
+  CHECK(p.open_fds >= 3);  // stdin, stdout, stderr at least
+  CHECK(p.max_fds >= p.open_fds);
+  CHECK(p.cpu_seconds >= 0);
+  const double now = static_cast<double>(unix_time_ms()) / 1000.0;
+  CHECK(p.start_time_seconds > now - 3600);
+  CHECK(p.start_time_seconds <= now + 1);
 }
 
 TEST_CASE("metrics: mirror copies by result, and those under way") {
