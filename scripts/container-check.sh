@@ -28,6 +28,13 @@ healthcheck_pid=""
 compose=()
 
 say() { printf 'container-check: %s\n' "$*"; }
+list_of() {  # the ids of every podman container, network or volume
+  case "$1" in
+    container) podman ps -a -q ;;
+    network) podman network ls -q ;;
+    volume) podman volume ls -q ;;
+  esac 2>/dev/null | sort
+}
 fail() {
   say "FAILED: $*" >&2
   exit 1
@@ -51,9 +58,9 @@ cleanup() {
       podman logs --tail=30 "$c" >&2 2>&1
     done
   fi
-  podman ps -a -q --filter "label=weir-check=$run_id" | xargs -r podman rm -f -t 2 >/dev/null 2>&1
+  podman ps -a -q --filter "label=weir-check=$run_id" | xargs -r podman rm -f -v -t 2 >/dev/null 2>&1
   podman ps -a -q --filter "label=com.docker.compose.project=$run_id" |
-    xargs -r podman rm -f -t 2 >/dev/null 2>&1
+    xargs -r podman rm -f -v -t 2 >/dev/null 2>&1
   podman network ls -q --filter "label=weir-check=$run_id" |
     xargs -r podman network rm >/dev/null 2>&1
   podman network ls -q --filter "label=com.docker.compose.project=$run_id" |
@@ -62,6 +69,16 @@ cleanup() {
     xargs -r podman volume rm >/dev/null 2>&1
   podman volume ls -q --filter "label=com.docker.compose.project=$run_id" |
     xargs -r podman volume rm >/dev/null 2>&1
+  # Nothing this run made may outlive it (anonymous volumes included).
+  local kind left
+  for kind in container network volume; do
+    [ -f "$work/$kind.before" ] || continue
+    left=$(comm -13 "$work/$kind.before" <(list_of "$kind"))
+    if [ -n "$left" ]; then
+      say "left behind: ${kind}s $left" >&2
+      [ "$rc" -ne 0 ] || rc=1
+    fi
+  done
   rm -rf "$work"
   if [ "$rc" -eq 0 ]; then say "passed"; else say "failed (exit $rc)" >&2; fi
   exit "$rc"
@@ -121,6 +138,8 @@ if ! podman image exists "$base"; then
   rm -rf "$rootfs"
 fi
 podman tag "$base" debian:12-slim
+
+for kind in container network volume; do list_of "$kind" >"$work/$kind.before"; done
 
 # ---- 2. the image ----------------------------------------------------------------------------
 say "building $image"
@@ -208,7 +227,7 @@ etag=$(curl -fsS -D - -o /dev/null -H "Authorization: Bearer $read_token" \
 curl -fsS -o /dev/null -X PUT -H "Authorization: Bearer $write_token" -H "If-Match: $etag" \
   -d '{"weights": {"blue": 70, "green": 30}, "reason": "container-check"}' \
   "http://$weir_ip:9901/api/v1/services/shop/weights" || fail "PUT weights"
-podman rm -f -t 10 "$run_id-weir" >/dev/null 2>>"$podman_log"
+podman rm -f -v -t 10 "$run_id-weir" >/dev/null 2>>"$podman_log"
 run_weir
 weights=$(curl -fsS -H "Authorization: Bearer $read_token" \
   "http://$weir_ip:9901/api/v1/services/shop" | $py -c '
@@ -218,7 +237,7 @@ print(" ".join("%s=%s" % (v["name"], v["effective_weight"]) for v in versions))'
 [ "$weights" = "blue=70 green=30" ] || fail "after a new container on the same volume: $weights"
 say "state volume kept $weights across containers"
 podman ps -a -q --filter "label=weir-check=$run_id" |
-  xargs -r podman rm -f -t 5 >/dev/null 2>>"$podman_log"
+  xargs -r podman rm -f -v -t 5 >/dev/null 2>>"$podman_log"
 
 # ---- 4. the compose demo ---------------------------------------------------------------------
 say "building $prom_image (Debian's prometheus on the local base)"
