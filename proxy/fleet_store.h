@@ -52,6 +52,8 @@ class FleetStore final : public ControlStore {
   void stop() override;
 
   const std::string& replica() const { return replica_; }
+  // The admin address once bound (a configured port 0 is known only then).
+  void set_admin_address(std::string a) { admin_address_ = std::move(a); }
 
  private:
   struct Shared {

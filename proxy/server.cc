@@ -393,6 +393,8 @@ int Server::run() {
       return 1;
     }
     std::fprintf(stderr, "weir: admin listening on %s\n", bound.to_string().c_str());
+    if (auto* fleet = dynamic_cast<FleetStore*>(store_.get()))
+      fleet->set_admin_address(bound.to_string());
   }
   for (uv_signal_t* s : {&sigterm_, &sigint_, &sigquit_, &sighup_, &sigusr1_}) {
     uv_signal_init(&loop_, s);

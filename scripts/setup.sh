@@ -34,7 +34,7 @@ build_packages=(
 test_packages=(
   doctest-dev
   curl nghttp2-client wrk nginx-light haproxy python3 procps docker-compose yamllint openssl
-  python3-h2 python3-prometheus-client
+  python3-h2 python3-prometheus-client python3-grpcio
   gnuplot-nox  # bench/run.sh's chart
   chromium     # headless, for tests/integration/test_dashboard.py
   etcd-server etcd-client  # fleet mode: tests start a real 3-member cluster
