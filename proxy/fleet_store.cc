@@ -733,7 +733,7 @@ json FleetStore::member_info() const {
           {"admin_address", admin_address_},
           {"weir_version", kWeirVersion},
           {"applied_revision", applied_revision_},
-          {"healthy", up()},
+          {"healthy", calls_up_},  // it reached etcd (its key is the proof)
           {"last_seen", utc_timestamp_ms()},
           {"config_mismatch", mismatch},
           {"pending_reverts", pending_.size()}};

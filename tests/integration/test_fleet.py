@@ -459,8 +459,6 @@ class FleetRollout(FleetCase):
     STEPS = [10, 20, 40, 60, 80, 100]
     STEP_S = 2
 
-    @unittest.skip("known defect, issue 11 open: after kill -9 of the leader no other replica "
-                   "took the lead within the test's wait")
     def test_rollout_steps_once_per_step_and_survives_the_leader(self):
         guard = {"interval_ms": 250, "window_s": 2, "min_requests": 10, "max_error_rate": 0.5,
                  "consecutive": 2}
