@@ -190,15 +190,16 @@ class FleetCase(h.WeirTestCase):
     def members(self, r):
         return {m["name"] for m in self.fleet(r)["replicas"]}
 
-    def leader(self, replicas):
-        """The leader every replica of replicas names (waits until they agree on one)."""
+    def leader(self, replicas, not_=None):
+        """The leader every replica of replicas names (waits until they agree on one other
+        than not_)."""
         names = {}
 
         def agreed():
             names.clear()
             names.update({r.fleet_name: self.fleet(r)["leader"] for r in replicas})
             values = set(names.values())
-            return len(values) == 1 and None not in values
+            return len(values) == 1 and None not in values and not_ not in values
         self.assertTrue(h.wait_until(agreed, 2 * LEASE_TTL_S + 5, 0.05),
                         f"replicas do not agree on a leader: {names}")
         return next(iter(names.values()))
@@ -480,7 +481,7 @@ class FleetRollout(FleetCase):
             killed_at = time.monotonic()
             by_name[lead].kill()  # SIGKILL
             survivors = [r for r in replicas if r.fleet_name != lead]
-            new_lead = self.leader(survivors)
+            new_lead = self.leader(survivors, not_=lead)
             took = time.monotonic() - killed_at
             print(f"\nfleet: leader {lead} killed, {new_lead} leads after {took:.2f} s "
                   f"(lease TTL {LEASE_TTL_S} s)")
@@ -564,7 +565,8 @@ class StoreFaults(FleetCase):
             self.break_green()
             a.wait_line(REVERT_LINE, timeout=15, stream="stderr")
             reverted_at = time.monotonic()
-            self.assertEqual(self.weights(a)["green"], 0)
+            self.assertTrue(h.wait_until(lambda: self.weights(a)["green"] == 0, 2),
+                            f"weir-a logged the revert but shows {self.weights(a)}")
             time.sleep(1.0)
         after = Counter((s, be) for t, s, be in paced.samples if t > reverted_at + 0.3)
         self.assertEqual(set(after), {(200, "blue")}, after)
