@@ -830,6 +830,24 @@ TEST_CASE("etcd_client: a watch refused for permissions is reported down and ret
   CHECK(gw.accepted() == accepted);
 }
 
+TEST_CASE("etcd_client: a watch message without end is cut at 64 MiB") {
+  Gateway gw([&](ServerConn& c, const ServerRequest&, int nth) {
+    if (nth > 1) return c.wait_closed() && false;
+    const std::string raw = recorded("watch_no_leader");
+    c.write(raw.substr(0, raw.find("\r\n\r\n") + 4));  // the head, then no '\n' ever
+    const std::string piece(1 << 20, 'x');
+    for (int i = 0; i < 65 && c.write(ServerConn::chunk(piece)); ++i) {
+    }
+    return false;
+  });
+  Fixture f({gw.url()});
+  WatchLog log;
+  auto w = f.etcd->watch("/app/", "", 0, log.handler());
+  REQUIRE(f.run([&] { return !log.states.empty(); }, 20000));
+  CHECK_FALSE(log.states[0].first);
+  CHECK(log.states[0].second.message.find("beyond 67108864 bytes") != std::string::npos);
+}
+
 TEST_CASE("etcd_client: close drops pending callbacks and watch handlers") {
   Gateway gw([&](ServerConn& c, const ServerRequest& r, int) {
     if (r.path == "/v3/watch") {
