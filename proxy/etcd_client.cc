@@ -13,6 +13,7 @@ namespace {
 
 constexpr uint32_t kWatchBackoffFirstMs = 100;
 constexpr uint32_t kWatchBackoffMaxMs = 2000;
+constexpr size_t kMaxWatchMessage = 64u << 20;
 
 constexpr char kB64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 
@@ -290,11 +291,22 @@ struct EtcdWatch::Impl {
   }
 
   void on_data(std::string_view data) {
+    if (buffer.size() + data.size() > kMaxWatchMessage) {
+      stream_error =
+          status(EtcdStatus::Kind::kUnavailable,
+                 "a watch message beyond " + std::to_string(kMaxWatchMessage) + " bytes");
+      client->http_->cancel(stream);
+      stream = 0;
+      lost();
+      return;
+    }
     buffer.append(data);
     if (http_status != 200) return;  // an error body, read whole at the end
+    // Only the new bytes are searched: a large message arriving in many reads stays linear.
     size_t start = 0;
-    for (size_t nl; active() && (nl = buffer.find('\n', start)) != std::string::npos;
-         start = nl + 1) {
+    size_t from = buffer.size() - data.size();
+    for (size_t nl; active() && (nl = buffer.find('\n', from)) != std::string::npos;
+         start = from = nl + 1) {
       message(std::string_view(buffer).substr(start, nl - start));
     }
     if (active()) buffer.erase(0, start);

@@ -188,7 +188,7 @@ class EtcdClient {
                                    EtcdWatchHandler handler);
 
   const std::string& current_endpoint() const;
-  // An endpoint answered the last call (false after kUnavailable).
+  // An endpoint answered (false until the first answer, and after kUnavailable).
   bool up() const { return up_; }
   const EtcdStatus& last_error() const { return last_error_; }
   // Drops every pending callback, stops every watch (their handlers are not called again).

@@ -680,6 +680,8 @@ void HttpClient::connect_next(Call* c) {
   conns_.push_back(conn);
   ++connections_opened_;
   uv_tcp_nodelay(&conn->tcp, 1);
+  // A peer that vanished without a FIN (host down, partition) is found even on a quiet stream.
+  uv_tcp_keepalive(&conn->tcp, 1, 15);
   int rc = uv_tcp_connect(
       &conn->connect_req, &conn->tcp, reinterpret_cast<const sockaddr*>(&addr),
       [](uv_connect_t* req, int status) {

@@ -139,6 +139,87 @@ struct Fixture {
     uv_loop_close(&loop);
   }
   bool run(const std::function<bool()>& done, int ms = 5000) { return run_until(&loop, done, ms); }
+
+  // Blocking forms of the calls: each runs the loop until its callback came.
+  template <typename Start>
+  void await(Start start) {
+    bool done = false;
+    start([&done] { done = true; });
+    REQUIRE(run([&] { return done; }));
+  }
+  struct Range {
+    EtcdStatus st;
+    int64_t revision = 0;
+    std::vector<EtcdKv> kvs;
+  };
+  Range range(const std::string& key, const std::string& end = "",
+              const EtcdRangeOptions& options = {}) {
+    Range r;
+    await([&](auto done) {
+      etcd->range(key, end, options,
+                  [&, done](const EtcdStatus& s, int64_t rev, std::vector<EtcdKv> kvs, bool) {
+                    r = {s, rev, std::move(kvs)};
+                    done();
+                  });
+    });
+    return r;
+  }
+  EtcdStatus put(const std::string& key, const std::string& value, int64_t lease = 0) {
+    EtcdStatus st;
+    await([&](auto done) {
+      etcd->put(key, value, lease, [&, done](const EtcdStatus& s, int64_t) {
+        st = s;
+        done();
+      });
+    });
+    return st;
+  }
+  struct Cas {
+    EtcdStatus st;
+    bool succeeded = false;
+    int64_t revision = 0;
+    std::optional<EtcdKv> current;
+  };
+  Cas cas(const EtcdCas& c) {
+    Cas r;
+    await([&](auto done) {
+      etcd->cas(c, [&, done](const EtcdStatus& s, bool ok, int64_t rev, std::optional<EtcdKv> cur) {
+        r = {s, ok, rev, std::move(cur)};
+        done();
+      });
+    });
+    return r;
+  }
+  struct Lease {
+    EtcdStatus st;
+    int64_t id = 0, ttl = 0;
+  };
+  // grant: a new lease of `n` seconds; else a keepalive of lease `n`.
+  Lease lease(bool grant, int64_t n) {
+    Lease r;
+    await([&](auto done) {
+      auto cb = [&, done](const EtcdStatus& s, int64_t id, int64_t ttl) {
+        r = {s, id, ttl};
+        done();
+      };
+      if (grant) {
+        etcd->lease_grant(n, cb);
+      } else {
+        etcd->lease_keepalive(n, cb);
+      }
+    });
+    return r;
+  }
+  EtcdStatus revoke(int64_t id) {
+    EtcdStatus st;
+    await([&](auto done) {
+      etcd->lease_revoke(id, [&, done](const EtcdStatus& s) {
+        st = s;
+        done();
+      });
+    });
+    return st;
+  }
 };
 
 json body_of(const ServerRequest& r) { return json::parse(r.body, nullptr, false); }
@@ -223,17 +304,8 @@ TEST_CASE("etcd_client: an answer that is not what etcd sends is not taken for o
     return c.respond(200, "not json");
   });
   Fixture f({gw.url()});
-  EtcdStatus range_st, put_st;
-  int left = 2;
-  f.etcd->range("/app/a", "", [&](const EtcdStatus& s, int64_t, std::vector<EtcdKv>, bool) {
-    range_st = s;
-    --left;
-  });
-  f.etcd->put("/app/a", "x", 0, [&](const EtcdStatus& s, int64_t) {
-    put_st = s;
-    --left;
-  });
-  REQUIRE(f.run([&] { return left == 0; }));
+  EtcdStatus range_st = f.range("/app/a").st;
+  EtcdStatus put_st = f.put("/app/a", "x");
   CHECK(range_st.kind == EtcdStatus::Kind::kUnavailable);
   CHECK(range_st.message.find("malformed") != std::string::npos);
   CHECK(put_st.kind == EtcdStatus::Kind::kIndeterminate);  // 200: it may well be applied
@@ -382,60 +454,29 @@ TEST_CASE("etcd_client: lease grant, keepalive, revoke, and a lease that is gone
     return c.write(recorded("put_lease_gone"));
   });
   Fixture f({gw.url()});
-  int64_t id = 0, ttl = -1;
-  bool done = false;
-  f.etcd->lease_grant(30, [&](const EtcdStatus& s, int64_t i, int64_t t) {
-    CHECK(s.ok());
-    id = i;
-    ttl = t;
-    done = true;
-  });
-  REQUIRE(f.run([&] { return done; }));
-  CHECK(id == 3104284509754227730);
-  CHECK(ttl == 30);
+  Fixture::Lease granted = f.lease(true, 30);
+  CHECK(granted.st.ok());
+  CHECK(granted.id == 3104284509754227730);
+  CHECK(granted.ttl == 30);
   CHECK(body_of(gw.seen()[0])["TTL"] == "30");
 
-  done = false;
-  f.etcd->lease_keepalive(id, [&](const EtcdStatus& s, int64_t, int64_t t) {
-    CHECK(s.ok());
-    ttl = t;
-    done = true;
-  });
-  REQUIRE(f.run([&] { return done; }));
-  CHECK(ttl == 30);
+  Fixture::Lease kept = f.lease(false, granted.id);
+  CHECK(kept.st.ok());
+  CHECK(kept.ttl == 30);
   CHECK(body_of(gw.seen()[1])["ID"] == "3104284509754227730");
 
-  EtcdStatus revoke, revoke_again, put;
-  int left = 3;
-  f.etcd->lease_revoke(id, [&](const EtcdStatus& s) {
-    revoke = s;
-    --left;
-  });
-  REQUIRE(f.run([&] { return left == 2; }));
-  f.etcd->lease_revoke(id, [&](const EtcdStatus& s) {
-    revoke_again = s;
-    --left;
-  });
-  f.etcd->put("/app/eph", "x", id, [&](const EtcdStatus& s, int64_t) {
-    put = s;
-    --left;
-  });
-  REQUIRE(f.run([&] { return left == 0; }));
-  CHECK(revoke.ok());
-  CHECK(revoke_again.kind == EtcdStatus::Kind::kRejected);
-  CHECK(revoke_again.grpc_code == 5);
+  CHECK(f.revoke(granted.id).ok());
+  EtcdStatus again = f.revoke(granted.id);
+  CHECK(again.kind == EtcdStatus::Kind::kRejected);
+  CHECK(again.grpc_code == 5);
+  EtcdStatus put = f.put("/app/eph", "x", granted.id);
   CHECK(put.kind == EtcdStatus::Kind::kRejected);
   CHECK(put.http_status == 404);
   CHECK(put.message.find("requested lease not found") != std::string::npos);
 
-  done = false;
-  f.etcd->lease_keepalive(id, [&](const EtcdStatus& s, int64_t, int64_t t) {
-    CHECK(s.ok());
-    ttl = t;
-    done = true;
-  });
-  REQUIRE(f.run([&] { return done; }));
-  CHECK(ttl == 0);  // no "TTL": the lease is gone
+  Fixture::Lease gone = f.lease(false, granted.id);
+  CHECK(gone.st.ok());
+  CHECK(gone.ttl == 0);  // no "TTL": the lease is gone
 }
 
 TEST_CASE("etcd_client: failover to the next endpoint on connect refused, and unavailable") {
@@ -443,32 +484,21 @@ TEST_CASE("etcd_client: failover to the next endpoint on connect refused, and un
   const std::string dead = dead_endpoint();
   Fixture f({dead, gw.url()});
   CHECK(f.etcd->current_endpoint() == dead);
-  EtcdStatus st;
-  bool done = false;
-  f.etcd->put("/app/a", "x", 0, [&](const EtcdStatus& s, int64_t) {
-    st = s;
-    done = true;
-  });
-  REQUIRE(f.run([&] { return done; }));
+  EtcdStatus st = f.put("/app/a", "x");
   CHECK(st.ok());
   CHECK(st.endpoint == gw.url());
   CHECK(f.etcd->current_endpoint() == gw.url());
   CHECK(gw.count("/v3/kv/put") == 1);
 
   Fixture none({dead, dead_endpoint()});
-  done = false;
-  none.etcd->put("/app/a", "x", 0, [&](const EtcdStatus& s, int64_t) {
-    st = s;
-    done = true;
-  });
-  REQUIRE(none.run([&] { return done; }));
+  st = none.put("/app/a", "x");
   CHECK(st.kind == EtcdStatus::Kind::kUnavailable);
   CHECK(st.message.find("2 tried") != std::string::npos);
   CHECK_FALSE(none.etcd->up());
   CHECK(none.etcd->last_error().kind == EtcdStatus::Kind::kUnavailable);
 
   Fixture empty(std::vector<std::string>{});
-  done = false;
+  bool done = false;
   empty.etcd->range("/a", "", [&](const EtcdStatus& s, int64_t, std::vector<EtcdKv>, bool) {
     st = s;
     done = true;
@@ -482,25 +512,14 @@ TEST_CASE("etcd_client: 503 no leader moves even a write to the next endpoint") 
   Gateway sick(replay({{"/v3/kv/put", "put_no_leader"}, {"/v3/kv/range", "put_no_leader"}}));
   Gateway fine(replay({{"/v3/kv/put", "put"}}));
   Fixture f({sick.url(), fine.url()});
-  EtcdStatus st;
-  bool done = false;
-  f.etcd->put("/app/a", "x", 0, [&](const EtcdStatus& s, int64_t) {
-    st = s;
-    done = true;
-  });
-  REQUIRE(f.run([&] { return done; }));
+  EtcdStatus st = f.put("/app/a", "x");
   CHECK(st.ok());
   CHECK(sick.count("/v3/kv/put") == 1);
   CHECK(fine.count("/v3/kv/put") == 1);
 
   // Every endpoint without a leader: unavailable, each tried once.
   Fixture all({sick.url()});
-  done = false;
-  all.etcd->range("/a", "", [&](const EtcdStatus& s, int64_t, std::vector<EtcdKv>, bool) {
-    st = s;
-    done = true;
-  });
-  REQUIRE(all.run([&] { return done; }));
+  st = all.range("/a").st;
   CHECK(st.kind == EtcdStatus::Kind::kUnavailable);
   CHECK(st.grpc_code == 14);
   CHECK(st.message.find("no leader") != std::string::npos);
@@ -543,22 +562,11 @@ TEST_CASE("etcd_client: a write whose connection drops after sending is indeterm
   Gateway drops([](ServerConn&, const ServerRequest&, int) { return false; });
   Gateway fine(replay({{"/v3/kv/put", "put"}, {"/v3/kv/range", "range_found"}}));
   Fixture f({drops.url(), fine.url()});
-  EtcdStatus st;
-  bool done = false;
-  f.etcd->put("/app/a", "x", 0, [&](const EtcdStatus& s, int64_t) {
-    st = s;
-    done = true;
-  });
-  REQUIRE(f.run([&] { return done; }));
+  EtcdStatus st = f.put("/app/a", "x");
   CHECK(st.kind == EtcdStatus::Kind::kIndeterminate);
   CHECK(fine.count("/v3/kv/put") == 0);
   Fixture g({drops.url(), fine.url()});
-  done = false;
-  g.etcd->range("/app/a", "", [&](const EtcdStatus& s, int64_t, std::vector<EtcdKv>, bool) {
-    st = s;
-    done = true;
-  });
-  REQUIRE(g.run([&] { return done; }));
+  st = g.range("/app/a").st;
   CHECK(st.ok());
 }
 
@@ -636,13 +644,7 @@ TEST_CASE("etcd_client: a 401 that persists after re-authenticating is rejected,
     return c.write(recorded("auth_bad_token"));
   });
   Fixture f(EtcdSettings{{gw.url()}, 2000, {}, "alice", "alicepw"});
-  EtcdStatus st;
-  bool done = false;
-  f.etcd->put("/app/a", "x", 0, [&](const EtcdStatus& s, int64_t) {
-    st = s;
-    done = true;
-  });
-  REQUIRE(f.run([&] { return done; }));
+  EtcdStatus st = f.put("/app/a", "x");
   CHECK(st.kind == EtcdStatus::Kind::kRejected);
   CHECK(st.grpc_code == 16);
   CHECK(gw.count("/v3/kv/put") == 2);
@@ -828,6 +830,24 @@ TEST_CASE("etcd_client: a watch refused for permissions is reported down and ret
   CHECK(gw.accepted() == accepted);
 }
 
+TEST_CASE("etcd_client: a watch message without end is cut at 64 MiB") {
+  Gateway gw([&](ServerConn& c, const ServerRequest&, int nth) {
+    if (nth > 1) return c.wait_closed() && false;
+    const std::string raw = recorded("watch_no_leader");
+    c.write(raw.substr(0, raw.find("\r\n\r\n") + 4));  // the head, then no '\n' ever
+    const std::string piece(1 << 20, 'x');
+    for (int i = 0; i < 65 && c.write(ServerConn::chunk(piece)); ++i) {
+    }
+    return false;
+  });
+  Fixture f({gw.url()});
+  WatchLog log;
+  auto w = f.etcd->watch("/app/", "", 0, log.handler());
+  REQUIRE(f.run([&] { return !log.states.empty(); }, 20000));
+  CHECK_FALSE(log.states[0].first);
+  CHECK(log.states[0].second.message.find("beyond 67108864 bytes") != std::string::npos);
+}
+
 TEST_CASE("etcd_client: close drops pending callbacks and watch handlers") {
   Gateway gw([&](ServerConn& c, const ServerRequest& r, int) {
     if (r.path == "/v3/watch") {
@@ -911,15 +931,7 @@ TEST_CASE("etcd_client: against a real etcd member [etcd]" *
   Fixture f(EtcdSettings{{member.url}, 3000, {}, "", ""});
   // Ready when a range answers.
   bool ready = false;
-  for (int i = 0; i < 100 && !ready; ++i) {
-    bool done = false;
-    f.etcd->range("/", "", [&](const EtcdStatus& s, int64_t, std::vector<EtcdKv>, bool) {
-      ready = s.ok();
-      done = true;
-    });
-    f.run([&] { return done; });
-    if (!ready) test::run_for(&f.loop, 100);
-  }
+  for (int i = 0; i < 100 && !(ready = f.range("/").st.ok()); ++i) test::run_for(&f.loop, 100);
   REQUIRE(ready);
 
   WatchLog log;
@@ -928,112 +940,61 @@ TEST_CASE("etcd_client: against a real etcd member [etcd]" *
   REQUIRE(log.states[0].first);
 
   // Create-if-absent, then a CAS on the revision, then a stale CAS that fails.
-  EtcdCas cas{"/weir/state", std::string("v\0one", 5), 0, 0, {EtcdOp::put("/weir/ev/1", "e1")}};
-  bool ok = false, done = false;
-  int64_t rev1 = 0;
-  auto cas_cb = [&](const EtcdStatus& s, bool succeeded, int64_t rev, std::optional<EtcdKv>) {
-    REQUIRE(s.ok());
-    ok = succeeded;
-    rev1 = rev;
-    done = true;
-  };
-  f.etcd->cas(cas, cas_cb);
-  REQUIRE(f.run([&] { return done; }));
-  CHECK(ok);
-  cas.expected_mod_revision = rev1;
-  cas.value = "two";
-  cas.also = {};
-  done = false;
-  f.etcd->cas(cas, cas_cb);
-  REQUIRE(f.run([&] { return done; }));
-  CHECK(ok);
-  const int64_t rev2 = rev1;
-  std::optional<EtcdKv> current;
-  done = false;
-  f.etcd->cas(cas, [&](const EtcdStatus& s, bool succeeded, int64_t, std::optional<EtcdKv> cur) {
-    CHECK(s.ok());
-    ok = succeeded;
-    current = cur;
-    done = true;
-  });
-  REQUIRE(f.run([&] { return done; }));
-  CHECK_FALSE(ok);
-  REQUIRE(current);
-  CHECK(current->value == "two");
-  CHECK(current->mod_revision == rev2);
+  const std::string binary("v\0one", 5);
+  EtcdCas cas{"/weir/state", binary, 0, 0, {EtcdOp::put("/weir/ev/1", "e1")}};
+  Fixture::Cas created = f.cas(cas);
+  REQUIRE(created.st.ok());
+  CHECK(created.succeeded);
+  cas = {"/weir/state", "two", created.revision, 0, {}};
+  Fixture::Cas updated = f.cas(cas);
+  REQUIRE(updated.st.ok());
+  CHECK(updated.succeeded);
+  Fixture::Cas stale = f.cas(cas);
+  REQUIRE(stale.st.ok());
+  CHECK_FALSE(stale.succeeded);
+  REQUIRE(stale.current);
+  CHECK(stale.current->value == "two");
+  CHECK(stale.current->mod_revision == updated.revision);
 
-  std::vector<EtcdKv> kvs;
-  done = false;
   EtcdRangeOptions sorted;
   sorted.sort_by_mod_revision = true;
-  f.etcd->range("/weir/", prefix_range_end("/weir/"), sorted,
-                [&](const EtcdStatus& s, int64_t, std::vector<EtcdKv> k, bool) {
-                  CHECK(s.ok());
-                  kvs = std::move(k);
-                  done = true;
-                });
-  REQUIRE(f.run([&] { return done; }));
-  REQUIRE(kvs.size() == 2);
-  CHECK(kvs[0].key == "/weir/ev/1");
-  CHECK(kvs[1].key == "/weir/state");
+  Fixture::Range all = f.range("/weir/", prefix_range_end("/weir/"), sorted);
+  CHECK(all.st.ok());
+  REQUIRE(all.kvs.size() == 2);
+  CHECK(all.kvs[0].key == "/weir/ev/1");
+  CHECK(all.kvs[1].key == "/weir/state");
 
   // A lease-bound key, kept alive, then revoked: the watch sees the delete.
-  int64_t lease = 0, ttl = 0;
-  done = false;
-  f.etcd->lease_grant(10, [&](const EtcdStatus& s, int64_t id, int64_t t) {
-    REQUIRE(s.ok());
-    lease = id;
-    ttl = t;
-    done = true;
-  });
-  REQUIRE(f.run([&] { return done; }));
-  CHECK(ttl == 10);
-  done = false;
-  f.etcd->put("/weir/member/a", "alive", lease, [&](const EtcdStatus& s, int64_t) {
-    CHECK(s.ok());
-    done = true;
-  });
-  REQUIRE(f.run([&] { return done; }));
-  done = false;
-  f.etcd->lease_keepalive(lease, [&](const EtcdStatus& s, int64_t, int64_t t) {
-    CHECK(s.ok());
-    ttl = t;
-    done = true;
-  });
-  REQUIRE(f.run([&] { return done; }));
-  CHECK(ttl == 10);
-  done = false;
-  f.etcd->lease_revoke(lease, [&](const EtcdStatus& s) {
-    CHECK(s.ok());
-    done = true;
-  });
-  REQUIRE(f.run([&] { return done; }));
-  done = false;
-  f.etcd->lease_keepalive(lease, [&](const EtcdStatus& s, int64_t, int64_t t) {
-    CHECK(s.ok());
-    ttl = t;
-    done = true;
-  });
-  REQUIRE(f.run([&] { return done; }));
-  CHECK(ttl == 0);
+  Fixture::Lease lease = f.lease(true, 10);
+  REQUIRE(lease.st.ok());
+  CHECK(lease.ttl == 10);
+  CHECK(f.put("/weir/member/a", "alive", lease.id).ok());
+  Fixture::Lease kept = f.lease(false, lease.id);
+  CHECK(kept.st.ok());
+  CHECK(kept.ttl == 10);
+  CHECK(f.revoke(lease.id).ok());
+  Fixture::Lease gone = f.lease(false, lease.id);
+  CHECK(gone.st.ok());
+  CHECK(gone.ttl == 0);
 
-  // put x3 (ev, state twice), put member, delete member by revoke.
-  auto count_events = [&] {
-    size_t n = 0;
-    for (auto& b : log.batches) n += b.second.size();
-    return n;
-  };
-  REQUIRE(f.run([&] { return count_events() >= 5; }));
-  std::vector<EtcdEvent> all;
-  for (auto& b : log.batches) all.insert(all.end(), b.second.begin(), b.second.end());
-  CHECK(all[0].kv.key == "/weir/state");
-  CHECK(all[0].kv.value == std::string("v\0one", 5));
-  CHECK(all[1].kv.key == "/weir/ev/1");
-  CHECK(all[2].prev_kv);
-  CHECK(all[4].type == EtcdEvent::Type::kDelete);
-  CHECK(all[4].kv.key == "/weir/member/a");
-  REQUIRE(all[4].prev_kv);
-  CHECK(all[4].prev_kv->lease == lease);
+  // Events: the txn's two puts, the CAS put, the member's put and its delete.
+  std::vector<EtcdEvent> events;
+  REQUIRE(f.run([&] {
+    events.clear();
+    for (auto& b : log.batches) events.insert(events.end(), b.second.begin(), b.second.end());
+    return events.size() >= 5;
+  }));
+  CHECK(events[0].kv.key == "/weir/state");
+  CHECK(events[0].kv.value == binary);
+  CHECK(events[1].kv.key == "/weir/ev/1");
+  REQUIRE(events[2].prev_kv);
+  CHECK(events[2].prev_kv->value == binary);
+  CHECK(events[3].kv.lease == lease.id);
+  CHECK(events[4].type == EtcdEvent::Type::kDelete);
+  CHECK(events[4].kv.key == "/weir/member/a");
+  REQUIRE(events[4].prev_kv);
+  CHECK(events[4].prev_kv->lease == lease.id);
+  CHECK(w->next_revision() == events[4].kv.mod_revision + 1);
 }
 
 }  // namespace

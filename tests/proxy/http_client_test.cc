@@ -59,6 +59,14 @@ HttpRequest post(const std::string& url, std::string body = "") {
   return r;
 }
 
+// Sends and runs the loop until the request ended.
+Outcome exchange(Fixture& f, HttpRequest req) {
+  Outcome out;
+  send(f, std::move(req), &out);
+  REQUIRE(run_until(&f.loop, [&] { return out.done; }));
+  return out;
+}
+
 TEST_CASE("http_client: a Content-Length response; the request carries Host and Content-Length") {
   ServerRequest seen;
   FakeHttpServer server([&](ServerConn& c, int) {
@@ -96,9 +104,7 @@ TEST_CASE("http_client: a chunked response is decoded whole") {
     }
   });
   Fixture f;
-  Outcome out;
-  send(f, post(server.url()), &out);
-  REQUIRE(run_until(&f.loop, [&] { return out.done; }));
+  Outcome out = exchange(f, post(server.url()));
   CHECK(out.error.ok());
   CHECK(out.response.body == "hello world");
 }
@@ -109,9 +115,7 @@ TEST_CASE("http_client: keep-alive connections are reused per origin") {
   });
   Fixture f;
   for (int i = 0; i < 3; ++i) {
-    Outcome out;
-    send(f, post(server.url(), "n" + std::to_string(i)), &out);
-    REQUIRE(run_until(&f.loop, [&] { return out.done; }));
+    Outcome out = exchange(f, post(server.url(), "n" + std::to_string(i)));
     CHECK(out.response.body == "n" + std::to_string(i));
   }
   CHECK(f.client->connections_opened() == 1);
@@ -135,9 +139,7 @@ TEST_CASE("http_client: a connection the server closed after its response is not
   });
   Fixture f;
   for (int i = 0; i < 3; ++i) {
-    Outcome out;
-    send(f, post(server.url()), &out);
-    REQUIRE(run_until(&f.loop, [&] { return out.done; }));
+    Outcome out = exchange(f, post(server.url()));
     CHECK(out.error.ok());
     CHECK(out.response.body == "once");
     test::run_for(&f.loop, 20);  // the EOF of the idle connection arrives
@@ -160,11 +162,8 @@ TEST_CASE("http_client: a reused connection closed as the request goes out is re
     }
   });
   Fixture f;
-  Outcome one, two;
-  send(f, post(server.url()), &one);
-  REQUIRE(run_until(&f.loop, [&] { return one.done; }));
-  send(f, post(server.url()), &two);
-  REQUIRE(run_until(&f.loop, [&] { return two.done; }));
+  Outcome one = exchange(f, post(server.url()));
+  Outcome two = exchange(f, post(server.url()));
   CHECK(two.error.ok());
   CHECK(two.response.body == "fresh");
   CHECK(served == 1);
@@ -180,11 +179,8 @@ TEST_CASE("http_client: a request lost with its kept-alive connection stays inde
   });
   self = &server;
   Fixture f;
-  Outcome one, two;
-  send(f, post(server.url()), &one);
-  REQUIRE(run_until(&f.loop, [&] { return one.done; }));
-  send(f, post(server.url()), &two);
-  REQUIRE(run_until(&f.loop, [&] { return two.done; }));
+  Outcome one = exchange(f, post(server.url()));
+  Outcome two = exchange(f, post(server.url()));
   CHECK(two.error.kind == HttpError::Kind::kConnect);
   CHECK(two.error.indeterminate);
 }
@@ -273,9 +269,7 @@ TEST_CASE("http_client: connect refused is a connect error, not indeterminate") 
     port = gone.port();
   }
   Fixture f;
-  Outcome out;
-  send(f, post("http://127.0.0.1:" + std::to_string(port) + "/v3/kv/put"), &out);
-  REQUIRE(run_until(&f.loop, [&] { return out.done; }));
+  Outcome out = exchange(f, post("http://127.0.0.1:" + std::to_string(port) + "/v3/kv/put"));
   CHECK(out.error.kind == HttpError::Kind::kConnect);
   CHECK_FALSE(out.error.indeterminate);
   CHECK(out.error.message.find("/v3/kv/put") != std::string::npos);
@@ -324,9 +318,7 @@ TEST_CASE("http_client: IPv6 literals") {
   // A server on [::1] when the machine has IPv6 loopback; otherwise the URL still parses and
   // fails to connect (not as an invalid URL).
   Fixture f;
-  Outcome out;
-  send(f, post("http://[::1]:1/"), &out);
-  REQUIRE(run_until(&f.loop, [&] { return out.done; }));
+  Outcome out = exchange(f, post("http://[::1]:1/"));
   CHECK(out.error.kind == HttpError::Kind::kConnect);
 }
 
@@ -340,9 +332,7 @@ TEST_CASE("http_client: a malformed response is a protocol error; an oversized b
     }
   });
   Fixture f;
-  Outcome out;
-  send(f, post(server.url()), &out);
-  REQUIRE(run_until(&f.loop, [&] { return out.done; }));
+  Outcome out = exchange(f, post(server.url()));
   CHECK(out.error.kind == HttpError::Kind::kProtocol);
   Outcome big;
   HttpRequest req = post(server.url());
@@ -397,9 +387,7 @@ TEST_CASE("http_client: a stream cut before its terminating chunk is an error") 
   FakeHttpServer shorter([&](ServerConn& c, int) {
     if (c.read_request()) c.write("HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc");
   });
-  Outcome cut;
-  send(f, post(shorter.url()), &cut);
-  REQUIRE(run_until(&f.loop, [&] { return cut.done; }));
+  Outcome cut = exchange(f, post(shorter.url()));
   CHECK(cut.error.kind == HttpError::Kind::kClosed);
   CHECK(cut.error.indeterminate);
 }
@@ -409,9 +397,7 @@ TEST_CASE("http_client: a body delimited by the end of the connection is complet
     if (c.read_request()) c.write("HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nuntil eof");
   });
   Fixture f;
-  Outcome out;
-  send(f, post(server.url()), &out);
-  REQUIRE(run_until(&f.loop, [&] { return out.done; }));
+  Outcome out = exchange(f, post(server.url()));
   CHECK(out.error.ok());
   CHECK(out.response.body == "until eof");
 }
@@ -513,23 +499,18 @@ TEST_CASE("http_client: https with a CA file, host name checks, client certifica
       plain_ctx.get());
   {
     Fixture f(ClientTls{(pki.dir / "ca.crt").string(), "", "", true});
-    Outcome out;
-    send(f, post(server.url(), "1"), &out);
-    REQUIRE(run_until(&f.loop, [&] { return out.done; }));
+    Outcome out = exchange(f, post(server.url(), "1"));
     CHECK(out.error.ok());
     CHECK(out.response.body == "secret 1");
-    Outcome again;
-    send(f, post("https://localhost:" + std::to_string(server.port()) + "/", "2"), &again);
-    REQUIRE(run_until(&f.loop, [&] { return again.done; }));
+    Outcome again =
+        exchange(f, post("https://localhost:" + std::to_string(server.port()) + "/", "2"));
     CHECK(again.error.ok());
     CHECK(again.response.body == "secret 2");
   }
   {
     // Without the CA, the server's certificate is not trusted.
     Fixture f(ClientTls{});
-    Outcome out;
-    send(f, post(server.url()), &out);
-    REQUIRE(run_until(&f.loop, [&] { return out.done; }));
+    Outcome out = exchange(f, post(server.url()));
     CHECK(out.error.kind == HttpError::Kind::kTls);
     CHECK_FALSE(out.error.indeterminate);
     CHECK(out.error.message.find("certificate") != std::string::npos);
@@ -540,9 +521,7 @@ TEST_CASE("http_client: https with a CA file, host name checks, client certifica
     std::string why;
     CHECK_FALSE(f.client->tls_ready(&why));
     CHECK(why.find("missing.crt") != std::string::npos);
-    Outcome out;
-    send(f, post(server.url()), &out);
-    REQUIRE(run_until(&f.loop, [&] { return out.done; }));
+    Outcome out = exchange(f, post(server.url()));
     CHECK(out.error.kind == HttpError::Kind::kInvalid);
   }
 
@@ -552,9 +531,7 @@ TEST_CASE("http_client: https with a CA file, host name checks, client certifica
   FakeHttpServer misnamed([&](ServerConn& c, int) { c.read_request(); }, wrong_name.get());
   {
     Fixture f(ClientTls{(other.dir / "ca.crt").string(), "", "", true});
-    Outcome out;
-    send(f, post(misnamed.url()), &out);
-    REQUIRE(run_until(&f.loop, [&] { return out.done; }));
+    Outcome out = exchange(f, post(misnamed.url()));
     CHECK(out.error.kind == HttpError::Kind::kTls);
   }
 
@@ -567,17 +544,13 @@ TEST_CASE("http_client: https with a CA file, host name checks, client certifica
   {
     Fixture f(ClientTls{(pki.dir / "ca.crt").string(), (pki.dir / "client.crt").string(),
                         (pki.dir / "client.key").string(), true});
-    Outcome out;
-    send(f, post(needs_cert.url()), &out);
-    REQUIRE(run_until(&f.loop, [&] { return out.done; }));
+    Outcome out = exchange(f, post(needs_cert.url()));
     CHECK_MESSAGE(out.error.ok(), out.error.message);
     CHECK(out.response.body == "mtls");
   }
   {
     Fixture f(ClientTls{(pki.dir / "ca.crt").string(), "", "", true});
-    Outcome out;
-    send(f, post(needs_cert.url()), &out);
-    REQUIRE(run_until(&f.loop, [&] { return out.done; }));
+    Outcome out = exchange(f, post(needs_cert.url()));
     CHECK_FALSE(out.error.ok());
   }
 }
