@@ -41,6 +41,7 @@ constexpr const char* kUsage =
     "  explain SERVICE                        the guard's decisions\n"
     "  rollout SERVICE start|pause|resume|abort|promote\n"
     "  events [--since SEQ]                   the audit log\n"
+    "  fleet                                  the fleet: replicas, leader, store (fleet mode)\n"
     "  reload                                 re-read the configuration file\n"
     "  metrics                                the Prometheus exposition\n"
     "  health                                 /healthz\n"
@@ -568,6 +569,24 @@ int main(int argc, char** argv) {
     need(2, 2);
     json s = expect_ok(http(o, "POST", "/api/v1/services/" + args[1] + "/rollout/" + args[2]));
     output(o, s, [](const json& j) { print_services(json::array({j})); });
+  } else if (cmd == "fleet") {
+    need(0, 0);
+    json f = expect_ok(http(o, "GET", "/api/v1/fleet"));
+    output(o, f, [](const json& j) {
+      auto str = [](const json& v) { return v.is_string() ? v.get<std::string>() : v.dump(); };
+      std::printf("%-20s %-22s %-7s %-8s %-5s %s\n", "REPLICA", "ADMIN", "LEADER", "HEALTHY",
+                  "LAG", "LAST SEEN");
+      for (const auto& r : j["replicas"]) {
+        const std::string name = str(r["name"]);
+        std::printf("%-20s %-22s %-7s %-8s %-5s %s\n", name.c_str(),
+                    str(r["admin_address"]).c_str(), j["leader"] == r["name"] ? "yes" : "",
+                    r.value("healthy", false) ? "yes" : "no", str(r["lag"]).c_str(),
+                    str(r["last_seen"]).c_str());
+      }
+      const json& st = j["store"];
+      std::printf("store: etcd %s, %s, revision %s\n", str(st["endpoint"]).c_str(),
+                  st.value("up", false) ? "up" : "UNREACHABLE", str(st["revision"]).c_str());
+    });
   } else if (cmd == "events") {
     need(0, 0);
     json e = expect_ok(http(o, "GET", "/api/v1/events?since=" + since));
