@@ -19,7 +19,9 @@
 #      weir and of a fleet replica).
 # Every container, network and volume it makes is removed at the end, also on failure. The
 # images stay (a second run reuses their layers).
-# Usage: scripts/container-check.sh            (as root; about 5-6 minutes cold)
+# Usage: scripts/container-check.sh            (as root; about 10 minutes cold on 2 cores, most of
+#                                              it the image build; about 1 minute with podman's
+#                                              layers of the images already there)
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")/.." && pwd)
@@ -326,18 +328,26 @@ admin="http://127.0.0.1:$admin_port"
 wait_http "$admin/healthz" 30 || fail "compose: weir's /healthz"
 wait_http "http://127.0.0.1:$weir_port/" 10 || fail "compose: weir's data port"
 
-# Prometheus scrapes weir with the read token.
-up=""
-for _ in $(seq 60); do
-  up=$(curl -fsS --max-time 2 "http://127.0.0.1:$prom_port/api/v1/query" \
-    --data-urlencode 'query=up{job="weir"}' 2>/dev/null | $py -c '
+# Waits up to 60 s until Prometheus on 127.0.0.1:PORT answers QUERY with the value WANT; sets
+# prom_value to its last answer.
+prom_wait() {  # PORT QUERY WANT
+  local i
+  prom_value=""
+  for ((i = 0; i < 60; i++)); do
+    prom_value=$(curl -fsS --max-time 2 "http://127.0.0.1:$1/api/v1/query" \
+      --data-urlencode "query=$2" 2>/dev/null | $py -c '
 import json, sys
 r = json.load(sys.stdin)["data"]["result"]
 print(r[0]["value"][1] if r else "")' 2>/dev/null || true)
-  [ "$up" = 1 ] && break
-  sleep 1
-done
-[ "$up" = 1 ] || fail "Prometheus does not scrape weir (up{job=\"weir\"} = '$up')"
+    [ "$prom_value" = "$3" ] && return 0
+    sleep 1
+  done
+  return 1
+}
+
+# Prometheus scrapes weir with the read token.
+prom_wait "$prom_port" 'up{job="weir"}' 1 ||
+  fail "Prometheus does not scrape weir (up{job=\"weir\"} = '$prom_value')"
 say "Prometheus scrapes weir"
 
 # Break green; the guard (error rate above 5% over 30 s, 3 verdicts) reverts it.
@@ -448,19 +458,9 @@ assert v["replica"] == "weir-a:9901", v
 print("container-check: etcd holds services/shop, written by", v["replica"])
 EOF
 
-# Prometheus scrapes both replicas.
-up=""
-for _ in $(seq 60); do
-  up=$(curl -fsS --max-time 2 "http://127.0.0.1:$prom_port/api/v1/query" \
-    --data-urlencode 'query=count(weir_fleet_store_up == 1)' \
-    2>/dev/null | $py -c '
-import json, sys
-r = json.load(sys.stdin)["data"]["result"]
-print(r[0]["value"][1] if r else "")' 2>/dev/null || true)
-  [ "$up" = 2 ] && break
-  sleep 1
-done
-[ "$up" = 2 ] || fail "Prometheus does not scrape both fleet replicas (count = '$up')"
+# Prometheus scrapes both replicas (each says its store is up).
+prom_wait "$prom_port" 'count(weir_fleet_store_up == 1)' 2 ||
+  fail "Prometheus does not scrape both fleet replicas (count = '$prom_value')"
 say "Prometheus scrapes both replicas"
 curl -fsS -H "Authorization: Bearer $read_token" "$admin_b/metrics" >"$work/metrics-fleet" ||
   fail "fleet: /metrics"
