@@ -407,7 +407,7 @@ AdminResponse AdminApi::change(const config::Service& svc, const Change& c,
     }
     rt.weights = c.weights;
     // An operator acted: whatever the guard reverted is the operator's call from here.
-    rt.reverted.clear();
+    rt.clear_reverts();
     return std::string();
   };
   return submit(svc, std::move(sc), reply);
@@ -490,6 +490,8 @@ AdminResponse AdminApi::set_guard(const AdminRequest& req, const config::Service
     ev.after = {{"guard", enabled ? "enabled" : "disabled"}};
     rt.guard_disabled = !enabled;
     rt.guard_reason = enabled ? "" : ev.reason;
+    // A disabled guard reverts nothing, not even the rest of a ramp it started.
+    if (!enabled) rt.ramps = nlohmann::json::object();
     return std::string();
   };
   return submit(svc, std::move(sc), reply);

@@ -40,9 +40,8 @@ std::string revert_in(const config::Service& cs, const std::string& version, uin
 }
 
 bool GuardRunner::ramping(const std::string& service, const std::string& version) const {
-  return std::any_of(ramps_.begin(), ramps_.end(), [&](const RevertRamp& r) {
-    return r.service == service && r.version == version;
-  });
+  const ServiceRuntime* rt = store_.state().find(service);
+  return rt && rt->reverted.count(version) && rt->ramps.contains(version);
 }
 
 void GuardRunner::tick(const std::shared_ptr<const routing::Snapshot>& snap,
@@ -83,7 +82,7 @@ void GuardRunner::tick(const std::shared_ptr<const routing::Snapshot>& snap,
         sg.current[v.name] = e.verdict;
         sg.judged_weight[v.name] = v.weight;
         if (e.reverted) {
-          revert(cs, v, e, summary, stable_summary, now_ms);
+          revert(cs, v, e, summary, stable_summary, wall);
           it->second.reset();
         }
         sg.log.add(std::move(e));
@@ -96,7 +95,7 @@ void GuardRunner::tick(const std::shared_ptr<const routing::Snapshot>& snap,
 
 void GuardRunner::revert(const config::Service& cs, const routing::Version& v,
                          const health::Evaluation& e, const health::Summary& summary,
-                         const health::Summary& stable_summary, uint64_t now_ms) {
+                         const health::Summary& stable_summary, uint64_t wall_ms) {
   const config::GuardConfig& g = cs.guard;
   std::string why;
   for (const auto& r : e.reasons) why += (why.empty() ? "" : "; ") + r;
@@ -122,73 +121,80 @@ void GuardRunner::revert(const config::Service& cs, const routing::Version& v,
                                    {"p99_ms", static_cast<double>(summary.p99_us) / 1000.0},
                                    {"stable_error_rate", stable_summary.error_rate},
                                    {"window_s", g.window_s}};
-  const uint32_t from = store_.state().weight(cs, *find_version(cs, version));
   // Applied to the latest state: with a fleet, another replica may have reverted it already.
   sc.revert_version = version;
-  sc.apply = [cs, version, ramp = g.revert_ramp_ms](ServiceRuntime& rt, AuditEvent& ev) {
+  sc.apply = [cs, version, ramp = g.revert_ramp_ms, wall_ms](ServiceRuntime& rt, AuditEvent& ev) {
     RuntimeState view;
     view.set(cs.name, rt);
-    const uint32_t now = view.weight(cs, *find_version(cs, version));
-    // With a ramp, the first step happens now and the rest on the tick.
-    return revert_in(cs, version, ramp ? now * (kRevertSteps - 1) / kRevertSteps : 0, rt, ev);
+    const uint32_t from = view.weight(cs, *find_version(cs, version));
+    // With a ramp, the first step happens now and the rest on the leader's ticks.
+    std::string r = revert_in(cs, version, ramp ? from * (kRevertSteps - 1) / kRevertSteps : 0,
+                              rt, ev);
+    if (r.empty() && ramp && from > 0) {
+      rt.ramps[version] = {{"from", from}, {"start_ms", wall_ms}, {"duration_ms", ramp}};
+    }
+    return r;
   };
   store_.commit(std::move(sc), [](const CommitResult& r) {
     if (!r.ok())
       log(LogLevel::kWarn, "guard: the revert could not be saved: %s", r.error.c_str());
   });
-  if (g.revert_ramp_ms && from > 0) {
-    ramps_.push_back({cs.name, version, from, now_ms, g.revert_ramp_ms, 1});
-  }
   rollouts_.on_revert(cs.name, version, why);
 }
 
-void GuardRunner::advance_ramps(const config::Config& config, uint64_t now_ms) {
-  for (auto it = ramps_.begin(); it != ramps_.end();) {
-    RevertRamp& r = *it;
-    const uint64_t elapsed = now_ms - r.start_ms;
-    const auto due = static_cast<uint32_t>(std::min<uint64_t>(
-        kRevertSteps, 1 + elapsed * kRevertSteps / std::max(1u, r.duration_ms)));
-    if (due <= r.steps_done) {
-      ++it;
-      continue;
-    }
-    r.steps_done = due;
-    const config::Service* cs = find_service(config, r.service);
-    if (!cs) {
-      it = ramps_.erase(it);
-      continue;
-    }
-    const uint32_t w = r.from * (kRevertSteps - due) / kRevertSteps;
-    ServiceChange sc;
-    sc.service = r.service;
-    sc.event.actor = "guard";
-    sc.event.action = "revert_step";
-    sc.event.reason = "revert_ramp_ms: step " + std::to_string(due) + " of " +
-                      std::to_string(kRevertSteps);
-    sc.apply = [svc = *cs, version = r.version, w](ServiceRuntime& rt, AuditEvent& ev) {
-      // An operator took the version back meanwhile: the ramp is over.
-      if (!rt.reverted.count(version)) return std::string("=");
-      RuntimeState view;
-      view.set(svc.name, rt);
-      std::map<std::string, uint32_t> weights = view.weights(svc);
-      if (!weights.count(version) || weights[version] <= w) return std::string("=");
-      ev.before = {{"weights", weights}};
-      weights[version] = w;
-      rt.weights = weights;
-      ev.after = {{"weights", weights}};
-      return std::string();
-    };
-    store_.commit(std::move(sc), [](const CommitResult& res) {
-      if (!res.ok())
-        log(LogLevel::kWarn, "guard: a revert step could not be saved: %s",
-                     res.error.c_str());
-    });
-    log(LogLevel::kInfo, "guard: service %s version %s revert ramp at weight %u",
-                 r.service.c_str(), r.version.c_str(), w);
-    if (due >= kRevertSteps) {
-      it = ramps_.erase(it);
-    } else {
-      ++it;
+void GuardRunner::advance_ramps(const config::Config& config, uint64_t wall_ms) {
+  if (!store_.leads()) return;
+  for (const config::Service& cs : config.services) {
+    const ServiceRuntime* rt = store_.state().find(cs.name);
+    if (!rt || rt->ramps.empty() || rt->guard_disabled) continue;
+    // Copies: a local store commits at once, and that replaces *rt.
+    RuntimeState view;
+    view.set(cs.name, *rt);
+    const nlohmann::json ramps = rt->ramps;
+    const std::set<std::string> reverted = rt->reverted;
+    for (const auto& [version, ramp] : ramps.items()) {
+      const std::string key = cs.name + "/" + version;
+      if (!reverted.count(version) || stepping_->count(key)) continue;
+      const uint64_t start = ramp.value("start_ms", uint64_t{0});
+      const uint64_t duration = std::max<uint64_t>(1, ramp.value("duration_ms", uint64_t{1}));
+      const uint32_t from = ramp.value("from", 0u);
+      const uint64_t elapsed = wall_ms > start ? wall_ms - start : 0;
+      const auto due = static_cast<uint32_t>(
+          std::min<uint64_t>(kRevertSteps, 1 + elapsed * kRevertSteps / duration));
+      const uint32_t w = from * (kRevertSteps - due) / kRevertSteps;
+      auto cv = std::find_if(cs.versions.begin(), cs.versions.end(),
+                             [&](const config::Version& v) { return v.name == version; });
+      if (cv == cs.versions.end()) continue;  // reconciled away with its version set
+      if (view.weight(cs, *cv) <= w && due < kRevertSteps) continue;  // this step is done
+      ServiceChange sc;
+      sc.service = cs.name;
+      sc.event.actor = "guard";
+      sc.event.action = "revert_step";
+      sc.event.reason = "revert_ramp_ms: step " + std::to_string(due) + " of " +
+                        std::to_string(kRevertSteps);
+      sc.apply = [svc = cs, version = version, w, last = due >= kRevertSteps](ServiceRuntime& rt,
+                                                                              AuditEvent& ev) {
+        // An operator took the version back meanwhile, or the guard was switched off: over.
+        if (!rt.reverted.count(version) || !rt.ramps.contains(version)) return std::string("=");
+        RuntimeState now;
+        now.set(svc.name, rt);
+        std::map<std::string, uint32_t> weights = now.weights(svc);
+        if (last) rt.ramps.erase(version);
+        if (weights[version] <= w) return std::string(last ? "" : "=");
+        ev.before = {{"weights", weights}};
+        weights[version] = w;
+        rt.weights = weights;
+        ev.after = {{"weights", weights}};
+        return std::string();
+      };
+      stepping_->insert(key);
+      store_.commit(std::move(sc), [stepping = stepping_, key](const CommitResult& res) {
+        stepping->erase(key);
+        if (!res.ok())
+          log(LogLevel::kWarn, "guard: a revert step could not be saved: %s", res.error.c_str());
+      });
+      log(LogLevel::kInfo, "guard: service %s version %s revert ramp at weight %u",
+          cs.name.c_str(), version.c_str(), w);
     }
   }
 }
@@ -199,18 +205,13 @@ void GuardRunner::on_state(const config::Config& config, const std::string& serv
   auto sg = guards_.find(service);
   if (!rt || !cs) return;
   if (rt->guard_disabled) {
-    // A disabled guard reverts nothing, not even the rest of a ramp it started; the breaches it
-    // counted are stale by the time it is back on.
-    std::erase_if(ramps_, [&](const RevertRamp& r) { return r.service == service; });
+    // The breaches a disabled guard counted are stale by the time it is back on.
     if (sg != guards_.end()) {
       for (auto& [name, vg] : sg->second.versions) vg.reset();
       sg->second.current.clear();
     }
     return;
   }
-  std::erase_if(ramps_, [&](const RevertRamp& r) {
-    return r.service == service && !rt->reverted.count(r.version);
-  });
   if (sg == guards_.end()) return;
   RuntimeState view;
   view.set(service, *rt);

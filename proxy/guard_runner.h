@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <memory>
 #include <set>
 #include <string>
 #include <string_view>
@@ -41,11 +42,11 @@ class GuardRunner {
   // Runs the guards due at `now_ms` (monotonic) over `snap`, built from `config`.
   void tick(const std::shared_ptr<const routing::Snapshot>& snap, const config::Config& config,
             uint64_t now_ms, uint64_t second);
-  // Steps revert ramps that are due.
-  void advance_ramps(const config::Config& config, uint64_t now_ms);
-  // The store's state of `service` changed: a guard switched off forgets its breaches and its
-  // ramps; versions an operator took back (no longer reverted) stop ramping; a version whose
-  // weight changed has no current verdict until its next evaluation.
+  // Steps the revert ramps held in the store's state that are due at `wall_ms` (wall clock, so
+  // any replica can continue a ramp another began); only where the store leads.
+  void advance_ramps(const config::Config& config, uint64_t wall_ms);
+  // The store's state of `service` changed: a guard switched off forgets its breaches; a version
+  // whose weight changed has no current verdict until its next evaluation.
   void on_state(const config::Config& config, const std::string& service);
 
   // hold / pass / fail (the current verdict), reverted, or disabled; for one version when
@@ -64,27 +65,22 @@ class GuardRunner {
     std::map<std::string, uint32_t> judged_weight;
     std::map<std::string, uint64_t> reverts;  // by version, since start (weir_reverts_total)
   };
-  // A capacity-aware revert in progress (revert_ramp_ms): the version's weight steps from
-  // `from` down to 0 in kRevertSteps equal steps over `duration_ms`.
-  struct RevertRamp {
-    std::string service, version;
-    uint32_t from = 0;
-    uint64_t start_ms = 0;
-    uint32_t duration_ms = 0;
-    uint32_t steps_done = 0;
-  };
+  // A capacity-aware revert (revert_ramp_ms) steps the version's weight from its weight at the
+  // revert down to 0 in kRevertSteps equal steps over the ramp's duration
+  // (ServiceRuntime::ramps).
   static constexpr uint32_t kRevertSteps = 10;
 
   void revert(const config::Service& cs, const routing::Version& v, const health::Evaluation& e,
               const health::Summary& summary, const health::Summary& stable_summary,
-              uint64_t now_ms);
+              uint64_t wall_ms);
   bool ramping(const std::string& service, const std::string& version) const;
 
   ControlStore& store_;
   RolloutDriver& rollouts_;
   WindowFn window_;
   std::map<std::string, ServiceGuard> guards_;
-  std::vector<RevertRamp> ramps_;
+  // Ramp steps committed and not answered yet ("service/version"): one in flight per ramp.
+  std::shared_ptr<std::set<std::string>> stepping_ = std::make_shared<std::set<std::string>>();
 };
 
 }  // namespace weir::proxy

@@ -143,7 +143,7 @@ void RolloutDriver::apply(const Entry& e, const json& before, const health::Roll
     if (a.promote || a.change) {
       rt.weights = weights;
       // The rollout's own moves are an operator's plan: reverts before it are settled.
-      if (!by_guard) rt.reverted.clear();
+      if (!by_guard) rt.clear_reverts();
     }
     rt.rollout = pos;
     ev.after = {{"weights", weights}, {"stable", rt.stable.empty() ? stable : rt.stable},

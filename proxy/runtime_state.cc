@@ -33,8 +33,8 @@ std::string version_set(const config::Service& svc) {
 nlohmann::json ServiceRuntime::shared_json() const {
   return {{"weights", weights},         {"stable", stable},
           {"guard_disabled", guard_disabled}, {"guard_reason", guard_reason},
-          {"reverted", reverted},       {"rollout", rollout},
-          {"version_set", version_set}};
+          {"reverted", reverted},       {"ramps", ramps},
+          {"rollout", rollout},         {"version_set", version_set}};
 }
 
 bool ServiceRuntime::read_shared(const nlohmann::json& j, std::string* error) {
@@ -44,6 +44,8 @@ bool ServiceRuntime::read_shared(const nlohmann::json& j, std::string* error) {
     guard_disabled = j.value("guard_disabled", false);
     guard_reason = j.value("guard_reason", std::string());
     reverted = j.value("reverted", std::set<std::string>{});
+    ramps = j.value("ramps", nlohmann::json::object());
+    if (!ramps.is_object()) ramps = nlohmann::json::object();
     rollout = j.value("rollout", nlohmann::json::object());
     if (!rollout.is_object()) rollout = nlohmann::json::object();
     version_set = j.value("version_set", std::string());
@@ -79,7 +81,7 @@ std::vector<std::string> RuntimeState::reconcile(const config::Config& configure
       reset.push_back(svc.name);
       rt.weights.clear();
       rt.stable.clear();
-      rt.reverted.clear();
+      rt.clear_reverts();
       rt.rollout = nlohmann::json::object();
     }
     if (rt.definition != def && !rt.definition.empty()) ++rt.state_version;
@@ -122,15 +124,10 @@ std::map<std::string, uint32_t> RuntimeState::weights(const config::Service& svc
 nlohmann::json RuntimeState::to_json() const {
   nlohmann::json services = nlohmann::json::object();
   for (const auto& [name, rt] : services_) {
-    services[name] = {{"weights", rt.weights},
-                      {"stable", rt.stable},
-                      {"state_version", rt.state_version},
-                      {"guard_disabled", rt.guard_disabled},
-                      {"guard_reason", rt.guard_reason},
-                      {"reverted", rt.reverted},
-                      {"rollout", rt.rollout},
-                      {"version_set", rt.version_set},
-                      {"definition", rt.definition}};
+    nlohmann::json s = rt.shared_json();
+    s["state_version"] = rt.state_version;
+    s["definition"] = rt.definition;
+    services[name] = std::move(s);
   }
   return {{"format", kStateFormat}, {"services", services}};
 }
@@ -145,15 +142,9 @@ std::optional<RuntimeState> RuntimeState::from_json(const nlohmann::json& j, std
     RuntimeState out;
     for (const auto& [name, s] : j.at("services").items()) {
       ServiceRuntime rt;
-      rt.weights = s.at("weights").get<std::map<std::string, uint32_t>>();
-      rt.stable = s.at("stable").get<std::string>();
+      // Fields newer than the file (the guard switch, reverts, rollouts) keep their defaults.
+      if (!rt.read_shared(s, error)) return std::nullopt;
       rt.state_version = s.at("state_version").get<uint64_t>();
-      // Absent in files written before the guard switch existed.
-      rt.guard_disabled = s.value("guard_disabled", false);
-      rt.guard_reason = s.value("guard_reason", std::string());
-      rt.reverted = s.value("reverted", std::set<std::string>{});
-      rt.rollout = s.value("rollout", nlohmann::json::object());
-      rt.version_set = s.at("version_set").get<std::string>();
       rt.definition = s.at("definition").get<std::string>();
       out.services_.emplace(name, std::move(rt));
     }

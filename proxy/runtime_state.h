@@ -27,6 +27,9 @@ struct ServiceRuntime {
   std::string guard_reason;  // the operator's reason for turning it off
   // Versions the guard reverted, until an operator changes the service's weights.
   std::set<std::string> reverted;
+  // Reverts still ramping down (revert_ramp_ms), by version: {"from": weight, "start_ms": wall
+  // clock ms, "duration_ms"}. Held in the state so whichever replica leads steps them.
+  nlohmann::json ramps = nlohmann::json::object();
   // Where the service's rollout is ({} = never started): the rollout driver's saved position, so
   // a restart (or another replica taking the lead) continues from the same step.
   nlohmann::json rollout = nlohmann::json::object();
@@ -36,6 +39,11 @@ struct ServiceRuntime {
   std::string definition;
 
   bool overridden() const { return !weights.empty() || !stable.empty(); }
+  // An operator took the service's weights back: the guard's reverts (and their ramps) are over.
+  void clear_reverts() {
+    reverted.clear();
+    ramps = nlohmann::json::object();
+  }
 
   // The shared part (what a fleet replicates): everything but the local reconciliation fields
   // and state_version, which the store assigns.
