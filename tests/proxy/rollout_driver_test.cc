@@ -1,0 +1,160 @@
+#include "proxy/rollout_driver.h"
+
+#include <doctest/doctest.h>
+
+#include "proxy/file_store.h"
+#include "proxy/http_util.h"
+
+namespace weir::proxy {
+namespace {
+
+using nlohmann::json;
+
+// A ControlStore that commits in memory, at once, and tells the driver as the real one does.
+class MemoryStore : public ControlStore {
+ public:
+  RolloutDriver* driver = nullptr;
+  bool leader = true;
+
+  bool open(const config::Config& config, std::string*) override {
+    state_.reconcile(config);
+    return true;
+  }
+  void set_listener(Listener) override {}
+  const RuntimeState& state() const override { return state_; }
+  void commit(ServiceChange change, CommitDone done) override {
+    CommitResult r;
+    bool unchanged = false;
+    std::optional<ServiceRuntime> next = apply_change(state_, change, &unchanged, &r);
+    if (next && !unchanged) {
+      ++next->state_version;
+      state_.set(change.service, std::move(*next));
+      if (driver) driver->on_state(change.service);
+    }
+    done(r);
+  }
+  bool reconfigure(const config::Config&, AuditEvent, std::vector<std::string>*,
+                   std::string*) override {
+    return true;
+  }
+  void append(AuditEvent) override {}
+  std::vector<json> events_since(uint64_t, size_t) const override { return {}; }
+  bool leads() const override { return leader; }
+  bool stale() const override { return false; }
+  json fleet_json() const override { return nullptr; }
+  std::string health() const override { return ""; }
+  FleetFigures figures() const override { return {}; }
+  void share_window(const std::string&, uint64_t, const health::Sample&) override {}
+  std::vector<const health::StatsWindow*> remote_windows(const std::string&) const override {
+    return {};
+  }
+  void stop() override {}
+
+ private:
+  RuntimeState state_;
+};
+
+config::Config rollout_config() {
+  config::Config c;
+  config::Service s;
+  s.name = "shop";
+  s.stable = "blue";
+  s.versions = {{"blue", 100, {{"127.0.0.1", 1}}, {}, {}},
+                {"green", 0, {{"127.0.0.1", 2}}, {}, {}}};
+  s.rollout.present = true;
+  s.rollout.version = "green";
+  s.rollout.steps = {10, 50, 100};
+  s.rollout.step_s = 60;
+  s.rollout.max_step_s = 600;
+  c.services.push_back(s);
+  return c;
+}
+
+struct Fixture {
+  config::Config config = rollout_config();
+  MemoryStore store;
+  RolloutDriver driver{store};
+
+  Fixture() {
+    store.driver = &driver;
+    std::string error;
+    store.open(config, &error);
+    driver.configure(config);
+  }
+  CommitResult command(const std::string& op) {
+    CommitResult result{0, "", ""};
+    driver.command("shop", op, "ci", "", [&](const CommitResult& r) { result = r; });
+    return result;
+  }
+  // When the current step started, as the store holds it.
+  uint64_t step_started() const {
+    return store.state().find("shop")->rollout["step_started_ms"].get<uint64_t>();
+  }
+};
+
+}  // namespace
+
+TEST_CASE("rollout driver: an idle rollout waits for an operator to start it") {
+  Fixture f;
+  const json d = f.driver.detail("shop", 1'000'000);
+  CHECK(d["version"] == "green");
+  CHECK(d["steps"] == json::array({10, 50, 100}));
+  CHECK(d["waiting_for"] == "an operator: start");
+  CHECK_FALSE(d.contains("step"));
+  CHECK(f.driver.detail("nope", 1'000'000).is_null());
+}
+
+TEST_CASE("rollout driver: a running step says how long it ran, passed, and when it moves") {
+  Fixture f;
+  REQUIRE(f.command("start").ok());
+  const uint64_t t0 = f.step_started();
+  json d = f.driver.detail("shop", t0 + 5'000);
+  CHECK(d["step"] == 0);
+  CHECK(d["step_of"] == 3);
+  CHECK(d["weight"] == 10);
+  CHECK(d["in_step_s"] == doctest::Approx(5.0));
+  CHECK(d["passing_s"] == doctest::Approx(0.0));
+  CHECK(d["waiting_for"] == "a passing guard verdict");
+  CHECK_FALSE(d.contains("advances_at"));
+  // max_step_s 600 from the step's start.
+  CHECK(d["pauses_at"] == utc_timestamp_ms(static_cast<int64_t>(t0 + 600'000)));
+  CHECK(d["pauses_in_s"] == doctest::Approx(595.0));
+
+  // Passing from 10 s into the step: it advances 60 s after that (the later of the two clocks).
+  f.driver.on_verdict("shop", health::Verdict::kPass, t0 + 10'000);
+  f.driver.on_verdict("shop", health::Verdict::kPass, t0 + 20'000);
+  d = f.driver.detail("shop", t0 + 25'000);
+  CHECK(d["in_step_s"] == doctest::Approx(25.0));
+  CHECK(d["passing_s"] == doctest::Approx(15.0));
+  CHECK(d["waiting_for"] == "the guard to keep passing until then");
+  CHECK(d["advances_at"] == utc_timestamp_ms(static_cast<int64_t>(t0 + 70'000)));
+  CHECK(d["advances_in_s"] == doctest::Approx(45.0));
+
+  // A hold breaks the run: nothing to advance at until it passes again.
+  f.driver.on_verdict("shop", health::Verdict::kHold, t0 + 30'000);
+  d = f.driver.detail("shop", t0 + 31'000);
+  CHECK(d["passing_s"] == doctest::Approx(0.0));
+  CHECK_FALSE(d.contains("advances_at"));
+
+  // On a replica that does not lead, steps advance elsewhere.
+  f.store.leader = false;
+  CHECK(f.driver.detail("shop", t0 + 31'000)["waiting_for"] ==
+        "the fleet leader (steps advance there)");
+}
+
+TEST_CASE("rollout driver: a paused rollout waits for an operator and counts no passes") {
+  Fixture f;
+  REQUIRE(f.command("start").ok());
+  const uint64_t t0 = f.step_started();
+  f.driver.on_verdict("shop", health::Verdict::kPass, t0 + 1'000);
+  REQUIRE(f.command("pause").ok());
+  const json d = f.driver.detail("shop", t0 + 500'000);
+  CHECK(d["weight"] == 10);
+  CHECK(d["in_step_s"] == doctest::Approx(500.0));
+  CHECK(d["passing_s"] == doctest::Approx(0.0));
+  CHECK(d["waiting_for"] == "an operator: resume, abort or promote");
+  CHECK_FALSE(d.contains("advances_at"));
+  CHECK_FALSE(d.contains("pauses_at"));
+}
+
+}  // namespace weir::proxy
