@@ -53,8 +53,9 @@ constexpr const char* kUsage =
     "  explain SERVICE                        the guard's decisions\n"
     "  rollout SERVICE start|pause|resume|abort|promote [--reason TEXT]\n"
     "  events [--since SEQ] [--limit N] [--follow [--interval S]]\n"
-    "                                         the audit log after SEQ, at most N events an\n"
-    "                                         answer; --follow keeps printing new ones\n"
+    "                                         the audit log after SEQ (the newest N of it);\n"
+    "                                         --follow then prints new events as they come,\n"
+    "                                         polling every S seconds (default 1)\n"
     "  fleet                                  the fleet: replicas, leader, store (fleet mode)\n"
     "  reload                                 re-read the configuration file\n"
     "  metrics                                the Prometheus exposition\n"
@@ -81,6 +82,8 @@ struct Stopped {};
 
 volatile std::sig_atomic_t g_stop = 0;
 int g_timeout_ms = 10000;
+// The audit events the API keeps and answers at most at once (its limit's maximum).
+constexpr size_t kKeptEvents = 10000;
 
 [[noreturn]] void die(int code, const std::string& message) { throw Failure{code, message}; }
 
@@ -676,18 +679,19 @@ void watch(const Options& o, double interval, const std::string& title,
   }
 }
 
-// Prints the audit log after `since`, then each new event as it comes: pages are fetched by the
-// events cursor (last_seq) until one is short, so nothing is printed twice or skipped.
+// Prints the audit log after `since` (the newest `limit` of it, when given), then each new event
+// as it comes. Every later poll asks for all the API keeps after the last sequence number seen
+// (the events cursor), so nothing is printed twice and nothing the server kept is skipped.
 void follow_events(const Options& o, uint64_t since, const std::string& limit, double interval) {
   uint64_t cursor = since;
   bool header = !o.json, outage = false;
   const std::vector<size_t> widths = {4, 24, 8, 14, 8, 30, 0};
-  const size_t page = limit.empty() ? 1000 : std::stoull(limit);
+  std::string page = limit.empty() ? std::to_string(kKeptEvents) : limit;
   while (true) {
     json j;
     try {
       j = expect_ok(http(o, "GET", "/api/v1/events?since=" + std::to_string(cursor) +
-                                       "&limit=" + std::to_string(page)));
+                                       "&limit=" + page));
     } catch (const Failure& f) {
       if (f.code != 3) throw;
       if (!outage) std::fprintf(stderr, "weirctl: %s (retrying)\n", f.message.c_str());
@@ -695,10 +699,14 @@ void follow_events(const Options& o, uint64_t since, const std::string& limit, d
       nap(interval);
       continue;
     }
-    if (outage) std::fprintf(stderr, "weirctl: %s:%s answers again\n", o.host.c_str(),
-                             o.port.c_str());
+    if (outage)
+      std::fprintf(stderr, "weirctl: %s:%s answers again\n", o.host.c_str(), o.port.c_str());
     outage = false;
     const json& events = j["events"];
+    if (page == std::to_string(kKeptEvents) && events.size() >= kKeptEvents)
+      std::fprintf(stderr, "weirctl: more than %zu events since %llu: older ones may be missing\n",
+                   kKeptEvents, static_cast<unsigned long long>(cursor));
+    page = std::to_string(kKeptEvents);
     std::string text;
     if (header) {
       // Fixed widths: the rows of later answers line up under this header.
@@ -711,7 +719,7 @@ void follow_events(const Options& o, uint64_t since, const std::string& limit, d
       cursor = e["seq"].get<uint64_t>();
     }
     emit(text);
-    if (events.size() < page) nap(interval);
+    nap(interval);
   }
 }
 
