@@ -4,6 +4,9 @@
 # Service and version names come from the admin API when weir answers within 1.5 s, through the
 # same --admin, token and TLS options as the command line being completed.
 
+# COMPREPLY from compgen's answer, one word a line (file names may hold spaces).
+_weirctl_reply() { mapfile -t COMPREPLY < <(compgen "$@"); }
+
 _weirctl() {
   local cur=${COMP_WORDS[COMP_CWORD]} prev=${COMP_WORDS[COMP_CWORD - 1]}
   local commands="status get set-weights promote rollback guard explain rollout events fleet
@@ -13,7 +16,7 @@ _weirctl() {
   COMPREPLY=()
   case $prev in
     --token-file | --cacert | --cert | --key)
-      COMPREPLY=($(compgen -f -- "$cur"))
+      _weirctl_reply -f -- "$cur"
       return
       ;;
     --admin | --token | --reason | --since | --limit | --interval)
@@ -48,11 +51,11 @@ _weirctl() {
       promote | rollback | guard | rollout) own="--reason" ;;
       events) own="--since --limit --follow --interval" ;;
     esac
-    COMPREPLY=($(compgen -W "$global $own" -- "$cur"))
+    _weirctl_reply -W "$global $own" -- "$cur"
     return
   fi
   if [[ -z $cmd ]]; then
-    COMPREPLY=($(compgen -W "$commands" -- "$cur"))
+    _weirctl_reply -W "$commands" -- "$cur"
     return
   fi
 
@@ -62,30 +65,30 @@ _weirctl() {
   case $cmd in
     status | get | explain | rollback | set-weights | promote | guard | rollout)
       if ((n == 0)); then
-        COMPREPLY=($(compgen -W "$(_weirctl_ask services)" -- "$cur"))
+        _weirctl_reply -W "$(_weirctl_ask services)" -- "$cur"
         return
       fi
       ;;
     completion)
-      ((n == 0)) && COMPREPLY=($(compgen -W "bash" -- "$cur"))
+      ((n == 0)) && _weirctl_reply -W "bash" -- "$cur"
       return
       ;;
     *) return ;;
   esac
   case $cmd in
-    guard) ((n == 1)) && COMPREPLY=($(compgen -W "on off" -- "$cur")) ;;
+    guard) ((n == 1)) && _weirctl_reply -W "on off" -- "$cur" ;;
     rollout)
-      ((n == 1)) && COMPREPLY=($(compgen -W "start pause resume abort promote" -- "$cur"))
+      ((n == 1)) && _weirctl_reply -W "start pause resume abort promote" -- "$cur"
       ;;
     promote)
-      ((n == 1)) && COMPREPLY=($(compgen -W "$(_weirctl_ask versions "${args[0]}")" -- "$cur"))
+      ((n == 1)) && _weirctl_reply -W "$(_weirctl_ask versions "${args[0]}")" -- "$cur"
       ;;
     set-weights)
       # VERSION=WEIGHT: offer "VERSION=" and leave the weight to the operator.
       [[ $cur == "=" || $prev == "=" ]] && return
       local v offers=""
       for v in $(_weirctl_ask versions "${args[0]}"); do offers+=" $v="; done
-      COMPREPLY=($(compgen -W "$offers" -- "$cur"))
+      _weirctl_reply -W "$offers" -- "$cur"
       compopt -o nospace 2>/dev/null
       ;;
   esac
