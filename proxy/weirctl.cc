@@ -29,6 +29,7 @@
 #include <string_view>
 #include <vector>
 
+#include "proxy/version.h"
 #include "proxy/weirctl_completion.h"
 
 namespace {
@@ -844,7 +845,7 @@ int run(int argc, char** argv) {
       std::printf("%s", kUsage);
       return 0;
     } else if (a == "--version") {
-      std::printf("weirctl %s\n", WEIR_VERSION);
+      std::printf("weirctl %s\n", weir::proxy::kWeirVersion);
       return 0;
     } else if (a.starts_with("-") && a.size() > 1) {
       usage("unknown option " + std::string(a));

