@@ -561,6 +561,13 @@ std::string service_detail(const json& s) {
     if (ro.contains("passing_s"))
       facts.push_back({"  Passing:", fmt_seconds(number(ro, "passing_s"))});
     if (ro.contains("waiting_for")) facts.push_back({"  Waiting for:", str(ro["waiting_for"])});
+    if (ro.contains("last_verdict")) {
+      const json& v = ro["last_verdict"];
+      std::string reasons;
+      for (const auto& r : v["reasons"]) reasons += (reasons.empty() ? "" : "; ") + str(r);
+      facts.push_back({"  Guard said:", str(v["verdict"]) + " at " + str(v["time"]) +
+                                            (reasons.empty() ? "" : ": " + reasons)});
+    }
     if (ro.contains("advances_at"))
       facts.push_back({"  Advances:", str(ro["advances_at"]) + " (in " +
                                           fmt_seconds(number(ro, "advances_in_s")) + ")"});

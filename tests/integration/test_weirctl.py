@@ -120,6 +120,16 @@ class RolloutView(CtlCase):
         self.assertRegex(out, r"(?m)^Rollout: +idle, version green$")
         self.assertRegex(out, r"(?m)^ +Waiting for: +an operator: start$")
         self.ok("rollout", "shop", "start", "--reason", "ship 1.2")
+        # No traffic yet: the step waits for a pass, and the guard's last word says why not.
+        self.assertTrue(h.wait_until(lambda: "last_verdict" in self.view()["rollout"], 5),
+                        self.view())
+        ro = self.view()["rollout"]
+        self.assertEqual((ro["waiting_for"], ro["last_verdict"]["verdict"]),
+                         ("a passing guard verdict", "hold"))
+        self.assertIn("below min_requests 5", ro["last_verdict"]["reasons"][0])
+        self.assertRegex(self.ok("get", "shop"),
+                         r"(?m)^ +Guard said: +hold at \S+Z: 0 requests in the window, below "
+                         r"min_requests 5$")
         with PacedLoad(self.edge.addr, rate=100):
             # The guard passes once its window has min_requests: then the step has a deadline.
             self.assertTrue(h.wait_until(lambda: "advances_at" in self.view()["rollout"], 10),
@@ -135,6 +145,7 @@ class RolloutView(CtlCase):
         self.assertGreater(ro["passing_s"], 1.0)
         self.assertLessEqual(ro["passing_s"], ro["in_step_s"])
         self.assertEqual(ro["waiting_for"], "the guard to keep passing until then")
+        self.assertEqual(ro["last_verdict"]["verdict"], "pass")
         self.assertTrue(0 < ro["advances_in_s"] <= 30, ro)
         self.assertTrue(590 < ro["pauses_in_s"] <= 600, ro)
         self.assertRegex(out, r"(?m)^Rollout: +running, version green, step 1 of 3 at 10%$")
