@@ -194,6 +194,20 @@ class RolloutView(CtlCase):
         self.assertFalse(any("\x1b[" in l for l in lines), "escape codes on a pipe")
         self.assertRegex(lines[0], r"^Every 0\.2s: weirctl get shop +\d{4}-\d\d-\d\dT[\d:]+Z$")
 
+    def test_watch_keeps_going_while_weir_is_unreachable(self):
+        self.start()
+        p = self.popen("get", "shop", "--watch", "--interval", "0.2")
+        while not self.line(p).startswith("Name:"):
+            pass
+        self.edge.kill()
+        for _ in range(200):
+            l = self.line(p)
+            if "(retrying)" in l:
+                break
+        self.assertRegex(l, r"^weirctl: cannot connect to http://127\.0\.0\.1:\d+: .* \(retrying\)$")
+        self.assertIsNone(p.poll())
+        self.assertEqual(self.stop(p), 0)
+
     def test_watch_on_a_terminal_redraws_in_place(self):
         self.start()
         master, slave = pty.openpty()
