@@ -241,11 +241,9 @@ json RolloutDriver::detail(const std::string& service, uint64_t now_wall_ms) con
               {"steps", plan.steps},
               {"step_s", plan.step_s},
               {"max_step_s", plan.max_step_s},
-              {"reason", r.last_reason()}};
-  if (r.state() == health::RolloutState::kIdle) {
-    out["waiting_for"] = "an operator: start";
-    return out;
-  }
+              {"reason", r.last_reason()},
+              {"waiting_for", json::array()}};
+  if (r.state() == health::RolloutState::kIdle) return out;
   out["step"] = r.step();
   out["step_of"] = plan.steps.size();
   out["weight"] = r.weight();
@@ -269,17 +267,17 @@ json RolloutDriver::detail(const std::string& service, uint64_t now_wall_ms) con
     // The step advances once it has passed for step_s without a break and lasted step_s.
     if (passing) {
       at("advances", std::max(started + step_ms, passing + step_ms));
-      out["waiting_for"] = "the guard to keep passing until then";
+      out["waiting_for"].push_back("the guard to keep passing until then");
     } else {
-      out["waiting_for"] = "a passing guard verdict";
+      out["waiting_for"].push_back("a passing guard verdict");
     }
     // Not passed a whole step by max_step_s, the rollout pauses for an operator.
     at("pauses", started + uint64_t{plan.max_step_s} * 1000);
-    if (!store_.leads()) out["waiting_for"] = "the fleet leader (steps advance there)";
+    if (!store_.leads()) out["waiting_for"].push_back("the fleet leader (steps advance there)");
   } else if (r.state() == health::RolloutState::kPaused) {
     // Nothing is judged while paused: the run of passes starts again on resume.
     out["passing_s"] = 0.0;
-    out["waiting_for"] = "an operator: resume, abort or promote";
+    out["waiting_for"].push_back("an operator: resume, abort or promote");
   }
   return out;
 }

@@ -49,10 +49,13 @@ constexpr const char* kUsage =
     "                                         fetches the ETag and sends it as If-Match;\n"
     "                                         --force sends If-Match: *\n"
     "  promote SERVICE VERSION [--reason TEXT]   VERSION becomes stable with 100%\n"
-    "  rollback SERVICE [--reason TEXT]          all traffic to the stable version\n"
+    "  rollback SERVICE [--to-previous] [--reason TEXT]\n"
+    "                                         all traffic to the stable version; with\n"
+    "                                         --to-previous, the stable before the last promotion\n"
     "  guard SERVICE on|off [--reason TEXT]   turn the service's guard on or off\n"
     "  explain SERVICE                        the guard's decisions\n"
     "  rollout SERVICE start|pause|resume|abort|promote [--reason TEXT]\n"
+    "  rollout SERVICE approve --reason TEXT  approve the gate the rollout waits at\n"
     "  events [--since SEQ] [--limit N] [--follow [--interval S]]\n"
     "                                         the audit log after SEQ (the newest N of it);\n"
     "                                         --follow then prints new events as they come,\n"
@@ -489,10 +492,27 @@ std::vector<std::string> traffic(const json& version) {
 std::string rollout_cell(const json& ro) {
   const std::string state = ro.is_object() ? ro.value("state", "none") : "none";
   if (state == "none") return "-";
-  if ((state == "running" || state == "paused") && ro.contains("step"))
+  if (state != "idle" && state != "promoted" && state != "aborted" && ro.contains("step"))
     return state + " " + std::to_string(ro["step"].get<int>() + 1) + "/" + str(ro["step_of"]) +
            " " + str(ro["weight"]) + "%";
   return state;
+}
+
+// A list of texts (or one text) as one line.
+std::string joined(const json& list) {
+  if (!list.is_array()) return list.is_null() ? "" : str(list);
+  std::string out;
+  for (const auto& x : list) out += (out.empty() ? "" : "; ") + str(x);
+  return out;
+}
+
+// One step of a plan: 10 -> "10%", {"weight": 50, "step_s": 120} -> "50%/120s", a pause.
+std::string step_text(const json& step) {
+  if (step.is_number()) return str(step) + "%";
+  if (step.is_object() && step.contains("weight"))
+    return str(step["weight"]) + "%" + (step.contains("step_s") ? "/" + str(step["step_s"]) + "s" : "");
+  if (step.is_object() && step.contains("pause_s")) return "pause " + str(step["pause_s"]) + "s";
+  return str(step);
 }
 
 std::string endpoints_cell(const json& v) {
@@ -549,7 +569,7 @@ std::string service_detail(const json& s) {
     facts.push_back({"Rollout:", line});
     std::string steps;
     for (size_t i = 0; i < ro["steps"].size(); ++i) {
-      const std::string w = str(ro["steps"][i]) + "%";
+      const std::string w = step_text(ro["steps"][i]);
       const bool here = ro.contains("step") && ro["step"].get<size_t>() == i;
       steps += (steps.empty() ? "" : " ") + (here ? "[" + w + "]" : w);
     }
@@ -560,11 +580,11 @@ std::string service_detail(const json& s) {
                                          str(ro["step_started"]) + ")"});
     if (ro.contains("passing_s"))
       facts.push_back({"  Passing:", fmt_seconds(number(ro, "passing_s"))});
-    if (ro.contains("waiting_for")) facts.push_back({"  Waiting for:", str(ro["waiting_for"])});
+    if (std::string w = joined(ro.value("waiting_for", json())); !w.empty())
+      facts.push_back({"  Waiting for:", w});
     if (ro.contains("last_verdict")) {
       const json& v = ro["last_verdict"];
-      std::string reasons;
-      for (const auto& r : v["reasons"]) reasons += (reasons.empty() ? "" : "; ") + str(r);
+      const std::string reasons = joined(v["reasons"]);
       facts.push_back({"  Guard said:", str(v["verdict"]) + " at " + str(v["time"]) +
                                             (reasons.empty() ? "" : ": " + reasons)});
     }
@@ -616,8 +636,7 @@ std::string events_table(const json& events) {
 std::string explain_table(const json& explain) {
   Rows rows = {{"TIME", "VERSION", "VERDICT", "IN_A_ROW", "REVERTED", "REASONS"}};
   for (const auto& d : explain["decisions"]) {
-    std::string reasons;
-    for (const auto& r : d["reasons"]) reasons += (reasons.empty() ? "" : "; ") + str(r);
+    const std::string reasons = joined(d["reasons"]);
     rows.push_back({str(d["time"]), str(d["version"]), str(d["verdict"]),
                     str(d["breaches_in_a_row"]), str(d["reverted"]),
                     reasons.empty() ? "-" : reasons});
@@ -767,13 +786,14 @@ bool is_digits(const std::string& s) {
          std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; });
 }
 
-constexpr std::string_view kRolloutOps[] = {"start", "pause", "resume", "abort", "promote"};
+constexpr std::string_view kRolloutOps[] = {"start", "pause", "resume", "abort", "promote",
+                                            "approve"};
 
 struct Command {
   std::vector<std::string> args;
   std::optional<std::string> reason, since, limit;
   std::optional<double> interval;
-  bool force = false, watch = false, follow = false;
+  bool force = false, watch = false, follow = false, to_previous = false;
 };
 
 // Names for the completion script (weirctl __complete services | versions SERVICE): one a line,
@@ -848,6 +868,8 @@ int run(int argc, char** argv) {
       c.follow = true;
     } else if (a == "--force") {
       c.force = true;
+    } else if (a == "--to-previous") {
+      c.to_previous = true;
     } else if (a == "--help" || a == "-h") {
       std::printf("%s", kUsage);
       return 0;
@@ -873,6 +895,7 @@ int run(int argc, char** argv) {
   only(c.reason.has_value(), "--reason",
        {"set-weights", "promote", "rollback", "guard", "rollout"});
   only(c.force, "--force", {"set-weights"});
+  only(c.to_previous, "--to-previous", {"rollback"});
   only(c.since.has_value(), "--since", {"events"});
   only(c.limit.has_value(), "--limit", {"events"});
   only(c.follow, "--follow", {"events"});
@@ -934,7 +957,9 @@ int run(int argc, char** argv) {
     output(o, expect_ok(http(o, "POST", service_path() + "/promote", body.dump())), show_service);
   } else if (cmd == "rollback") {
     need(1, 1);
-    output(o, expect_ok(http(o, "POST", service_path() + "/rollback", with_reason.dump())),
+    json body = with_reason;
+    if (c.to_previous) body["to"] = "previous";
+    output(o, expect_ok(http(o, "POST", service_path() + "/rollback", body.dump())),
            show_service);
   } else if (cmd == "guard") {
     need(2, 2);
@@ -950,7 +975,9 @@ int run(int argc, char** argv) {
     const std::string path = service_path();
     if (std::find(std::begin(kRolloutOps), std::end(kRolloutOps), args[2]) ==
         std::end(kRolloutOps))
-      usage("rollout takes start, pause, resume, abort or promote, not " + args[2]);
+      usage("rollout takes start, pause, resume, abort, promote or approve, not " + args[2]);
+    if (args[2] == "approve" && !c.reason)
+      usage("rollout approve needs --reason TEXT: the audit log records why it was approved");
     output(o, expect_ok(http(o, "POST", path + "/rollout/" + args[2], with_reason.dump())),
            show_service);
   } else if (cmd == "fleet") {

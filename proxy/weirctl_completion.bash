@@ -48,7 +48,8 @@ _weirctl() {
     case $cmd in
       get) own="--watch --interval" ;;
       set-weights) own="--reason --force" ;;
-      promote | rollback | guard | rollout) own="--reason" ;;
+      rollback) own="--reason --to-previous" ;;
+      promote | guard | rollout) own="--reason" ;;
       events) own="--since --limit --follow --interval" ;;
     esac
     _weirctl_reply -W "$global $own" -- "$cur"
@@ -78,7 +79,7 @@ _weirctl() {
   case $cmd in
     guard) ((n == 1)) && _weirctl_reply -W "on off" -- "$cur" ;;
     rollout)
-      ((n == 1)) && _weirctl_reply -W "start pause resume abort promote" -- "$cur"
+      ((n == 1)) && _weirctl_reply -W "start pause resume abort promote approve" -- "$cur"
       ;;
     promote)
       ((n == 1)) && _weirctl_reply -W "$(_weirctl_ask versions "${args[0]}")" -- "$cur"

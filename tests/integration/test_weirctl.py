@@ -118,14 +118,13 @@ class RolloutView(CtlCase):
         self.start()
         out = self.ok("get", "shop")
         self.assertRegex(out, r"(?m)^Rollout: +idle, version green$")
-        self.assertRegex(out, r"(?m)^ +Waiting for: +an operator: start$")
         self.ok("rollout", "shop", "start", "--reason", "ship 1.2")
         # No traffic yet: the step waits for a pass, and the guard's last word says why not.
         self.assertTrue(h.wait_until(lambda: "last_verdict" in self.view()["rollout"], 5),
                         self.view())
         ro = self.view()["rollout"]
         self.assertEqual((ro["waiting_for"], ro["last_verdict"]["verdict"]),
-                         ("a passing guard verdict", "hold"))
+                         (["a passing guard verdict"], "hold"))
         self.assertIn("below min_requests 5", ro["last_verdict"]["reasons"][0])
         self.assertRegex(self.ok("get", "shop"),
                          r"(?m)^ +Guard said: +hold at \S+Z: 0 requests in the window, below "
@@ -144,7 +143,7 @@ class RolloutView(CtlCase):
         self.assertGreater(ro["in_step_s"], 1.0)
         self.assertGreater(ro["passing_s"], 1.0)
         self.assertLessEqual(ro["passing_s"], ro["in_step_s"])
-        self.assertEqual(ro["waiting_for"], "the guard to keep passing until then")
+        self.assertEqual(ro["waiting_for"], ["the guard to keep passing until then"])
         self.assertEqual(ro["last_verdict"]["verdict"], "pass")
         self.assertTrue(0 < ro["advances_in_s"] <= 30, ro)
         self.assertTrue(590 < ro["pauses_in_s"] <= 600, ro)
@@ -163,7 +162,7 @@ class RolloutView(CtlCase):
         self.ok("rollout", "shop", "pause", "--reason", "looking at logs")
         paused = self.view()["rollout"]
         self.assertEqual((paused["state"], paused["waiting_for"]),
-                         ("paused", "an operator: resume, abort or promote"))
+                         ("paused", ["an operator: resume, abort or promote"]))
         self.assertNotIn("advances_at", paused)
         self.ok("rollout", "shop", "resume", "--reason", "logs are fine")
         events = json.loads(self.ok("--json", "events"))["events"]
@@ -319,6 +318,7 @@ class Completion(CtlCase):
         self.assertEqual(self.complete("st"), ["status"])
         self.assertEqual(self.complete("re"), ["reload"])
         self.assertEqual(self.complete("rollout", "shop", "p"), ["pause", "promote"])
+        self.assertEqual(self.complete("rollback", "shop", "--to"), ["--to-previous", "--token", "--token-file"])
         self.assertEqual(self.complete("guard", "shop", ""), ["off", "on"])
         self.assertEqual(self.complete("events", "--f"), ["--follow"])
         self.assertEqual(self.complete("get", "--w"), ["--watch"])
@@ -343,6 +343,8 @@ class UsageErrors(unittest.TestCase):
             ("frobnicate",),
             (),
             ("rollout", "shop", "jump"),
+            ("rollout", "shop", "approve"),
+            ("promote", "shop", "green", "--to-previous"),
             ("rollout", "shop"),
             ("guard", "shop", "maybe"),
             ("set-weights", "shop", "green"),

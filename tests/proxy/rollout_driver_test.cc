@@ -64,13 +64,14 @@ struct Fixture {
 
 }  // namespace
 
-TEST_CASE("rollout driver: an idle rollout waits for an operator to start it") {
+TEST_CASE("rollout driver: an idle rollout shows its plan only") {
   Fixture f;
   const json d = f.driver.detail("shop", 1'000'000);
   CHECK(d["version"] == "green");
-  CHECK(d["steps"] == json::array({10, 50, 100}));
-  CHECK(d["waiting_for"] == "an operator: start");
+  CHECK(d["step_s"] == 60);
   CHECK_FALSE(d.contains("step"));
+  CHECK_FALSE(d.contains("pauses_at"));
+  CHECK(d["waiting_for"] == json::array());
   CHECK(f.driver.detail("nope", 1'000'000).is_null());
 }
 
@@ -84,7 +85,7 @@ TEST_CASE("rollout driver: a running step says how long it ran, passed, and when
   CHECK(d["weight"] == 10);
   CHECK(d["in_step_s"] == doctest::Approx(5.0));
   CHECK(d["passing_s"] == doctest::Approx(0.0));
-  CHECK(d["waiting_for"] == "a passing guard verdict");
+  CHECK(d["waiting_for"] == json::array({"a passing guard verdict"}));
   CHECK_FALSE(d.contains("advances_at"));
   // max_step_s 600 from the step's start.
   CHECK(d["pauses_at"] == utc_timestamp_ms(static_cast<int64_t>(t0 + 600'000)));
@@ -96,7 +97,7 @@ TEST_CASE("rollout driver: a running step says how long it ran, passed, and when
   d = f.driver.detail("shop", t0 + 25'000);
   CHECK(d["in_step_s"] == doctest::Approx(25.0));
   CHECK(d["passing_s"] == doctest::Approx(15.0));
-  CHECK(d["waiting_for"] == "the guard to keep passing until then");
+  CHECK(d["waiting_for"] == json::array({"the guard to keep passing until then"}));
   CHECK(d["advances_at"] == utc_timestamp_ms(static_cast<int64_t>(t0 + 70'000)));
   CHECK(d["advances_in_s"] == doctest::Approx(45.0));
 
@@ -117,7 +118,7 @@ TEST_CASE("rollout driver: a paused rollout waits for an operator and counts no 
   CHECK(d["weight"] == 10);
   CHECK(d["in_step_s"] == doctest::Approx(500.0));
   CHECK(d["passing_s"] == doctest::Approx(0.0));
-  CHECK(d["waiting_for"] == "an operator: resume, abort or promote");
+  CHECK(d["waiting_for"] == json::array({"an operator: resume, abort or promote"}));
   CHECK_FALSE(d.contains("advances_at"));
   CHECK_FALSE(d.contains("pauses_at"));
 }
