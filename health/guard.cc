@@ -125,31 +125,37 @@ void DecisionLog::add(Evaluation e) {
 
 namespace {
 
+// A window with no completed request has no rate or latency: null, not 0.
 nlohmann::json summary_json(const Summary& s) {
+  const bool answered = s.completed > 0;
+  auto figure = [answered](double v) { return answered ? nlohmann::json(v) : nlohmann::json(); };
   return {{"window_s", s.window_s},
           {"requests", s.requests},
           {"completed", s.completed},
           {"errors", s.errors},
-          {"error_rate", s.error_rate},
+          {"error_rate", figure(s.error_rate)},
           {"failures", {{"connect", s.failures[0]}, {"reset", s.failures[1]},
                         {"timeout", s.failures[2]}}},
-          {"p50_ms", static_cast<double>(s.p50_us) / 1000.0},
-          {"p90_ms", static_cast<double>(s.p90_us) / 1000.0},
-          {"p99_ms", static_cast<double>(s.p99_us) / 1000.0}};
+          {"p50_ms", figure(static_cast<double>(s.p50_us) / 1000.0)},
+          {"p90_ms", figure(static_cast<double>(s.p90_us) / 1000.0)},
+          {"p99_ms", figure(static_cast<double>(s.p99_us) / 1000.0)}};
 }
 
 }  // namespace
 
 std::string DecisionLog::to_json(const std::string& service, const GuardSettings& s) const {
+  // A threshold that is not set is null, not its "off" sentinel (-1 or 0).
+  auto limit = [](auto v, bool set) { return set ? nlohmann::json(v) : nlohmann::json(); };
   nlohmann::json out;
   out["service"] = service;
   out["thresholds"] = {{"window_s", s.window_s},
                        {"min_requests", s.min_requests},
-                       {"max_error_rate", s.max_error_rate},
-                       {"max_error_rate_increase", s.max_error_rate_increase},
-                       {"max_p99_ms", s.max_p99_ms},
-                       {"max_p50_ms", s.max_p50_ms},
-                       {"max_p99_ratio", s.max_p99_ratio},
+                       {"max_error_rate", limit(s.max_error_rate, s.max_error_rate >= 0)},
+                       {"max_error_rate_increase",
+                        limit(s.max_error_rate_increase, s.max_error_rate_increase >= 0)},
+                       {"max_p99_ms", limit(s.max_p99_ms, s.max_p99_ms > 0)},
+                       {"max_p50_ms", limit(s.max_p50_ms, s.max_p50_ms > 0)},
+                       {"max_p99_ratio", limit(s.max_p99_ratio, s.max_p99_ratio > 0)},
                        {"confidence", s.confidence},
                        {"consecutive", s.consecutive}};
   nlohmann::json list = nlohmann::json::array();

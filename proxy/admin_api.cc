@@ -129,12 +129,15 @@ bool if_match(std::string_view header, uint64_t state_version) {
 }
 
 json ServiceStateView::to_json() const {
-  auto window = [](const std::optional<WindowStatsView>& w) -> json {
+  // A window without answers has no rate or latency: null, not a 0 that reads as "perfect".
+  auto window = [](const std::optional<WindowStatsView>& w, double seconds) -> json {
     if (!w) return nullptr;
+    const bool answered = w->requests > 0;
     return {{"requests", w->requests},
-            {"error_rate", w->error_rate},
-            {"p50_ms", w->p50_ms},
-            {"p99_ms", w->p99_ms}};
+            {"rps", static_cast<double>(w->requests) / seconds},
+            {"error_rate", answered ? json(w->error_rate) : json(nullptr)},
+            {"p50_ms", answered ? json(w->p50_ms) : json(nullptr)},
+            {"p99_ms", answered ? json(w->p99_ms) : json(nullptr)}};
   };
   auto mirror = [](const std::optional<MirrorView>& m) -> json {
     if (!m) return nullptr;
@@ -167,7 +170,7 @@ json ServiceStateView::to_json() const {
                   {"effective_weight", v.effective_weight},
                   {"share", total ? static_cast<double>(v.effective_weight) / total : 0.0},
                   {"endpoints", eps},
-                  {"stats", {{"10s", window(v.stats_10s)}, {"60s", window(v.stats_60s)}}},
+                  {"stats", {{"10s", window(v.stats_10s, 10)}, {"60s", window(v.stats_60s, 60)}}},
                   {"mirror", mirror(v.mirror)}});
   }
   json ro = rollout_detail.is_object() ? rollout_detail : json::object();

@@ -263,6 +263,16 @@ std::string GuardRunner::explain_json(const config::Service& s) const {
   return out.dump();
 }
 
+const health::Evaluation* GuardRunner::last_decision(const std::string& service,
+                                                     const std::string& version) const {
+  auto g = guards_.find(service);
+  if (g == guards_.end()) return nullptr;
+  const auto& entries = g->second.log.entries();
+  auto it = std::find_if(entries.rbegin(), entries.rend(),
+                         [&](const health::Evaluation& e) { return e.version == version; });
+  return it == entries.rend() ? nullptr : &*it;
+}
+
 uint64_t GuardRunner::reverts(const std::string& service, const std::string& version) const {
   auto g = guards_.find(service);
   if (g == guards_.end()) return 0;

@@ -53,6 +53,9 @@ class GuardRunner {
   // `version` is given, else for the service as a whole.
   std::string state(const config::Service& s, std::string_view version = {}) const;
   std::string explain_json(const config::Service& s) const;
+  // The latest decision on `version` of `service` still in the log, or nullptr.
+  const health::Evaluation* last_decision(const std::string& service,
+                                          const std::string& version) const;
   uint64_t reverts(const std::string& service, const std::string& version) const;
 
  private:

@@ -241,32 +241,43 @@ json RolloutDriver::detail(const std::string& service, uint64_t now_wall_ms) con
               {"steps", plan.steps},
               {"step_s", plan.step_s},
               {"max_step_s", plan.max_step_s},
-              {"reason", r.last_reason()}};
+              {"reason", r.last_reason()},
+              {"waiting_for", json::array()}};
   if (r.state() == health::RolloutState::kIdle) return out;
   out["step"] = r.step();
   out["step_of"] = plan.steps.size();
   out["weight"] = r.weight();
   const uint64_t started = r.step_started_ms();
+  auto seconds_since = [now_wall_ms](uint64_t t) {
+    return now_wall_ms > t ? static_cast<double>(now_wall_ms - t) / 1000.0 : 0.0;
+  };
+  auto at = [&](const char* key, uint64_t t) {
+    out[std::string(key) + "_at"] = utc_timestamp_ms(static_cast<int64_t>(t));
+    out[std::string(key) + "_in_s"] =
+        t > now_wall_ms ? static_cast<double>(t - now_wall_ms) / 1000.0 : 0.0;
+  };
   if (r.state() == health::RolloutState::kRunning || r.state() == health::RolloutState::kPaused) {
     out["step_started"] = utc_timestamp_ms(static_cast<int64_t>(started));
-    out["in_step_s"] = now_wall_ms > started ? (now_wall_ms - started) / 1000.0 : 0.0;
-    const uint64_t passing = r.passing_since_ms();
-    out["passing_s"] = passing && now_wall_ms > passing ? (now_wall_ms - passing) / 1000.0 : 0.0;
+    out["in_step_s"] = seconds_since(started);
   }
   if (r.state() == health::RolloutState::kRunning) {
     const uint64_t step_ms = uint64_t{plan.step_s} * 1000;
     const uint64_t passing = r.passing_since_ms();
+    out["passing_s"] = passing ? seconds_since(passing) : 0.0;
     // The step advances once it has passed for step_s without a break and lasted step_s.
     if (passing) {
-      const uint64_t at = std::max(started + step_ms, passing + step_ms);
-      out["advances_at"] = utc_timestamp_ms(static_cast<int64_t>(at));
-      out["waiting_for"] = "the guard to keep passing until then";
+      at("advances", std::max(started + step_ms, passing + step_ms));
+      out["waiting_for"].push_back("the guard to keep passing until then");
     } else {
-      out["waiting_for"] = "a passing guard verdict";
+      out["waiting_for"].push_back("a passing guard verdict");
     }
-    if (!store_.leads()) out["waiting_for"] = "the fleet leader (steps advance there)";
+    // Not passed a whole step by max_step_s, the rollout pauses for an operator.
+    at("pauses", started + uint64_t{plan.max_step_s} * 1000);
+    if (!store_.leads()) out["waiting_for"].push_back("the fleet leader (steps advance there)");
   } else if (r.state() == health::RolloutState::kPaused) {
-    out["waiting_for"] = "an operator: resume, abort or promote";
+    // Nothing is judged while paused: the run of passes starts again on resume.
+    out["passing_s"] = 0.0;
+    out["waiting_for"].push_back("an operator: resume, abort or promote");
   }
   return out;
 }

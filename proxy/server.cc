@@ -554,6 +554,14 @@ void Server::annotate(ServiceStateView& view) const {
     if (s.guard.enabled) view.guard = guard_runner_->state(s);
     view.rollout = rollout_driver_->state(s.name);
     view.rollout_detail = rollout_driver_->detail(s.name, static_cast<uint64_t>(unix_time_ms()));
+    // A running step waits on the guard: its latest word on the version says what for.
+    if (view.rollout == "running") {
+      if (const health::Evaluation* e = guard_runner_->last_decision(s.name, s.rollout.version))
+        view.rollout_detail["last_verdict"] = {
+            {"verdict", health::to_string(e->verdict)},
+            {"reasons", e->reasons},
+            {"time", utc_timestamp_ms(static_cast<int64_t>(e->at_ms))}};
+    }
   }
   view.stale = store_->stale();
   // Endpoint health from the published snapshot (it carries every probe and ejection change).

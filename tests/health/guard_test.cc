@@ -351,10 +351,11 @@ TEST_CASE("health/guard: DecisionLog::to_json round-trips through a JSON parser"
   CHECK(t["window_s"] == 60);
   CHECK(t["min_requests"] == 100);
   CHECK(t["max_error_rate"] == doctest::Approx(0.05));
-  CHECK(t["max_error_rate_increase"] == doctest::Approx(-1));
+  // Not set: null, not the -1 / 0 that mean "off" inside.
+  CHECK(t["max_error_rate_increase"].is_null());
   CHECK(t["max_p99_ms"] == 250);
-  CHECK(t["max_p50_ms"] == 0);
-  CHECK(t["max_p99_ratio"] == doctest::Approx(0));
+  CHECK(t["max_p50_ms"].is_null());
+  CHECK(t["max_p99_ratio"].is_null());
   CHECK(t["confidence"] == doctest::Approx(0.95));
   CHECK(t["consecutive"] == 2);
 
@@ -393,6 +394,30 @@ TEST_CASE("health/guard: DecisionLog::to_json round-trips through a JSON parser"
   CHECK(c["p90_ms"] == doctest::Approx(2.0));
   CHECK(c["p99_ms"] == doctest::Approx(300.0));
   CHECK(d[2]["reasons"][1].get<std::string>().find("max_p99_ms 250") != std::string::npos);
+}
+
+TEST_CASE("health/guard: DecisionLog::to_json gives an empty window null figures") {
+  GuardSettings s = settings(100, 2);
+  s.max_error_rate_increase = 0.01;
+  s.max_p50_ms = 20;
+  s.max_p99_ratio = 1.5;
+  VersionGuard g("v2");
+  DecisionLog log;
+  log.add(g.evaluate(s, summary(0, 0), summary(0, 0), 2, 1000));
+  const auto j = nlohmann::json::parse(log.to_json("svc", s));
+  const auto& t = j["thresholds"];
+  CHECK(t["max_error_rate_increase"] == doctest::Approx(0.01));
+  CHECK(t["max_p50_ms"] == 20);
+  CHECK(t["max_p99_ratio"] == doctest::Approx(1.5));
+  for (const char* side : {"canary", "stable"}) {
+    CAPTURE(side);
+    const auto& w = j["decisions"][0][side];
+    CHECK(w["completed"] == 0);
+    for (const char* key : {"error_rate", "p50_ms", "p90_ms", "p99_ms"}) {
+      CAPTURE(key);
+      CHECK(w[key].is_null());
+    }
+  }
 }
 
 TEST_CASE("health/guard: an empty DecisionLog is valid JSON with no decisions") {

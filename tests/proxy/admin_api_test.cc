@@ -298,5 +298,33 @@ TEST_CASE("admin_api: the guard switch is audited, persisted state, and checks i
 }
 
 
+TEST_CASE("admin api: a version's windows give req/s, and null figures when nothing answered") {
+  ServiceStateView v;
+  v.name = "shop";
+  VersionView busy;
+  busy.name = "blue";
+  busy.effective_weight = 100;
+  busy.stats_10s = WindowStatsView{250, 0.02, 1.5, 9.0};
+  busy.stats_60s = WindowStatsView{0, 0, 0, 0};
+  v.versions.push_back(busy);
+  VersionView unwatched;
+  unwatched.name = "green";
+  v.versions.push_back(unwatched);
+  const nlohmann::json j = v.to_json();
+  const auto& w10 = j["versions"][0]["stats"]["10s"];
+  CHECK(w10["requests"] == 250);
+  CHECK(w10["rps"] == doctest::Approx(25.0));
+  CHECK(w10["error_rate"] == doctest::Approx(0.02));
+  CHECK(w10["p99_ms"] == doctest::Approx(9.0));
+  const auto& w60 = j["versions"][0]["stats"]["60s"];
+  CHECK(w60["requests"] == 0);
+  CHECK(w60["rps"] == doctest::Approx(0.0));
+  for (const char* key : {"error_rate", "p50_ms", "p99_ms"}) {
+    CAPTURE(key);
+    CHECK(w60[key].is_null());
+  }
+  CHECK(j["versions"][1]["stats"]["10s"].is_null());
+}
+
 }  // namespace
 }  // namespace weir::proxy
