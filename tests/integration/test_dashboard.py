@@ -26,14 +26,18 @@ READ_PAGE = r"""(() => {
     const fact = (k) => sec.querySelector(`.facts [data-field="${k}"]`).textContent;
     const s = {stable: fact('stable'), guard: fact('guard'), rollout: fact('rollout'),
                state_version: fact('state_version'), versions: {}};
-    for (const tr of sec.querySelectorAll('tbody tr')) {
+    for (const tr of sec.querySelectorAll('table.versions tbody tr')) {
       const cell = (k) => tr.querySelector(`[data-field="${k}"]`);
       const v = {endpoints: {},
-                 promote_disabled: tr.querySelector('button[data-action=promote]').disabled};
+                 promote_disabled: tr.querySelector('button[data-action=promote]').disabled,
+                 reverted: !!cell('reverted')};
       for (const k of ['configured_weight', 'effective_weight', 'share', 'requests_10s',
                        'requests_60s']) v[k] = cell(k).textContent;
-      for (const k of ['rate', 'error_rate', 'p99'])
-        v[k] = cell(k).querySelector('[data-value]').textContent;
+      for (const w of ['10s', '60s'])
+        for (const k of ['rate', 'error_rate', 'p99']) {
+          v[`${k}_${w}`] = cell(`${k}_${w}`).querySelector('[data-value]').textContent;
+          v[`${k}_${w}_over`] = cell(`${k}_${w}`).classList.contains('over');
+        }
       for (const li of tr.querySelectorAll('li[data-endpoint]'))
         v.endpoints[li.dataset.endpoint] = {
           health: li.querySelector('.badge').textContent,
@@ -52,7 +56,8 @@ READ_EVENTS = r"""[...document.querySelectorAll('#events tbody tr')].map(
 ACCESSIBILITY = r"""(() => {
   const bad = [];
   for (const th of document.querySelectorAll('thead th'))
-    if (th.getAttribute('scope') !== 'col') bad.push('thead th without scope=col');
+    if (!['col', 'colgroup'].includes(th.getAttribute('scope')))
+      bad.push('thead th without scope=col or colgroup');
   for (const tr of document.querySelectorAll('table.versions tbody tr'))
     if (!tr.querySelector('th[scope=row]')) bad.push('version row without a row header');
   for (const b of document.querySelectorAll('button'))
@@ -77,8 +82,9 @@ DASH = "\u2013"
 
 
 def number(text):
-    """A figure as shown ("1,234", "12.50%", "0.08 ms", "3 sent") as a float; None for a dash."""
-    text = text.strip()
+    """A figure as shown ("1,234", "12.50%", "0.08 ms", "3 sent", "configured 10") as a float;
+    None for a dash."""
+    text = text.strip().removeprefix("configured ")
     if text == DASH:
         return None
     m = re.match(r"^-?[\d,]*\.?\d+", text)
@@ -159,17 +165,22 @@ class Dashboard(WeirTestCase):
                 check(f"{name} {key}", got == want, row[key], want)
             check(f"{name} share", close_to(number(row["share"]), v["share"] * 100, 0, 0.051),
                   row["share"], v["share"])
-            check(f"{name} rate", close_to(number(row["rate"]), w10["requests"] / 10, 0, 0.051),
-                  row["rate"], w10["requests"] / 10)
-            answered = w10["requests"] > 0
-            if live and not answered:
+            check(f"{name} reverted", row["reverted"] == v["reverted"], row["reverted"],
+                  v["reverted"])
+            if live and w10["requests"] == 0:
                 out.append(f"{name}: no requests in the 10 s window to compare")
-            check(f"{name} error rate",
-                  close_to(number(row["error_rate"]),
-                           w10["error_rate"] * 100 if answered else None, 0, 0.0051),
-                  row["error_rate"], w10["error_rate"])
-            check(f"{name} p99", close_to(number(row["p99"]), w10["p99_ms"] if answered else None,
-                                          0.006, 0.0006), row["p99"], w10["p99_ms"])
+            for w, secs, win in (("10s", 10, w10), ("60s", 60, w60)):
+                answered = win["requests"] > 0
+                rate = row[f"rate_{w}"]
+                check(f"{name} rate {w}", close_to(number(rate), win["requests"] / secs, 0, 0.051),
+                      rate, win["requests"] / secs)
+                err = row[f"error_rate_{w}"]
+                check(f"{name} error rate {w}",
+                      close_to(number(err), win["error_rate"] * 100 if answered else None, 0,
+                               0.0051), err, win["error_rate"])
+                p99 = row[f"p99_{w}"]
+                check(f"{name} p99 {w}", close_to(number(p99), win["p99_ms"] if answered else None,
+                                                  0.006, 0.0006), p99, win["p99_ms"])
             check(f"{name} promote disabled", row["promote_disabled"] == (name == api["stable"]),
                   row["promote_disabled"], name == api["stable"])
             for ep in v["endpoints"]:
@@ -266,7 +277,7 @@ class Dashboard(WeirTestCase):
         # The page follows new traffic by itself: more load raises blue's rate (the 10 s
         # window's requests / 10), and its sparkline draws the samples.
         rate = ("+document.querySelector('section[data-service=shop] tr[data-version=blue] "
-                "[data-field=rate] [data-value]').dataset.value")
+                "[data-field=rate_10s] [data-value]').dataset.value")
         before = browser.evaluate(rate)
         stop = threading.Event()
         background = threading.Thread(
@@ -281,8 +292,8 @@ class Dashboard(WeirTestCase):
             background.join(30)
         self.assert_page_matches_api(browser, live=True)
         self.assertGreater(browser.evaluate(
-            "document.querySelector('section[data-service=shop] [data-field=rate] path:last-child')"
-            ".getAttribute('d').length"), 10, "the rate sparkline has no line")
+            "+document.querySelector('section[data-service=shop] [data-chart=rate] "
+            "path.line[data-version=blue]').dataset.points"), 1, "the rate chart has no line")
 
         # Refreshing keeps keyboard focus where it was.
         browser.evaluate("document.querySelector('section[data-service=shop] "
