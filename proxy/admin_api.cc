@@ -559,7 +559,9 @@ AdminResponse AdminApi::history(const AdminRequest& req, const config::Service& 
       const uint64_t back = (points - 1 - i) * *step;
       health::Summary sum;
       if (w && last >= back) sum = w->summarize(last - back, static_cast<uint32_t>(*step));
-      requests.push_back(sum.completed);
+      // Seconds never counted (before weir started, or before the version existed) are null,
+      // not zero traffic.
+      requests.push_back(sum.counted_s ? json(sum.completed) : json(nullptr));
       error_rate.push_back(sum.completed ? json(sum.error_rate) : json(nullptr));
       p99.push_back(sum.completed ? json(static_cast<double>(sum.p99_us) / 1000.0)
                                   : json(nullptr));

@@ -326,6 +326,7 @@ TEST_CASE("admin_api: history gives each version's window in steps, oldest first
   for (uint64_t sec = 990; sec <= 999; ++sec) blue.add(sec, second_of(10, 0, 2000));
   blue.add(997, second_of(0, 10, 2000));
   blue.add(1000, second_of(500, 500, 2000));
+  blue.add(988, health::Sample{});
   AdminRequest req = request("GET", "/api/v1/services/shop/history", "r");
   req.query = "seconds=20&step_s=5";
   AdminResponse r = call(api, req);
@@ -339,8 +340,9 @@ TEST_CASE("admin_api: history gives each version's window in steps, oldest first
   REQUIRE(j["versions"].size() == 2);
   const auto& b = j["versions"][0];
   CHECK(b["name"] == "blue");
-  // Points end at seconds 984, 989, 994 and 999.
-  CHECK(b["requests"] == nlohmann::json::array({0, 0, 50, 60}));
+  // Points end at seconds 984, 989, 994 and 999; nothing was counted before second 988 (an
+  // idle second is counted: zero requests, no error rate).
+  CHECK(b["requests"] == nlohmann::json::array({nullptr, 0, 50, 60}));
   CHECK(b["error_rate"][0].is_null());  // nothing answered: no rate, not 0
   CHECK(b["error_rate"][2] == 0.0);
   CHECK(b["error_rate"][3].get<double>() == doctest::Approx(10.0 / 60));
@@ -349,7 +351,7 @@ TEST_CASE("admin_api: history gives each version's window in steps, oldest first
   // A version without a window yet (no statistics tick) has empty points, not an error.
   const auto& g = j["versions"][1];
   CHECK(g["name"] == "green");
-  CHECK(g["requests"] == nlohmann::json::array({0, 0, 0, 0}));
+  CHECK(g["requests"] == nlohmann::json::array({nullptr, nullptr, nullptr, nullptr}));
   CHECK(g["p99_ms"] == nlohmann::json::array({nullptr, nullptr, nullptr, nullptr}));
 
   // Defaults: five minutes in 5 s steps.
