@@ -104,9 +104,7 @@ READ_GUARD = r"""(() => {
   return {guard: sec.querySelector('.facts [data-field=guard]').textContent,
           rollout_state: sec.querySelector('.facts [data-field=rollout]').textContent,
           rollout: fields('dl.rollout'), thresholds: fields('dl.thresholds'),
-          guard_shown: !sec.querySelector('.guard-panel').hidden, verdicts, charts,
-          history_title: sec.querySelector('.subpanel h3:not(:first-child), .subpanel h3')
-            && [...sec.querySelectorAll('.subpanel h3')].pop().textContent};
+          guard_shown: !sec.querySelector('.guard-panel').hidden, verdicts, charts};
 })()"""
 
 DASH = "\u2013"
