@@ -2,6 +2,9 @@
 token, shows what the JSON API says (weights, request counts and rates, guard and rollout state,
 endpoints, events), and its buttons change weir (rollback, promote) with If-Match and a reason;
 refusals (403 with a read token, 412 after a concurrent change) are shown and change nothing.
+A real revert shows per version (badge, 60 s window, marked figures), in the guard's verdicts
+and in the aborted rollout; a reverted version's promote needs its name typed; the history
+charts come from the server (complete right after a reload) with UTC and value axes.
 Screenshots go to $WEIR_TEST_OUTPUT (default: test-output/ next to the weir binary)."""
 
 import os
@@ -238,6 +241,19 @@ class Dashboard(WeirTestCase):
         self.assertEqual(last, [], "the dashboard disagrees with GET /api/v1/services/shop; "
                          f"first difference seen: {first}")
 
+    def load_while(self, wait):
+        """Keeps load going (rounds of 1 s, at most 20) while wait() runs; returns its value."""
+        stop = threading.Event()
+        background = threading.Thread(
+            target=lambda: [load(self.edge.addr, threads=2, duration=1) for _ in range(20)
+                            if not stop.is_set()], daemon=True)
+        background.start()
+        try:
+            return wait()
+        finally:
+            stop.set()
+            background.join(30)
+
     def confirm(self, browser, opener, reason):
         """Clicks opener, waits for the confirmation dialog, gives a reason and confirms."""
         browser.click(opener)
@@ -310,21 +326,12 @@ class Dashboard(WeirTestCase):
         self.assert_page_matches_api(browser, live=True)
 
         # The page follows new traffic by itself: more load raises blue's rate (the 10 s
-        # window's requests / 10), and its sparkline draws the samples.
+        # window's requests / 10), and its chart draws them.
         rate = ("+document.querySelector('section[data-service=shop] tr[data-version=blue] "
                 "[data-field=rate_10s] [data-value]').dataset.value")
         before = browser.evaluate(rate)
-        stop = threading.Event()
-        background = threading.Thread(
-            target=lambda: [load(self.edge.addr, threads=2, duration=1) for _ in range(20)
-                            if not stop.is_set()], daemon=True)
-        background.start()
-        try:
-            browser.wait_for(f"{rate} >= {before} + 50", timeout=20,
-                             what=f"blue's rate up by 50 req/s from {before}")
-        finally:
-            stop.set()
-            background.join(30)
+        self.load_while(lambda: browser.wait_for(f"{rate} >= {before} + 50", timeout=20,
+                                                 what=f"blue's rate up by 50 req/s from {before}"))
         self.assert_page_matches_api(browser, live=True)
         # The charts are fetched again every 5 s step: they gain a point.
         browser.wait_for("+document.querySelector('section[data-service=shop] [data-chart=rate] "
@@ -513,17 +520,9 @@ class Dashboard(WeirTestCase):
         # green breaks: the guard reverts it and aborts the rollout. The page shows the revert
         # per version, the failing verdict, and the 60 s window keeps the failure in sight.
         self.assertEqual(get((self.green.host, self.green.port), "/__status/500").status, 200)
-        stop = threading.Event()
-        background = threading.Thread(
-            target=lambda: [load(self.edge.addr, threads=2, duration=1) for _ in range(20)
-                            if not stop.is_set()], daemon=True)
-        background.start()
-        try:
-            self.assertTrue(wait_until(lambda: self.api_shop()["versions"][1]["reverted"], 20),
-                            self.api_shop())
-        finally:
-            stop.set()
-            background.join(30)
+        self.assertTrue(self.load_while(
+            lambda: wait_until(lambda: self.api_shop()["versions"][1]["reverted"], 20)),
+            self.api_shop())
         self.assertEqual(self.api_shop()["guard"]["state"], "reverted")
         self.assert_page_matches_api(browser)
         row = browser.evaluate(READ_PAGE)["shop"]["versions"]["green"]
