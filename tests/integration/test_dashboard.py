@@ -578,9 +578,13 @@ class Dashboard(WeirTestCase):
         self.assertEqual(len(events), events_before + 1)
         self.assertEqual((events[-1]["action"], events[-1]["actor"], events[-1]["reason"]),
                          ("promote", "ci", "green is fixed"))
-        # A version that is not reverted is promoted without the name check.
-        browser.click("section[data-service=shop] tr[data-version=blue] "
-                      "button[data-action=promote]")
+        # A version that is not reverted is promoted without the name check (its button is on
+        # again once the page has the answer to the last change).
+        blue_promote = ("section[data-service=shop] tr[data-version=blue] "
+                        "button[data-action=promote]")
+        browser.wait_for("!document.getElementById('notice').hidden && !document.querySelector("
+                         f"{blue_promote!r}).disabled", what="the promote done, blue's button on")
+        browser.click(blue_promote)
         browser.wait_for("document.getElementById('confirm').open")
         self.assertTrue(browser.evaluate("document.getElementById('confirm-warning').hidden && "
                                          "document.getElementById('confirm-name-row').hidden && "
