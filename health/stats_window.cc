@@ -84,6 +84,7 @@ Summary StatsWindow::summarize(const std::vector<const StatsWindow*>& windows,
     for (uint32_t k = 0; k < window_s && k <= now_second; ++k) {
       const Bucket& b = w->ring_[(now_second - k) % kSeconds];
       if (b.second != now_second - k) continue;  // a second with no fold (or overwritten)
+      ++s.counted_s;
       s.requests += b.requests;
       for (size_t i = 0; i < 6; ++i) s.responses[i] += b.responses[i];
       for (size_t i = 0; i < 3; ++i) s.failures[i] += b.failures[i];

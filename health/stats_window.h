@@ -35,6 +35,7 @@ struct Sample {
 
 struct Summary {
   uint32_t window_s = 0;
+  uint32_t counted_s = 0;  // seconds of the window that were folded (0: nothing was counted)
   uint64_t requests = 0;   // started
   uint64_t completed = 0;  // answered (any status) or cut
   uint64_t errors = 0;     // 5xx (weir's own 502/504 included) + cut responses

@@ -171,7 +171,8 @@ json ServiceStateView::to_json() const {
                   {"share", total ? static_cast<double>(v.effective_weight) / total : 0.0},
                   {"endpoints", eps},
                   {"stats", {{"10s", window(v.stats_10s, 10)}, {"60s", window(v.stats_60s, 60)}}},
-                  {"mirror", mirror(v.mirror)}});
+                  {"mirror", mirror(v.mirror)},
+                  {"reverted", v.reverted}});
   }
   json ro = rollout_detail.is_object() ? rollout_detail : json::object();
   ro["state"] = rollout;
@@ -200,6 +201,7 @@ ServiceStateView AdminApi::view(const config::Service& svc) const {
     vv.name = cv.name;
     vv.configured_weight = cv.weight;
     vv.effective_weight = rt.weight(svc, cv);
+    vv.reverted = srt && srt->reverted.count(cv.name) > 0;
     for (const auto& ep : cv.endpoints) {
       EndpointView e;
       e.address = ep.to_string();
@@ -340,6 +342,10 @@ AdminResponse AdminApi::services(const AdminRequest& req, const std::string& nam
   if (action == "explain") {
     if (req.method != "GET" && req.method != "HEAD") return method_not_allowed("GET");
     return json_response(200, json::parse(host_.explain_json(it->name)));
+  }
+  if (action == "history") {
+    if (req.method != "GET" && req.method != "HEAD") return method_not_allowed("GET");
+    return history(req, *it);
   }
   if (action.starts_with("rollout/")) {
     if (req.method != "POST") return method_not_allowed("POST");
@@ -530,6 +536,52 @@ AdminResponse AdminApi::events(const AdminRequest& req) {
   std::vector<json> evs = host_.events_since(*since, *limit);
   uint64_t last = evs.empty() ? *since : evs.back()["seq"].get<uint64_t>();
   return json_response(200, {{"events", evs}, {"last_seq", last}});
+}
+
+AdminResponse AdminApi::history(const AdminRequest& req, const config::Service& svc) {
+  std::string_view seconds_text = query_param(req.query, "seconds");
+  std::string_view step_text = query_param(req.query, "step_s");
+  auto seconds = seconds_text.empty() ? std::optional<uint64_t>(300) : parse_u64(seconds_text);
+  auto step = step_text.empty() ? std::optional<uint64_t>(5) : parse_u64(step_text);
+  if (!step || *step == 0 || *step > 60)
+    return admin_error(400, "bad_request", "step_s must be between 1 and 60");
+  if (!seconds || *seconds < *step || *seconds > health::StatsWindow::kSeconds ||
+      *seconds % *step != 0) {
+    return admin_error(400, "bad_request",
+                       "seconds must be a multiple of step_s between step_s and " +
+                           std::to_string(health::StatsWindow::kSeconds));
+  }
+  const StatsClock clock = host_.stats_clock();
+  const uint64_t points = *seconds / *step;
+  // Points end with the last complete second (the current one is still being counted), oldest
+  // first; each sums the step_s seconds up to its end.
+  const uint64_t last = clock.second > 0 ? clock.second - 1 : 0;
+  json versions = json::array();
+  for (const auto& v : svc.versions) {
+    json requests = json::array(), error_rate = json::array(), p99 = json::array();
+    const health::StatsWindow* w = host_.stats_window(svc.name, v.name);
+    for (uint64_t i = 0; i < points; ++i) {
+      const uint64_t back = (points - 1 - i) * *step;
+      health::Summary sum;
+      if (w && last >= back) sum = w->summarize(last - back, static_cast<uint32_t>(*step));
+      // Seconds never counted (before weir started, or before the version existed) are null,
+      // not zero traffic.
+      requests.push_back(sum.counted_s ? json(sum.completed) : json(nullptr));
+      error_rate.push_back(sum.completed ? json(sum.error_rate) : json(nullptr));
+      p99.push_back(sum.completed ? json(static_cast<double>(sum.p99_us) / 1000.0)
+                                  : json(nullptr));
+    }
+    versions.push_back({{"name", v.name},
+                        {"requests", std::move(requests)},
+                        {"error_rate", std::move(error_rate)},
+                        {"p99_ms", std::move(p99)}});
+  }
+  return json_response(200, {{"service", svc.name},
+                             {"step_s", *step},
+                             {"points", points},
+                             {"end", utc_timestamp_ms(clock.wall_ms)},
+                             {"end_ms", clock.wall_ms},
+                             {"versions", std::move(versions)}});
 }
 
 AdminResponse AdminApi::reload(const std::string& actor) {

@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "config/config.h"
+#include "health/stats_window.h"
 #include "health/version_counters.h"
 #include "proxy/control_store.h"
 #include "proxy/runtime_state.h"
@@ -73,6 +74,7 @@ struct VersionView {
   std::vector<EndpointView> endpoints;
   std::optional<WindowStatsView> stats_10s, stats_60s;
   std::optional<MirrorView> mirror;  // set for the service's mirror target only
+  bool reverted = false;             // the guard took it to 0; until an operator acts
 };
 
 // What GET /api/v1/services/{name} shows. Built from config + runtime state by the API, then
@@ -88,6 +90,13 @@ struct ServiceStateView {
   nlohmann::json rollout_detail;  // the rollout's step, weights and timing (null without one)
   bool stale = false;             // the shared store is away: this may be behind the fleet
   nlohmann::json to_json() const;
+};
+
+// Now on the clock of the statistics windows (a second number) and on the wall clock (Unix ms at
+// the start of that second), so that a window's seconds can be given wall times.
+struct StatsClock {
+  uint64_t second = 0;
+  int64_t wall_ms = 0;
 };
 
 struct ReloadOutcome {
@@ -119,6 +128,13 @@ class AdminHost {
   // GET /api/v1/fleet (null: not in fleet mode) and /healthz's store field ("" without one).
   virtual nlohmann::json fleet_json() const { return nullptr; }
   virtual std::string store_health() const { return ""; }
+  // For GET .../history: the windows' clock, and a version's window (nullptr before its first
+  // statistics tick).
+  virtual StatsClock stats_clock() const { return {}; }
+  virtual const health::StatsWindow* stats_window(const std::string& /*service*/,
+                                                  const std::string& /*version*/) const {
+    return nullptr;
+  }
 };
 
 class AdminApi {
@@ -164,6 +180,7 @@ class AdminApi {
                                               bool required,
                                               std::optional<uint64_t>* expected) const;
   AdminResponse events(const AdminRequest& req);
+  AdminResponse history(const AdminRequest& req, const config::Service& svc);
   AdminResponse reload(const std::string& actor);
   AdminResponse service_response(const config::Service& svc, int status = 200);
   // The same by name, looked up in the configuration running when the answer is made.

@@ -548,6 +548,24 @@ health::MirrorTotals Server::mirror_totals(uint32_t stats_id) const {
   return t;
 }
 
+StatsClock Server::stats_clock() const {
+  // The windows count seconds of the monotonic clock (on_tick); the wall time of the start of
+  // the current one is now minus the part of it gone by.
+  const uint64_t mono = monotonic_ms();
+  return {mono / 1000, unix_time_ms() - static_cast<int64_t>(mono % 1000)};
+}
+
+const health::StatsWindow* Server::stats_window(const std::string& service,
+                                                const std::string& version) const {
+  for (const auto& svc : snap_->services) {
+    if (svc.name != service) continue;
+    for (const auto& v : svc.versions) {
+      if (v.name == version) return stats_.window(v.stats_id);
+    }
+  }
+  return nullptr;
+}
+
 void Server::annotate(ServiceStateView& view) const {
   for (const auto& s : config_->services) {
     if (s.name != view.name) continue;

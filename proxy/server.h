@@ -54,6 +54,9 @@ class Server final : public AdminHost {
   std::string explain_json(const std::string& service) const override;
   nlohmann::json fleet_json() const override { return store_->fleet_json(); }
   std::string store_health() const override { return store_->health(); }
+  StatsClock stats_clock() const override;
+  const health::StatsWindow* stats_window(const std::string& service,
+                                          const std::string& version) const override;
 
  private:
   bool open_listeners(std::string* error);

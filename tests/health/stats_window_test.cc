@@ -146,6 +146,13 @@ TEST_CASE("health/stats_window: seconds with no fold count as nothing") {
   CHECK(w.summarize(109, 6).requests == 0);
   CHECK(w.summarize(109, 7).requests == 7);
   CHECK(w.summarize(140, 30).requests == 0);  // everything aged out
+  // Which seconds were counted at all: an idle second (folded, no traffic) is, a second
+  // before the first fold is not.
+  w.add(111, Sample{});
+  CHECK(w.summarize(103, 4).counted_s == 2);
+  CHECK(w.summarize(102, 2).counted_s == 0);
+  CHECK(w.summarize(111, 2).counted_s == 2);
+  CHECK(w.summarize(111, 2).requests == 11);
 }
 
 TEST_CASE("health/stats_window: a ring slot reused after 600 s does not leak its old second") {

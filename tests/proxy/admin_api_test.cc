@@ -3,6 +3,8 @@
 
 #include <doctest/doctest.h>
 
+#include "health/histogram.h"
+
 namespace weir::proxy {
 namespace {
 
@@ -71,7 +73,15 @@ class FakeHost : public AdminHost {
   std::string explain_json(const std::string& service) const override {
     return "{\"service\":\"" + service + "\",\"decisions\":[]}";
   }
+  StatsClock stats_clock() const override { return clock; }
+  const health::StatsWindow* stats_window(const std::string& service,
+                                          const std::string& version) const override {
+    auto it = windows.find(service + "/" + version);
+    return it == windows.end() ? nullptr : &it->second;
+  }
   std::vector<std::string> rollout_ops;
+  StatsClock clock;
+  std::map<std::string, health::StatsWindow> windows;  // "service/version"
 
   config::Config config_;
   RuntimeState runtime_;
@@ -297,6 +307,90 @@ TEST_CASE("admin_api: the guard switch is audited, persisted state, and checks i
   CHECK(host.events.back()["action"] == "guard_enable");
 }
 
+// One second of traffic: `ok` 200s and `failed` 500s, all taking `micros`.
+health::Sample second_of(uint64_t ok, uint64_t failed, uint64_t micros) {
+  health::Sample s;
+  s.requests = ok + failed;
+  s.responses[2] = ok;
+  s.responses[5] = failed;
+  s.total_latency[health::Histogram::index(micros)] = ok + failed;
+  return s;
+}
+
+TEST_CASE("admin_api: history gives each version's window in steps, oldest first") {
+  FakeHost host;
+  AdminApi api(host);
+  host.clock = {1000, 1'700'000'000'000};  // second 1000 starts at 2023-11-14T22:13:20Z
+  health::StatsWindow& blue = host.windows["shop/blue"];
+  // Seconds 990..999 are complete; 1000 is still being counted and is left out.
+  for (uint64_t sec = 990; sec <= 999; ++sec) blue.add(sec, second_of(10, 0, 2000));
+  blue.add(997, second_of(0, 10, 2000));
+  blue.add(1000, second_of(500, 500, 2000));
+  blue.add(988, health::Sample{});
+  AdminRequest req = request("GET", "/api/v1/services/shop/history", "r");
+  req.query = "seconds=20&step_s=5";
+  AdminResponse r = call(api, req);
+  REQUIRE(r.status == 200);
+  auto j = nlohmann::json::parse(r.body);
+  CHECK(j["service"] == "shop");
+  CHECK(j["step_s"] == 5);
+  CHECK(j["points"] == 4);
+  CHECK(j["end"] == "2023-11-14T22:13:20.000Z");
+  CHECK(j["end_ms"] == 1'700'000'000'000);
+  REQUIRE(j["versions"].size() == 2);
+  const auto& b = j["versions"][0];
+  CHECK(b["name"] == "blue");
+  // Points end at seconds 984, 989, 994 and 999; nothing was counted before second 988 (an
+  // idle second is counted: zero requests, no error rate).
+  CHECK(b["requests"] == nlohmann::json::array({nullptr, 0, 50, 60}));
+  CHECK(b["error_rate"][0].is_null());  // nothing answered: no rate, not 0
+  CHECK(b["error_rate"][2] == 0.0);
+  CHECK(b["error_rate"][3].get<double>() == doctest::Approx(10.0 / 60));
+  CHECK(b["p99_ms"][1].is_null());
+  CHECK(b["p99_ms"][3].get<double>() == doctest::Approx(2.0).epsilon(0.02));
+  // A version without a window yet (no statistics tick) has empty points, not an error.
+  const auto& g = j["versions"][1];
+  CHECK(g["name"] == "green");
+  CHECK(g["requests"] == nlohmann::json::array({nullptr, nullptr, nullptr, nullptr}));
+  CHECK(g["p99_ms"] == nlohmann::json::array({nullptr, nullptr, nullptr, nullptr}));
+
+  // Defaults: five minutes in 5 s steps.
+  req.query = "";
+  r = call(api, req);
+  REQUIRE(r.status == 200);
+  j = nlohmann::json::parse(r.body);
+  CHECK(j["points"] == 60);
+  CHECK(j["versions"][0]["requests"].size() == 60);
+  CHECK(j["versions"][0]["requests"][59] == 60);
+
+  for (const char* q : {"step_s=0", "step_s=61", "step_s=x", "seconds=7&step_s=5",
+                        "seconds=601&step_s=1", "seconds=2&step_s=5", "seconds=-5"}) {
+    CAPTURE(q);
+    req.query = q;
+    r = call(api, req);
+    CHECK(r.status == 400);
+    CHECK(nlohmann::json::parse(r.body)["error"] == "bad_request");
+  }
+  CHECK(call(api, request("POST", "/api/v1/services/shop/history")).status == 405);
+  CHECK(call(api, request("GET", "/api/v1/services/nope/history")).status == 404);
+  CHECK(call(api, request("GET", "/api/v1/services/shop/history", "")).status == 401);
+}
+
+TEST_CASE("admin_api: a version the guard reverted says so until an operator acts") {
+  FakeHost host;
+  AdminApi api(host);
+  ServiceRuntime rt = *host.runtime_.find("shop");
+  rt.weights = {{"blue", 100}, {"green", 0}};
+  rt.reverted = {"green"};
+  host.runtime_.set("shop", rt);
+  auto j = nlohmann::json::parse(call(api, request("GET", "/api/v1/services/shop", "r")).body);
+  CHECK(j["versions"][0]["reverted"] == false);
+  CHECK(j["versions"][1]["reverted"] == true);
+  AdminResponse r = call(api, request("PUT", "/api/v1/services/shop/weights", "w",
+                                       R"({"weights": {"green": 5}})", "*"));
+  REQUIRE(r.status == 200);
+  CHECK(nlohmann::json::parse(r.body)["versions"][1]["reverted"] == false);
+}
 
 TEST_CASE("admin api: a version's windows give req/s, and null figures when nothing answered") {
   ServiceStateView v;
