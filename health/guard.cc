@@ -37,6 +37,16 @@ double wilson_lower(uint64_t errors, uint64_t n, double z) {
   return std::max(0.0, (centre - margin) / (1 + z2 / nn));
 }
 
+double wilson_upper(uint64_t errors, uint64_t n, double z) {
+  if (n == 0) return 1;
+  const double nn = static_cast<double>(n);
+  const double p = static_cast<double>(errors) / nn;
+  const double z2 = z * z;
+  const double centre = p + z2 / (2 * nn);
+  const double margin = z * std::sqrt(p * (1 - p) / nn + z2 / (4 * nn * nn));
+  return std::min(1.0, (centre + margin) / (1 + z2 / nn));
+}
+
 namespace {
 
 template <typename... Args>
@@ -109,6 +119,19 @@ Evaluation VersionGuard::evaluate(const GuardSettings& s, const Summary& canary,
     e.verdict = Verdict::kPass;
     breaches_ = 0;
     e.reasons.push_back("all thresholds met");
+    const double z = normal_quantile(s.confidence);
+    bool sure = s.max_error_rate >= 0 || s.max_error_rate_increase >= 0;
+    if (s.max_error_rate >= 0)
+      sure = sure && wilson_upper(canary.errors, canary.completed, z) <= s.max_error_rate;
+    if (s.max_error_rate_increase >= 0) {
+      const double pc = canary.error_rate, ps = stable.error_rate;
+      const double se =
+          stable.completed ? std::sqrt(pc * (1 - pc) / static_cast<double>(canary.completed) +
+                                       ps * (1 - ps) / static_cast<double>(stable.completed))
+                           : 1;
+      sure = sure && stable.completed > 0 && pc - ps + z * se <= s.max_error_rate_increase;
+    }
+    e.significant = sure;
   } else {
     e.verdict = Verdict::kFail;
     ++breaches_;

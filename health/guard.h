@@ -28,12 +28,17 @@ struct Evaluation {
   Summary stable;
   uint32_t breaches_in_a_row = 0;
   bool reverted = false;  // this evaluation triggered the revert
+  // A pass with confidence, not just no breach (a rollout's success_after): every error-rate
+  // rule configured holds at the upper bound of its interval (see health/rollout.h).
+  bool significant = false;
 };
 
 // z such that P(Z <= z) = p for a standard normal (bisection on erfc; p in (0,1)).
 double normal_quantile(double p);
 // Lower bound of the Wilson score interval for `errors` of `n` at one-sided confidence z.
 double wilson_lower(uint64_t errors, uint64_t n, double z);
+// Upper bound of the same interval.
+double wilson_upper(uint64_t errors, uint64_t n, double z);
 
 class VersionGuard {
  public:

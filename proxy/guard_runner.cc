@@ -70,7 +70,8 @@ void GuardRunner::tick(const std::shared_ptr<const routing::Snapshot>& snap,
       if (ramping(svc.name, v.name)) continue;
       // Without a guard a rollout advances on time alone; with its guard switched off by an
       // operator it holds, since nothing watches the step it would advance to.
-      health::Verdict verdict = switched_off ? health::Verdict::kHold : health::Verdict::kPass;
+      health::Judgement judged;
+      judged.verdict = switched_off ? health::Verdict::kHold : health::Verdict::kPass;
       if (g.enabled && !switched_off) {
         const health::Summary summary = window_(svc, v, second, g.window_s);
         auto [it, fresh] = sg.versions.try_emplace(v.name, v.name);
@@ -79,7 +80,7 @@ void GuardRunner::tick(const std::shared_ptr<const routing::Snapshot>& snap,
             v.endpoints.begin(), v.endpoints.end(), [](const auto& ep) { return ep.healthy; }));
         // Stamped with wall time: explain shows it as it was, whenever it is asked.
         health::Evaluation e = it->second.evaluate(g, summary, stable_summary, healthy, wall);
-        verdict = e.verdict;
+        judged = {e.verdict, summary.completed, g.window_s, e.significant};
         sg.current[v.name] = e.verdict;
         sg.judged_weight[v.name] = v.weight;
         if (e.reverted) {
@@ -89,7 +90,7 @@ void GuardRunner::tick(const std::shared_ptr<const routing::Snapshot>& snap,
         sg.log.add(std::move(e));
         if (sg.current.count(v.name) == 0) continue;  // reverted: the rollout was told
       }
-      if (rolling && *rolling == v.name) rollouts_.on_verdict(svc.name, verdict, wall);
+      if (rolling && *rolling == v.name) rollouts_.on_verdict(svc.name, judged, wall);
     }
   }
 }

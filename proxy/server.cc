@@ -236,6 +236,7 @@ void Server::on_tick(uv_timer_t* t) {
   self->collect_stats(now / 1000);
   self->guard_runner_->tick(self->snap_, *self->config_, now, now / 1000);
   self->guard_runner_->advance_ramps(*self->config_, now);
+  self->rollout_driver_->tick(static_cast<uint64_t>(unix_time_ms()));
 }
 
 void Server::evaluate_outliers() {
