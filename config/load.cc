@@ -857,7 +857,8 @@ void read_rollout(Context& ctx, TableReader& t, const std::set<std::string>& ver
       }
       r.steps.push_back(std::move(step));
     }
-    if (r.steps.empty() || r.steps.back().pause || r.steps.back().weight != 100) {
+    // A pause at the end has its own error.
+    if (r.steps.empty() || (!r.steps.back().pause && r.steps.back().weight != 100)) {
       ctx.error(steps->source(), t.path("steps"), "the last step must be 100 (promotion)");
     }
   }

@@ -211,9 +211,9 @@ std::string DecisionLog::to_json(const std::string& service, const GuardSettings
                        {"min_latency_increase_ms", s.min_latency_increase_ms},
                        {"latency_confidence", s.latency_confidence}};
   if (s.dry_run_all) {
-    out["dry_run"] = true;
+    out["thresholds"]["dry_run"] = true;
   } else if (!s.dry_run.empty()) {
-    out["dry_run"] = s.dry_run;
+    out["thresholds"]["dry_run"] = s.dry_run;
   }
   nlohmann::json list = nlohmann::json::array();
   for (const auto& e : entries_) {
