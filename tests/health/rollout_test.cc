@@ -1,5 +1,7 @@
 #include "health/rollout.h"
 
+#include "config/time_zone.h"
+
 #include <doctest/doctest.h>
 
 namespace weir::health {
@@ -265,6 +267,94 @@ TEST_CASE("rollout: a position survives save and restore, wait and approvals inc
   CHECK(a.promote);  // the approval also resumed the pause, and it was the promotion's gate
   REQUIRE(a.approvals.size() == 1);
   CHECK(a.approvals[0].actor == "alice");
+}
+
+TEST_CASE("rollout: success_after finishes a step early on a significant pass") {
+  config::RolloutConfig p = gated({weight_step(10), weight_step(50), weight_step(100)}, 600);
+  p.success_after = 1000;
+  Rollout r(p);
+  std::string err;
+  r.start(0, &err);
+  // Significant but too few requests, then enough requests but not significant: no.
+  CHECK_FALSE(r.on_verdict(Judgement{Verdict::kPass, 999, 30, true}, 40000).change);
+  CHECK_FALSE(r.on_verdict(Judgement{Verdict::kPass, 5000, 30, false}, 41000).change);
+  // Enough, significant, but the step is younger than one guard window: no.
+  CHECK_FALSE(r.on_verdict(Judgement{Verdict::kPass, 5000, 60, true}, 42000).change);
+  Rollout::Action a = r.on_verdict(Judgement{Verdict::kPass, 5000, 30, true}, 43000);
+  CHECK(a.change);
+  CHECK(a.weight == 50);
+  CHECK(a.why.find("passed early (success_after 1000") != std::string::npos);
+  // Off by default: a plan without it waits the whole step_s.
+  Rollout plain(gated({weight_step(10), weight_step(100)}, 600));
+  plain.start(0, &err);
+  CHECK_FALSE(plain.on_verdict(Judgement{Verdict::kPass, 100000, 30, true}, 60000).promote);
+}
+
+TEST_CASE("rollout: approvals gate the promotion; the starter cannot approve") {
+  config::RolloutConfig p = gated({weight_step(10), weight_step(100)}, 5);
+  p.approvals = 2;
+  Rollout r(p);
+  std::string err;
+  bool forbidden = false;
+  r.start(0, &err, {}, "ci");
+  CHECK(r.state() == RolloutState::kRunning);
+  r.approve("alice", "", 1000, &err, &forbidden);
+  CHECK(err.find("the rollout waits for no approval now") == 0);  // not at the gate yet
+  CHECK_FALSE(forbidden);
+  err.clear();
+  feed(r, Verdict::kPass, 1, 6);
+  REQUIRE(r.state() == RolloutState::kWaiting);
+  REQUIRE(r.waiting_for().size() == 1);
+  CHECK(r.waiting_for()[0] == "2 more approvals from a token other than \"ci\" (approvals = 2)");
+  r.approve("ci", "", 7000, &err, &forbidden);
+  CHECK(forbidden);
+  CHECK(err.find("separation of duties") == 0);
+  err.clear();
+  CHECK_FALSE(r.approve("alice", "ok", 8000, &err, &forbidden).promote);
+  CHECK(r.waiting_for()[0].find("1 more approval from") == 0);
+  r.approve("alice", "again", 8500, &err, &forbidden);
+  CHECK(forbidden);
+  err.clear();
+  Rollout::Action a = r.approve("bob", "ok", 9000, &err, &forbidden);
+  CHECK(a.promote);
+  CHECK(a.approvals.size() == 2);
+  // An operator's promote cannot skip the gate.
+  Rollout q(p);
+  q.start(0, &err, {}, "ci");
+  err.clear();
+  q.promote(&err);
+  CHECK(err.find("approvals = 2: the promotion needs approvals") == 0);
+}
+
+TEST_CASE("rollout: change windows hold every traffic move, not a revert") {
+  config::RolloutConfig p = gated({weight_step(10), weight_step(100)}, 5);
+  config::ChangeWindow w;
+  w.text = "Mon-Fri 09:00-16:00 UTC";
+  w.days = 0b0111110;
+  w.start_min = 9 * 60;
+  w.end_min = 16 * 60;
+  w.tz = config::TimeZone::utc();
+  p.windows = {w};
+  Rollout r(p);
+  const uint64_t friday_evening =
+      static_cast<uint64_t>(config::TimeZone::days_from_civil(2026, 12, 11) * 86400 + 17 * 3600) *
+      1000;
+  const uint64_t monday = friday_evening + (2 * 86400 + 16 * 3600) * 1000ull;  // Mon 09:00
+  std::string err;
+  r.start(friday_evening, &err, {}, "ci");
+  CHECK(r.state() == RolloutState::kWaiting);
+  REQUIRE(r.waiting_for().size() == 1);
+  CHECK(r.waiting_for()[0] ==
+        "a change window (Mon-Fri 09:00-16:00 UTC; next opens 2026-12-14 09:00 UTC)");
+  CHECK_FALSE(r.tick(monday - 60000).change);
+  Rollout::Action a = r.tick(monday);
+  CHECK(a.change);
+  CHECK(a.weight == 10);
+  // Outside a window an abort still goes through.
+  Rollout late(p);
+  late.start(monday, &err);
+  late.tick(monday + 8 * 3600 * 1000ull);
+  CHECK(late.abort("guard reverted green").change);
 }
 
 }  // namespace
