@@ -25,29 +25,42 @@ double normal_quantile(double p) {
   return (lo + hi) / 2;
 }
 
+namespace {
+
+// The Wilson score interval's centre and half-width, both scaled by 1 / (1 + z^2 / n).
+std::pair<double, double> wilson(uint64_t errors, uint64_t n, double z) {
+  const double nn = static_cast<double>(n);
+  const double p = static_cast<double>(errors) / nn;
+  const double z2 = z * z;
+  const double scale = 1 + z2 / nn;
+  return {(p + z2 / (2 * nn)) / scale,
+          z * std::sqrt(p * (1 - p) / nn + z2 / (4 * nn * nn)) / scale};
+}
+
+}  // namespace
+
 double wilson_lower(uint64_t errors, uint64_t n, double z) {
   // With no errors the bound is exactly 0; computed, centre - margin leaves a rounding crumb
   // (~1e-17) that would fail max_error_rate = 0.
   if (n == 0 || errors == 0) return 0;
-  const double nn = static_cast<double>(n);
-  const double p = static_cast<double>(errors) / nn;
-  const double z2 = z * z;
-  const double centre = p + z2 / (2 * nn);
-  const double margin = z * std::sqrt(p * (1 - p) / nn + z2 / (4 * nn * nn));
-  return std::max(0.0, (centre - margin) / (1 + z2 / nn));
+  auto [centre, margin] = wilson(errors, n, z);
+  return std::max(0.0, centre - margin);
 }
 
 double wilson_upper(uint64_t errors, uint64_t n, double z) {
   if (n == 0) return 1;
-  const double nn = static_cast<double>(n);
-  const double p = static_cast<double>(errors) / nn;
-  const double z2 = z * z;
-  const double centre = p + z2 / (2 * nn);
-  const double margin = z * std::sqrt(p * (1 - p) / nn + z2 / (4 * nn * nn));
-  return std::min(1.0, (centre + margin) / (1 + z2 / nn));
+  auto [centre, margin] = wilson(errors, n, z);
+  return std::min(1.0, centre + margin);
 }
 
 namespace {
+
+// Standard error of the difference of two error rates (unpooled).
+double difference_se(const Summary& canary, const Summary& stable) {
+  const double pc = canary.error_rate, ps = stable.error_rate;
+  return std::sqrt(pc * (1 - pc) / static_cast<double>(canary.completed) +
+                   ps * (1 - ps) / static_cast<double>(stable.completed));
+}
 
 template <typename... Args>
 std::string fmt(const char* f, Args... args) {
@@ -99,8 +112,7 @@ Evaluation VersionGuard::evaluate(const GuardSettings& s, const Summary& canary,
     if (s.max_error_rate_increase >= 0 && stable.completed > 0) {
       // One-sided two-proportion z-test of canary - stable > allowed increase.
       const double pc = canary.error_rate, ps = stable.error_rate;
-      const double se = std::sqrt(pc * (1 - pc) / static_cast<double>(canary.completed) +
-                                  ps * (1 - ps) / static_cast<double>(stable.completed));
+      const double se = difference_se(canary, stable);
       const double diff = pc - ps - s.max_error_rate_increase;
       const bool breached = se > 0 ? diff / se > z : diff > 0;
       if (breached) {
@@ -158,10 +170,7 @@ Evaluation VersionGuard::evaluate(const GuardSettings& s, const Summary& canary,
       sure = sure && wilson_upper(canary.errors, canary.completed, z) <= s.max_error_rate;
     if (s.max_error_rate_increase >= 0) {
       const double pc = canary.error_rate, ps = stable.error_rate;
-      const double se =
-          stable.completed ? std::sqrt(pc * (1 - pc) / static_cast<double>(canary.completed) +
-                                       ps * (1 - ps) / static_cast<double>(stable.completed))
-                           : 1;
+      const double se = stable.completed ? difference_se(canary, stable) : 1;
       sure = sure && stable.completed > 0 && pc - ps + z * se <= s.max_error_rate_increase;
     }
     e.significant = sure && healthy_endpoints > 0;
