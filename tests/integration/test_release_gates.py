@@ -14,6 +14,7 @@ from collections import Counter
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness as h  # noqa: E402
+import test_fleet  # noqa: E402
 from test_guard import PacedLoad  # noqa: E402
 
 TOKENS = {**h.ADMIN_TOKENS,
@@ -280,6 +281,48 @@ class Analysis(ReleaseCase):
             idx, _ = edge.wait_line(r"rollout: service shop promoted green to stable",
                                     timeout=20, stream="stderr")
         self.assertIn("passed early (success_after 60", edge.output("stderr")[idx])
+
+
+class FleetGates(test_fleet.FleetCase):
+    """A fleet shares the wait and the approvals: an approval on any replica moves the rollout
+    the leader drives."""
+
+    def config(self, name, listen=None):
+        text = super().config(name, listen)
+        with open(os.path.join(self.folder(name), "tokens.toml"), "w") as f:
+            f.write(h.tokens_toml(TOKENS))
+        return text
+
+    def test_an_approval_on_a_follower_moves_the_fleets_rollout(self):
+        rollout = {"version": "green", "steps": [10, "pause", 100], "step_s": 1,
+                   "max_step_s": 60, "approvals": 1}
+        replicas = self.start_fleet(weights=(100, 0), rollout=rollout)
+        lead = self.leader(replicas)
+        followers = [r for r in replicas if r.fleet_name != lead]
+        r = h.admin_call(followers[0], "POST", "/api/v1/services/shop/rollout/start",
+                         body={"reason": "fleet release"})
+        self.assertEqual(r.status, 200, r)
+
+        def all_waiting():
+            return all(self.view(x)[0]["rollout"]["state"] == "waiting" and
+                       self.view(x)[0]["rollout"].get("step") == 1 for x in replicas)
+        self.assertTrue(h.wait_until(all_waiting, 20),
+                        [self.view(x)[0]["rollout"] for x in replicas])
+        r = h.admin_call(followers[1], "POST", "/api/v1/services/shop/rollout/approve",
+                         token=TOKENS["ci"][1], body={"reason": "mine"})
+        self.assertEqual(r.status, 403, r)
+        r = h.admin_call(followers[1], "POST", "/api/v1/services/shop/rollout/approve",
+                         token=TOKENS["reviewer"][1], body={"reason": "fleet ok"})
+        self.assertEqual(r.status, 200, r)
+        self.assertTrue(h.wait_until(
+            lambda: all(self.view(x)[0]["stable"] == "green" for x in replicas), 20),
+            [self.view(x)[0]["rollout"] for x in replicas])
+        events = self.events(replicas[0])
+        approve = [e for e in events if e["action"] == "rollout_approve"]
+        self.assertEqual(len(approve), 1)
+        self.assertEqual(approve[0]["replica"], followers[1].fleet_name)
+        self.assertEqual(approve[0]["detail"]["requester"], "ci")
+        self.assertEqual(approve[0]["detail"]["approver"], "reviewer")
 
 
 if __name__ == "__main__":
