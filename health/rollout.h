@@ -14,6 +14,7 @@
 //     gate it owns (e.g. "confirm-promotion hook deploy-check: no 2xx yet"). Pass the holds
 //     that apply to next_transition(); an empty list means the caller holds nothing. The rollout
 //     re-asks at every call, so a hold lifts at the next tick after the caller stops passing it.
+//     Keep a hold's text steady while it holds: a changed list is a new wait, saved and audited.
 // While waiting, the guard keeps judging: a failing verdict at a weight step sends the rollout
 // back to running (the step has to pass again), and a revert still aborts (abort()). Operators
 // may pause, abort or promote a waiting rollout; reverts and aborts are never held.

@@ -167,7 +167,8 @@ void GuardRunner::dry_run_revert(const config::Service& cs, const routing::Versi
                {"p99_ms", static_cast<double>(e.canary.p99_us) / 1000.0},
                {"stable_error_rate", e.stable.error_rate},
                {"window_s", cs.guard.window_s}};
-  store_.append(std::move(ev));
+  // Every replica of a fleet judges the same merged window: one record, from the leader.
+  if (store_.leads()) store_.append(std::move(ev));
 }
 
 uint64_t GuardRunner::dry_run_reverts(const std::string& service,
