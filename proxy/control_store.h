@@ -59,6 +59,8 @@ class ControlStore {
   // weir cannot start on it.
   virtual bool open(const config::Config& config, std::string* error) = 0;
   virtual void set_listener(Listener l) = 0;
+  // Where this replica's admin API answers, once bound (a configured port 0 is known only then).
+  virtual void set_admin_address(const std::string& address) = 0;
 
   // The committed state, as the data path should see it.
   virtual const RuntimeState& state() const = 0;

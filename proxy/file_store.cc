@@ -1,6 +1,6 @@
 #include "proxy/file_store.h"
 
-#include <cstdio>
+#include "proxy/log.h"
 
 namespace weir::proxy {
 
@@ -55,7 +55,7 @@ bool FileStore::open(const config::Config& config, std::string* error) {
     ev.service = name;
     ev.reason = "the service's set of versions changed in the configuration";
     if (!files_.append(ev, error)) return false;
-    std::fprintf(stderr, "weir: %s: runtime weights reset: its versions changed\n", name.c_str());
+    log(LogLevel::kWarn, "%s: runtime weights reset: its versions changed", name.c_str());
   }
   return files_.save_state(state_.to_json(), error);
 }

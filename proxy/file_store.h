@@ -15,6 +15,7 @@ class FileStore final : public ControlStore {
 
   bool open(const config::Config& config, std::string* error) override;
   void set_listener(Listener l) override { listener_ = std::move(l); }
+  void set_admin_address(const std::string&) override {}
   const RuntimeState& state() const override { return state_; }
   void commit(ServiceChange change, CommitDone done) override;
   bool reconfigure(const config::Config& next, AuditEvent ev, std::vector<std::string>* reset,

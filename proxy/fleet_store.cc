@@ -7,6 +7,8 @@
 #include <fstream>
 
 #include "proxy/file_store.h"
+#include "proxy/log.h"
+#include "proxy/version.h"
 #include "proxy/guard_runner.h"
 #include "proxy/http_util.h"
 
@@ -16,7 +18,6 @@ namespace {
 
 using nlohmann::json;
 
-constexpr const char* kWeirVersion = "0.1.0";
 constexpr uint64_t kTimerMs = 100;
 constexpr int kMaxAttempts = 8;
 // A replica publishes at most this many seconds of windows per key, and this many keys: the
@@ -55,7 +56,10 @@ std::string default_replica(const std::string& admin_address) {
   char host[256] = {};
   if (::gethostname(host, sizeof host - 1) != 0) std::snprintf(host, sizeof host, "weir");
   const size_t colon = admin_address.rfind(':');
-  return std::string(host) + (colon == std::string::npos ? "" : admin_address.substr(colon));
+  std::string port = colon == std::string::npos ? "" : admin_address.substr(colon + 1);
+  // A port the kernel picks is not known yet and would not tell replicas apart: the pid does.
+  if (port.empty() || port == "0") port = "pid" + std::to_string(::getpid());
+  return std::string(host) + ":" + port;
 }
 
 EtcdSettings etcd_settings(const config::FleetSettings& f) {
@@ -142,7 +146,7 @@ bool FleetStore::open(const config::Config& config, std::string* error) {
   while (!done) uv_run(loop_, UV_RUN_ONCE);
   if (status.ok()) {
     load_all(kvs, revision, false);
-    std::fprintf(stderr, "weir: fleet: replica %s joined %s at revision %lld (%zu services shared)\n",
+    log(LogLevel::kInfo, "fleet: replica %s joined %s at revision %lld (%zu services shared)",
                  replica_.c_str(), prefix_.c_str(), static_cast<long long>(revision),
                  shared_.size());
     save_cache();
@@ -165,15 +169,15 @@ bool FleetStore::open(const config::Config& config, std::string* error) {
           shared_[name] = std::move(s);
         }
       }
-      std::fprintf(stderr,
-                   "weir: fleet: %s; serving the cached fleet state from %s (revision %lld) "
-                   "until etcd answers\n",
+      log(LogLevel::kInfo,
+                   "fleet: %s; serving the cached fleet state from %s (revision %lld) "
+                   "until etcd answers",
                    last_error_.c_str(), files_.dir().c_str(),
                    static_cast<long long>(applied_revision_));
     } else {
-      std::fprintf(stderr,
-                   "weir: fleet: %s; no cached fleet state in %s: starting from the "
-                   "configuration until etcd answers\n",
+      log(LogLevel::kWarn,
+                   "fleet: %s; no cached fleet state in %s: starting from the "
+                   "configuration until etcd answers",
                    last_error_.c_str(), files_.dir().c_str());
     }
   }
@@ -210,7 +214,7 @@ void FleetStore::start_watch(int64_t from_revision) {
     applied_revision_ = std::max(applied_revision_, revision);
   };
   h.on_compacted = [this](int64_t compact_revision) {
-    std::fprintf(stderr, "weir: fleet: watch history compacted at %lld: reading the state again\n",
+    log(LogLevel::kWarn, "fleet: watch history compacted at %lld: reading the state again",
                  static_cast<long long>(compact_revision));
     watch_.reset();
     etcd_->range(prefix_, prefix_range_end(prefix_),
@@ -230,11 +234,11 @@ void FleetStore::start_watch(int64_t from_revision) {
     watch_up_ = up;
     if (up) {
       calls_up_ = true;
-      std::fprintf(stderr, "weir: fleet: watching %s on %s\n", prefix_.c_str(),
+      log(LogLevel::kInfo, "fleet: watching %s on %s", prefix_.c_str(),
                    etcd_->current_endpoint().c_str());
     } else {
       last_error_ = status_text(why);
-      std::fprintf(stderr, "weir: fleet: store unreachable (%s): serving the last state applied\n",
+      log(LogLevel::kWarn, "fleet: store unreachable (%s): serving the last state applied",
                    last_error_.c_str());
     }
     if (listener_.on_status) listener_.on_status();
@@ -257,7 +261,7 @@ void FleetStore::apply_kv(const EtcdKv& kv, bool deleted, bool notify) {
       Shared s;
       std::string bad;
       if (!j.is_object() || !s.rt.read_shared(j.value("state", json::object()), &bad)) {
-        std::fprintf(stderr, "weir: fleet: ignoring %s: not a service state weir wrote\n",
+        log(LogLevel::kWarn, "fleet: ignoring %s: not a service state weir wrote",
                      kv.key.c_str());
         return;
       }
@@ -283,7 +287,7 @@ void FleetStore::apply_kv(const EtcdKv& kv, bool deleted, bool notify) {
     leader_ = deleted ? "" : kv.value;
     leader_lease_ = deleted ? 0 : kv.lease;
     if (leader_ != before) {
-      std::fprintf(stderr, "weir: fleet: leader is %s\n", leader_.empty() ? "(none)" : leader_.c_str());
+      log(LogLevel::kInfo, "fleet: leader is %s", leader_.empty() ? "(none)" : leader_.c_str());
       if (listener_.on_status) listener_.on_status();
     }
     if (deleted && notify) campaign();
@@ -348,14 +352,14 @@ void FleetStore::derive(const std::string& service, bool notify) {
   if (mismatch != (mismatched_.count(service) > 0)) {
     if (mismatch) {
       mismatched_.insert(service);
-      std::fprintf(stderr,
-                   "weir: fleet: service %s: the fleet's versions (%s) differ from this "
+      log(LogLevel::kWarn,
+                   "fleet: service %s: the fleet's versions (%s) differ from this "
                    "configuration's (%s): it runs on the configuration here and is not written "
-                   "from here\n",
+                   "from here",
                    service.c_str(), sh->second.rt.version_set.c_str(), vs.c_str());
     } else {
       mismatched_.erase(service);
-      std::fprintf(stderr, "weir: fleet: service %s matches the fleet again\n", service.c_str());
+      log(LogLevel::kInfo, "fleet: service %s matches the fleet again", service.c_str());
     }
   }
   for (const auto& p : pending_) {
@@ -392,7 +396,7 @@ void FleetStore::save_cache() {
   doc["fleet"] = {{"prefix", prefix_}, {"revision", applied_revision_}, {"shared", shared}};
   std::string error;
   if (!files_.save_state(doc, &error))
-    std::fprintf(stderr, "weir: fleet: cannot cache the fleet state: %s\n", error.c_str());
+    log(LogLevel::kWarn, "fleet: cannot cache the fleet state: %s", error.c_str());
 }
 
 void FleetStore::save_pending() {
@@ -405,7 +409,7 @@ void FleetStore::save_pending() {
   }
   std::string error;
   if (!write_file_atomic(files_.dir() + "/fleet-pending.json", list.dump() + "\n", &error))
-    std::fprintf(stderr, "weir: fleet: cannot keep the pending reverts: %s\n", error.c_str());
+    log(LogLevel::kWarn, "fleet: cannot keep the pending reverts: %s", error.c_str());
 }
 
 void FleetStore::commit(ServiceChange change, CommitDone done) {
@@ -577,9 +581,9 @@ void FleetStore::keep_locally(const ServiceChange& change) {
   AuditEvent local = p.event;
   local.detail["pending"] = "applied here; written to etcd when it answers";
   files_.append(local, &ignored);
-  std::fprintf(stderr,
-               "weir: fleet: %s: the revert of %s/%s is applied here and kept in %s until etcd "
-               "takes it\n",
+  log(LogLevel::kWarn,
+               "fleet: %s: the revert of %s/%s is applied here and kept in %s until etcd "
+               "takes it",
                last_error_.c_str(), change.service.c_str(), change.revert_version.c_str(),
                files_.dir().c_str());
   derive(change.service, true);
@@ -609,7 +613,7 @@ void FleetStore::retry_pending() {
       return q.service == p.service && q.version == p.version;
     });
     save_pending();
-    std::fprintf(stderr, "weir: fleet: the revert of %s/%s reached etcd\n", p.service.c_str(),
+    log(LogLevel::kInfo, "fleet: the revert of %s/%s reached etcd", p.service.c_str(),
                  p.version.c_str());
     derive(p.service, true);
   });
@@ -694,7 +698,7 @@ void FleetStore::keepalive() {
       lease_ok_ms_ = mono_ms();
       return;
     }
-    std::fprintf(stderr, "weir: fleet: lease %lld expired: joining again\n",
+    log(LogLevel::kWarn, "fleet: lease %lld expired: joining again",
                  static_cast<long long>(id));
     lease_id_ = 0;
     grant_lease();
@@ -715,7 +719,7 @@ void FleetStore::campaign() {
   etcd_->txn(txn, [this, lease](const EtcdStatus& st, const EtcdTxnResult& r) {
     if (stopping_ || !st.ok()) return;
     if (r.succeeded) {
-      if (leader_ != replica_) std::fprintf(stderr, "weir: fleet: replica %s leads\n", replica_.c_str());
+      if (leader_ != replica_) log(LogLevel::kInfo, "fleet: replica %s leads", replica_.c_str());
       leader_ = replica_;
       leader_lease_ = lease;
     } else if (!r.responses.empty() && !r.responses[0].kvs.empty()) {

@@ -51,9 +51,9 @@ class FleetStore final : public ControlStore {
   std::vector<const health::StatsWindow*> remote_windows(const std::string& key) const override;
   void stop() override;
 
+  void set_admin_address(const std::string& address) override { admin_address_ = address; }
+
   const std::string& replica() const { return replica_; }
-  // The admin address once bound (a configured port 0 is known only then).
-  void set_admin_address(std::string a) { admin_address_ = std::move(a); }
 
  private:
   struct Shared {

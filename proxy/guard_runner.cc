@@ -1,9 +1,9 @@
 #include "proxy/guard_runner.h"
 
 #include <algorithm>
-#include <cstdio>
 
 #include "proxy/http_util.h"
+#include "proxy/log.h"
 
 namespace weir::proxy {
 
@@ -102,9 +102,9 @@ void GuardRunner::revert(const config::Service& cs, const routing::Version& v,
   const config::GuardConfig& g = cs.guard;
   std::string why;
   for (const auto& r : e.reasons) why += (why.empty() ? "" : "; ") + r;
-  std::fprintf(stderr,
-               "weir: guard: service %s version %s reverted to weight 0 after %u breaches in a "
-               "row (window %us): %s\n",
+  log(LogLevel::kWarn,
+               "guard: service %s version %s reverted to weight 0 after %u breaches in a "
+               "row (window %us): %s",
                cs.name.c_str(), v.name.c_str(), e.breaches_in_a_row, g.window_s, why.c_str());
   ServiceGuard& sg = guards_[cs.name];
   ++sg.reverts[v.name];
@@ -136,7 +136,7 @@ void GuardRunner::revert(const config::Service& cs, const routing::Version& v,
   };
   store_.commit(std::move(sc), [](const CommitResult& r) {
     if (!r.ok())
-      std::fprintf(stderr, "weir: guard: the revert could not be saved: %s\n", r.error.c_str());
+      log(LogLevel::kWarn, "guard: the revert could not be saved: %s", r.error.c_str());
   });
   if (g.revert_ramp_ms && from > 0) {
     ramps_.push_back({cs.name, version, from, now_ms, g.revert_ramp_ms, 1});
@@ -217,10 +217,10 @@ void GuardRunner::advance_ramps(const config::Config& config, uint64_t now_ms) {
     };
     store_.commit(std::move(sc), [](const CommitResult& res) {
       if (!res.ok())
-        std::fprintf(stderr, "weir: guard: a revert step could not be saved: %s\n",
+        log(LogLevel::kWarn, "guard: a revert step could not be saved: %s",
                      res.error.c_str());
     });
-    std::fprintf(stderr, "weir: guard: service %s version %s revert ramp at weight %u\n",
+    log(LogLevel::kInfo, "guard: service %s version %s revert ramp at weight %u",
                  r.service.c_str(), r.version.c_str(), w);
     if (due >= kRevertSteps) {
       it = ramps_.erase(it);

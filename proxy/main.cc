@@ -15,6 +15,7 @@
 #include "proxy/port_claim.h"
 #include "proxy/preflight.h"
 #include "proxy/server.h"
+#include "proxy/version.h"
 
 namespace {
 
@@ -139,7 +140,7 @@ int main(int argc, char** argv) {
       const char* v = value("--workers");
       if (!v || !parse_uint(v, 256, &workers)) return usage_error("--workers needs 0..256");
     } else if (a == "--version") {
-      std::printf("weir 0.1.0\n");
+      std::printf("weir %s\n", weir::proxy::kWeirVersion);
       return 0;
     } else if (a == "--help" || a == "-h") {
       std::printf("%s", kUsage);

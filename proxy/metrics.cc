@@ -16,6 +16,7 @@
 #include <string>
 
 #include "health/histogram.h"
+#include "proxy/version.h"
 
 namespace weir::proxy {
 
@@ -25,7 +26,6 @@ using prometheus::ClientMetric;
 using prometheus::MetricFamily;
 using prometheus::MetricType;
 
-constexpr const char* kVersion = "0.1.0";
 
 ClientMetric sample(double value, MetricType type, std::vector<ClientMetric::Label> labels = {}) {
   ClientMetric m;
@@ -55,7 +55,7 @@ class WeirCollector : public prometheus::Collectable {
     };
 
     auto& build = family("weir_build_info", "weir's version", MetricType::Gauge);
-    build.metric.push_back(sample(1, MetricType::Gauge, {{"version", kVersion}}));
+    build.metric.push_back(sample(1, MetricType::Gauge, {{"version", kWeirVersion}}));
 
     // code_class "none": the client went away before any status was sent.
     static const char* const kClasses[6] = {"none", "1xx", "2xx", "3xx", "4xx", "5xx"};

@@ -1,8 +1,8 @@
 #include "proxy/rollout_driver.h"
 
-#include <cstdio>
 
 #include "proxy/http_util.h"
+#include "proxy/log.h"
 
 namespace weir::proxy {
 
@@ -126,7 +126,7 @@ void RolloutDriver::auto_start() {
     if (!e.service.rollout.auto_start || e.rollout.state() != health::RolloutState::kIdle) continue;
     command(name, "start", "startup", "auto_start", [name = name](const CommitResult& r) {
       if (!r.ok())
-        std::fprintf(stderr, "weir: rollout: service %s did not start: %s\n", name.c_str(),
+        log(LogLevel::kInfo, "rollout: service %s did not start: %s", name.c_str(),
                      r.error.c_str());
     });
   }
@@ -244,15 +244,15 @@ void RolloutDriver::apply(const Entry& e, const json& before, const health::Roll
                                 done = std::move(done)](const CommitResult& r) {
     if (r.ok()) {
       if (a.promote) {
-        std::fprintf(stderr, "weir: rollout: service %s promoted %s to stable (%s)\n",
+        log(LogLevel::kInfo, "rollout: service %s promoted %s to stable (%s)",
                      name.c_str(), version.c_str(), why.c_str());
       } else if (a.change) {
-        std::fprintf(stderr, "weir: rollout: service %s version %s at %u%% (%s)\n", name.c_str(),
+        log(LogLevel::kInfo, "rollout: service %s version %s at %u%% (%s)", name.c_str(),
                      version.c_str(), a.weight, why.c_str());
       } else if (what == "rollout_abort") {
-        std::fprintf(stderr, "weir: rollout: service %s aborted by the guard\n", name.c_str());
+        log(LogLevel::kWarn, "rollout: service %s aborted by the guard", name.c_str());
       } else {
-        std::fprintf(stderr, "weir: rollout: service %s %s (%s)\n", name.c_str(), what.c_str(),
+        log(LogLevel::kInfo, "rollout: service %s %s (%s)", name.c_str(), what.c_str(),
                      why.c_str());
       }
     }
@@ -283,7 +283,7 @@ void RolloutDriver::step_by_itself(Entry& e, const json& before,
   const std::string service = e.service.name;
   apply(e, before, moved, a, std::move(ev), [service](const CommitResult& r) {
     if (!r.ok())
-      std::fprintf(stderr, "weir: rollout: service %s: the step could not be saved: %s\n",
+      log(LogLevel::kWarn, "rollout: service %s: the step could not be saved: %s",
                    service.c_str(), r.error.c_str());
   });
 }
@@ -334,7 +334,7 @@ void RolloutDriver::on_revert(const std::string& service, const std::string& ver
   ev.reason = r.last_reason();
   apply(e, before, r, a, std::move(ev), [service](const CommitResult& res) {
     if (!res.ok())
-      std::fprintf(stderr, "weir: rollout: service %s: the abort could not be saved: %s\n",
+      log(LogLevel::kWarn, "rollout: service %s: the abort could not be saved: %s",
                    service.c_str(), res.error.c_str());
   });
 }

@@ -8,11 +8,10 @@
 
 #include <algorithm>
 #include <cerrno>
-#include <cstdio>
 #include <cstring>
 #include <set>
-#include <thread>
 
+#include "proxy/cpu_count.h"
 #include "proxy/file_store.h"
 #include "proxy/fleet_store.h"
 #include "proxy/log.h"
@@ -116,7 +115,7 @@ bool Server::open_listener(const config::Listener& l, std::vector<int>* fds, std
                             ? reinterpret_cast<sockaddr_in6*>(&addr)->sin6_port
                             : reinterpret_cast<sockaddr_in*>(&addr)->sin_port);
   config::HostPort bound{l.address.host, port};
-  std::fprintf(stderr, "weir: listener %s listening on %s\n", l.name.c_str(),
+  log(LogLevel::kInfo, "listener %s listening on %s", l.name.c_str(),
                bound.to_string().c_str());
   return true;
 }
@@ -222,7 +221,7 @@ void Server::republish(const char* why) {
   std::string error;
   auto snap = build(*config_, store_->state(), &error);
   if (!snap) {
-    std::fprintf(stderr, "weir: snapshot after %s failed: %s\n", why, error.c_str());
+    log(LogLevel::kWarn, "snapshot after %s failed: %s", why, error.c_str());
     return;
   }
   publish(std::move(snap));
@@ -262,7 +261,7 @@ void Server::evaluate_outliers() {
       health::evaluate_ejections(svc.config->outlier, streaks, states, now, &events);
       for (size_t i = 0; i < v.endpoints.size(); ++i) ejection_[v.endpoints[i].id] = states[i];
       for (const auto& e : events) {
-        std::fprintf(stderr, "weir: outlier: %s/%s endpoint %s is %s (%s)\n", svc.name.c_str(),
+        log(LogLevel::kInfo, "outlier: %s/%s endpoint %s is %s (%s)", svc.name.c_str(),
                      v.name.c_str(), v.endpoints[e.index].address.c_str(),
                      e.ejected ? "ejected" : "back", e.why.c_str());
         changed = true;
@@ -318,9 +317,9 @@ void Server::commit(ServiceChange change, CommitDone done) {
   const std::string what = change.event.action + " " + change.service + " by " + change.event.actor;
   store_->commit(std::move(change), [what, done = std::move(done)](const CommitResult& r) {
     if (r.ok()) {
-      std::fprintf(stderr, "weir: %s\n", what.c_str());
+      log(LogLevel::kInfo, "%s", what.c_str());
     } else {
-      std::fprintf(stderr, "weir: %s refused (%d): %s\n", what.c_str(), r.status, r.error.c_str());
+      log(LogLevel::kWarn, "%s refused (%d): %s", what.c_str(), r.status, r.error.c_str());
     }
     done(r);
   });
@@ -342,35 +341,35 @@ std::string Server::explain_json(const std::string& service) const {
 int Server::run() {
   ::signal(SIGPIPE, SIG_IGN);
   worker_count_ = config_->proxy.workers;
-  if (worker_count_ == 0) worker_count_ = std::max(1u, std::thread::hardware_concurrency());
+  if (worker_count_ == 0) worker_count_ = available_cpus();
   std::string error;
   // Early: a fleet store reads etcd on this loop before any listener takes traffic.
   uv_loop_init(&loop_);
   if (!open_state(&error)) {
-    std::fprintf(stderr, "weir: state: %s\n", error.c_str());
+    log(LogLevel::kError, "state: %s", error.c_str());
     return 1;
   }
   std::vector<config::Error> tls_errors;
   tls_ = build_tls_set(*config_, &tls_errors);
   if (!tls_) {
-    for (const auto& e : tls_errors) std::fprintf(stderr, "%s\n", e.to_string().c_str());
-    std::fprintf(stderr, "weir: not starting: a certificate, key or CA file cannot be used\n");
+    for (const auto& e : tls_errors) log(LogLevel::kError, "%s", e.to_string().c_str());
+    log(LogLevel::kError, "not starting: a certificate, key or CA file cannot be used");
     return 1;
   }
   auto snap = build(*config_, store_->state(), &error);
   if (!snap) {
-    std::fprintf(stderr, "weir: %s\n", error.c_str());
+    log(LogLevel::kError, "%s", error.c_str());
     return 1;
   }
   if (!config_->proxy.access_log.empty() &&
       !(access_log_ = AccessLog::open(config_->proxy.access_log, &error))) {
-    std::fprintf(stderr, "weir: %s\n", error.c_str());
+    log(LogLevel::kError, "%s", error.c_str());
     return 1;
   }
   snap_ = snap;
   rollout_driver_->auto_start();
   if (!open_listeners(&error)) {
-    std::fprintf(stderr, "weir: %s\n", error.c_str());
+    log(LogLevel::kError, "%s", error.c_str());
     return 1;
   }
   prober_ = std::make_unique<HealthProber>(&loop_, [this](uint32_t id, bool healthy) {
@@ -386,16 +385,18 @@ int Server::run() {
     admin_ = std::make_unique<AdminServer>(&loop_, *api_);
     admin_->set_tls(tls_->admin);
     config::HostPort& bound = admin_bound_;
-    if (!admin_->start(config_->admin.address, &bound, &error)) {
-      std::fprintf(stderr, "weir: %s\n", error.c_str());
+    // A kernel-picked admin port is claimed once known, so no other weir joins it.
+    if (!admin_->start(config_->admin.address, &bound, &error) ||
+        (config_->admin.address.port == 0 &&
+         !process_port_claims().claim(bound.port, ClaimMode::kExclusive, &error))) {
+      log(LogLevel::kError, "admin: %s", error.c_str());
       admin_->stop();
       uv_run(&loop_, UV_RUN_DEFAULT);
       uv_loop_close(&loop_);
       return 1;
     }
-    std::fprintf(stderr, "weir: admin listening on %s\n", bound.to_string().c_str());
-    if (auto* fleet = dynamic_cast<FleetStore*>(store_.get()))
-      fleet->set_admin_address(bound.to_string());
+    log(LogLevel::kInfo, "admin listening on %s", bound.to_string().c_str());
+    store_->set_admin_address(bound.to_string());
   }
   for (uv_signal_t* s : {&sigterm_, &sigint_, &sigquit_, &sighup_, &sigusr1_}) {
     uv_signal_init(&loop_, s);
@@ -418,11 +419,11 @@ int Server::run() {
   }
   for (auto& w : workers_) w->start();
   prober_->sync(*snap_);
-  std::fprintf(stderr, "weir: ready (%u workers)\n", worker_count_);
+  log(LogLevel::kInfo, "ready (%u workers)", worker_count_);
   uv_run(&loop_, UV_RUN_DEFAULT);
   for (auto& w : workers_) w->join();
   uv_loop_close(&loop_);
-  std::fprintf(stderr, "weir: stopped\n");
+  log(LogLevel::kInfo, "stopped");
   return 0;
 }
 
@@ -434,7 +435,7 @@ void Server::on_signal(uv_signal_t* h, int signum) {
     // logrotate moved the access log: write to a new file at the configured path.
     std::string error;
     if (self->access_log_ && !self->access_log_->reopen(&error))
-      std::fprintf(stderr, "weir: %s; still writing to the old file\n", error.c_str());
+      log(LogLevel::kWarn, "%s; still writing to the old file", error.c_str());
   } else {
     self->shutdown();
   }
@@ -443,7 +444,7 @@ void Server::on_signal(uv_signal_t* h, int signum) {
 void Server::shutdown() {
   if (stopping_) return;
   stopping_ = true;
-  std::fprintf(stderr, "weir: shutting down (drain up to %u ms)\n",
+  log(LogLevel::kInfo, "shutting down (drain up to %u ms)",
                config_->proxy.drain_timeout_ms);
   for (auto& w : workers_) w->post_shutdown(config_->proxy.drain_timeout_ms);
   for (uv_signal_t* s : {&sigterm_, &sigint_, &sigquit_, &sighup_, &sigusr1_}) {
@@ -617,8 +618,9 @@ ReloadOutcome Server::reload(const std::string& actor) {
   ReloadOutcome out;
   auto fail = [&](std::vector<std::string> errors) {
     ++reloads_failed_;
-    std::fprintf(stderr, "weir: reload failed, keeping the running configuration:\n");
-    for (const auto& e : errors) std::fprintf(stderr, "  %s\n", e.c_str());
+    for (const auto& e : errors) {
+      log(LogLevel::kError, "reload failed, keeping the running configuration: %s", e.c_str());
+    }
     // The embedded (demo) configuration has no file to reload: nothing was tried, so nothing
     // goes to the audit log.
     if (!config_->path.empty()) {
@@ -701,7 +703,7 @@ ReloadOutcome Server::reload(const std::string& actor) {
                               return n.name == l.name &&
                                      n.address.to_string() == l.address.to_string();
                             });
-    if (!kept) std::fprintf(stderr, "weir: listener %s closed\n", l.name.c_str());
+    if (!kept) log(LogLevel::kInfo, "listener %s closed", l.name.c_str());
   }
   ramps.keep();
   config_ = next;
@@ -716,8 +718,8 @@ ReloadOutcome Server::reload(const std::string& actor) {
   out.ok = true;
   out.generation = generation_;
   for (const auto& name : out.reset_services)
-    std::fprintf(stderr, "weir: %s: runtime weights reset: its versions changed\n", name.c_str());
-  std::fprintf(stderr, "weir: reloaded %s (generation %llu)\n", config_->path.c_str(),
+    log(LogLevel::kWarn, "%s: runtime weights reset: its versions changed", name.c_str());
+  log(LogLevel::kInfo, "reloaded %s (generation %llu)", config_->path.c_str(),
                static_cast<unsigned long long>(generation_));
   return out;
 }

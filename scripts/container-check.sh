@@ -8,24 +8,35 @@
 #      (docker/weir.toml): the 90/10 split, /healthz, the HEALTHCHECK, the non-root user, weirctl,
 #      no anonymous volume, and runtime weights on the state volume surviving a new container;
 #   4. the compose demo (weir, blue, green, Prometheus from Debian's prometheus package in an
-#      image built FROM the local base; no Grafana, which Debian lacks: the dashboard's metric
-#      names are checked against weir's /metrics instead): Prometheus scrapes weir, and breaking
-#      green makes the guard revert it.
+#      image built FROM the local base; no Grafana, which Debian lacks): Prometheus scrapes weir,
+#      and breaking green makes the guard revert it;
+#   5. the fleet demo (docker/compose-fleet.yaml: three etcd members from docker/etcd/, built
+#      FROM the same local base, weir-a and weir-b on docker/weir-fleet.toml, the backends,
+#      Prometheus): both replicas' /api/v1/fleet list the two replicas and one leader, weirctl
+#      fleet works in the image, a weight set on weir-a shows in weir-b's view with the same
+#      ETag and is in etcd (etcdctl in a member), and Prometheus scrapes both replicas;
+#   6. the Grafana dashboard's metric names against what weir exports (/metrics of the demo's
+#      weir and of a fleet replica).
 # Every container, network and volume it makes is removed at the end, also on failure. The
 # images stay (a second run reuses their layers).
-# Usage: scripts/container-check.sh            (as root; about 4-5 minutes cold)
+# Usage: scripts/container-check.sh            (as root; about 10 minutes cold on 2 cores, most of
+#                                              it the image build; about 1 minute with podman's
+#                                              layers of the images already there)
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")/.." && pwd)
 run_id="weirck$$"
 image="localhost/weir:check"
 prom_image="localhost/weir-prometheus:check"
+etcd_image="localhost/weir-etcd:check"
 base="docker.io/library/debian:12-slim"
 work=$(mktemp -d "/tmp/$run_id.XXXX")
 py=/usr/bin/python3
 service_pid=""
 healthcheck_pid=""
 compose=()
+compose_fleet=()
+projects=("$run_id" "${run_id}fleet")   # compose project names of the two demos
 
 say() { printf 'container-check: %s\n' "$*"; }
 list_of() {  # the ids of every podman container, network or volume
@@ -51,6 +62,10 @@ cleanup() {
     [ "$rc" -eq 0 ] || "${compose[@]}" logs --no-color --tail=40 >&2 2>/dev/null
     "${compose[@]}" down -v --remove-orphans >/dev/null 2>&1
   fi
+  if [ ${#compose_fleet[@]} -gt 0 ]; then
+    [ "$rc" -eq 0 ] || "${compose_fleet[@]}" logs --no-color --tail=30 >&2 2>/dev/null
+    "${compose_fleet[@]}" down -v --remove-orphans >/dev/null 2>&1
+  fi
   [ -n "$service_pid" ] && kill "$service_pid" 2>/dev/null && wait "$service_pid" 2>/dev/null
   if [ "$rc" -ne 0 ]; then
     for c in $(podman ps -a -q --filter "label=weir-check=$run_id" 2>/dev/null); do
@@ -59,16 +74,21 @@ cleanup() {
     done
   fi
   podman ps -a -q --filter "label=weir-check=$run_id" | xargs -r podman rm -f -v -t 2 >/dev/null 2>&1
-  podman ps -a -q --filter "label=com.docker.compose.project=$run_id" |
-    xargs -r podman rm -f -v -t 2 >/dev/null 2>&1
+  local project
+  for project in "${projects[@]}"; do
+    podman ps -a -q --filter "label=com.docker.compose.project=$project" |
+      xargs -r podman rm -f -v -t 2 >/dev/null 2>&1
+  done
   podman network ls -q --filter "label=weir-check=$run_id" |
-    xargs -r podman network rm >/dev/null 2>&1
-  podman network ls -q --filter "label=com.docker.compose.project=$run_id" |
     xargs -r podman network rm >/dev/null 2>&1
   podman volume ls -q --filter "label=weir-check=$run_id" |
     xargs -r podman volume rm >/dev/null 2>&1
-  podman volume ls -q --filter "label=com.docker.compose.project=$run_id" |
-    xargs -r podman volume rm >/dev/null 2>&1
+  for project in "${projects[@]}"; do
+    podman network ls -q --filter "label=com.docker.compose.project=$project" |
+      xargs -r podman network rm >/dev/null 2>&1
+    podman volume ls -q --filter "label=com.docker.compose.project=$project" |
+      xargs -r podman volume rm >/dev/null 2>&1
+  done
   # Nothing this run made may outlive it (anonymous volumes included).
   local kind left
   for kind in container network volume; do
@@ -255,26 +275,30 @@ podman build --format docker --pull=never -f "$work/Dockerfile.prometheus" -t "$
   "$work" >"$work/prom-build.log" 2>&1 ||
   { tail -30 "$work/prom-build.log" >&2; fail "prometheus image"; }
 
-# compose.yaml as shipped, with the local images, no fixed host ports (ephemeral ones on
+# A compose file as shipped, with the local images, no fixed host ports (ephemeral ones on
 # 127.0.0.1) and without grafana.
-$py - "$here/docker/compose.yaml" "$work/compose.yaml" "$image" "$prom_image" <<'EOF'
+local_compose() {  # SRC DST
+  $py - "$1" "$2" "$image" "$prom_image" "$etcd_image" <<'EOF'
 import sys, yaml
-src, dst, image, prom = sys.argv[1:]
+src, dst, image, prom, etcd = sys.argv[1:]
 with open(src) as f:
     c = yaml.safe_load(f)
-c.pop("x-weir-image", None)
+for key in [k for k in c if k.startswith("x-")]:
+    c.pop(key)  # anchors, merged into the services already
 services = c["services"]
 services.pop("grafana")
 for name, s in services.items():
     if name == "prometheus":
         s["image"] = prom
     else:
-        s.pop("build", None)
-        s["image"] = image
+        built = s.pop("build", {})
+        s["image"] = etcd if str(built.get("context", "")).rstrip("/").endswith("etcd") else image
     s["ports"] = ["127.0.0.1::" + str(p).rsplit(":", 1)[-1] for p in s.get("ports", [])]
 with open(dst, "w") as f:
     yaml.safe_dump(c, f)
 EOF
+}
+local_compose "$here/docker/compose.yaml" "$work/compose.yaml"
 sock="$work/podman.sock"
 podman system service --time=0 "unix://$sock" >"$work/service.log" 2>&1 &
 service_pid=$!
@@ -286,8 +310,10 @@ compose=(env DOCKER_HOST="unix://$sock" docker-compose -p "$run_id"
 # so that depends_on's service_healthy conditions can pass.
 (
   while sleep 2; do
-    for c in $(podman ps -q --filter "label=com.docker.compose.project=$run_id"); do
-      podman healthcheck run "$c" >/dev/null 2>&1 || true
+    for project in "${projects[@]}"; do
+      for c in $(podman ps -q --filter "label=com.docker.compose.project=$project"); do
+        podman healthcheck run "$c" >/dev/null 2>&1 || true
+      done
     done
   done
 ) &
@@ -302,18 +328,26 @@ admin="http://127.0.0.1:$admin_port"
 wait_http "$admin/healthz" 30 || fail "compose: weir's /healthz"
 wait_http "http://127.0.0.1:$weir_port/" 10 || fail "compose: weir's data port"
 
-# Prometheus scrapes weir with the read token.
-up=""
-for _ in $(seq 60); do
-  up=$(curl -fsS --max-time 2 "http://127.0.0.1:$prom_port/api/v1/query" \
-    --data-urlencode 'query=up{job="weir"}' 2>/dev/null | $py -c '
+# Waits up to 60 s until Prometheus on 127.0.0.1:PORT answers QUERY with the value WANT; sets
+# prom_value to its last answer.
+prom_wait() {  # PORT QUERY WANT
+  local i
+  prom_value=""
+  for ((i = 0; i < 60; i++)); do
+    prom_value=$(curl -fsS --max-time 2 "http://127.0.0.1:$1/api/v1/query" \
+      --data-urlencode "query=$2" 2>/dev/null | $py -c '
 import json, sys
 r = json.load(sys.stdin)["data"]["result"]
 print(r[0]["value"][1] if r else "")' 2>/dev/null || true)
-  [ "$up" = 1 ] && break
-  sleep 1
-done
-[ "$up" = 1 ] || fail "Prometheus does not scrape weir (up{job=\"weir\"} = '$up')"
+    [ "$prom_value" = "$3" ] && return 0
+    sleep 1
+  done
+  return 1
+}
+
+# Prometheus scrapes weir with the read token.
+prom_wait "$prom_port" 'up{job="weir"}' 1 ||
+  fail "Prometheus does not scrape weir (up{job=\"weir\"} = '$prom_value')"
 say "Prometheus scrapes weir"
 
 # Break green; the guard (error rate above 5% over 30 s, 3 verdicts) reverts it.
@@ -337,14 +371,111 @@ wait "$wrk_pid" 2>/dev/null || true
 [ "$reverted" = True ] || fail "the guard did not revert green within 40 s"
 say "the guard reverted green"
 
-# Grafana is not in Debian: check that every metric the dashboard queries is one weir exports.
 curl -fsS -H "Authorization: Bearer $read_token" "$admin/metrics" >"$work/metrics" ||
   fail "/metrics"
+"${compose[@]}" down -v --remove-orphans >/dev/null 2>&1 || fail "docker-compose down"
+compose=()
+
+# ---- 5. the fleet demo -----------------------------------------------------------------------
+say "building $etcd_image (Debian's etcd-server on the local base)"
+podman build --format docker --pull=never -t "$etcd_image" "$here/docker/etcd" \
+  >"$work/etcd-build.log" 2>&1 || { tail -30 "$work/etcd-build.log" >&2; fail "etcd image"; }
+local_compose "$here/docker/compose-fleet.yaml" "$work/compose-fleet.yaml"
+compose_fleet=(env DOCKER_HOST="unix://$sock" docker-compose -p "${run_id}fleet"
+  --project-directory "$here/docker" -f "$work/compose-fleet.yaml")
+say "compose up (fleet)"
+start=$SECONDS
+"${compose_fleet[@]}" up -d >"$work/compose-fleet.log" 2>&1 ||
+  { tail -30 "$work/compose-fleet.log" >&2; fail "docker-compose up (fleet)"; }
+admin_a="http://127.0.0.1:$("${compose_fleet[@]}" port weir-a 9901 | sed 's/.*://')"
+admin_b="http://127.0.0.1:$("${compose_fleet[@]}" port weir-b 9901 | sed 's/.*://')"
+prom_port=$("${compose_fleet[@]}" port prometheus 9090 | sed 's/.*://')
+wait_http "$admin_a/healthz" 30 || fail "fleet: weir-a's /healthz"
+wait_http "$admin_b/healthz" 30 || fail "fleet: weir-b's /healthz"
+
+# Each replica lists both replicas (named after their host names), one leader, the store up.
+fleet_view() {  # ADMIN → "NAME,NAME LEADER UP"
+  curl -fsS --max-time 2 -H "Authorization: Bearer $read_token" "$1/api/v1/fleet" | $py -c '
+import json, sys
+f = json.load(sys.stdin)
+print(",".join(sorted(r["name"] for r in f["replicas"])), f["leader"], f["store"]["up"])'
+}
+settled() {  # VIEW
+  case "$1" in
+    "weir-a:9901,weir-b:9901 weir-a:9901 True" | "weir-a:9901,weir-b:9901 weir-b:9901 True") ;;
+    *) return 1 ;;
+  esac
+}
+view_a="" view_b=""
+for _ in $(seq 60); do
+  view_a=$(fleet_view "$admin_a" 2>/dev/null || true)
+  view_b=$(fleet_view "$admin_b" 2>/dev/null || true)
+  settled "$view_a" && [ "$view_a" = "$view_b" ] && break
+  sleep 0.5
+done
+settled "$view_a" || fail "fleet: weir-a's /api/v1/fleet says '$view_a' (want both replicas" \
+  "weir-a:9901 and weir-b:9901, a leader, the store up)"
+[ "$view_a" = "$view_b" ] || fail "fleet: weir-a sees '$view_a', weir-b '$view_b'"
+say "fleet up in $((SECONDS - start)) s: replicas and leader $view_a"
+"${compose_fleet[@]}" exec -T -e WEIR_TOKEN="$read_token" weir-b weirctl fleet \
+  >"$work/weirctl-fleet" 2>&1 || fail "weirctl fleet in weir-b: $(cat "$work/weirctl-fleet")"
+grep -q 'weir-a:9901' "$work/weirctl-fleet" || fail "weirctl fleet: $(cat "$work/weirctl-fleet")"
+
+# A weight set on weir-a (a CAS in etcd) is weir-b's view within 2 s, with the same ETag.
+etag_of() {
+  curl -fsS -D - -o /dev/null -H "Authorization: Bearer $read_token" \
+    "$1/api/v1/services/shop" | tr -d '\r' | sed -n 's/^[Ee][Tt]ag: //p'
+}
+weights_of() {
+  curl -fsS -H "Authorization: Bearer $read_token" "$1/api/v1/services/shop" | $py -c '
+import json, sys
+versions = json.load(sys.stdin)["versions"]
+print(" ".join("%s=%s" % (v["name"], v["effective_weight"]) for v in versions))'
+}
+curl -fsS -o /dev/null -X PUT -H "Authorization: Bearer $write_token" \
+  -H "If-Match: $(etag_of "$admin_a")" \
+  -d '{"weights": {"blue": 40, "green": 60}, "reason": "container-check fleet"}' \
+  "$admin_a/api/v1/services/shop/weights" || fail "fleet: PUT weights on weir-a"
+seen=""
+for _ in $(seq 20); do
+  seen=$(weights_of "$admin_b" 2>/dev/null || true)
+  [ "$seen" = "blue=40 green=60" ] && break
+  sleep 0.1
+done
+[ "$seen" = "blue=40 green=60" ] || fail "fleet: weir-b shows '$seen' 2 s after weir-a's change"
+etag_a=$(etag_of "$admin_a")
+[ "$etag_a" = "$(etag_of "$admin_b")" ] ||
+  fail "fleet: the replicas' ETags differ: $etag_a against $(etag_of "$admin_b")"
+say "fleet: weir-a's change is weir-b's view: $seen, ETag $etag_a"
+"${compose_fleet[@]}" exec -T etcd1 etcdctl get --print-value-only \
+  /weir/compose-demo/services/shop >"$work/etcd-shop" 2>&1 ||
+  fail "etcdctl get: $(cat "$work/etcd-shop")"
+$py - "$work/etcd-shop" <<'EOF' || fail "fleet: the service's key in etcd: $(cat "$work/etcd-shop")"
+import json, sys
+with open(sys.argv[1]) as f:
+    v = json.load(f)
+assert v["replica"] == "weir-a:9901", v
+print("container-check: etcd holds services/shop, written by", v["replica"])
+EOF
+
+# Prometheus scrapes both replicas (each says its store is up).
+prom_wait "$prom_port" 'count(weir_fleet_store_up == 1)' 2 ||
+  fail "Prometheus does not scrape both fleet replicas (count = '$prom_value')"
+say "Prometheus scrapes both replicas"
+curl -fsS -H "Authorization: Bearer $read_token" "$admin_b/metrics" >"$work/metrics-fleet" ||
+  fail "fleet: /metrics"
+
+# ---- 6. the dashboard ------------------------------------------------------------------------
+# Grafana is not in Debian: check that every metric the dashboard queries is one weir exports
+# (its fleet panels' metrics exist in fleet mode only).
 dashboard="$here/docker/grafana/dashboards/weir.json"
-$py - "$dashboard" "$work/metrics" <<'EOF' || fail "the Grafana dashboard"
+$py - "$dashboard" "$work/metrics" "$work/metrics-fleet" <<'EOF' || fail "the Grafana dashboard"
 import json, re, sys
 dash = json.load(open(sys.argv[1]))
-exported = set(re.findall(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{| )", open(sys.argv[2]).read(), re.M))
+exported = set()
+for path in sys.argv[2:]:
+    with open(path) as f:
+        exported |= set(re.findall(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{| )", f.read(), re.M))
 wanted = set()
 for panel in dash["panels"]:
     for target in panel.get("targets", []):

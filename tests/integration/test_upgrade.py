@@ -148,10 +148,10 @@ class Upgrade(WeirTestCase):
                               r"--upgrade")
         self.assertRegex(err, r"\.toml:\d+:\d+: listener public")
         # The same admin port alone, and on the wildcard address: refused too (the first one's
-        # admin port was picked by the kernel, so it is in use without a claim).
+        # admin port was picked by the kernel and claimed once bound, so its holder is named).
         code, err = self.refused(self.config(0, admin_port))
         self.assertEqual(code, 1, err)
-        self.assertIn(f"admin: port {admin_port} is in use by another process", err)
+        self.assertIn(f"admin: port {admin_port} is in use by weir pid {pid}", err)
         code, err = self.refused(self.config(0, admin_port).replace(
             f'"127.0.0.1:{admin_port}"', f'"0.0.0.0:{admin_port}"'))
         self.assertEqual(code, 1, err)
@@ -163,7 +163,8 @@ class Upgrade(WeirTestCase):
                             extra_args=("--upgrade",))
         code, err = self.refused(self.config(port, admin_port), "--upgrade")
         self.assertEqual(code, 1, err)
-        self.assertIn(f"port {port} is already shared by weir pid", err)
+        # (The admin port is claimed first; the upgrade shares it like the data port.)
+        self.assertIn(f"admin: port {admin_port} is already shared by weir pid", err)
         # Once the old one is gone, the upgraded one holds the ports on its own.
         first.signal(signal.SIGQUIT)
         self.assertEqual(first.wait_exit(15), 0, first.tail())
