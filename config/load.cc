@@ -1480,6 +1480,17 @@ std::vector<Error> warnings(const Config& config) {
     }
     const GuardConfig& g = s.guard;
     const std::string gp = sp + ".guard";
+    if (s.rollout.approvals > 0) {
+      // Two tokens at least: the starter's, and another that may approve.
+      size_t approvers = 0;
+      for (const AdminToken& t : config.admin.tokens) approvers += t.approve ? 1 : 0;
+      if (approvers == 0) {
+        warn(sp + ".rollout.approvals", s.rollout.loc,
+             "approvals = " + std::to_string(s.rollout.approvals) +
+                 " but no admin token has the \"approve\" scope, so the rollout's gates can "
+                 "never open; give a reviewer's token scope = \"approve\" in the tokens file");
+      }
+    }
     if (s.rollout.present && !g.enabled) {
       warn(sp + ".rollout", s.rollout.loc,
            "rollout of " + quoted(s.rollout.version) +

@@ -1376,6 +1376,14 @@ std::string routed(const std::string& tables, bool two_versions = true) {
          tables;
 }
 
+TEST_CASE("config: approvals without an approve-scope token warn") {
+  const std::string rollout =
+      "[service.guard]\nmax_error_rate = 0.05\n[service.rollout]\nversion = \"b\"\n"
+      "steps = [10, 100]\napprovals = 1\n";
+  CHECK(warnings_of(routed(rollout)) ==
+        std::vector<std::string>{"23:13 service[0].rollout.approvals"});
+}
+
 TEST_CASE("config: a plain valid config has no warnings") {
   CHECK(warnings_of(routed("[service.guard]\nmax_error_rate = 0.05\n")).empty());
   CHECK(warnings_of(routed("[service.health_check]\ninterval_ms = 1000\ntimeout_ms = 1000\n"))
