@@ -57,6 +57,7 @@ class GuardRunner {
   const health::Evaluation* last_decision(const std::string& service,
                                           const std::string& version) const;
   uint64_t reverts(const std::string& service, const std::string& version) const;
+  uint64_t dry_run_reverts(const std::string& service, const std::string& version) const;
 
  private:
   struct ServiceGuard {
@@ -67,6 +68,7 @@ class GuardRunner {
     std::map<std::string, health::Verdict> current;
     std::map<std::string, uint32_t> judged_weight;
     std::map<std::string, uint64_t> reverts;  // by version, since start (weir_reverts_total)
+    std::map<std::string, uint64_t> dry_run_reverts;  // would-be reverts of a dry run
   };
   // A capacity-aware revert (revert_ramp_ms) steps the version's weight from its weight at the
   // revert down to 0 in kRevertSteps equal steps over the ramp's duration
@@ -76,6 +78,9 @@ class GuardRunner {
   void revert(const config::Service& cs, const routing::Version& v, const health::Evaluation& e,
               const health::Summary& summary, const health::Summary& stable_summary,
               uint64_t wall_ms);
+  // A dry run's breaches held for `consecutive`: recorded (log, audit, metrics), not acted on.
+  void dry_run_revert(const config::Service& cs, const routing::Version& v,
+                      const health::Evaluation& e);
   bool ramping(const std::string& service, const std::string& version) const;
 
   ControlStore& store_;

@@ -34,7 +34,16 @@ nlohmann::json ServiceRuntime::shared_json() const {
   return {{"weights", weights},         {"stable", stable},
           {"guard_disabled", guard_disabled}, {"guard_reason", guard_reason},
           {"reverted", reverted},       {"ramps", ramps},
-          {"rollout", rollout},         {"version_set", version_set}};
+          {"rollout", rollout},         {"history", history},
+          {"version_set", version_set}};
+}
+
+void ServiceRuntime::record_promotion(const std::string& previous, const std::string& to,
+                                      const std::string& actor, int64_t at_ms) {
+  if (previous == to || previous.empty()) return;
+  if (!history.is_array()) history = nlohmann::json::array();
+  history.push_back({{"version", to}, {"previous", previous}, {"at_ms", at_ms}, {"actor", actor}});
+  while (history.size() > kHistory) history.erase(history.begin());
 }
 
 bool ServiceRuntime::read_shared(const nlohmann::json& j, std::string* error) {
@@ -48,6 +57,8 @@ bool ServiceRuntime::read_shared(const nlohmann::json& j, std::string* error) {
     if (!ramps.is_object()) ramps = nlohmann::json::object();
     rollout = j.value("rollout", nlohmann::json::object());
     if (!rollout.is_object()) rollout = nlohmann::json::object();
+    history = j.value("history", nlohmann::json::array());
+    if (!history.is_array()) history = nlohmann::json::array();
     version_set = j.value("version_set", std::string());
     return true;
   } catch (const nlohmann::json::exception& e) {

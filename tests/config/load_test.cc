@@ -1,4 +1,5 @@
 #include "config/config.h"
+#include "config/time_zone.h"
 
 #include <doctest/doctest.h>
 #include <unistd.h>
@@ -738,7 +739,8 @@ TEST_CASE("config: tokens file errors name the tokens file") {
   CHECK(r.errors[0].loc.file.ends_with("tokens.toml"));
   CHECK(r.errors[0].loc.line == 3);
   CHECK(r.errors[0].key == "token[0].scope");
-  CHECK(r.errors[0].message == "'admin' is not a scope; use \"read\" or \"write\"");
+  CHECK(r.errors[0].message == "'admin' is not a scope; use \"read\", \"write\" or \"approve\" (or a list such as "
+        "[\"write\", \"approve\"])");
   CHECK(r.errors[1].key == "token[0].sha256");
 
   r = load_with_tokens("[admin]\ntokens_file = \"missing.toml\"", "");
@@ -1038,7 +1040,11 @@ auto_start = true)"));
   CHECK(s.guard.revert_ramp_ms == 3000);
   CHECK(s.rollout.present);
   CHECK(s.rollout.version == "b");
-  CHECK(s.rollout.steps == std::vector<uint32_t>{1, 10, 100});
+  REQUIRE(s.rollout.steps.size() == 3);
+  CHECK(s.rollout.steps[0].weight == 1);
+  CHECK(s.rollout.steps[1].weight == 10);
+  CHECK(s.rollout.steps[2].weight == 100);
+  CHECK_FALSE(s.rollout.steps[1].pause);
   CHECK(s.rollout.step_s == 30);
   CHECK(s.rollout.max_step_s == 90);
   CHECK(s.rollout.auto_start);
@@ -1047,6 +1053,107 @@ auto_start = true)"));
   CHECK_FALSE(d.services[0].guard.enabled);
   CHECK(d.services[0].guard.max_error_rate == 0);
   CHECK_FALSE(d.services[0].rollout.present);
+}
+
+TEST_CASE("config: rollout gates: pause steps, approvals, windows, success_after") {
+  Config c = expect_valid(with_policy(R"([service.guard]
+max_error_rate = 0.05
+min_latency_increase_ms = 5
+latency_confidence = 0.99
+dry_run = ["max_p99_ms", "min_latency_increase_ms"]
+[service.rollout]
+version = "b"
+steps = [5, "pause", {weight = 25, step_s = 120}, {pause_s = 600}, 50, 100]
+step_s = 60
+approvals = 1
+windows = ["Mon-Fri 09:00-16:00 Europe/Berlin", "sat,sun 22:00-02:00"]
+success_after = 500)"));
+  const Service& s = c.services[0];
+  CHECK(s.guard.min_latency_increase_ms == doctest::Approx(5));
+  CHECK(s.guard.latency_confidence == doctest::Approx(0.99));
+  CHECK(s.guard.is_dry("max_p99_ms"));
+  CHECK_FALSE(s.guard.is_dry("max_error_rate"));
+  const RolloutConfig& r = s.rollout;
+  REQUIRE(r.steps.size() == 6);
+  CHECK(r.steps[0].weight == 5);
+  CHECK(r.steps[1].pause);
+  CHECK(r.steps[1].pause_s == 0);
+  CHECK(r.steps[2].weight == 25);
+  CHECK(r.bake_s(2) == 120);
+  CHECK(r.bake_s(0) == 60);
+  CHECK(r.steps[3].pause);
+  CHECK(r.bake_s(3) == 600);
+  CHECK(r.approvals == 1);
+  CHECK(r.success_after == 500);
+  REQUIRE(r.windows.size() == 2);
+  CHECK(r.windows[0].days == 0b0111110);
+  CHECK(r.windows[0].start_min == 9 * 60);
+  CHECK(r.windows[0].end_min == 16 * 60);
+  CHECK(r.windows[0].tz->name() == "Europe/Berlin");
+  CHECK(r.windows[1].days == 0b1000001);
+  CHECK(r.windows[1].zone == "UTC");
+  CHECK(r.windows[1].end_min == 2 * 60);
+  CHECK(expect_valid(with_policy("[service.guard]\ndry_run = true\n")).services[0].guard.dry_run_all);
+}
+
+TEST_CASE("config: rollout gate errors carry file:line:col") {
+  const std::string rollout = "[service.rollout]\nversion = \"b\"\n";
+  CHECK(only_error(with_policy(rollout + "steps = [5, \"pause\"]")) ==
+        "9:13 service[0].rollout.steps[1]: a pause cannot be the last step: the last step is 100 "
+        "(promotion)");
+  CHECK(only_error(with_policy(rollout + "steps = [5, \"wait\", 100]")).find(
+            "9:13 service[0].rollout.steps[1]: a step is a weight") == 0);
+  CHECK(only_error(with_policy(rollout + "steps = [5, \"pause\", {pause_s = 5}, 100]")) ==
+        "9:22 service[0].rollout.steps[2]: two pauses in a row; make them one");
+  CHECK(only_error(with_policy(rollout + "steps = [5, {weight = 5, pause_s = 3}, 100]"))
+            .find("either weight (with an optional step_s) or pause_s") != std::string::npos);
+  CHECK(only_error(with_policy(rollout + "steps = [5, {pause_s = 3, step_s = 3}, 100]"))
+            .find("a pause has no step_s") != std::string::npos);
+  CHECK(only_error(with_policy(rollout + "steps = [5, {weight = 50, step_s = 9000}, 100]"))
+            .find("is above max_step_s 600") != std::string::npos);
+  LoadResult typo = load_string(with_policy(rollout + "steps = [5, {wieght = 50}, 100]"), "t");
+  REQUIRE(typo.errors.size() == 2);
+  CHECK(typo.errors[1].to_string().find("steps[1].wieght: unknown key 'wieght'; did you mean "
+                                        "'weight'?") != std::string::npos);
+  CHECK(only_error(with_policy(rollout + "steps = [100]\nwindows = [\"Mon-Fri 09:00-16:00 Mars/Base\"]")) ==
+        "10:12 service[0].rollout.windows[0]: unknown time zone 'Mars/Base' (no "
+        "/usr/share/zoneinfo/Mars/Base; is tzdata installed?); use UTC or an IANA name such as "
+        "Europe/Berlin");
+  CHECK(only_error(with_policy(rollout + "steps = [100]\nwindows = [\"Mon-Fry 09:00-16:00\"]"))
+            .find("'Mon-Fry' is not a day or a range of days") != std::string::npos);
+  CHECK(only_error(with_policy(rollout + "steps = [100]\nwindows = [\"Mon 9-16\"]"))
+            .find("'9-16' is not a time span; write HH:MM-HH:MM") != std::string::npos);
+  CHECK(only_error(with_policy(rollout + "steps = [100]\nwindows = []"))
+            .find("needs at least one window") != std::string::npos);
+  CHECK(only_error(with_policy(rollout + "steps = [100]\nsuccess_after = 100")) ==
+        "10:17 service[0].rollout.success_after: success_after finishes a step early on a "
+        "significant pass of the error-rate rules; the service's [service.guard] needs "
+        "max_error_rate or max_error_rate_increase");
+  CHECK(only_error(with_policy("[service.guard]\ndry_run = [\"max_p99_mss\"]"))
+            .find("'max_p99_mss' is not a guard rule; did you mean 'max_p99_ms'?") !=
+        std::string::npos);
+  CHECK(only_error(with_policy("[service.guard]\ndry_run = 1"))
+            .find("expected true/false (the whole guard) or a list of rules") !=
+        std::string::npos);
+}
+
+TEST_CASE("config: tokens may carry the approve scope") {
+  LoadResult r = load_with_tokens(
+      "[admin]\ntokens_file = \"tokens.toml\"",
+      "[[token]]\nname = \"ci\"\nscope = \"write\"\nsha256 = \"" + std::string(kDigest) +
+          "\"\n[[token]]\nname = \"lead\"\nscope = [\"write\", \"approve\"]\nsha256 = \"" +
+          std::string(64, '1') + "\"\n[[token]]\nname = \"reviewer\"\nscope = \"approve\"\n"
+          "sha256 = \"" + std::string(64, '2') + "\"\n");
+  for (const Error& e : r.errors) FAIL_CHECK(e.to_string());
+  REQUIRE(r.config);
+  const auto& t = r.config->admin.tokens;
+  REQUIRE(t.size() == 3);
+  CHECK(t[0].scope == AdminToken::Scope::kWrite);
+  CHECK_FALSE(t[0].approve);
+  CHECK(t[1].scope == AdminToken::Scope::kWrite);
+  CHECK(t[1].approve);
+  CHECK(t[2].scope == AdminToken::Scope::kRead);
+  CHECK(t[2].approve);
 }
 
 TEST_CASE("config: guard and rollout errors") {
@@ -1267,6 +1374,14 @@ std::string routed(const std::string& tables, bool two_versions = true) {
                            "endpoints = [\"127.0.0.1:2\"]\n"  // 14-17
                          : "") +
          tables;
+}
+
+TEST_CASE("config: approvals without an approve-scope token warn") {
+  const std::string rollout =
+      "[service.guard]\nmax_error_rate = 0.05\n[service.rollout]\nversion = \"b\"\n"
+      "steps = [10, 100]\napprovals = 1\n";
+  CHECK(warnings_of(routed(rollout)) ==
+        std::vector<std::string>{"23:13 service[0].rollout.approvals"});
 }
 
 TEST_CASE("config: a plain valid config has no warnings") {

@@ -427,3 +427,101 @@ TEST_CASE("health/guard: an empty DecisionLog is valid JSON with no decisions") 
 }
 
 }  // namespace weir::health
+
+namespace weir::health {
+namespace {
+
+Summary with_latency(uint64_t n, uint64_t lo_us, uint64_t hi_us) {
+  Summary s = summary(n, 0);
+  std::vector<uint64_t> dense(Histogram::kBuckets);
+  for (uint64_t i = 0; i < n; ++i) dense[Histogram::index(lo_us + (hi_us - lo_us) * i / n)]++;
+  for (size_t i = 0; i < dense.size(); ++i) {
+    if (dense[i]) s.latency.emplace_back(static_cast<uint32_t>(i), dense[i]);
+  }
+  s.p50_us = Histogram::percentile(dense, 0.5);
+  s.p99_us = Histogram::percentile(dense, 0.99);
+  return s;
+}
+
+TEST_CASE("guard: Mann-Whitney latency fails only when significantly and materially slower") {
+  GuardSettings s = settings(100, 1);
+  s.min_latency_increase_ms = 5;
+  VersionGuard g("canary");
+  // 5 -> 6 ms: significant, below the 5 ms floor.
+  Evaluation e = g.evaluate(s, with_latency(1000, 5500, 6500), with_latency(1000, 4500, 5500),
+                            1, 0);
+  CHECK(e.verdict == Verdict::kPass);
+  REQUIRE(e.latency);
+  CHECK(e.latency->p < 0.02);
+  // 50 -> 80 ms: fails, and says how.
+  e = g.evaluate(s, with_latency(500, 70000, 90000), with_latency(500, 40000, 60000), 1, 0);
+  CHECK(e.verdict == Verdict::kFail);
+  REQUIRE(e.reasons.size() == 1);
+  CHECK(e.reasons[0].find("Mann-Whitney U") != std::string::npos);
+  CHECK(e.reasons[0].find("p ") != std::string::npos);
+  CHECK(e.reasons[0].find("+30.") != std::string::npos);
+  // Too few stable requests: the comparison is not made.
+  e = g.evaluate(s, with_latency(500, 70000, 90000), with_latency(50, 40000, 60000), 1, 0);
+  CHECK_FALSE(e.latency);
+  CHECK(e.verdict == Verdict::kPass);
+  // A higher confidence than the evidence: a tiny sample does not fail.
+  s.min_requests = 5;
+  e = g.evaluate(s, with_latency(6, 50000, 52000), with_latency(6, 49000, 51000), 1, 0);
+  CHECK(e.verdict == Verdict::kPass);
+}
+
+TEST_CASE("guard: dry-run rules are recorded, never make the verdict, would revert once") {
+  GuardSettings s = settings(100, 2);
+  s.max_p99_ms = 10;
+  s.max_error_rate = 0.01;
+  s.dry_run = {"max_p99_ms"};
+  VersionGuard g("canary");
+  Evaluation e = g.evaluate(s, summary(1000, 0, 1000, 50000), summary(1000, 0), 1, 0);
+  CHECK(e.verdict == Verdict::kPass);
+  REQUIRE(e.dry_reasons.size() == 1);
+  CHECK(e.dry_reasons[0].find("[dry run] p99 50.0 ms above max_p99_ms 10") == 0);
+  CHECK_FALSE(e.would_revert);
+  e = g.evaluate(s, summary(1000, 0, 1000, 50000), summary(1000, 0), 1, 0);
+  CHECK(e.would_revert);
+  CHECK_FALSE(e.reverted);
+  e = g.evaluate(s, summary(1000, 0, 1000, 50000), summary(1000, 0), 1, 0);
+  CHECK_FALSE(e.would_revert);  // once per run of breaches
+  CHECK(e.dry_breaches_in_a_row == 3);
+  // An enforced rule still fails and reverts.
+  e = g.evaluate(s, summary(1000, 200), summary(1000, 0), 1, 0);
+  e = g.evaluate(s, summary(1000, 200), summary(1000, 0), 1, 0);
+  CHECK(e.reverted);
+  // The whole guard dry: even a failing error rate only would revert.
+  GuardSettings all = settings(100, 1);
+  all.max_error_rate = 0.01;
+  all.dry_run_all = true;
+  VersionGuard h("canary");
+  e = h.evaluate(all, summary(1000, 200), summary(1000, 0), 1, 0);
+  CHECK(e.verdict == Verdict::kPass);
+  CHECK(e.would_revert);
+  CHECK_FALSE(e.reverted);
+  const auto j = nlohmann::json::parse([&] {
+    DecisionLog log;
+    log.add(e);
+    return log.to_json("shop", all);
+  }());
+  CHECK(j["thresholds"]["dry_run"] == true);
+  CHECK(j["decisions"][0]["dry_run"]["would_revert"] == true);
+}
+
+TEST_CASE("guard: a pass is significant only when the error-rate bounds are inside the limits") {
+  GuardSettings s = settings(100, 3);
+  s.max_error_rate = 0.05;
+  VersionGuard g("canary");
+  // 0 of 100: the upper bound at 95% is about 2.6%: significant.
+  CHECK(g.evaluate(s, summary(100, 0), summary(100, 0), 1, 0).significant);
+  // 3 of 100 passes (the lower bound is under 5%) but the upper bound is above: not yet.
+  Evaluation e = g.evaluate(s, summary(100, 3), summary(100, 0), 1, 0);
+  CHECK(e.verdict == Verdict::kPass);
+  CHECK_FALSE(e.significant);
+  // Without an error-rate rule nothing is significant.
+  CHECK_FALSE(g.evaluate(settings(), summary(1000, 0), summary(1000, 0), 1, 0).significant);
+}
+
+}  // namespace
+}  // namespace weir::health

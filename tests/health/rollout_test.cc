@@ -1,5 +1,7 @@
 #include "health/rollout.h"
 
+#include "config/time_zone.h"
+
 #include <doctest/doctest.h>
 
 namespace weir::health {
@@ -10,7 +12,11 @@ config::RolloutConfig plan(std::vector<uint32_t> steps, uint32_t step_s = 10,
   config::RolloutConfig p;
   p.present = true;
   p.version = "green";
-  p.steps = std::move(steps);
+  for (uint32_t w : steps) {
+    config::RolloutStep s;
+    s.weight = w;
+    p.steps.push_back(s);
+  }
   p.step_s = step_s;
   p.max_step_s = max_step_s;
   return p;
@@ -86,7 +92,7 @@ TEST_CASE("rollout: operator pause, resume, abort and promote") {
   Rollout r(plan({5, 50, 100}));
   std::string err;
   r.pause(&err);
-  CHECK(err.find("only a running rollout") == 0);
+  CHECK(err.find("only a running or waiting rollout") == 0);
   err.clear();
   r.resume(0, &err);
   CHECK(err.find("only a paused rollout") == 0);
@@ -117,6 +123,238 @@ TEST_CASE("rollout: an aborted rollout can start again from its first step") {
   Rollout::Action a = r.start(5000, &err);
   CHECK(err.empty());
   CHECK(a.weight == 5);
+}
+
+}  // namespace
+}  // namespace weir::health
+
+namespace weir::health {
+namespace {
+
+config::RolloutStep weight_step(uint32_t w, uint32_t step_s = 0) {
+  config::RolloutStep s;
+  s.weight = w;
+  s.step_s = step_s;
+  return s;
+}
+
+config::RolloutStep pause_step(uint32_t pause_s = 0) {
+  config::RolloutStep s;
+  s.pause = true;
+  s.pause_s = pause_s;
+  return s;
+}
+
+config::RolloutConfig gated(std::vector<config::RolloutStep> steps, uint32_t step_s = 10) {
+  config::RolloutConfig p;
+  p.present = true;
+  p.version = "green";
+  p.steps = std::move(steps);
+  p.step_s = step_s;
+  p.max_step_s = 600;
+  return p;
+}
+
+TEST_CASE("rollout: a caller's hold keeps a start waiting until it lifts") {
+  Rollout r(gated({weight_step(10), weight_step(100)}));
+  std::string err;
+  Rollout::Action a = r.start(0, &err, {"pre-rollout hook smoke: no answer yet"}, "ci");
+  CHECK(err.empty());
+  CHECK_FALSE(a.change);
+  CHECK(r.state() == RolloutState::kWaiting);
+  CHECK(r.weight() == 0);
+  CHECK(r.next_transition() == Transition::kStart);
+  CHECK(r.waiting_for() == std::vector<std::string>{"pre-rollout hook smoke: no answer yet"});
+  CHECK_FALSE(r.tick(1000, {"pre-rollout hook smoke: no answer yet"}).change);
+  a = r.tick(2000);
+  CHECK(a.change);
+  CHECK(a.weight == 10);
+  CHECK(r.state() == RolloutState::kRunning);
+  CHECK(r.waiting_for().empty());
+}
+
+TEST_CASE("rollout: a held promotion waits, the guard keeps judging, a failure re-bakes") {
+  Rollout r(gated({weight_step(10), weight_step(100)}, 10));
+  std::string err;
+  r.start(0, &err);
+  const Holds confirm = {"confirm-promotion hook: not 2xx yet"};
+  for (uint64_t t = 1; t <= 11; ++t) r.on_verdict(Verdict::kPass, t * 1000, confirm);
+  CHECK(r.state() == RolloutState::kWaiting);
+  CHECK(r.next_transition() == Transition::kPromotion);
+  CHECK(r.waiting_for() == confirm);
+  // A hold verdict while waiting is no evidence against the step.
+  CHECK_FALSE(r.on_verdict(Verdict::kHold, 12000, confirm).promote);
+  CHECK(r.state() == RolloutState::kWaiting);
+  // A failure sends it back to running: the step has to pass again.
+  Rollout::Action a = r.on_verdict(Verdict::kFail, 13000, confirm);
+  CHECK(a.event == "rollout_running");
+  CHECK(r.state() == RolloutState::kRunning);
+  CHECK_FALSE(feed(r, Verdict::kPass, 14, 20).promote);  // not a whole bake since the failure
+  for (uint64_t t = 21; t <= 24; ++t) r.on_verdict(Verdict::kPass, t * 1000, confirm);
+  CHECK(r.state() == RolloutState::kWaiting);
+  // The hold lifts: promoted at once.
+  CHECK(r.on_verdict(Verdict::kPass, 25000).promote);
+  CHECK(r.state() == RolloutState::kPromoted);
+}
+
+TEST_CASE("rollout: a revert still aborts a waiting rollout; pause and resume it") {
+  Rollout r(gated({weight_step(10), weight_step(100)}, 1));
+  std::string err;
+  r.start(0, &err, {"window"});
+  CHECK(r.state() == RolloutState::kWaiting);
+  r.pause(&err);
+  CHECK(err.empty());
+  CHECK(r.state() == RolloutState::kPaused);
+  CHECK(r.waiting_for().empty());
+  r.resume(5000, &err);
+  CHECK(r.state() == RolloutState::kRunning);
+  r.tick(6000, {"window"});
+  CHECK(r.state() == RolloutState::kWaiting);
+  Rollout::Action a = r.abort("guard reverted green");
+  CHECK(a.change);
+  CHECK(a.weight == 0);
+  CHECK(r.state() == RolloutState::kAborted);
+}
+
+TEST_CASE("rollout: an indefinite pause waits for resume; a timed pause ends by itself") {
+  Rollout r(gated({weight_step(5), pause_step(), weight_step(25, 3), pause_step(30),
+                   weight_step(100)}, 2));
+  std::string err;
+  r.start(0, &err, {}, "ci");
+  feed(r, Verdict::kPass, 1, 3);
+  CHECK(r.step() == 1);
+  CHECK(r.state() == RolloutState::kWaiting);
+  CHECK(r.weight() == 5);  // a pause keeps the previous step's weight
+  REQUIRE(r.waiting_for().size() == 1);
+  CHECK(r.waiting_for()[0].find("a resume") == 0);
+  CHECK_FALSE(r.tick(100000).change);  // nothing but a resume ends it
+  Rollout::Action a = r.resume(100000, &err);
+  CHECK(err.empty());
+  CHECK(a.change);
+  CHECK(a.weight == 25);
+  CHECK(r.step() == 2);
+  // The step's own step_s (3 s), not the plan's 2 s.
+  CHECK_FALSE(feed(r, Verdict::kPass, 101, 103).change);
+  feed(r, Verdict::kPass, 104, 104);
+  CHECK(r.step() == 3);
+  CHECK(r.state() == RolloutState::kRunning);
+  CHECK(r.weight() == 25);
+  // A timed pause needs no verdicts: ticks end it after pause_s.
+  CHECK_FALSE(r.tick(133000).promote);
+  CHECK(r.tick(134000).promote);
+  CHECK(r.state() == RolloutState::kPromoted);
+}
+
+TEST_CASE("rollout: a position survives save and restore, wait and approvals included") {
+  config::RolloutConfig p = gated({weight_step(5), pause_step(), weight_step(100)});
+  p.approvals = 1;
+  Rollout r(p);
+  std::string err;
+  r.start(0, &err, {}, "ci");
+  feed(r, Verdict::kPass, 1, 11);
+  REQUIRE(r.state() == RolloutState::kWaiting);
+  Rollout copy(p);
+  CHECK(copy.restore(r.position()));
+  CHECK(copy.state() == RolloutState::kWaiting);
+  CHECK(copy.waiting_for() == r.waiting_for());
+  CHECK(copy.started_by() == "ci");
+  bool forbidden = false;
+  copy.approve("ci", "", 20000, &err, &forbidden);
+  CHECK(forbidden);
+  err.clear();
+  Rollout::Action a = copy.approve("alice", "looks good", 20000, &err, &forbidden);
+  CHECK(err.empty());
+  CHECK(a.promote);  // the approval also resumed the pause, and it was the promotion's gate
+  REQUIRE(a.approvals.size() == 1);
+  CHECK(a.approvals[0].actor == "alice");
+}
+
+TEST_CASE("rollout: success_after finishes a step early on a significant pass") {
+  config::RolloutConfig p = gated({weight_step(10), weight_step(50), weight_step(100)}, 600);
+  p.success_after = 1000;
+  Rollout r(p);
+  std::string err;
+  r.start(0, &err);
+  // Significant but too few requests, then enough requests but not significant: no.
+  CHECK_FALSE(r.on_verdict(Judgement{Verdict::kPass, 999, 30, true}, 40000).change);
+  CHECK_FALSE(r.on_verdict(Judgement{Verdict::kPass, 5000, 30, false}, 41000).change);
+  // Enough, significant, but the step is younger than one guard window: no.
+  CHECK_FALSE(r.on_verdict(Judgement{Verdict::kPass, 5000, 60, true}, 42000).change);
+  Rollout::Action a = r.on_verdict(Judgement{Verdict::kPass, 5000, 30, true}, 43000);
+  CHECK(a.change);
+  CHECK(a.weight == 50);
+  CHECK(a.why.find("passed early (success_after 1000") != std::string::npos);
+  // Off by default: a plan without it waits the whole step_s.
+  Rollout plain(gated({weight_step(10), weight_step(100)}, 600));
+  plain.start(0, &err);
+  CHECK_FALSE(plain.on_verdict(Judgement{Verdict::kPass, 100000, 30, true}, 60000).promote);
+}
+
+TEST_CASE("rollout: approvals gate the promotion; the starter cannot approve") {
+  config::RolloutConfig p = gated({weight_step(10), weight_step(100)}, 5);
+  p.approvals = 2;
+  Rollout r(p);
+  std::string err;
+  bool forbidden = false;
+  r.start(0, &err, {}, "ci");
+  CHECK(r.state() == RolloutState::kRunning);
+  r.approve("alice", "", 1000, &err, &forbidden);
+  CHECK(err.find("the rollout waits for no approval now") == 0);  // not at the gate yet
+  CHECK_FALSE(forbidden);
+  err.clear();
+  feed(r, Verdict::kPass, 1, 6);
+  REQUIRE(r.state() == RolloutState::kWaiting);
+  REQUIRE(r.waiting_for().size() == 1);
+  CHECK(r.waiting_for()[0] == "2 more approvals from a token other than \"ci\" (approvals = 2)");
+  r.approve("ci", "", 7000, &err, &forbidden);
+  CHECK(forbidden);
+  CHECK(err.find("separation of duties") == 0);
+  err.clear();
+  CHECK_FALSE(r.approve("alice", "ok", 8000, &err, &forbidden).promote);
+  CHECK(r.waiting_for()[0].find("1 more approval from") == 0);
+  r.approve("alice", "again", 8500, &err, &forbidden);
+  CHECK(forbidden);
+  err.clear();
+  Rollout::Action a = r.approve("bob", "ok", 9000, &err, &forbidden);
+  CHECK(a.promote);
+  CHECK(a.approvals.size() == 2);
+  // An operator's promote cannot skip the gate.
+  Rollout q(p);
+  q.start(0, &err, {}, "ci");
+  err.clear();
+  q.promote(&err);
+  CHECK(err.find("approvals = 2: the promotion needs approvals") == 0);
+}
+
+TEST_CASE("rollout: change windows hold every traffic move, not a revert") {
+  config::RolloutConfig p = gated({weight_step(10), weight_step(100)}, 5);
+  config::ChangeWindow w;
+  w.text = "Mon-Fri 09:00-16:00 UTC";
+  w.days = 0b0111110;
+  w.start_min = 9 * 60;
+  w.end_min = 16 * 60;
+  w.tz = config::TimeZone::utc();
+  p.windows = {w};
+  Rollout r(p);
+  const uint64_t friday_evening =
+      static_cast<uint64_t>(config::TimeZone::days_from_civil(2026, 12, 11) * 86400 + 17 * 3600) *
+      1000;
+  const uint64_t monday = friday_evening + (2 * 86400 + 16 * 3600) * 1000ull;  // Mon 09:00
+  std::string err;
+  r.start(friday_evening, &err, {}, "ci");
+  CHECK(r.state() == RolloutState::kWaiting);
+  REQUIRE(r.waiting_for().size() == 1);
+  CHECK(r.waiting_for()[0] ==
+        "a change window (Mon-Fri 09:00-16:00 UTC; next opens 2026-12-14 09:00 UTC)");
+  CHECK_FALSE(r.tick(monday - 60000).change);
+  Rollout::Action a = r.tick(monday);
+  CHECK(a.change);
+  CHECK(a.weight == 10);
+  // Outside a window an abort still goes through.
+  Rollout late(p);
+  late.start(monday, &err);
+  late.tick(monday + 8 * 3600 * 1000ull);
+  CHECK(late.abort("guard reverted green").change);
 }
 
 }  // namespace

@@ -422,3 +422,90 @@ TEST_CASE("admin api: a version's windows give req/s, and null figures when noth
 
 }  // namespace
 }  // namespace weir::proxy
+
+namespace weir::proxy {
+namespace {
+
+// sha256("a"): an approve-only token.
+constexpr const char* kApproveDigest =
+    "ca978112ca1bbdcafac231b39a23dc4da786eff8147c4e72b9807785afee48bb";
+
+TEST_CASE("admin_api: approving needs the approve scope, and nothing else does") {
+  FakeHost host;
+  config::AdminToken reviewer = token("reviewer", config::AdminToken::Scope::kRead, kApproveDigest);
+  reviewer.approve = true;
+  host.config_.admin.tokens.push_back(reviewer);
+  AdminApi api(host);
+  // A write token without the scope: 403 saying why.
+  AdminResponse r = call(api, request("POST", "/api/v1/services/shop/rollout/approve", "w",
+                                      R"({"reason": "ok"})"));
+  CHECK(r.status == 403);
+  CHECK(r.body.find("needs a token with the \\\"approve\\\" scope") != std::string::npos);
+  CHECK(call(api, request("POST", "/api/v1/services/shop/rollout/approve", "r")).status == 403);
+  CHECK(host.rollout_ops.empty());
+  r = call(api, request("POST", "/api/v1/services/shop/rollout/approve", "a",
+                        R"({"reason": "reviewed"})"));
+  CHECK(r.status == 200);
+  CHECK(host.rollout_ops == std::vector<std::string>{"shop approve"});
+  // The approve scope writes nothing else.
+  CHECK(call(api, request("POST", "/api/v1/services/shop/rollout/start", "a")).status == 403);
+  CHECK(call(api, request("POST", "/api/v1/services/shop/rollback", "a")).status == 403);
+}
+
+TEST_CASE("admin_api: rollback to the previous release undoes the last promotion") {
+  FakeHost host;
+  AdminApi api(host);
+  AdminResponse r = call(api, request("POST", "/api/v1/services/shop/rollback", "w",
+                                      R"({"to": "previous"})"));
+  CHECK(r.status == 409);
+  CHECK(r.body.find("no_previous_release") != std::string::npos);
+  CHECK(r.body.find("no promotion is on record") != std::string::npos);
+  CHECK(call(api, request("POST", "/api/v1/services/shop/rollback", "w", R"({"to": "last"})"))
+            .status == 400);
+  REQUIRE(call(api, request("POST", "/api/v1/services/shop/promote", "w",
+                            R"({"version": "green", "reason": "release 2"})"))
+              .status == 200);
+  auto j = nlohmann::json::parse(call(api, request("GET", "/api/v1/services/shop")).body);
+  REQUIRE(j["history"].size() == 1);
+  CHECK(j["history"][0]["version"] == "green");
+  CHECK(j["history"][0]["previous"] == "blue");
+  CHECK(j["history"][0]["actor"] == "ci");
+  r = call(api, request("POST", "/api/v1/services/shop/rollback", "w",
+                        R"({"to": "previous", "reason": "release 2 is bad"})"));
+  REQUIRE(r.status == 200);
+  j = nlohmann::json::parse(r.body);
+  CHECK(j["stable"] == "blue");
+  CHECK(j["versions"][0]["effective_weight"] == 100);
+  CHECK(j["versions"][1]["effective_weight"] == 0);
+  CHECK(j["history"].empty());
+  const nlohmann::json& ev = host.events.back();
+  CHECK(ev["action"] == "rollback_to_previous");
+  CHECK(ev["detail"]["from"] == "green");
+  CHECK(ev["detail"]["to"] == "blue");
+  // Nothing further back.
+  CHECK(call(api, request("POST", "/api/v1/services/shop/rollback", "w", R"({"to": "previous"})"))
+            .status == 409);
+  // A previous release no longer configured: 409 naming it.
+  ServiceRuntime rt = *host.runtime_.find("shop");
+  rt.record_promotion("purple", "blue", "ci", 0);
+  host.runtime_.set("shop", rt);
+  r = call(api, request("POST", "/api/v1/services/shop/rollback", "w", R"({"to": "previous"})"));
+  CHECK(r.status == 409);
+  CHECK(r.body.find("\\\"purple\\\", which is no longer configured") != std::string::npos);
+}
+
+TEST_CASE("runtime state: the promotion history is bounded and shared") {
+  ServiceRuntime rt;
+  for (int i = 0; i < 15; ++i) rt.record_promotion("v" + std::to_string(i), "v" + std::to_string(i + 1), "ci", i);
+  CHECK(rt.history.size() == ServiceRuntime::kHistory);
+  CHECK(rt.history.back()["version"] == "v15");
+  rt.record_promotion("v15", "v15", "ci", 0);  // not a change
+  CHECK(rt.history.size() == ServiceRuntime::kHistory);
+  ServiceRuntime copy;
+  std::string err;
+  REQUIRE(copy.read_shared(rt.shared_json(), &err));
+  CHECK(copy.history == rt.history);
+}
+
+}  // namespace
+}  // namespace weir::proxy
