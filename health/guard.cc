@@ -1,5 +1,6 @@
 #include "health/guard.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <nlohmann/json.hpp>
@@ -50,23 +51,30 @@ std::string fmt(const char* f, Args... args) {
 
 Evaluation VersionGuard::evaluate(const GuardSettings& s, const Summary& canary,
                                   const Summary& stable, uint32_t healthy_endpoints,
-                                  uint64_t now_ms) {
+                                  uint64_t now_ms, const std::vector<ExternalCheck>& checks) {
   Evaluation e;
   e.at_ms = now_ms;
   e.version = version_;
   e.canary = canary;
   e.stable = stable;
+  e.checks = checks;
+  const bool external_fail = std::any_of(checks.begin(), checks.end(), [](const ExternalCheck& c) {
+    return c.verdict == Verdict::kFail;
+  });
   if (healthy_endpoints == 0) {
     e.reasons.push_back("no healthy endpoint");
-  } else if (canary.completed < s.min_requests) {
+  } else if (canary.completed < s.min_requests && !external_fail) {
     // Too little traffic to judge either way: neither pass nor fail.
     e.verdict = Verdict::kHold;
     e.reasons.push_back(fmt("%llu requests in the window, below min_requests %llu",
                             static_cast<unsigned long long>(canary.completed),
                             static_cast<unsigned long long>(s.min_requests)));
+    for (const auto& c : checks) {
+      if (c.verdict == Verdict::kHold) e.reasons.push_back(c.name + ": " + c.reason);
+    }
     e.breaches_in_a_row = breaches_;
     return e;
-  } else {
+  } else if (canary.completed >= s.min_requests) {
     const double z = normal_quantile(s.confidence);
     if (s.max_error_rate >= 0) {
       // Significant only when even the interval's lower bound is above the limit.
@@ -104,6 +112,20 @@ Evaluation VersionGuard::evaluate(const GuardSettings& s, const Summary& canary,
                                 s.max_p99_ratio));
       }
     }
+  }
+  for (const auto& c : checks) {
+    if (c.verdict == Verdict::kFail) e.reasons.push_back(c.name + ": " + c.reason);
+  }
+  if (e.reasons.empty() && std::any_of(checks.begin(), checks.end(), [](const ExternalCheck& c) {
+        return c.verdict == Verdict::kHold;
+      })) {
+    // The built-in rules pass but a check cannot say: neither a pass nor a breach.
+    e.verdict = Verdict::kHold;
+    for (const auto& c : checks) {
+      if (c.verdict == Verdict::kHold) e.reasons.push_back(c.name + ": " + c.reason);
+    }
+    e.breaches_in_a_row = breaches_;
+    return e;
   }
   if (e.reasons.empty()) {
     e.verdict = Verdict::kPass;
@@ -162,6 +184,12 @@ std::string DecisionLog::to_json(const std::string& service, const GuardSettings
                     {"reverted", e.reverted},
                     {"canary", summary_json(e.canary)},
                     {"stable", summary_json(e.stable)}});
+    if (!e.checks.empty()) {
+      nlohmann::json checks = nlohmann::json::array();
+      for (const auto& c : e.checks)
+        checks.push_back({{"name", c.name}, {"verdict", to_string(c.verdict)}, {"reason", c.reason}});
+      list.back()["checks"] = std::move(checks);
+    }
   }
   out["decisions"] = std::move(list);
   return out.dump();
