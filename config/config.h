@@ -205,7 +205,7 @@ struct Hook {
   std::string name;
   Type type = Type::kEvent;
   OutgoingTarget target;
-  uint32_t retries = 2;         // further attempts of one call after a failure, with backoff
+  uint32_t retries = 2;         // further attempts after no answer, a 5xx or a 429, with backoff
   uint32_t backoff_ms = 500;    // the first retry's delay; doubled for each further one
   uint32_t interval_ms = 1000;  // confirm-*, rollback, pre-rollout: time between polls
   uint32_t threshold = 1;       // pre-rollout: failed calls that abort the rollout

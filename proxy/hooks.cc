@@ -124,7 +124,9 @@ void HookRunner::attempt(Pending p) {
       c.excerpt = excerpt(c.error);
     }
     ++figures_.calls;
-    if (!c.ok() && p.attempt <= p.hook.retries) {
+    // A 4xx is the receiver's answer ("not yet", "no"); no answer, a 5xx or a 429 is retried.
+    const bool retryable = c.status == 0 || c.status >= 500 || c.status == 429;
+    if (!c.ok() && retryable && p.attempt <= p.hook.retries) {
       // Doubling backoff from backoff_ms, capped at a minute.
       const uint64_t delay =
           std::min<uint64_t>(60000, uint64_t{p.hook.backoff_ms} << std::min(p.attempt - 1, 16u));
