@@ -243,19 +243,75 @@ struct GuardConfig {
   uint32_t consecutive = 3;             // breaches in a row that revert
   uint32_t revert_ramp_ms = 0;          // 0: revert at once; else step the weight down over this
   std::vector<KpiQuery> queries;        // [[service.guard.query]]
+  // Latency against stable by a one-sided Mann-Whitney U test over both versions' histograms in
+  // the same window: breached when the canary is slower at latency_confidence and its median is
+  // at least min_latency_increase_ms above stable's. < 0: not checked.
+  double min_latency_increase_ms = -1;
+  double latency_confidence = 0.98;
+  // Dry run: breaches of these rules (by their key, "max_error_rate", "min_latency_increase_ms",
+  // ...; `dry_run = true` is all of them) are recorded, never acted on.
+  std::vector<std::string> dry_run;
+  bool dry_run_all = false;
+  bool is_dry(std::string_view rule) const {
+    if (dry_run_all) return true;
+    for (const auto& r : dry_run) {
+      if (r == rule) return true;
+    }
+    return false;
+  }
   SourceLoc loc;
 };
 
-// [service.rollout]: ramp `version` through `steps` (percent of traffic), each held `step_s`
-// with the guard passing throughout; 100 promotes it to stable.
+// A time zone read from the system's tz database (/usr/share/zoneinfo, TZif files) at load:
+// UTC offsets by instant, so change windows are judged without touching the process's TZ.
+class TimeZone;
+
+// One entry of [service.rollout] windows: days of the week and a local time span in a zone
+// ("Mon-Fri 09:00-16:00 Europe/Berlin"). An end at or before the start spans midnight, and the
+// window belongs to the day it opens on.
+struct ChangeWindow {
+  std::string text;           // as written, for messages
+  uint8_t days = 0;           // bit d set: open on weekday d (0 = Sunday)
+  uint32_t start_min = 0;     // minutes after local midnight
+  uint32_t end_min = 0;
+  std::string zone = "UTC";
+  std::shared_ptr<const TimeZone> tz;  // never null once loaded
+  SourceLoc loc;
+};
+
+// One entry of [service.rollout] steps: a weight held for its bake time, or a pause that keeps
+// the previous step's weight.
+struct RolloutStep {
+  uint32_t weight = 0;   // percent of traffic on the version (a pause: the previous step's)
+  bool pause = false;
+  uint32_t pause_s = 0;  // a pause's length; 0 = until an operator resumes (or approves) it
+  uint32_t step_s = 0;   // a weight step's own bake time; 0 = the plan's step_s
+  SourceLoc loc;
+};
+
+// [service.rollout]: ramp `version` through `steps` (percent of traffic, or pauses), each held
+// `step_s` with the guard passing throughout; 100 promotes it to stable.
 struct RolloutConfig {
   bool present = false;
   std::string version;
-  std::vector<uint32_t> steps;  // increasing, each 1..100, ending at 100
+  std::vector<RolloutStep> steps;  // weights increasing, each 1..100, ending at 100
   uint32_t step_s = 60;
   uint32_t max_step_s = 600;    // a step not passed by then pauses the rollout
   bool auto_start = false;      // start when weir starts (else through the admin API)
+  // Separation of duties: approvals from tokens other than the starter's needed at each gate
+  // (the promotion and the end of every pause step).
+  uint32_t approvals = 0;
+  std::vector<ChangeWindow> windows;  // empty = any time; else steps advance only inside one
+  // Finish a weight step early once the guard passes with at least this many requests in its
+  // window and every error-rate rule passes significantly (0 = off; see health/rollout.h).
+  uint64_t success_after = 0;
   SourceLoc loc;
+
+  // A step's bake time (its own step_s, else the plan's; a pause's pause_s).
+  uint32_t bake_s(size_t i) const {
+    const RolloutStep& s = steps[i];
+    return s.pause ? s.pause_s : s.step_s ? s.step_s : step_s;
+  }
 };
 
 struct Service {
@@ -296,6 +352,9 @@ struct AdminToken {
   enum class Scope : uint8_t { kRead, kWrite };
   std::string name;  // the audit log's actor
   Scope scope = Scope::kRead;
+  // May approve rollouts at their gates (scope "approve", alone or with "write"); approving
+  // needs it even for a write token.
+  bool approve = false;
   std::array<uint8_t, 32> sha256{};
   SourceLoc loc;
 };

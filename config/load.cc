@@ -5,6 +5,7 @@
 // whole-table problem (duplicate route, zero weights) reports the enclosing table's path and
 // location. Errors come back sorted by line and column.
 #include "config/config.h"
+#include "config/time_zone.h"
 
 #include <arpa/inet.h>
 #include <sys/socket.h>
@@ -532,14 +533,29 @@ void read_tokens(Context& ctx, const toml::table& root, std::vector<AdminToken>&
                AdminToken& tok = out.emplace_back();
                tok.loc = t.loc();
                t.string("name", tok.name, Need::kRequired, unique_name(names, "token"));
-               std::string scope;
-               if (t.string("scope", scope, Need::kRequired, [](std::string& s) {
-                     return s == "read" || s == "write"
-                                ? std::string()
-                                : quoted(s) + " is not a scope; use \"read\" or \"write\"";
-                   })) {
-                 tok.scope = scope == "write" ? AdminToken::Scope::kWrite
-                                              : AdminToken::Scope::kRead;
+               // "read", "write", "approve", or a list of them (["write", "approve"]).
+               auto scope_check = [](std::string& s) {
+                 return s == "read" || s == "write" || s == "approve"
+                            ? std::string()
+                            : quoted(s) + " is not a scope; use \"read\", \"write\" or "
+                                          "\"approve\" (or a list such as [\"write\", "
+                                          "\"approve\"])";
+               };
+               auto take = [&](const std::string& scope) {
+                 if (scope == "write") tok.scope = AdminToken::Scope::kWrite;
+                 if (scope == "approve") tok.approve = true;
+               };
+               const toml::node* sn = t.find("scope", Need::kRequired);
+               if (sn && sn->is_array()) {
+                 const auto& list = *sn->as_array();
+                 if (list.empty())
+                   ctx.error(sn->source(), t.path("scope"), "needs at least one scope");
+                 for (size_t i = 0; i < list.size(); ++i) {
+                   if (auto sc = ctx.string(list.get(i), indexed(t.path("scope"), i), scope_check))
+                     take(*sc);
+                 }
+               } else if (sn) {
+                 if (auto sc = ctx.string(sn, t.path("scope"), scope_check)) take(*sc);
                }
                std::string hex;
                if (t.string("sha256", hex, Need::kRequired, [&](std::string& s) {
@@ -662,7 +678,7 @@ void read_sticky(Context& ctx, TableReader& t, Sticky& sticky) {
   }
 }
 
-void read_guard(TableReader& t, GuardConfig& g) {
+void read_guard(Context& ctx, TableReader& t, GuardConfig& g) {
   g.loc = t.loc();
   g.enabled = true;
   t.boolean("enabled", g.enabled);
@@ -677,6 +693,100 @@ void read_guard(TableReader& t, GuardConfig& g) {
   t.number("confidence", g.confidence, 0.5, 0.9999);
   t.integer("consecutive", g.consecutive, 1, 1000);
   t.integer("revert_ramp_ms", g.revert_ramp_ms, 0, kMaxTimeoutMs);
+  t.number("min_latency_increase_ms", g.min_latency_increase_ms, 0, kMaxTimeoutMs);
+  t.number("latency_confidence", g.latency_confidence, 0.5, 0.9999);
+  if (const toml::node* dry = t.find("dry_run", Need::kOptional)) {
+    static const std::set<std::string> kRules = {
+        "max_error_rate", "max_error_rate_increase", "max_p99_ms", "max_p50_ms",
+        "max_p99_ratio", "min_latency_increase_ms"};
+    if (const auto* b = dry->as_boolean()) {
+      g.dry_run_all = b->get();
+    } else if (const auto* list = dry->as_array()) {
+      for (size_t i = 0; i < list->size(); ++i) {
+        const std::string path = indexed(t.path("dry_run"), i);
+        auto rule = ctx.string(list->get(i), path, [](std::string& r) {
+          return kRules.count(r) ? std::string()
+                                 : quoted(r) + " is not a guard rule" + suggestion(r, kRules) +
+                                       " (max_error_rate, max_error_rate_increase, max_p99_ms, "
+                                       "max_p50_ms, max_p99_ratio, min_latency_increase_ms)";
+        });
+        if (rule) g.dry_run.push_back(*rule);
+      }
+    } else {
+      ctx.error(dry->source(), t.path("dry_run"),
+                "expected true/false (the whole guard) or a list of rules, e.g. "
+                "[\"max_p99_ms\"], got " + std::string(type_name(dry->type())));
+    }
+  }
+}
+
+// "Mon-Fri 09:00-16:00 Europe/Berlin": days (names, ranges, lists, or "daily"), a local time
+// span, and an optional zone (UTC when left out). "" or what is wrong.
+std::string parse_change_window(const std::string& text, ChangeWindow* out) {
+  static constexpr std::string_view kDays[] = {"sun", "mon", "tue", "wed", "thu", "fri", "sat"};
+  const std::string usage =
+      quoted(text) + " is not a change window; write days, a time span and a zone, e.g. "
+                     "\"Mon-Fri 09:00-16:00 Europe/Berlin\" or \"daily 22:00-02:00 UTC\"";
+  std::vector<std::string> words;
+  for (size_t at = 0; at < text.size();) {
+    size_t end = text.find(' ', at);
+    if (end == std::string::npos) end = text.size();
+    if (end > at) words.push_back(text.substr(at, end - at));
+    at = end + 1;
+  }
+  if (words.size() < 2 || words.size() > 3) return usage;
+  out->text = text;
+  auto day = [&](std::string_view d) -> int {
+    for (size_t i = 0; i < 7; ++i) {
+      if (lower(d) == kDays[i]) return static_cast<int>(i);
+    }
+    return -1;
+  };
+  out->days = 0;
+  if (lower(words[0]) == "daily") {
+    out->days = 0x7f;
+  } else {
+    std::string_view list = words[0];
+    while (!list.empty()) {
+      size_t comma = list.find(',');
+      std::string_view item = list.substr(0, comma);
+      size_t dash = item.find('-');
+      int from = day(item.substr(0, dash));
+      int to = dash == std::string_view::npos ? from : day(item.substr(dash + 1));
+      if (from < 0 || to < 0)
+        return quoted(std::string(item)) + " is not a day or a range of days (Mon, Tue, Wed, Thu, "
+               "Fri, Sat, Sun, e.g. Mon-Fri or Mon,Wed; or daily)";
+      for (int d = from;; d = (d + 1) % 7) {
+        out->days = static_cast<uint8_t>(out->days | (1u << d));
+        if (d == to) break;
+      }
+      if (comma == std::string_view::npos) break;
+      list.remove_prefix(comma + 1);
+    }
+  }
+  auto minute = [](std::string_view hm) -> int {
+    if (hm.size() != 5 || hm[2] != ':' || !std::isdigit(static_cast<unsigned char>(hm[0])) ||
+        !std::isdigit(static_cast<unsigned char>(hm[1])) ||
+        !std::isdigit(static_cast<unsigned char>(hm[3])) ||
+        !std::isdigit(static_cast<unsigned char>(hm[4])))
+      return -1;
+    int h = (hm[0] - '0') * 10 + (hm[1] - '0'), m = (hm[3] - '0') * 10 + (hm[4] - '0');
+    if (h > 24 || m > 59 || (h == 24 && m != 0)) return -1;
+    return h * 60 + m;
+  };
+  std::string_view span = words[1];
+  size_t dash = span.find('-');
+  int start = dash == std::string_view::npos ? -1 : minute(span.substr(0, dash));
+  int end = dash == std::string_view::npos ? -1 : minute(span.substr(dash + 1));
+  if (start < 0 || end < 0)
+    return quoted(std::string(span)) + " is not a time span; write HH:MM-HH:MM, e.g. 09:00-16:00";
+  if (start == end) return quoted(std::string(span)) + " is empty; the end must differ from the start";
+  if (start == 24 * 60) return quoted(std::string(span)) + " starts at 24:00; start at 00:00";
+  out->start_min = static_cast<uint32_t>(start);
+  out->end_min = static_cast<uint32_t>(end == 24 * 60 ? 0 : end);
+  if (end == 24 * 60 && start == 0) out->end_min = 24 * 60;  // all day
+  out->zone = words.size() == 3 ? words[2] : "UTC";
+  return "";
 }
 
 void read_rollout(Context& ctx, TableReader& t, const std::set<std::string>& versions,
@@ -693,16 +803,63 @@ void read_rollout(Context& ctx, TableReader& t, const std::set<std::string>& ver
     }
   }
   if (const auto* steps = t.typed<toml::array>("steps", Need::kRequired)) {
+    uint32_t last_weight = 0;
     for (size_t i = 0; i < steps->size(); ++i) {
-      auto v = ctx.integer(steps->get(i), indexed(t.path("steps"), i), 1, 100);
-      if (!v) continue;
-      if (!r.steps.empty() && static_cast<uint32_t>(*v) <= r.steps.back()) {
-        ctx.error(steps->get(i)->source(), indexed(t.path("steps"), i),
-                  "steps must increase, e.g. [1, 5, 25, 50, 100]");
+      const toml::node& node = *steps->get(i);
+      const std::string path = indexed(t.path("steps"), i);
+      ctx.note(path, node);
+      RolloutStep step;
+      step.loc = ctx.loc(node.source());
+      bool ok = true;
+      if (node.is_string()) {
+        if (node.as_string()->get() != "pause") {
+          ctx.error(node.source(), path,
+                    "a step is a weight (1..100), \"pause\" (until resumed) or a table such as "
+                    "{pause_s = 600} or {weight = 25, step_s = 120}");
+          continue;
+        }
+        step.pause = true;
+      } else if (const auto* table = node.as_table()) {
+        TableReader st(ctx, *table, path);
+        const bool weighted = st.integer("weight", step.weight, 1, 100);
+        st.integer("step_s", step.step_s, 1, 86400);
+        const bool paused = st.integer("pause_s", step.pause_s, 1, 86400 * 7);
+        st.finish();
+        if (weighted == paused) {
+          ctx.error(node.source(), path,
+                    "a step table has either weight (with an optional step_s) or pause_s");
+          ok = false;
+        } else if (paused && st.find("step_s", Need::kOptional)) {
+          ctx.error(node.source(), path, "a pause has no step_s; its length is pause_s");
+          ok = false;
+        }
+        step.pause = paused;
+      } else {
+        auto v = ctx.integer(&node, path, 1, 100);
+        if (!v) continue;
+        step.weight = static_cast<uint32_t>(*v);
       }
-      r.steps.push_back(static_cast<uint32_t>(*v));
+      if (!ok) continue;
+      if (step.pause) {
+        if (!r.steps.empty() && r.steps.back().pause) {
+          ctx.error(node.source(), path, "two pauses in a row; make them one");
+        }
+        if (i + 1 == steps->size()) {
+          ctx.error(node.source(), path,
+                    "a pause cannot be the last step: the last step is 100 (promotion)");
+        }
+      } else {
+        if (step.weight <= last_weight && !r.steps.empty()) {
+          ctx.error(node.source(), path, "steps must increase, e.g. [1, 5, 25, 50, 100]");
+        }
+        if (step.weight == 100 && step.step_s) {
+          ctx.error(node.source(), path, "the promotion (100) has no step_s: nothing bakes after it");
+        }
+        last_weight = step.weight;
+      }
+      r.steps.push_back(std::move(step));
     }
-    if (r.steps.empty() || r.steps.back() != 100) {
+    if (r.steps.empty() || r.steps.back().pause || r.steps.back().weight != 100) {
       ctx.error(steps->source(), t.path("steps"), "the last step must be 100 (promotion)");
     }
   }
@@ -711,6 +868,38 @@ void read_rollout(Context& ctx, TableReader& t, const std::set<std::string>& ver
   t.boolean("auto_start", r.auto_start);
   if (r.max_step_s < r.step_s) {
     ctx.error(r.loc, t.path("max_step_s"), "must be at least step_s");
+  }
+  for (size_t i = 0; i < r.steps.size(); ++i) {
+    if (!r.steps[i].pause && r.steps[i].step_s > r.max_step_s)
+      ctx.error(r.steps[i].loc, indexed(t.path("steps"), i),
+                "step_s " + std::to_string(r.steps[i].step_s) + " is above max_step_s " +
+                    std::to_string(r.max_step_s) + ": the step would pause before it passed");
+  }
+  t.integer("approvals", r.approvals, 0, 10);
+  t.integer("success_after", r.success_after, 1, kNoMax);
+  if (const auto* list = t.typed<toml::array>("windows", Need::kOptional)) {
+    if (list->empty())
+      ctx.error(list->source(), t.path("windows"),
+                "needs at least one window, e.g. [\"Mon-Fri 09:00-16:00 Europe/Berlin\"]; "
+                "remove the key to allow any time");
+    for (size_t i = 0; i < list->size(); ++i) {
+      const std::string path = indexed(t.path("windows"), i);
+      const auto* text = ctx.as<std::string>(*list->get(i), path);
+      if (!text) continue;
+      ChangeWindow w;
+      w.loc = ctx.loc(text->source());
+      if (std::string why = parse_change_window(text->get(), &w); !why.empty()) {
+        ctx.error(text->source(), path, why);
+        continue;
+      }
+      std::string why;
+      w.tz = TimeZone::load(w.zone, &why);
+      if (!w.tz) {
+        ctx.error(text->source(), path, why);
+        continue;
+      }
+      r.windows.push_back(std::move(w));
+    }
   }
 }
 
@@ -1053,7 +1242,7 @@ void read_service(Context& ctx, TableReader& t, std::set<std::string>& names, Se
              });
 
   sub_table(ctx, t, "guard", [&](TableReader& gt) {
-    read_guard(gt, s.guard);
+    read_guard(ctx, gt, s.guard);
     std::set<std::string> query_names;
     each_table(ctx, gt, "query", nullptr, [&](TableReader& qt, size_t) {
       read_kpi_query(ctx, qt, query_names, s.guard.queries.emplace_back());
@@ -1065,6 +1254,12 @@ void read_service(Context& ctx, TableReader& t, std::set<std::string>& names, Se
   });
   sub_table(ctx, t, "rollout", [&](TableReader& rt) {
     read_rollout(ctx, rt, version_names, s.stable, s.rollout);
+    if (s.rollout.success_after &&
+        (!s.guard.enabled || (s.guard.max_error_rate < 0 && s.guard.max_error_rate_increase < 0)))
+      ctx.error(rt.find("success_after", Need::kOptional)->source(), rt.path("success_after"),
+                "success_after finishes a step early on a significant pass of the error-rate "
+                "rules; the service's [service.guard] needs max_error_rate or "
+                "max_error_rate_increase");
   });
 
   if (has_stable && !version_names.empty() && !version_names.count(s.stable)) {
@@ -1621,10 +1816,18 @@ std::string summary(const Config& config) {
     }
     if (s.rollout.present) {
       std::string steps;
-      for (uint32_t step : s.rollout.steps) steps += (steps.empty() ? "" : ", ") + std::to_string(step);
+      for (const RolloutStep& step : s.rollout.steps) {
+        steps += steps.empty() ? "" : ", ";
+        steps += step.pause ? (step.pause_s ? "pause " + std::to_string(step.pause_s) + " s"
+                                            : std::string("pause"))
+                            : std::to_string(step.weight);
+      }
       out += "  rollout: " + s.rollout.version + " through [" + steps + "]%, " +
              std::to_string(s.rollout.step_s) + " s a step" +
-             (s.rollout.auto_start ? ", starts with weir" : "") + "\n";
+             (s.rollout.auto_start ? ", starts with weir" : "") +
+             (s.rollout.approvals ? ", " + std::to_string(s.rollout.approvals) + " approval(s)"
+                                  : "") +
+             (s.rollout.windows.empty() ? "" : ", in change windows") + "\n";
     }
   }
   return out;

@@ -38,11 +38,21 @@ double wilson_lower(uint64_t errors, uint64_t n, double z) {
   return std::max(0.0, (centre - margin) / (1 + z2 / nn));
 }
 
+double wilson_upper(uint64_t errors, uint64_t n, double z) {
+  if (n == 0) return 1;
+  const double nn = static_cast<double>(n);
+  const double p = static_cast<double>(errors) / nn;
+  const double z2 = z * z;
+  const double centre = p + z2 / (2 * nn);
+  const double margin = z * std::sqrt(p * (1 - p) / nn + z2 / (4 * nn * nn));
+  return std::min(1.0, (centre + margin) / (1 + z2 / nn));
+}
+
 namespace {
 
 template <typename... Args>
 std::string fmt(const char* f, Args... args) {
-  char buf[200];
+  char buf[512];
   std::snprintf(buf, sizeof buf, f, args...);
   return buf;
 }
@@ -61,8 +71,16 @@ Evaluation VersionGuard::evaluate(const GuardSettings& s, const Summary& canary,
   const bool external_fail = std::any_of(checks.begin(), checks.end(), [](const ExternalCheck& c) {
     return c.verdict == Verdict::kFail;
   });
+  // A breach of `rule`: it makes the verdict, unless the rule runs dry.
+  auto breach = [&](std::string_view rule, std::string text) {
+    if (s.is_dry(rule)) {
+      e.dry_reasons.push_back("[dry run] " + text);
+    } else {
+      e.reasons.push_back(std::move(text));
+    }
+  };
   if (healthy_endpoints == 0) {
-    e.reasons.push_back("no healthy endpoint");
+    breach("healthy_endpoints", "no healthy endpoint");
   } else if (canary.completed < s.min_requests && !external_fail) {
     // Too little traffic to judge either way: neither pass nor fail.
     e.verdict = Verdict::kHold;
@@ -73,6 +91,7 @@ Evaluation VersionGuard::evaluate(const GuardSettings& s, const Summary& canary,
       if (c.verdict == Verdict::kHold) e.reasons.push_back(c.name + ": " + c.reason);
     }
     e.breaches_in_a_row = breaches_;
+    e.dry_breaches_in_a_row = dry_breaches_;
     return e;
   } else if (canary.completed >= s.min_requests) {
     const double z = normal_quantile(s.confidence);
@@ -80,8 +99,9 @@ Evaluation VersionGuard::evaluate(const GuardSettings& s, const Summary& canary,
       // Significant only when even the interval's lower bound is above the limit.
       double lower = wilson_lower(canary.errors, canary.completed, z);
       if (lower > s.max_error_rate) {
-        e.reasons.push_back(fmt("error rate %.4f (lower bound %.4f) above max_error_rate %.4f",
-                                canary.error_rate, lower, s.max_error_rate));
+        breach("max_error_rate",
+               fmt("error rate %.4f (lower bound %.4f) above max_error_rate %.4f",
+                   canary.error_rate, lower, s.max_error_rate));
       }
     }
     if (s.max_error_rate_increase >= 0 && stable.completed > 0) {
@@ -90,32 +110,55 @@ Evaluation VersionGuard::evaluate(const GuardSettings& s, const Summary& canary,
       const double se = std::sqrt(pc * (1 - pc) / static_cast<double>(canary.completed) +
                                   ps * (1 - ps) / static_cast<double>(stable.completed));
       const double diff = pc - ps - s.max_error_rate_increase;
-      const bool breach = se > 0 ? diff / se > z : diff > 0;
-      if (breach) {
-        e.reasons.push_back(
-            fmt("error rate %.4f vs stable %.4f: increase above max_error_rate_increase %.4f "
-                "(z %.2f)", pc, ps, s.max_error_rate_increase, se > 0 ? diff / se : 0.0));
+      const bool breached = se > 0 ? diff / se > z : diff > 0;
+      if (breached) {
+        breach("max_error_rate_increase",
+               fmt("error rate %.4f vs stable %.4f: increase above max_error_rate_increase "
+                   "%.4f (z %.2f)", pc, ps, s.max_error_rate_increase,
+                   se > 0 ? diff / se : 0.0));
       }
     }
     const double p99_ms = static_cast<double>(canary.p99_us) / 1000.0;
     const double p50_ms = static_cast<double>(canary.p50_us) / 1000.0;
     if (s.max_p99_ms && p99_ms > s.max_p99_ms) {
-      e.reasons.push_back(fmt("p99 %.1f ms above max_p99_ms %u", p99_ms, s.max_p99_ms));
+      breach("max_p99_ms", fmt("p99 %.1f ms above max_p99_ms %u", p99_ms, s.max_p99_ms));
     }
     if (s.max_p50_ms && p50_ms > s.max_p50_ms) {
-      e.reasons.push_back(fmt("p50 %.1f ms above max_p50_ms %u", p50_ms, s.max_p50_ms));
+      breach("max_p50_ms", fmt("p50 %.1f ms above max_p50_ms %u", p50_ms, s.max_p50_ms));
     }
     if (s.max_p99_ratio > 0 && stable.completed >= s.min_requests && stable.p99_us > 0) {
       double ratio = static_cast<double>(canary.p99_us) / static_cast<double>(stable.p99_us);
       if (ratio > s.max_p99_ratio) {
-        e.reasons.push_back(fmt("p99 %.2fx stable's, above max_p99_ratio %.2f", ratio,
-                                s.max_p99_ratio));
+        breach("max_p99_ratio",
+               fmt("p99 %.2fx stable's, above max_p99_ratio %.2f", ratio, s.max_p99_ratio));
+      }
+    }
+    if (s.min_latency_increase_ms >= 0 && stable.completed >= s.min_requests) {
+      // Slower only when both significantly (the rank test) and materially (the medians).
+      const MannWhitney m = mann_whitney(canary.latency, stable.latency);
+      e.latency = m;
+      const double alpha = 1 - s.latency_confidence;
+      if (m.p < alpha && m.effect_ms() >= s.min_latency_increase_ms) {
+        breach("min_latency_increase_ms",
+               fmt("slower than stable: Mann-Whitney U %.0f (expected %.0f, z %.2f), p %.2g < "
+                   "%.2g (latency_confidence %.4g); median %.1f ms vs %.1f ms, +%.1f ms at or "
+                   "above min_latency_increase_ms %g",
+                   m.u, m.mean, m.z, m.p, alpha, s.latency_confidence, m.median_canary_ms,
+                   m.median_stable_ms, m.effect_ms(), s.min_latency_increase_ms));
       }
     }
   }
   for (const auto& c : checks) {
-    if (c.verdict == Verdict::kFail) e.reasons.push_back(c.name + ": " + c.reason);
+    if (c.verdict == Verdict::kFail) breach(c.name, c.name + ": " + c.reason);
   }
+  if (e.dry_reasons.empty()) {
+    dry_breaches_ = 0;
+  } else {
+    ++dry_breaches_;
+    // Once per run of breaches, as a real revert would happen once.
+    e.would_revert = dry_breaches_ == s.consecutive;
+  }
+  e.dry_breaches_in_a_row = dry_breaches_;
   if (e.reasons.empty() && std::any_of(checks.begin(), checks.end(), [](const ExternalCheck& c) {
         return c.verdict == Verdict::kHold;
       })) {
@@ -131,6 +174,19 @@ Evaluation VersionGuard::evaluate(const GuardSettings& s, const Summary& canary,
     e.verdict = Verdict::kPass;
     breaches_ = 0;
     e.reasons.push_back("all thresholds met");
+    const double z = normal_quantile(s.confidence);
+    bool sure = s.max_error_rate >= 0 || s.max_error_rate_increase >= 0;
+    if (s.max_error_rate >= 0)
+      sure = sure && wilson_upper(canary.errors, canary.completed, z) <= s.max_error_rate;
+    if (s.max_error_rate_increase >= 0) {
+      const double pc = canary.error_rate, ps = stable.error_rate;
+      const double se =
+          stable.completed ? std::sqrt(pc * (1 - pc) / static_cast<double>(canary.completed) +
+                                       ps * (1 - ps) / static_cast<double>(stable.completed))
+                           : 1;
+      sure = sure && stable.completed > 0 && pc - ps + z * se <= s.max_error_rate_increase;
+    }
+    e.significant = sure && healthy_endpoints > 0;
   } else {
     e.verdict = Verdict::kFail;
     ++breaches_;
@@ -173,23 +229,48 @@ std::string DecisionLog::to_json(const std::string& service, const GuardSettings
                        {"max_p50_ms", s.max_p50_ms},
                        {"max_p99_ratio", s.max_p99_ratio},
                        {"confidence", s.confidence},
-                       {"consecutive", s.consecutive}};
+                       {"consecutive", s.consecutive},
+                       {"min_latency_increase_ms", s.min_latency_increase_ms},
+                       {"latency_confidence", s.latency_confidence}};
+  if (s.dry_run_all) {
+    out["dry_run"] = true;
+  } else if (!s.dry_run.empty()) {
+    out["dry_run"] = s.dry_run;
+  }
   nlohmann::json list = nlohmann::json::array();
   for (const auto& e : entries_) {
-    list.push_back({{"at_ms", e.at_ms},
-                    {"version", e.version},
-                    {"verdict", to_string(e.verdict)},
-                    {"reasons", e.reasons},
-                    {"breaches_in_a_row", e.breaches_in_a_row},
-                    {"reverted", e.reverted},
-                    {"canary", summary_json(e.canary)},
-                    {"stable", summary_json(e.stable)}});
+    nlohmann::json d = {{"at_ms", e.at_ms},
+                        {"version", e.version},
+                        {"verdict", to_string(e.verdict)},
+                        {"reasons", e.reasons},
+                        {"breaches_in_a_row", e.breaches_in_a_row},
+                        {"reverted", e.reverted},
+                        {"significant", e.significant},
+                        {"canary", summary_json(e.canary)},
+                        {"stable", summary_json(e.stable)}};
+    if (e.latency) {
+      const MannWhitney& m = *e.latency;
+      d["latency_test"] = {{"test", "mann-whitney-u"},
+                           {"u", m.u},
+                           {"expected_u", m.mean},
+                           {"z", m.z},
+                           {"p_value", m.p},
+                           {"median_ms", m.median_canary_ms},
+                           {"stable_median_ms", m.median_stable_ms},
+                           {"effect_ms", m.effect_ms()}};
+    }
+    if (!e.dry_reasons.empty() || e.dry_breaches_in_a_row) {
+      d["dry_run"] = {{"breaches", e.dry_reasons},
+                      {"breaches_in_a_row", e.dry_breaches_in_a_row},
+                      {"would_revert", e.would_revert}};
+    }
     if (!e.checks.empty()) {
       nlohmann::json checks = nlohmann::json::array();
       for (const auto& c : e.checks)
         checks.push_back({{"name", c.name}, {"verdict", to_string(c.verdict)}, {"reason", c.reason}});
-      list.back()["checks"] = std::move(checks);
+      d["checks"] = std::move(checks);
     }
+    list.push_back(std::move(d));
   }
   out["decisions"] = std::move(list);
   return out.dump();

@@ -5,10 +5,12 @@
 
 #include <cstdint>
 #include <deque>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "config/config.h"
+#include "health/mann_whitney.h"
 #include "health/stats_window.h"
 
 namespace weir::health {
@@ -38,12 +40,25 @@ struct Evaluation {
   uint32_t breaches_in_a_row = 0;
   bool reverted = false;  // this evaluation triggered the revert
   std::vector<ExternalCheck> checks;  // the external checks it judged
+  // A pass with confidence, not just no breach (a rollout's success_after): every error-rate
+  // rule configured holds at the upper bound of its interval (see health/rollout.h).
+  bool significant = false;
+  // The latency test against stable, when min_latency_increase_ms is set and both versions had
+  // min_requests.
+  std::optional<MannWhitney> latency;
+  // Dry run: breaches of dry-run rules (they do not make the verdict), their run, and whether
+  // this evaluation is the one that would have reverted.
+  std::vector<std::string> dry_reasons;
+  uint32_t dry_breaches_in_a_row = 0;
+  bool would_revert = false;
 };
 
 // z such that P(Z <= z) = p for a standard normal (bisection on erfc; p in (0,1)).
 double normal_quantile(double p);
 // Lower bound of the Wilson score interval for `errors` of `n` at one-sided confidence z.
 double wilson_lower(uint64_t errors, uint64_t n, double z);
+// Upper bound of the same interval.
+double wilson_upper(uint64_t errors, uint64_t n, double z);
 
 class VersionGuard {
  public:
@@ -54,11 +69,12 @@ class VersionGuard {
                       uint32_t healthy_endpoints, uint64_t now_ms,
                       const std::vector<ExternalCheck>& checks = {});
   uint32_t breaches_in_a_row() const { return breaches_; }
-  void reset() { breaches_ = 0; }
+  void reset() { breaches_ = 0, dry_breaches_ = 0; }
 
  private:
   std::string version_;
   uint32_t breaches_ = 0;
+  uint32_t dry_breaches_ = 0;
 };
 
 // A bounded history of decisions per service, for /explain.

@@ -94,6 +94,9 @@ Summary StatsWindow::summarize(const std::vector<const StatsWindow*>& windows,
   for (uint64_t n : s.responses) s.completed += n;
   s.errors = s.responses[5] + s.responses[0];
   s.error_rate = s.completed ? static_cast<double>(s.errors) / static_cast<double>(s.completed) : 0;
+  for (size_t i = 0; i < total.size(); ++i) {
+    if (total[i]) s.latency.emplace_back(static_cast<uint32_t>(i), total[i]);
+  }
   s.p50_us = Histogram::percentile(total, 0.50);
   s.p90_us = Histogram::percentile(total, 0.90);
   s.p99_us = Histogram::percentile(total, 0.99);

@@ -43,6 +43,8 @@ struct Summary {
   double error_rate = 0;   // errors / completed
   uint64_t p50_us = 0, p90_us = 0, p99_us = 0;  // total time
   uint64_t headers_p50_us = 0, headers_p99_us = 0;
+  // The total-time histogram: (Histogram bucket index, count), increasing index.
+  std::vector<std::pair<uint32_t, uint64_t>> latency;
 };
 
 class StatsWindow {

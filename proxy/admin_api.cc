@@ -179,7 +179,8 @@ json ServiceStateView::to_json() const {
               {"versions", vs},
               {"guard", guard == "disabled" ? json{{"state", guard}, {"reason", guard_reason}}
                                             : json{{"state", guard}}},
-              {"rollout", ro}};
+              {"rollout", ro},
+              {"history", history.is_array() ? history : json::array()}};
   if (stale) out["stale"] = true;
   return out;
 }
@@ -192,6 +193,7 @@ ServiceStateView AdminApi::view(const config::Service& svc) const {
   v.stable = rt.stable(svc);
   const ServiceRuntime* srt = rt.find(svc.name);
   v.state_version = srt ? srt->state_version : 0;
+  if (srt) v.history = srt->history;
   for (const auto& cv : svc.versions) {
     VersionView vv;
     vv.name = cv.name;
@@ -255,7 +257,16 @@ AdminResponse AdminApi::route(const AdminRequest& req, const Reply& reply) {
                                   : "Bearer realm=\"weir\"");
       return r;
     }
-    if (!read_only && t->scope != config::AdminToken::Scope::kWrite) {
+    // Approving a rollout is its own scope: a reviewer's token need not be able to write, and
+    // a write token cannot approve without it.
+    const bool approving = req.method == "POST" && req.path.ends_with("/rollout/approve");
+    if (approving && !t->approve) {
+      return admin_error(403, "forbidden",
+                         "token \"" + t->name +
+                             "\" cannot approve rollouts; approving needs a token with the "
+                             "\"approve\" scope");
+    }
+    if (!read_only && !approving && t->scope != config::AdminToken::Scope::kWrite) {
       return admin_error(403, "forbidden",
                          "token \"" + t->name + "\" has read scope; this call needs write");
     }
@@ -403,6 +414,8 @@ AdminResponse AdminApi::change(const config::Service& svc, const Change& c,
     if (!c.stable.empty()) {
       ev.before["stable"] = view.stable(svc);
       ev.after["stable"] = c.stable;
+      if (c.action == "promote")
+        rt.record_promotion(view.stable(svc), c.stable, c.actor, unix_time_ms());
       rt.stable = c.stable;
     }
     rt.weights = c.weights;
@@ -457,15 +470,80 @@ AdminResponse AdminApi::rollback(const AdminRequest& req, const config::Service&
                                  const std::string& actor, const Reply& reply) {
   json body = json::object();
   if (!req.body.empty()) {
-    if (auto bad = parse_object(req, body, {"reason"})) return *bad;
+    if (auto bad = parse_object(req, body, {"reason", "to"})) return *bad;
   }
   std::optional<uint64_t> expected;
   if (auto refused = check_if_match(req, svc, false, &expected)) return *refused;
+  if (body.contains("to")) {
+    if (body["to"] != "previous")
+      return admin_error(400, "bad_request",
+                         "\"to\" must be \"previous\" (the stable version before the last "
+                         "promotion); leave it out to send all traffic to the current stable");
+    return rollback_to_previous(svc, actor, reason_of(body), expected, reply);
+  }
   const std::string& stable = host_.runtime().stable(svc);
   std::map<std::string, uint32_t> weights;
   for (const auto& v : svc.versions) weights[v.name] = v.name == stable ? 100 : 0;
   return change(svc, {actor, "rollback", reason_of(body), std::move(weights), ""}, expected,
                 reply);
+}
+
+static std::string previous_release(const config::Service& svc, const ServiceRuntime* rt,
+                                    std::string* previous) {
+  if (!rt || !rt->history.is_array() || rt->history.empty())
+    return "service " + svc.name + " has no previous release: no promotion is on record";
+  const json& last = rt->history.back();
+  *previous = last.value("previous", "");
+  const std::string& p = *previous;
+  if (std::none_of(svc.versions.begin(), svc.versions.end(),
+                   [&](const config::Version& v) { return v.name == p; }))
+    return "the previous release of service " + svc.name + " was version \"" + p +
+           "\", which is no longer configured; add it back or promote a version";
+  return "";
+}
+
+AdminResponse AdminApi::rollback_to_previous(const config::Service& svc, const std::string& actor,
+                                             const std::string& reason,
+                                             std::optional<uint64_t> expected,
+                                             const Reply& reply) {
+  std::string previous;
+  if (std::string why = previous_release(svc, host_.runtime().find(svc.name), &previous);
+      !why.empty())
+    return admin_error(409, "no_previous_release", why);
+  ServiceChange sc;
+  sc.expected = expected;
+  sc.event.actor = actor;
+  sc.event.action = "rollback_to_previous";
+  sc.event.reason = reason;
+  // Applied to the latest state: the history the store holds decides, not the one seen here.
+  sc.apply = [svc](ServiceRuntime& rt, AuditEvent& ev) {
+    std::string to;
+    if (std::string why = previous_release(svc, &rt, &to); !why.empty()) return why;
+    RuntimeState view;
+    view.set(svc.name, rt);
+    const std::string from = view.stable(svc);
+    std::map<std::string, uint32_t> weights;
+    for (const auto& v : svc.versions) weights[v.name] = v.name == to ? 100 : 0;
+    ev.before = {{"weights", weights_json(view.weights(svc))}, {"stable", from},
+                 {"history", rt.history}};
+    const json undone = rt.history.back();
+    rt.history.erase(rt.history.size() - 1);
+    rt.stable = to;
+    rt.weights = weights;
+    rt.reverted.clear();
+    // A rollout still going would step the weights again: the rollback ends it.
+    const std::string st = rt.rollout.is_object() ? rt.rollout.value("state", "") : "";
+    if (st == "running" || st == "waiting" || st == "paused") {
+      rt.rollout["state"] = "aborted";
+      rt.rollout["reason"] = "rolled back to the previous release by " + ev.actor;
+      rt.rollout.erase("waiting_for");
+      rt.rollout.erase("waiting_since_ms");
+    }
+    ev.after = {{"weights", weights_json(weights)}, {"stable", to}, {"history", rt.history}};
+    ev.detail = {{"undone", undone}, {"from", from}, {"to", to}};
+    return std::string();
+  };
+  return submit(svc, std::move(sc), reply);
 }
 
 AdminResponse AdminApi::set_guard(const AdminRequest& req, const config::Service& svc,
@@ -502,10 +580,12 @@ AdminResponse AdminApi::rollout(const AdminRequest& req, const config::Service& 
   if (!req.body.empty()) {
     if (auto bad = parse_object(req, body, {"reason"})) return *bad;
   }
-  static constexpr std::string_view kOps[] = {"start", "pause", "resume", "abort", "promote"};
+  static constexpr std::string_view kOps[] = {"start", "pause",   "resume",
+                                              "abort", "promote", "approve"};
   if (std::find(std::begin(kOps), std::end(kOps), op) == std::end(kOps))
     return admin_error(404, "not_found",
-                       "unknown rollout operation " + op + " (start, pause, resume, abort, promote)");
+                       "unknown rollout operation " + op +
+                           " (start, pause, resume, approve, abort, promote)");
   host_.rollout_command(svc.name, op, actor, reason_of(body),
                         [this, name = svc.name, reply](const CommitResult& r) {
                           reply(r.ok() ? service_response(name)

@@ -86,6 +86,7 @@ struct ServiceStateView {
   std::string guard_reason;       // why an operator disabled it
   std::string rollout = "none";
   nlohmann::json rollout_detail;  // the rollout's step, weights and timing (null without one)
+  nlohmann::json history;         // the last promotions, oldest first (rollback --to-previous)
   bool stale = false;             // the shared store is away: this may be behind the fleet
   nlohmann::json to_json() const;
 };
@@ -110,7 +111,7 @@ class AdminHost {
   virtual std::vector<nlohmann::json> events_since(uint64_t since, size_t limit) const = 0;
   virtual std::string metrics_text() = 0;
   virtual void annotate(ServiceStateView& view) const = 0;
-  // Rollout start|pause|resume|abort|promote as `actor` with the operator's `reason`.
+  // Rollout start|pause|resume|approve|abort|promote as `actor` with the operator's `reason`.
   virtual void rollout_command(const std::string& service, const std::string& op,
                                const std::string& actor, const std::string& reason,
                                CommitDone done) = 0;
@@ -142,6 +143,10 @@ class AdminApi {
                         const std::string& actor, const Reply& reply);
   AdminResponse rollback(const AdminRequest& req, const config::Service& svc,
                          const std::string& actor, const Reply& reply);
+  // POST .../rollback {"to": "previous"}: undoes the last promotion on record.
+  AdminResponse rollback_to_previous(const config::Service& svc, const std::string& actor,
+                                     const std::string& reason, std::optional<uint64_t> expected,
+                                     const Reply& reply);
   AdminResponse set_guard(const AdminRequest& req, const config::Service& svc,
                           const std::string& actor, const Reply& reply);
   AdminResponse rollout(const AdminRequest& req, const config::Service& svc,

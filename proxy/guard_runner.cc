@@ -70,7 +70,8 @@ void GuardRunner::tick(const std::shared_ptr<const routing::Snapshot>& snap,
       if (ramping(svc.name, v.name)) continue;
       // Without a guard a rollout advances on time alone; with its guard switched off by an
       // operator it holds, since nothing watches the step it would advance to.
-      health::Verdict verdict = switched_off ? health::Verdict::kHold : health::Verdict::kPass;
+      health::Judgement judged;
+      judged.verdict = switched_off ? health::Verdict::kHold : health::Verdict::kPass;
       if (g.enabled && !switched_off) {
         const health::Summary summary = window_(svc, v, second, g.window_s);
         auto [it, fresh] = sg.versions.try_emplace(v.name, v.name);
@@ -79,9 +80,10 @@ void GuardRunner::tick(const std::shared_ptr<const routing::Snapshot>& snap,
             v.endpoints.begin(), v.endpoints.end(), [](const auto& ep) { return ep.healthy; }));
         // Stamped with wall time: explain shows it as it was, whenever it is asked.
         health::Evaluation e = it->second.evaluate(g, summary, stable_summary, healthy, wall);
-        verdict = e.verdict;
+        judged = {e.verdict, summary.completed, g.window_s, e.significant};
         sg.current[v.name] = e.verdict;
         sg.judged_weight[v.name] = v.weight;
+        if (e.would_revert) dry_run_revert(cs, v, e);
         if (e.reverted) {
           revert(cs, v, e, summary, stable_summary, now_ms);
           it->second.reset();
@@ -89,7 +91,7 @@ void GuardRunner::tick(const std::shared_ptr<const routing::Snapshot>& snap,
         sg.log.add(std::move(e));
         if (sg.current.count(v.name) == 0) continue;  // reverted: the rollout was told
       }
-      if (rolling && *rolling == v.name) rollouts_.on_verdict(svc.name, verdict, wall);
+      if (rolling && *rolling == v.name) rollouts_.on_verdict(svc.name, judged, wall);
     }
   }
 }
@@ -140,6 +142,40 @@ void GuardRunner::revert(const config::Service& cs, const routing::Version& v,
     ramps_.push_back({cs.name, version, from, now_ms, g.revert_ramp_ms, 1});
   }
   rollouts_.on_revert(cs.name, version, why);
+}
+
+void GuardRunner::dry_run_revert(const config::Service& cs, const routing::Version& v,
+                                 const health::Evaluation& e) {
+  std::string why;
+  for (const auto& r : e.dry_reasons) why += (why.empty() ? "" : "; ") + r;
+  std::fprintf(stderr,
+               "weir: guard: service %s version %s would be reverted (dry run, %u breaches in a "
+               "row); traffic stays: %s\n",
+               cs.name.c_str(), v.name.c_str(), e.dry_breaches_in_a_row, why.c_str());
+  ++guards_[cs.name].dry_run_reverts[v.name];
+  AuditEvent ev;
+  ev.actor = "guard";
+  ev.action = "guard_dry_run_revert";
+  ev.service = cs.name;
+  ev.reason = why;
+  ev.detail = {{"version", v.name},
+               {"weight", v.weight},
+               {"breaches_in_a_row", e.dry_breaches_in_a_row},
+               {"breaches", e.dry_reasons},
+               {"completed", e.canary.completed},
+               {"error_rate", e.canary.error_rate},
+               {"p99_ms", static_cast<double>(e.canary.p99_us) / 1000.0},
+               {"stable_error_rate", e.stable.error_rate},
+               {"window_s", cs.guard.window_s}};
+  store_.append(std::move(ev));
+}
+
+uint64_t GuardRunner::dry_run_reverts(const std::string& service,
+                                      const std::string& version) const {
+  auto g = guards_.find(service);
+  if (g == guards_.end()) return 0;
+  auto n = g->second.dry_run_reverts.find(version);
+  return n == g->second.dry_run_reverts.end() ? 0 : n->second;
 }
 
 void GuardRunner::advance_ramps(const config::Config& config, uint64_t now_ms) {
@@ -259,6 +295,14 @@ std::string GuardRunner::explain_json(const config::Service& s) const {
   nlohmann::json out = nlohmann::json::parse(
       (it == guards_.end() ? kEmpty : it->second.log).to_json(s.name, s.guard));
   for (auto& d : out["decisions"]) d["time"] = utc_timestamp_ms(d["at_ms"].get<int64_t>());
+  // The rollout the guard gates, waits included: explain answers "why is it not moving?".
+  if (s.rollout.present)
+    out["rollout"] = rollouts_.detail(s.name, static_cast<uint64_t>(unix_time_ms()));
+  if (it != guards_.end()) {
+    nlohmann::json dry = nlohmann::json::object();
+    for (const auto& [version, n] : it->second.dry_run_reverts) dry[version] = n;
+    if (!dry.empty()) out["dry_run_reverts"] = dry;
+  }
   return out.dump();
 }
 

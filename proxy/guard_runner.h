@@ -53,6 +53,7 @@ class GuardRunner {
   std::string state(const config::Service& s, std::string_view version = {}) const;
   std::string explain_json(const config::Service& s) const;
   uint64_t reverts(const std::string& service, const std::string& version) const;
+  uint64_t dry_run_reverts(const std::string& service, const std::string& version) const;
 
  private:
   struct ServiceGuard {
@@ -63,6 +64,7 @@ class GuardRunner {
     std::map<std::string, health::Verdict> current;
     std::map<std::string, uint32_t> judged_weight;
     std::map<std::string, uint64_t> reverts;  // by version, since start (weir_reverts_total)
+    std::map<std::string, uint64_t> dry_run_reverts;  // would-be reverts of a dry run
   };
   // A capacity-aware revert in progress (revert_ramp_ms): the version's weight steps from
   // `from` down to 0 in kRevertSteps equal steps over `duration_ms`.
@@ -78,6 +80,9 @@ class GuardRunner {
   void revert(const config::Service& cs, const routing::Version& v, const health::Evaluation& e,
               const health::Summary& summary, const health::Summary& stable_summary,
               uint64_t now_ms);
+  // A dry run's breaches held for `consecutive`: recorded (log, audit, metrics), not acted on.
+  void dry_run_revert(const config::Service& cs, const routing::Version& v,
+                      const health::Evaluation& e);
   bool ramping(const std::string& service, const std::string& version) const;
 
   ControlStore& store_;

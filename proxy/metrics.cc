@@ -188,6 +188,10 @@ class WeirCollector : public prometheus::Collectable {
                        MetricType::Gauge, {}};
     MetricFamily reverts{"weir_reverts_total", "Guard reverts of each version since start",
                          MetricType::Counter, {}};
+    MetricFamily dry{"weir_guard_dry_run_reverts_total",
+                     "Reverts a dry-run guard rule would have made, by version, since start "
+                     "(traffic was not moved)",
+                     MetricType::Counter, {}};
     for (const GuardMetrics& g : s_.guards) {
       std::vector<ClientMetric::Label> labels = {{"service", g.service}, {"version", g.version}};
       for (const char* st : kGuardStates) {
@@ -197,11 +201,33 @@ class WeirCollector : public prometheus::Collectable {
       }
       reverts.metric.push_back(
           sample(static_cast<double>(g.reverts), MetricType::Counter, labels));
+      dry.metric.push_back(
+          sample(static_cast<double>(g.dry_run_reverts), MetricType::Counter, labels));
+    }
+    MetricFamily rollout{"weir_rollout_state",
+                         "Each configured rollout's state, one-hot over idle, running, waiting "
+                         "(held at a gate), paused, promoted and aborted",
+                         MetricType::Gauge, {}};
+    MetricFamily waiting{"weir_rollout_waiting_gates",
+                         "How many gates (holds) a waiting rollout waits for; 0 otherwise",
+                         MetricType::Gauge, {}};
+    for (const RolloutMetrics& r : s_.rollouts) {
+      for (const char* st : kRolloutStates) {
+        rollout.metric.push_back(sample(r.state == st ? 1 : 0, MetricType::Gauge,
+                                        {{"service", r.service}, {"state", st}}));
+      }
+      waiting.metric.push_back(sample(static_cast<double>(r.waiting_for), MetricType::Gauge,
+                                      {{"service", r.service}}));
     }
     out.push_back(std::move(healthy));
     out.push_back(std::move(unhealthy));
     out.push_back(std::move(state));
     out.push_back(std::move(reverts));
+    out.push_back(std::move(dry));
+    if (!s_.rollouts.empty()) {
+      out.push_back(std::move(rollout));
+      out.push_back(std::move(waiting));
+    }
   }
 
   // Per service and version: requests by status class, upstream errors by kind, and the

@@ -54,7 +54,17 @@ struct GuardMetrics {
   std::string service, version;
   std::string state;     // pass, hold, fail, reverted or disabled
   uint64_t reverts = 0;  // since start
+  uint64_t dry_run_reverts = 0;  // would-be reverts of a dry run, since start
 };
+
+// One configured rollout: its state and how many gates it waits for.
+struct RolloutMetrics {
+  std::string service;
+  std::string state;  // one of kRolloutStates
+  size_t waiting_for = 0;
+};
+inline constexpr const char* kRolloutStates[] = {"idle",   "running",  "waiting",
+                                                 "paused", "promoted", "aborted"};
 
 // What one scrape reads. Control thread only; the worker counters are single-writer atomics.
 struct MetricsSource {
@@ -68,6 +78,7 @@ struct MetricsSource {
   std::vector<EndpointMetrics> endpoints = {};
   std::vector<GuardMetrics> guards = {};
   std::vector<MirrorMetrics> mirrors = {};  // defaulted: initializers may stop before it
+  std::vector<RolloutMetrics> rollouts = {};
   ControlStore::FleetFigures fleet = {};     // present only in fleet mode
   double last_reload_ok_s = 0;  // Unix time of the last configuration load that took (the start)
 };

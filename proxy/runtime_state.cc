@@ -34,7 +34,15 @@ nlohmann::json ServiceRuntime::shared_json() const {
   return {{"weights", weights},         {"stable", stable},
           {"guard_disabled", guard_disabled}, {"guard_reason", guard_reason},
           {"reverted", reverted},       {"rollout", rollout},
-          {"version_set", version_set}};
+          {"history", history},         {"version_set", version_set}};
+}
+
+void ServiceRuntime::record_promotion(const std::string& previous, const std::string& to,
+                                      const std::string& actor, int64_t at_ms) {
+  if (previous == to || previous.empty()) return;
+  if (!history.is_array()) history = nlohmann::json::array();
+  history.push_back({{"version", to}, {"previous", previous}, {"at_ms", at_ms}, {"actor", actor}});
+  while (history.size() > kHistory) history.erase(history.begin());
 }
 
 bool ServiceRuntime::read_shared(const nlohmann::json& j, std::string* error) {
@@ -46,6 +54,8 @@ bool ServiceRuntime::read_shared(const nlohmann::json& j, std::string* error) {
     reverted = j.value("reverted", std::set<std::string>{});
     rollout = j.value("rollout", nlohmann::json::object());
     if (!rollout.is_object()) rollout = nlohmann::json::object();
+    history = j.value("history", nlohmann::json::array());
+    if (!history.is_array()) history = nlohmann::json::array();
     version_set = j.value("version_set", std::string());
     return true;
   } catch (const nlohmann::json::exception& e) {
@@ -129,6 +139,7 @@ nlohmann::json RuntimeState::to_json() const {
                       {"guard_reason", rt.guard_reason},
                       {"reverted", rt.reverted},
                       {"rollout", rt.rollout},
+                      {"history", rt.history},
                       {"version_set", rt.version_set},
                       {"definition", rt.definition}};
   }
@@ -153,6 +164,8 @@ std::optional<RuntimeState> RuntimeState::from_json(const nlohmann::json& j, std
       rt.guard_reason = s.value("guard_reason", std::string());
       rt.reverted = s.value("reverted", std::set<std::string>{});
       rt.rollout = s.value("rollout", nlohmann::json::object());
+      rt.history = s.value("history", nlohmann::json::array());
+      if (!rt.history.is_array()) rt.history = nlohmann::json::array();
       rt.version_set = s.at("version_set").get<std::string>();
       rt.definition = s.at("definition").get<std::string>();
       out.services_.emplace(name, std::move(rt));

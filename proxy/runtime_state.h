@@ -30,6 +30,13 @@ struct ServiceRuntime {
   // Where the service's rollout is ({} = never started): the rollout driver's saved position, so
   // a restart (or another replica taking the lead) continues from the same step.
   nlohmann::json rollout = nlohmann::json::object();
+  // The last promotions, oldest first ({"version", "previous", "at_ms", "actor"} each; at most
+  // kHistory): a rollback to the previous release undoes the last one.
+  nlohmann::json history = nlohmann::json::array();
+  static constexpr size_t kHistory = 10;
+  // Records that `to` replaced `previous` as stable (nothing when they are the same).
+  void record_promotion(const std::string& previous, const std::string& to,
+                        const std::string& actor, int64_t at_ms);
   // What the configured service looked like when this was last reconciled: its version names
   // (a change drops the overrides) and its whole definition (a change bumps state_version).
   std::string version_set;

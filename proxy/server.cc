@@ -236,6 +236,7 @@ void Server::on_tick(uv_timer_t* t) {
   self->collect_stats(now / 1000);
   self->guard_runner_->tick(self->snap_, *self->config_, now, now / 1000);
   self->guard_runner_->advance_ramps(*self->config_, now);
+  self->rollout_driver_->tick(static_cast<uint64_t>(unix_time_ms()));
 }
 
 void Server::evaluate_outliers() {
@@ -529,7 +530,14 @@ std::string Server::metrics_text() {
       g.version = v.name;
       g.state = guard_runner_->state(*cs, v.name);
       g.reverts = guard_runner_->reverts(svc.name, v.name);
+      g.dry_run_reverts = guard_runner_->dry_run_reverts(svc.name, v.name);
     }
+  }
+  const uint64_t now_wall = static_cast<uint64_t>(unix_time_ms());
+  for (const auto& [service, state] : rollout_driver_->states()) {
+    const nlohmann::json d = rollout_driver_->detail(service, now_wall);
+    source.rollouts.push_back(
+        {service, state, state == "waiting" ? d.value("waiting_for", nlohmann::json::array()).size() : 0});
   }
   for (const auto& svc : snap_->services) {
     if (svc.mirror < 0) continue;

@@ -36,10 +36,13 @@ constexpr const char* kUsage =
     "                                         fetches the ETag and sends it as If-Match;\n"
     "                                         --force sends If-Match: *\n"
     "  promote SERVICE VERSION [--reason TEXT]   VERSION becomes stable with 100%\n"
-    "  rollback SERVICE [--reason TEXT]          all traffic to the stable version\n"
+    "  rollback SERVICE [--to-previous] [--reason TEXT]\n"
+    "                                         all traffic to the stable version; with\n"
+    "                                         --to-previous, the stable before the last promotion\n"
     "  guard SERVICE on|off [--reason TEXT]   turn the service's guard on or off\n"
     "  explain SERVICE                        the guard's decisions\n"
-    "  rollout SERVICE start|pause|resume|abort|promote\n"
+    "  rollout SERVICE start|pause|resume|abort|promote [--reason TEXT]\n"
+    "  rollout SERVICE approve --reason TEXT  approve the gate the rollout waits at\n"
     "  events [--since SEQ]                   the audit log\n"
     "  fleet                                  the fleet: replicas, leader, store (fleet mode)\n"
     "  reload                                 re-read the configuration file\n"
@@ -465,7 +468,7 @@ int main(int argc, char** argv) {
   if (const char* env = std::getenv("WEIR_KEY")) o.key = env;
   std::vector<std::string> args;
   std::string reason, since = "0";
-  bool force = false;
+  bool force = false, to_previous = false;
   for (int i = 1; i < argc; ++i) {
     std::string_view a = argv[i];
     auto value = [&]() -> std::string {
@@ -493,6 +496,8 @@ int main(int argc, char** argv) {
       since = value();
     } else if (a == "--force") {
       force = true;
+    } else if (a == "--to-previous") {
+      to_previous = true;
     } else if (a == "--help" || a == "-h") {
       std::printf("%s", kUsage);
       return 0;
@@ -551,8 +556,9 @@ int main(int argc, char** argv) {
     output(o, s, [](const json& j) { print_services(json::array({j})); });
   } else if (cmd == "rollback") {
     need(1, 1);
-    json s = expect_ok(
-        http(o, "POST", "/api/v1/services/" + args[1] + "/rollback", with_reason.dump()));
+    json body = with_reason;
+    if (to_previous) body["to"] = "previous";
+    json s = expect_ok(http(o, "POST", "/api/v1/services/" + args[1] + "/rollback", body.dump()));
     output(o, s, [](const json& j) { print_services(json::array({j})); });
   } else if (cmd == "guard") {
     need(2, 2);
@@ -567,7 +573,10 @@ int main(int argc, char** argv) {
     output(o, e, print_explain);
   } else if (cmd == "rollout") {
     need(2, 2);
-    json s = expect_ok(http(o, "POST", "/api/v1/services/" + args[1] + "/rollout/" + args[2]));
+    if (args[2] == "approve" && reason.empty())
+      die(2, "rollout approve needs --reason TEXT: the audit log records why it was approved");
+    json s = expect_ok(http(o, "POST", "/api/v1/services/" + args[1] + "/rollout/" + args[2],
+                            with_reason.dump()));
     output(o, s, [](const json& j) { print_services(json::array({j})); });
   } else if (cmd == "fleet") {
     need(0, 0);

@@ -738,7 +738,8 @@ TEST_CASE("config: tokens file errors name the tokens file") {
   CHECK(r.errors[0].loc.file.ends_with("tokens.toml"));
   CHECK(r.errors[0].loc.line == 3);
   CHECK(r.errors[0].key == "token[0].scope");
-  CHECK(r.errors[0].message == "'admin' is not a scope; use \"read\" or \"write\"");
+  CHECK(r.errors[0].message == "'admin' is not a scope; use \"read\", \"write\" or \"approve\" (or a list such as "
+        "[\"write\", \"approve\"])");
   CHECK(r.errors[1].key == "token[0].sha256");
 
   r = load_with_tokens("[admin]\ntokens_file = \"missing.toml\"", "");
@@ -1198,7 +1199,11 @@ auto_start = true)"));
   CHECK(s.guard.revert_ramp_ms == 3000);
   CHECK(s.rollout.present);
   CHECK(s.rollout.version == "b");
-  CHECK(s.rollout.steps == std::vector<uint32_t>{1, 10, 100});
+  REQUIRE(s.rollout.steps.size() == 3);
+  CHECK(s.rollout.steps[0].weight == 1);
+  CHECK(s.rollout.steps[1].weight == 10);
+  CHECK(s.rollout.steps[2].weight == 100);
+  CHECK_FALSE(s.rollout.steps[1].pause);
   CHECK(s.rollout.step_s == 30);
   CHECK(s.rollout.max_step_s == 90);
   CHECK(s.rollout.auto_start);
