@@ -15,6 +15,7 @@ import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness as h  # noqa: E402
+from test_hooks import Receiver  # noqa: E402
 
 PROMETHEUS = "/usr/bin/prometheus"
 
@@ -81,7 +82,7 @@ class KpiQueries(h.WeirTestCase):
         self.assertTrue(h.wait_until(has_sample, 30), "prometheus never scraped the exporter")
         return url
 
-    def start_weir(self, prom, query, on_no_data="hold"):
+    def start_weir(self, prom, query, on_no_data="hold", chat=None):
         blue, green = self.backend("blue"), self.backend("green")
         tmp = self.tmpdir()
         text = h.render_config(
@@ -92,6 +93,9 @@ class KpiQueries(h.WeirTestCase):
         text += ("\n[[service.guard.query]]\nname = \"checkout\"\n"
                  f"url = \"{prom}\"\nquery = '{query}'\nmax = 5\ntimeout_ms = 1000\n"
                  f"on_no_data = \"{on_no_data}\"\n")
+        if chat:
+            text += ("\n[[service.hook]]\nname = \"chat\"\ntype = \"event\"\n"
+                     f"url = \"{chat.url}/slack\"\nformat = \"slack\"\n")
         return self.weir(text)
 
     def explain(self, weir):
@@ -102,7 +106,9 @@ class KpiQueries(h.WeirTestCase):
     def test_rising_business_failures_revert_the_canary(self):
         exporter = Exporter(self)
         prom = self.start_prometheus(exporter)
-        weir = self.start_weir(prom, 'max(business_checkout_failures{version="{{version}}"})')
+        chat = Receiver(self)
+        weir = self.start_weir(prom, 'max(business_checkout_failures{version="{{version}}"})',
+                               chat=chat)
         # Healthy: the query passes, nothing is reverted.
         def passing():
             return any(q["verdict"] == "pass" for q in self.explain(weir)["queries"])
@@ -122,6 +128,10 @@ class KpiQueries(h.WeirTestCase):
         reverts = [e for e in events["events"] if e["action"] == "revert"]
         self.assertEqual(len(reverts), 1)
         self.assertIn("query checkout", reverts[0]["reason"])
+        # The Slack-style event of the revert, with the query's verdict.
+        self.assertTrue(h.wait_until(lambda: any(
+            c[2]["text"].startswith("weir: shop: revert by guard") and "query checkout" in
+            c[2]["text"] for c in chat.calls("/slack")), 10), chat.got)
         self.assertWeirAlive(weir)
 
     def test_a_query_without_data_holds(self):
