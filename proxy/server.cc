@@ -567,6 +567,11 @@ std::string Server::metrics_text() {
   source.reloads_ok = reloads_ok_;
   source.reloads_failed = reloads_failed_;
   source.fleet = store_->figures();
+  for (const auto& f : kpi_->figures()) source.kpi_queries.push_back({f.service, f.query, f.sent, f.errors});
+  {
+    const HookRunner::Figures hf = hooks_->figures();
+    source.hooks = {hf.calls, hf.failures, hf.dropped, hf.queued};
+  }
   source.last_reload_ok_s = static_cast<double>(last_reload_ok_ms_) / 1000.0;
   for (const auto& svc : snap_->services) {
     for (const auto& v : svc.versions) {

@@ -147,6 +147,9 @@ class KpiQueries(h.WeirTestCase):
         ex = self.explain(weir)
         self.assertEqual(ex["queries"][0]["verdict"], "hold")
         self.assertEqual(ex["decisions"][-1]["verdict"], "hold")
+        metrics = h.admin_call(weir, "GET", "/metrics").body.decode()
+        self.assertIn('weir_kpi_queries_total{service="shop",query="checkout"}', metrics)
+        self.assertIn('weir_kpi_query_errors_total{service="shop",query="checkout"} 0', metrics)
 
 
 if __name__ == "__main__":
