@@ -120,25 +120,12 @@ struct Sticky {
   std::string salt;  // "" = the service name
 };
 
-// [service.mirror.compare]: each copy's response against the primary's.
-struct MirrorCompare {
-  bool enabled = false;
-  bool body = false;                 // compare a hash of the bodies too
-  std::vector<std::string> headers;  // response headers (lower-case) that must match
-  uint64_t max_body_bytes = 1 << 20;  // a longer body is hashed over its first bytes only
-  double max_mismatch_rate = -1;      // < 0: no gate; else holds a rollout's start above it
-  double max_error_rate = -1;         // the copies' error rate (5xx, failures) as a gate
-  uint64_t min_compared = 20;         // compared pairs before the gate judges
-  SourceLoc loc;
-};
-
 // Shadow traffic: a copy of `percent`% of requests goes to `version`; responses are discarded.
 struct Mirror {
   std::string version;  // "" = no mirroring
   uint32_t percent = 100;  // of the requests whose chosen version is not `version`
   uint64_t max_body_bytes = 65536;  // requests with a larger body are not mirrored
   uint32_t max_in_flight = 64;  // per worker: copies beyond this are dropped (and counted)
-  MirrorCompare compare;
 };
 
 // Client-side TLS to a version's endpoints ([service.tls], overridable per version by

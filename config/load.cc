@@ -210,7 +210,6 @@ class TableReader {
   const toml::table& table() const { return table_; }
   const std::string& path() const { return path_; }
   SourceLoc loc() const { return ctx_.loc(table_.source()); }
-  Context& context() { return ctx_; }
 
   const toml::node* find(std::string_view key, Need need) {
     known_.emplace(key);
@@ -1145,24 +1144,6 @@ void read_kpi_query(Context& ctx, TableReader& t, std::set<std::string>& names, 
   }
 }
 
-void read_mirror_compare(TableReader& t, MirrorCompare& c) {
-  c.enabled = true;
-  c.loc = t.loc();
-  t.boolean("enabled", c.enabled);
-  t.boolean("body", c.body);
-  t.integer("max_body_bytes", c.max_body_bytes, 1, kNoMax);
-  t.number("max_mismatch_rate", c.max_mismatch_rate, 0, 1);
-  t.number("max_error_rate", c.max_error_rate, 0, 1);
-  t.integer("min_compared", c.min_compared, 1, kNoMax);
-  if (const auto* list = t.typed<toml::array>("headers", Need::kOptional)) {
-    Context& ctx = t.context();
-    for (size_t i = 0; i < list->size(); ++i) {
-      auto name = ctx.string(list->get(i), indexed(t.path("headers"), i), token(true));
-      if (name && !name->empty()) c.headers.push_back(*name);
-    }
-  }
-}
-
 void read_protocol(TableReader& t, UpstreamProtocol& p) {
   std::string name;
   if (t.string("protocol", name, Need::kOptional, [](std::string& v) {
@@ -1218,7 +1199,6 @@ void read_service(Context& ctx, TableReader& t, std::set<std::string>& names, Se
     mt.integer("percent", s.mirror.percent, 0, 100);
     mt.integer("max_body_bytes", s.mirror.max_body_bytes, 0, kNoMax);
     mt.integer("max_in_flight", s.mirror.max_in_flight, 1, 100000);
-    sub_table(ctx, mt, "compare", [&](TableReader& ct) { read_mirror_compare(ct, s.mirror.compare); });
   });
 
   std::set<std::string> version_names;

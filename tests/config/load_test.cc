@@ -986,15 +986,8 @@ TEST_CASE("config: [[service.hook]] errors name file:line:col and never show a h
                "hook 'h' is defined twice; give each hook a unique name");
 }
 
-TEST_CASE("config: [[service.guard.query]] and [service.mirror.compare]") {
-  Config c = expect_valid(with_policy(R"([service.mirror]
-version = "b"
-[service.mirror.compare]
-body = true
-headers = ["Content-Type"]
-max_mismatch_rate = 0.05
-min_compared = 10
-[service.guard]
+TEST_CASE("config: [[service.guard.query]]") {
+  Config c = expect_valid(with_policy(R"([service.guard]
 max_error_rate = 0.1
 [[service.guard.query]]
 name = "checkout"
@@ -1011,11 +1004,6 @@ query = "orders_total"
 min = 1
 )"));
   const Service& s = c.services[0];
-  CHECK(s.mirror.compare.enabled);
-  CHECK(s.mirror.compare.body);
-  CHECK(s.mirror.compare.headers == std::vector<std::string>{"content-type"});
-  CHECK(s.mirror.compare.max_mismatch_rate == 0.05);
-  CHECK(s.mirror.compare.min_compared == 10);
   REQUIRE(s.guard.queries.size() == 2);
   const KpiQuery& q = s.guard.queries[0];
   CHECK(q.name == "checkout");
@@ -1041,10 +1029,6 @@ min = 1
   expect_error(query("query = \"x\"\nmax = 1\non_no_data = \"skip\""), "13:14",
                "service[0].guard.query[0].on_no_data",
                "'skip' is not a choice; use \"hold\", \"fail\" or \"pass\"");
-  expect_error(with_policy("[service.mirror]\nversion = \"b\"\n[service.mirror.compare]\n"
-                           "max_mismatch_rate = 2"),
-               "10:21", "service[0].mirror.compare.max_mismatch_rate",
-               "must be between 0 and 1, got 2");
 }
 
 TEST_CASE("config: sticky needs exactly one source") {
