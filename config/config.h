@@ -154,6 +154,67 @@ struct Version {
   UpstreamProtocol protocol = UpstreamProtocol::kHttp1;
 };
 
+// One header an outgoing call carries. The value may come from a file or the environment
+// (read at load and at every reload); header values are never logged, echoed or audited.
+struct HookHeader {
+  std::string name;
+  std::string value;
+  enum class Source : uint8_t { kLiteral, kFile, kEnv };
+  Source source = Source::kLiteral;
+  std::string from;  // the file or environment variable it came from
+};
+
+// Where an outgoing HTTP call goes: http:// or https:// URL, TLS files for https, headers.
+struct OutgoingTarget {
+  std::string url;
+  std::string ca_file;  // "" = the system trust store
+  std::string cert;     // client certificate (mTLS), with key; or neither
+  std::string key;
+  bool verify = true;
+  uint32_t timeout_ms = 5000;
+  std::vector<HookHeader> headers;
+};
+
+// [[service.hook]]: an outgoing HTTP call at a point of the release process (Flagger's webhook
+// types). Every call is a POST of a JSON body naming the service, the version, the hook's
+// type and its metadata.
+struct Hook {
+  enum class Type : uint8_t {
+    kEvent,                   // every audited change of the service; fire and forget
+    kPreRollout,              // before the first step gets traffic; `threshold` failures abort
+    kRollout,                 // each guard interval during a step; a failure is a breach
+    kConfirmRollout,          // the first step waits for a 2xx
+    kConfirmTrafficIncrease,  // every weight increase waits for a 2xx
+    kConfirmPromotion,        // the promotion waits for a 2xx
+    kPostRollout,             // after promotion or abort; failures only logged
+    kRollback,                // polled during a rollout; a 2xx aborts it
+  };
+  std::string name;
+  Type type = Type::kEvent;
+  OutgoingTarget target;
+  uint32_t retries = 2;         // further attempts after no answer, a 5xx or a 429, with backoff
+  uint32_t backoff_ms = 500;    // the first retry's delay; doubled for each further one
+  uint32_t interval_ms = 1000;  // confirm-*, rollback, pre-rollout: time between polls
+  uint32_t threshold = 1;       // pre-rollout: failed calls that abort the rollout
+  bool slack = false;           // event: a Slack-compatible body {"text": "..."} (format)
+  std::vector<std::pair<std::string, std::string>> metadata;  // sent along, in order
+  SourceLoc loc;
+};
+const char* to_string(Hook::Type t);  // "event", "pre-rollout", ...
+
+// [[service.guard.query]]: a KPI the proxy cannot see, read from a Prometheus server's
+// /api/v1/query and judged like the built-in rules.
+struct KpiQuery {
+  std::string name;
+  OutgoingTarget target;  // url: the Prometheus server's base URL
+  std::string query;      // PromQL with {{service}}, {{version}}, {{stable}}, {{window}}
+  std::optional<double> max, min;  // at least one
+  uint32_t interval_ms = 0;        // 0 = the guard's interval_ms
+  enum class NoData : uint8_t { kHold, kFail, kPass };
+  NoData on_no_data = NoData::kHold;
+  SourceLoc loc;
+};
+
 // [service.guard]: when a non-stable version breaks these, its weight reverts to 0.
 struct GuardConfig {
   bool enabled = false;                 // on when the table is present, unless enabled = false
@@ -168,6 +229,7 @@ struct GuardConfig {
   double confidence = 0.95;             // one-sided, for the error-rate tests
   uint32_t consecutive = 3;             // breaches in a row that revert
   uint32_t revert_ramp_ms = 0;          // 0: revert at once; else step the weight down over this
+  std::vector<KpiQuery> queries;        // [[service.guard.query]]
   // Latency against stable by a one-sided Mann-Whitney U test over both versions' histograms in
   // the same window: breached when the canary is slower at latency_confidence and its median is
   // at least min_latency_increase_ms above stable's. < 0: not checked.
@@ -259,6 +321,7 @@ struct Service {
   Mirror mirror;
   GuardConfig guard;
   RolloutConfig rollout;
+  std::vector<Hook> hooks;  // [[service.hook]], in file order
   SourceLoc loc;
 };
 

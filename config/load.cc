@@ -21,6 +21,7 @@
 #include <map>
 #include <memory>
 #include <set>
+#include <sstream>
 #include <tuple>
 #include <type_traits>
 
@@ -937,6 +938,213 @@ void read_upstream_tls(Context& ctx, TableReader& t, UpstreamTls& tls) {
   }
 }
 
+int read_text(const std::string& path, std::string& text);
+
+// Why `s` is not an http(s) URL with a host (and optional port and path), or "".
+std::string check_http_url(std::string& s) {
+  const bool https = s.starts_with("https://");
+  if (!https && !s.starts_with("http://"))
+    return quoted(s) + " is not an http:// or https:// URL";
+  std::string_view rest = std::string_view(s).substr(https ? 8 : 7);
+  std::string_view authority = rest.substr(0, rest.find_first_of("/?#"));
+  HostPort hp;
+  std::string why;
+  if (authority.empty()) {
+    why = "missing host";
+  } else if (authority.back() == ']' || authority.find(':') == std::string_view::npos) {
+    why = split_host_port(std::string(authority) + ":1", false, hp);
+  } else {
+    why = split_host_port(authority, false, hp);
+  }
+  if (!why.empty()) return quoted(s) + ": " + why + " (e.g. http://127.0.0.1:9090)";
+  if (rest.find('#') != std::string_view::npos || rest.find(' ') != std::string_view::npos)
+    return quoted(s) + ": a URL sent on the wire has no fragment or space";
+  return "";
+}
+
+// The url, TLS files, timeout and headers an outgoing call needs ([[service.hook]],
+// [[service.guard.query]]). Header values: a string, or { from_file = "path" } /
+// { from_env = "NAME" } with an optional prefix ("Bearer "), read now.
+void read_target(Context& ctx, TableReader& t, OutgoingTarget& out) {
+  t.string("url", out.url, Need::kRequired, check_http_url);
+  auto file = [&](std::string_view key, std::string& v) {
+    t.string(key, v, Need::kOptional, file_path(ctx.file()));
+  };
+  file("ca_file", out.ca_file);
+  file("cert", out.cert);
+  file("key", out.key);
+  t.boolean("verify", out.verify);
+  t.integer("timeout_ms", out.timeout_ms, 1, 600000);
+  if (out.cert.empty() != out.key.empty())
+    ctx.error(t.loc(), t.path(out.cert.empty() ? "cert" : "key"),
+              "a client certificate needs both cert and key; add the missing one");
+  if ((!out.ca_file.empty() || !out.cert.empty()) && out.url.starts_with("http://"))
+    ctx.error(t.loc(), t.path(out.ca_file.empty() ? "cert" : "ca_file"),
+              "TLS settings need an https:// url");
+  const auto* headers = t.typed<toml::table>("headers", Need::kOptional);
+  if (!headers) return;
+  for (const auto& [key, node] : *headers) {
+    const std::string path = t.path("headers." + std::string(key.str()));
+    ctx.note(path, node);
+    HookHeader h;
+    h.name = std::string(key.str());
+    if (h.name.empty() || !std::all_of(h.name.begin(), h.name.end(), is_token_char)) {
+      ctx.error(key.source(), path, quoted(h.name) + " is not an HTTP header name");
+      continue;
+    }
+    const std::string lname = lower(h.name);
+    if (lname == "host" || lname == "content-length" || lname == "transfer-encoding" ||
+        lname == "connection") {
+      ctx.error(key.source(), path, "weir sets " + quoted(h.name) + " itself; remove it");
+      continue;
+    }
+    if (node.is_string()) {
+      h.value = node.as_string()->get();
+    } else if (const auto* ref = node.as_table()) {
+      TableReader rt(ctx, *ref, path);
+      std::string prefix;
+      const bool by_file = rt.string("from_file", h.from, Need::kOptional, file_path(ctx.file()));
+      const bool by_env = rt.string("from_env", h.from, Need::kOptional, check_name);
+      rt.string("prefix", prefix, Need::kOptional);
+      rt.finish();
+      if (by_file == by_env) {
+        ctx.error(node.source(), path,
+                  "give exactly one of from_file = \"path\" or from_env = \"NAME\"");
+        continue;
+      }
+      std::string secret;
+      if (by_file) {
+        h.source = HookHeader::Source::kFile;
+        if (int err = read_text(h.from, secret); err != 0) {
+          ctx.error(node.source(), path, "cannot read " + h.from + ": " + std::strerror(err));
+          continue;
+        }
+        while (!secret.empty() && std::isspace(static_cast<unsigned char>(secret.back())))
+          secret.pop_back();
+      } else {
+        h.source = HookHeader::Source::kEnv;
+        const char* v = std::getenv(h.from.c_str());
+        if (!v) {
+          ctx.error(node.source(), path,
+                    "environment variable " + h.from + " is not set; set it or use from_file");
+          continue;
+        }
+        secret = v;
+      }
+      h.value = prefix + secret;
+    } else {
+      ctx.error(node.source(), path,
+                std::string("expected a string or a table {from_file = ...}, got ") +
+                    type_name(node.type()));
+      continue;
+    }
+    if (std::any_of(h.value.begin(), h.value.end(), [](char c) {
+          return c == '\r' || c == '\n' || c == '\0';
+        })) {
+      // The value itself is never shown: it may be a secret.
+      ctx.error(node.source(), path, "the header value holds a line break or NUL");
+      continue;
+    }
+    out.headers.push_back(std::move(h));
+  }
+}
+
+const char* const kHookTypes[] = {"event",           "pre-rollout",
+                                  "rollout",         "confirm-rollout",
+                                  "confirm-traffic-increase", "confirm-promotion",
+                                  "post-rollout",    "rollback"};
+
+void read_hook(Context& ctx, TableReader& t, std::set<std::string>& names, Hook& h) {
+  h.loc = t.loc();
+  t.string("name", h.name, Need::kRequired, unique_name(names, "hook"));
+  std::string type;
+  if (t.string("type", type, Need::kRequired, [](std::string& v) {
+        for (const char* k : kHookTypes) {
+          if (v == k) return std::string();
+        }
+        std::string known;
+        for (const char* k : kHookTypes) known += (known.empty() ? "" : ", ") + std::string(k);
+        return quoted(v) + " is not a hook type; use one of " + known;
+      })) {
+    for (size_t i = 0; i < std::size(kHookTypes); ++i) {
+      if (type == kHookTypes[i]) h.type = static_cast<Hook::Type>(i);
+    }
+  }
+  read_target(ctx, t, h.target);
+  t.integer("retries", h.retries, 0, 100);
+  t.integer("backoff_ms", h.backoff_ms, 1, kMaxTimeoutMs);
+  t.integer("interval_ms", h.interval_ms, 100, kMaxTimeoutMs);
+  if (t.integer("threshold", h.threshold, 1, 1000) && h.type != Hook::Type::kPreRollout)
+    ctx.error(t.find("threshold", Need::kOptional)->source(), t.path("threshold"),
+              "threshold applies to pre-rollout hooks only");
+  std::string format = "json";
+  if (t.string("format", format, Need::kOptional, [](std::string& v) {
+        return v == "json" || v == "slack"
+                   ? std::string()
+                   : quoted(v) + " is not a hook format; use \"json\" or \"slack\"";
+      })) {
+    h.slack = format == "slack";
+    if (h.type != Hook::Type::kEvent)
+      ctx.error(t.find("format", Need::kOptional)->source(), t.path("format"),
+                "format applies to event hooks only");
+  }
+  if (const auto* md = t.typed<toml::table>("metadata", Need::kOptional)) {
+    for (const auto& [key, node] : *md) {
+      const std::string path = t.path("metadata." + std::string(key.str()));
+      ctx.note(path, node);
+      if (const auto* v = node.as_string()) {
+        h.metadata.emplace_back(std::string(key.str()), v->get());
+      } else if (node.is_integer() || node.is_floating_point() || node.is_boolean()) {
+        std::ostringstream text;
+        node.visit([&](const auto& n) {
+          if constexpr (toml::is_number<decltype(n)> || toml::is_boolean<decltype(n)>)
+            text << n;
+        });
+        h.metadata.emplace_back(std::string(key.str()), text.str());
+      } else {
+        ctx.error(node.source(), path,
+                  std::string("metadata values are strings, numbers or booleans, got ") +
+                      type_name(node.type()));
+      }
+    }
+  }
+}
+
+void read_kpi_query(Context& ctx, TableReader& t, std::set<std::string>& names, KpiQuery& q) {
+  q.loc = t.loc();
+  t.string("name", q.name, Need::kRequired, unique_name(names, "query"));
+  read_target(ctx, t, q.target);
+  t.string("query", q.query, Need::kRequired, [](std::string& v) {
+    if (v.empty()) return std::string("must not be empty; give a PromQL expression");
+    for (size_t at = v.find("{{"); at != std::string::npos; at = v.find("{{", at + 2)) {
+      const size_t end = v.find("}}", at);
+      const std::string name = end == std::string::npos ? "" : v.substr(at + 2, end - at - 2);
+      if (name != "service" && name != "version" && name != "stable" && name != "window")
+        return "unknown placeholder " + quoted(v.substr(at, end == std::string::npos
+                                                                ? std::string::npos
+                                                                : end + 2 - at)) +
+               "; use {{service}}, {{version}}, {{stable}} or {{window}}";
+    }
+    return std::string();
+  });
+  double bound = 0;
+  if (t.number("max", bound, -1e300, 1e300)) q.max = bound;
+  if (t.number("min", bound, -1e300, 1e300)) q.min = bound;
+  if (!q.max && !q.min)
+    ctx.error(q.loc, t.path("max"), "a query needs max or min (or both) to judge its value");
+  t.integer("interval_ms", q.interval_ms, 100, kMaxTimeoutMs);
+  std::string no_data;
+  if (t.string("on_no_data", no_data, Need::kOptional, [](std::string& v) {
+        return v == "hold" || v == "fail" || v == "pass"
+                   ? std::string()
+                   : quoted(v) + " is not a choice; use \"hold\", \"fail\" or \"pass\"";
+      })) {
+    q.on_no_data = no_data == "fail"   ? KpiQuery::NoData::kFail
+                   : no_data == "pass" ? KpiQuery::NoData::kPass
+                                       : KpiQuery::NoData::kHold;
+  }
+}
+
 void read_protocol(TableReader& t, UpstreamProtocol& p) {
   std::string name;
   if (t.string("protocol", name, Need::kOptional, [](std::string& v) {
@@ -1014,7 +1222,17 @@ void read_service(Context& ctx, TableReader& t, std::set<std::string>& names, Se
                read_protocol(vt, v.protocol);
              });
 
-  sub_table(ctx, t, "guard", [&](TableReader& gt) { read_guard(ctx, gt, s.guard); });
+  sub_table(ctx, t, "guard", [&](TableReader& gt) {
+    read_guard(ctx, gt, s.guard);
+    std::set<std::string> query_names;
+    each_table(ctx, gt, "query", nullptr, [&](TableReader& qt, size_t) {
+      read_kpi_query(ctx, qt, query_names, s.guard.queries.emplace_back());
+    });
+  });
+  std::set<std::string> hook_names;
+  each_table(ctx, t, "hook", nullptr, [&](TableReader& ht, size_t) {
+    read_hook(ctx, ht, hook_names, s.hooks.emplace_back());
+  });
   sub_table(ctx, t, "rollout", [&](TableReader& rt) {
     read_rollout(ctx, rt, version_names, s.stable, s.rollout);
     if (s.rollout.success_after &&
@@ -1318,6 +1536,8 @@ LoadResult load(std::string_view text, const std::string& file, std::string conf
 }
 
 }  // namespace
+
+const char* to_string(Hook::Type t) { return kHookTypes[static_cast<size_t>(t)]; }
 
 std::string Error::to_string() const {
   std::string out = loc.file;

@@ -1,5 +1,6 @@
 #include "health/guard.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <nlohmann/json.hpp>
@@ -73,12 +74,16 @@ std::string fmt(const char* f, Args... args) {
 
 Evaluation VersionGuard::evaluate(const GuardSettings& s, const Summary& canary,
                                   const Summary& stable, uint32_t healthy_endpoints,
-                                  uint64_t now_ms) {
+                                  uint64_t now_ms, const std::vector<ExternalCheck>& checks) {
   Evaluation e;
   e.at_ms = now_ms;
   e.version = version_;
   e.canary = canary;
   e.stable = stable;
+  e.checks = checks;
+  const bool external_fail = std::any_of(checks.begin(), checks.end(), [](const ExternalCheck& c) {
+    return c.verdict == Verdict::kFail;
+  });
   // A breach of `rule`: it makes the verdict, unless the rule runs dry.
   auto breach = [&](std::string_view rule, std::string text) {
     if (s.is_dry(rule)) {
@@ -89,16 +94,19 @@ Evaluation VersionGuard::evaluate(const GuardSettings& s, const Summary& canary,
   };
   if (healthy_endpoints == 0) {
     breach("healthy_endpoints", "no healthy endpoint");
-  } else if (canary.completed < s.min_requests) {
+  } else if (canary.completed < s.min_requests && !external_fail) {
     // Too little traffic to judge either way: neither pass nor fail.
     e.verdict = Verdict::kHold;
     e.reasons.push_back(fmt("%llu requests in the window, below min_requests %llu",
                             static_cast<unsigned long long>(canary.completed),
                             static_cast<unsigned long long>(s.min_requests)));
+    for (const auto& c : checks) {
+      if (c.verdict == Verdict::kHold) e.reasons.push_back(c.name + ": " + c.reason);
+    }
     e.breaches_in_a_row = breaches_;
     e.dry_breaches_in_a_row = dry_breaches_;
     return e;
-  } else {
+  } else if (canary.completed >= s.min_requests) {
     const double z = normal_quantile(s.confidence);
     if (s.max_error_rate >= 0) {
       // Significant only when even the interval's lower bound is above the limit.
@@ -152,6 +160,9 @@ Evaluation VersionGuard::evaluate(const GuardSettings& s, const Summary& canary,
       }
     }
   }
+  for (const auto& c : checks) {
+    if (c.verdict == Verdict::kFail) breach(c.name, c.name + ": " + c.reason);
+  }
   if (e.dry_reasons.empty()) {
     dry_breaches_ = 0;
   } else {
@@ -160,6 +171,17 @@ Evaluation VersionGuard::evaluate(const GuardSettings& s, const Summary& canary,
     e.would_revert = dry_breaches_ == s.consecutive;
   }
   e.dry_breaches_in_a_row = dry_breaches_;
+  if (e.reasons.empty() && std::any_of(checks.begin(), checks.end(), [](const ExternalCheck& c) {
+        return c.verdict == Verdict::kHold;
+      })) {
+    // The built-in rules pass but a check cannot say: neither a pass nor a breach.
+    e.verdict = Verdict::kHold;
+    for (const auto& c : checks) {
+      if (c.verdict == Verdict::kHold) e.reasons.push_back(c.name + ": " + c.reason);
+    }
+    e.breaches_in_a_row = breaches_;
+    return e;
+  }
   if (e.reasons.empty()) {
     e.verdict = Verdict::kPass;
     breaches_ = 0;
@@ -256,6 +278,12 @@ std::string DecisionLog::to_json(const std::string& service, const GuardSettings
       d["dry_run"] = {{"breaches", e.dry_reasons},
                       {"breaches_in_a_row", e.dry_breaches_in_a_row},
                       {"would_revert", e.would_revert}};
+    }
+    if (!e.checks.empty()) {
+      nlohmann::json checks = nlohmann::json::array();
+      for (const auto& c : e.checks)
+        checks.push_back({{"name", c.name}, {"verdict", to_string(c.verdict)}, {"reason", c.reason}});
+      d["checks"] = std::move(checks);
     }
     list.push_back(std::move(d));
   }

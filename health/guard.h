@@ -21,6 +21,15 @@ using GuardSettings = config::GuardConfig;
 enum class Verdict : uint8_t { kPass, kHold, kFail };
 const char* to_string(Verdict v);
 
+// A check the guard does not compute from its windows (a Prometheus KPI query, a rollout hook),
+// judged together with the built-in rules: a fail is a breach like theirs (even below
+// min_requests: the check has data of its own), a hold keeps a pass from counting.
+struct ExternalCheck {
+  std::string name;  // "query checkout", "rollout hook smoke"
+  Verdict verdict = Verdict::kHold;
+  std::string reason;
+};
+
 struct Evaluation {
   uint64_t at_ms = 0;
   std::string version;
@@ -30,6 +39,7 @@ struct Evaluation {
   Summary stable;
   uint32_t breaches_in_a_row = 0;
   bool reverted = false;  // this evaluation triggered the revert
+  std::vector<ExternalCheck> checks;  // the external checks it judged
   // A pass with confidence, not just no breach (a rollout's success_after): every error-rate
   // rule configured holds at the upper bound of its interval (see health/rollout.h).
   bool significant = false;
@@ -56,7 +66,8 @@ class VersionGuard {
 
   // One evaluation; `healthy_endpoints` of the version (0 = fail: nothing can serve it).
   Evaluation evaluate(const GuardSettings& s, const Summary& canary, const Summary& stable,
-                      uint32_t healthy_endpoints, uint64_t now_ms);
+                      uint32_t healthy_endpoints, uint64_t now_ms,
+                      const std::vector<ExternalCheck>& checks = {});
   uint32_t breaches_in_a_row() const { return breaches_; }
   void reset() { breaches_ = 0, dry_breaches_ = 0; }
 

@@ -78,7 +78,9 @@ void GuardRunner::tick(const std::shared_ptr<const routing::Snapshot>& snap,
         const auto healthy = static_cast<uint32_t>(std::count_if(
             v.endpoints.begin(), v.endpoints.end(), [](const auto& ep) { return ep.healthy; }));
         // Stamped with wall time: explain shows it as it was, whenever it is asked.
-        health::Evaluation e = it->second.evaluate(g, summary, stable_summary, healthy, wall);
+        health::Evaluation e = it->second.evaluate(
+            g, summary, stable_summary, healthy, wall,
+            checks_ ? checks_(cs, v.name, stable.name, now_ms) : std::vector<health::ExternalCheck>{});
         judged = {e.verdict, summary.completed, g.window_s, e.significant};
         sg.current[v.name] = e.verdict;
         sg.judged_weight[v.name] = v.weight;

@@ -38,6 +38,12 @@ class GuardRunner {
 
   GuardRunner(ControlStore& store, RolloutDriver& rollouts, WindowFn window)
       : store_(store), rollouts_(rollouts), window_(std::move(window)) {}
+  // Checks judged with the built-in rules (KPI queries, rollout hooks) for version `version` of
+  // `s`, whose stable is `stable`, at `now_ms`.
+  using ChecksFn = std::function<std::vector<health::ExternalCheck>(
+      const config::Service& s, const std::string& version, const std::string& stable,
+      uint64_t now_ms)>;
+  void set_checks(ChecksFn fn) { checks_ = std::move(fn); }
 
   // Runs the guards due at `now_ms` (monotonic) over `snap`, built from `config`.
   void tick(const std::shared_ptr<const routing::Snapshot>& snap, const config::Config& config,
@@ -86,6 +92,7 @@ class GuardRunner {
   ControlStore& store_;
   RolloutDriver& rollouts_;
   WindowFn window_;
+  ChecksFn checks_;
   std::map<std::string, ServiceGuard> guards_;
   // Ramp steps committed and not answered yet ("service/version"): one in flight per ramp.
   std::shared_ptr<std::set<std::string>> stepping_ = std::make_shared<std::set<std::string>>();

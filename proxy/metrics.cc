@@ -89,6 +89,7 @@ class WeirCollector : public prometheus::Collectable {
             MetricType::Counter));
     add_version_families(out);
     add_mirror_families(out);
+    add_release_families(out);
     add_protocol_families(out);
     auto& upstream_conns = family("weir_upstream_connections_total",
                                   "Upstream connections used for a request, new or reused",
@@ -392,6 +393,32 @@ class WeirCollector : public prometheus::Collectable {
     }
     out.push_back(std::move(results));
     out.push_back(std::move(in_flight));
+  }
+
+  // KPI queries and hooks of the release process.
+  void add_release_families(std::vector<MetricFamily>& out) const {
+    MetricFamily sent{"weir_kpi_queries_total", "Prometheus KPI queries sent per guard query",
+                      MetricType::Counter, {}};
+    MetricFamily errors{"weir_kpi_query_errors_total",
+                        "KPI queries that errored or timed out (each a hold)",
+                        MetricType::Counter, {}};
+    for (const KpiQueryMetrics& q : s_.kpi_queries) {
+      const std::vector<ClientMetric::Label> labels = {{"service", q.service},
+                                                        {"query", q.query}};
+      sent.metric.push_back(sample(static_cast<double>(q.sent), MetricType::Counter, labels));
+      errors.metric.push_back(sample(static_cast<double>(q.errors), MetricType::Counter, labels));
+    }
+    out.push_back(std::move(sent));
+    out.push_back(std::move(errors));
+    MetricFamily calls{"weir_hook_calls_total", "Hook call attempts, and calls that failed",
+                       MetricType::Counter, {}};
+    calls.metric.push_back(sample(static_cast<double>(s_.hooks.calls), MetricType::Counter,
+                                  {{"result", "attempt"}}));
+    calls.metric.push_back(sample(static_cast<double>(s_.hooks.failures), MetricType::Counter,
+                                  {{"result", "failed"}}));
+    calls.metric.push_back(sample(static_cast<double>(s_.hooks.dropped), MetricType::Counter,
+                                  {{"result", "dropped"}}));
+    out.push_back(std::move(calls));
   }
 
   const MetricsSource& s_;

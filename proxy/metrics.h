@@ -66,6 +66,17 @@ struct RolloutMetrics {
 inline constexpr const char* kRolloutStates[] = {"idle",   "running",  "waiting",
                                                  "paused", "promoted", "aborted"};
 
+// One [[service.guard.query]]: queries sent and those that errored or timed out.
+struct KpiQueryMetrics {
+  std::string service, query;
+  uint64_t sent = 0, errors = 0;
+};
+// Hook calls since start ([[service.hook]]).
+struct HookMetrics {
+  uint64_t calls = 0, failures = 0, dropped = 0;
+  size_t queued = 0;
+};
+
 // What one scrape reads. Control thread only; the worker counters are single-writer atomics.
 struct MetricsSource {
   std::vector<const WorkerStats*> workers;
@@ -80,6 +91,8 @@ struct MetricsSource {
   std::vector<MirrorMetrics> mirrors = {};  // defaulted: initializers may stop before it
   std::vector<RolloutMetrics> rollouts = {};
   ControlStore::FleetFigures fleet = {};     // present only in fleet mode
+  std::vector<KpiQueryMetrics> kpi_queries = {};
+  HookMetrics hooks = {};
   double last_reload_ok_s = 0;  // Unix time of the last configuration load that took (the start)
 };
 

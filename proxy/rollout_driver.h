@@ -55,6 +55,11 @@ class RolloutDriver {
   // The guard reverted `version`: a rollout of it ends, aborted.
   void on_revert(const std::string& service, const std::string& version, const std::string& why);
 
+  // The rollout of `service`, or nullptr.
+  const health::Rollout* rollout(const std::string& service) const {
+    auto it = entries_.find(service);
+    return it == entries_.end() ? nullptr : &it->second.rollout;
+  }
   // "none" without a rollout, else idle / running / waiting / paused / promoted / aborted.
   std::string state(const std::string& service) const;
   // The admin view's detail: step, plan, weight, timing, what it waits for, approvals.

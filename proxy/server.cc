@@ -159,11 +159,54 @@ bool Server::open_state(std::string* error) {
         windows.push_back(stats_.window(v.stats_id));
         return health::StatsWindow::summarize(windows, second, window_s);
       });
+  hooks_ = std::make_unique<HookRunner>(&loop_, *store_);
+  release_hooks_ = std::make_unique<ReleaseHooks>(
+      *hooks_, [this](const std::string& service, const std::string& actor,
+                      const std::string& reason) {
+        rollout_driver_->command(service, "abort", actor, reason, [service](const CommitResult& r) {
+          if (!r.ok())
+            std::fprintf(stderr, "weir: rollout: service %s: the hook's abort failed: %s\n",
+                         service.c_str(), r.error.c_str());
+        });
+      });
+  kpi_ = std::make_unique<KpiRunner>(&loop_);
+  guard_runner_->set_checks([this](const config::Service& s, const std::string& version,
+                                   const std::string& stable, uint64_t now_ms) {
+    std::vector<health::ExternalCheck> out =
+        kpi_->checks(s, {s.name, version, stable, s.guard.window_s}, now_ms);
+    const health::Rollout* r = rollout_driver_->rollout(s.name);
+    if (r && r->state() == health::RolloutState::kRunning && r->entered() &&
+        r->plan().version == version) {
+      for (auto& c : release_hooks_->rollout_checks(s, rollout_info(s, *r), now_ms))
+        out.push_back(std::move(c));
+    }
+    return out;
+  });
+  rollout_driver_->set_holds([this](const std::string& service, const health::Rollout& r) {
+    health::Holds out;
+    for (const auto& s : config_->services) {
+      if (s.name != service || s.hooks.empty()) continue;
+      if (r.state() != health::RolloutState::kRunning && r.state() != health::RolloutState::kWaiting) {
+        // Not started yet: the start goes on into waiting, and the hooks run from there.
+        for (const auto& h : s.hooks) {
+          if (h.type == config::Hook::Type::kPreRollout ||
+              h.type == config::Hook::Type::kConfirmRollout)
+            out.push_back(std::string(config::to_string(h.type)) + " hook " + h.name +
+                          ": not run yet");
+        }
+        return out;
+      }
+      return release_hooks_->holds(s, rollout_info(s, r), uv_hrtime() / 1000000);
+    }
+    return out;
+  });
   ControlStore::Listener l;
   l.on_state = [this](const std::string& service) { on_store_state(service); };
   l.on_status = [] {};
   store_->set_listener(std::move(l));
   rollout_driver_->configure(*config_);
+  hooks_->configure(*config_);
+  kpi_->configure(*config_);
   return true;
 }
 
@@ -236,6 +279,37 @@ void Server::on_tick(uv_timer_t* t) {
   self->guard_runner_->tick(self->snap_, *self->config_, now, now / 1000);
   self->guard_runner_->advance_ramps(*self->config_, static_cast<uint64_t>(unix_time_ms()));
   self->rollout_driver_->tick(static_cast<uint64_t>(unix_time_ms()));
+  self->hooks_->tick(now);
+  for (const auto& s : self->config_->services) {
+    const health::Rollout* r = self->rollout_driver_->rollout(s.name);
+    if (s.hooks.empty() || !r) continue;
+    const auto st = r->state();
+    if (st == health::RolloutState::kRunning || st == health::RolloutState::kWaiting ||
+        st == health::RolloutState::kPaused)
+      self->release_hooks_->poll_rollback(s, self->rollout_info(s, *r), now);
+  }
+}
+
+ReleaseHooks::RolloutInfo Server::rollout_info(const config::Service& s,
+                                               const health::Rollout& r) {
+  using S = health::RolloutState;
+  const bool active = r.state() == S::kRunning || r.state() == S::kWaiting || r.state() == S::kPaused;
+  auto& [run, was_active] = rollout_runs_[s.name];
+  if (active && !was_active) ++run;
+  was_active = active;
+  ReleaseHooks::RolloutInfo info;
+  info.version = r.plan().version;
+  info.stable = store_->state().stable(s);
+  info.run = run;
+  info.step = r.step();
+  info.weight = r.weight();
+  switch (r.next_transition()) {
+    case health::Transition::kStart: info.phase = "start"; break;
+    case health::Transition::kIncrease: info.phase = "increase"; break;
+    case health::Transition::kPromotion: info.phase = "promotion"; break;
+    default: info.phase = "step"; break;
+  }
+  return info;
 }
 
 void Server::evaluate_outliers() {
@@ -333,7 +407,12 @@ void Server::rollout_command(const std::string& service, const std::string& op,
 
 std::string Server::explain_json(const std::string& service) const {
   for (const auto& s : config_->services) {
-    if (s.name == service) return guard_runner_->explain_json(s);
+    if (s.name != service) continue;
+    nlohmann::json out = nlohmann::json::parse(guard_runner_->explain_json(s));
+    out["queries"] = kpi_->explain(s.name);
+    out["hooks"] = hooks_->explain(s.name);
+    out["gates"] = release_hooks_->explain(s.name);
+    return out.dump();
   }
   return "";
 }
@@ -453,6 +532,8 @@ void Server::shutdown() {
   uv_close(reinterpret_cast<uv_handle_t*>(&tick_), nullptr);
   if (prober_) prober_->stop();
   if (admin_) admin_->stop();
+  hooks_->close();
+  kpi_->close();
   store_->stop();
 }
 
@@ -487,6 +568,11 @@ std::string Server::metrics_text() {
   source.reloads_ok = reloads_ok_;
   source.reloads_failed = reloads_failed_;
   source.fleet = store_->figures();
+  for (const auto& f : kpi_->figures()) source.kpi_queries.push_back({f.service, f.query, f.sent, f.errors});
+  {
+    const HookRunner::Figures hf = hooks_->figures();
+    source.hooks = {hf.calls, hf.failures, hf.dropped, hf.queued};
+  }
   source.last_reload_ok_s = static_cast<double>(last_reload_ok_ms_) / 1000.0;
   for (const auto& svc : snap_->services) {
     for (const auto& v : svc.versions) {
@@ -734,6 +820,8 @@ ReloadOutcome Server::reload(const std::string& actor) {
   ramps.keep();
   config_ = next;
   rollout_driver_->configure(*config_);
+  hooks_->configure(*config_);
+  kpi_->configure(*config_);
   tls_ = tls;
   for (auto& w : workers_) w->post_tls(tls);
   if (admin_) admin_->set_tls(tls->admin);  // [admin.tls] applies to new admin connections

@@ -23,6 +23,8 @@
 #include "proxy/control_store.h"
 #include "proxy/guard_runner.h"
 #include "proxy/health_prober.h"
+#include "proxy/hooks.h"
+#include "proxy/kpi_query.h"
 #include "proxy/http_util.h"
 #include "proxy/rollout_driver.h"
 #include "proxy/runtime_state.h"
@@ -118,6 +120,12 @@ class Server final : public AdminHost {
   health::StatsCollector stats_;
   std::unique_ptr<RolloutDriver> rollout_driver_;
   std::unique_ptr<GuardRunner> guard_runner_;
+  std::unique_ptr<HookRunner> hooks_;
+  std::unique_ptr<ReleaseHooks> release_hooks_;
+  std::unique_ptr<KpiRunner> kpi_;
+  // What a rollout hook sees of a rollout; run ids count the runs of each service's rollout.
+  ReleaseHooks::RolloutInfo rollout_info(const config::Service& s, const health::Rollout& r);
+  std::map<std::string, std::pair<uint64_t, bool>> rollout_runs_;  // service → (run, active)
   bool stopping_ = false;
 };
 

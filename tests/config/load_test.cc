@@ -888,6 +888,150 @@ TEST_CASE("config: a mirror table with only a version copies every eligible requ
                "service[0].mirror.max_in_flight", "must be between 1 and 100000, got 0");
 }
 
+TEST_CASE("config: [[service.hook]] types, target, headers from a file or the environment") {
+  const auto dir = std::filesystem::temp_directory_path() / ("weir_hook_" + std::to_string(getpid()));
+  std::filesystem::create_directories(dir);
+  std::ofstream(dir / "token") << "s3cret\n";
+  ::setenv("WEIR_TEST_HOOK_TOKEN", "from-env", 1);
+  const std::string text = with_policy(R"([[service.hook]]
+name = "notify"
+type = "event"
+url = "https://hooks.example.com:8443/weir?x=1"
+format = "slack"
+headers = { Authorization = { from_file = "token", prefix = "Bearer " }, X-Env = { from_env = "WEIR_TEST_HOOK_TOKEN" }, X-Plain = "p" }
+metadata = { team = "shop", retries = 3, urgent = true }
+retries = 4
+backoff_ms = 50
+timeout_ms = 700
+[[service.hook]]
+name = "smoke"
+type = "pre-rollout"
+url = "http://127.0.0.1:9000/smoke"
+threshold = 2
+interval_ms = 200
+[[service.hook]]
+name = "approve"
+type = "confirm-promotion"
+url = "http://127.0.0.1:9000/gate"
+)");
+  std::ofstream(dir / "t.toml") << text;
+  LoadResult r = load_file((dir / "t.toml").string());
+  for (const Error& e : r.errors) FAIL_CHECK(e.to_string());
+  REQUIRE(r.config);
+  const auto& hooks = r.config->services[0].hooks;
+  REQUIRE(hooks.size() == 3);
+  const Hook& h = hooks[0];
+  CHECK(h.name == "notify");
+  CHECK(h.type == Hook::Type::kEvent);
+  CHECK(std::string(to_string(h.type)) == "event");
+  CHECK(h.slack);
+  CHECK(h.retries == 4);
+  CHECK(h.backoff_ms == 50);
+  CHECK(h.target.timeout_ms == 700);
+  CHECK(h.target.url == "https://hooks.example.com:8443/weir?x=1");
+  REQUIRE(h.target.headers.size() == 3);
+  CHECK(h.target.headers[0].name == "Authorization");
+  CHECK(h.target.headers[0].value == "Bearer s3cret");
+  CHECK(h.target.headers[0].source == HookHeader::Source::kFile);
+  CHECK(h.target.headers[1].value == "from-env");
+  CHECK(h.target.headers[2].value == "p");
+  REQUIRE(h.metadata.size() == 3);
+  CHECK(h.metadata[0] == std::pair<std::string, std::string>("retries", "3"));
+  CHECK(h.metadata[1].second == "shop");
+  CHECK(h.metadata[2].second == "true");
+  CHECK(hooks[1].type == Hook::Type::kPreRollout);
+  CHECK(hooks[1].threshold == 2);
+  CHECK(hooks[1].target.timeout_ms == 5000);
+  CHECK(hooks[2].type == Hook::Type::kConfirmPromotion);
+  CHECK(std::string(to_string(hooks[2].type)) == "confirm-promotion");
+  std::filesystem::remove_all(dir);
+}
+
+TEST_CASE("config: [[service.hook]] errors name file:line:col and never show a header value") {
+  auto hook = [](std::string_view rest) {
+    return with_policy("[[service.hook]]\nname = \"h\"\n" + std::string(rest));
+  };
+  expect_error(hook("type = \"webhook\"\nurl = \"http://a:1/\""), "9:8", "service[0].hook[0].type",
+               "'webhook' is not a hook type; use one of event, pre-rollout, rollout, "
+               "confirm-rollout, confirm-traffic-increase, confirm-promotion, post-rollout, "
+               "rollback");
+  expect_error(hook("type = \"event\"\nurl = \"ftp://a/\""), "10:7", "service[0].hook[0].url",
+               "'ftp://a/' is not an http:// or https:// URL");
+  expect_error(hook("type = \"event\"\nurl = \"http://:80/\""), "10:7", "service[0].hook[0].url",
+               "'http://:80/': missing host (e.g. http://127.0.0.1:9090)");
+  expect_error(hook("type = \"event\"\nurl = \"http://a:1/\"\nthreshold = 2"), "11:13",
+               "service[0].hook[0].threshold", "threshold applies to pre-rollout hooks only");
+  expect_error(hook("type = \"rollout\"\nurl = \"http://a:1/\"\nformat = \"slack\""), "11:10",
+               "service[0].hook[0].format", "format applies to event hooks only");
+  expect_error(hook("type = \"event\"\nurl = \"http://a:1/\"\nca_file = \"/ca.pem\""), "7:1",
+               "service[0].hook[0].ca_file", "TLS settings need an https:// url");
+  expect_error(hook("type = \"event\"\nurl = \"http://a:1/\"\nheaders = { X = { from_env = "
+                    "\"WEIR_TEST_SURELY_UNSET\" } }"),
+               "11:17", "service[0].hook[0].headers.X",
+               "environment variable WEIR_TEST_SURELY_UNSET is not set; set it or use from_file");
+  expect_error(hook("type = \"event\"\nurl = \"http://a:1/\"\nheaders = { X = { from_file = "
+                    "\"/nonexistent/t\" } }"),
+               "11:17", "service[0].hook[0].headers.X",
+               "cannot read /nonexistent/t: No such file or directory");
+  expect_error(hook("type = \"event\"\nurl = \"http://a:1/\"\nheaders = { X = {} }"), "11:17",
+               "service[0].hook[0].headers.X",
+               "give exactly one of from_file = \"path\" or from_env = \"NAME\"");
+  expect_error(hook("type = \"event\"\nurl = \"http://a:1/\"\nheaders = { Host = \"x\" }"),
+               "11:13", "service[0].hook[0].headers.Host", "weir sets 'Host' itself; remove it");
+  expect_error(hook("type = \"event\"\nurl = \"http://a:1/\"\nmetadata = { a = [1] }"), "11:18",
+               "service[0].hook[0].metadata.a",
+               "metadata values are strings, numbers or booleans, got an array");
+  expect_error(with_policy("[[service.hook]]\nname = \"h\"\ntype = \"event\"\nurl = \"http://a:1/\"\n"
+                           "[[service.hook]]\nname = \"h\"\ntype = \"event\"\nurl = \"http://a:1/\""),
+               "12:8", "service[0].hook[1].name",
+               "hook 'h' is defined twice; give each hook a unique name");
+}
+
+TEST_CASE("config: [[service.guard.query]]") {
+  Config c = expect_valid(with_policy(R"([service.guard]
+max_error_rate = 0.1
+[[service.guard.query]]
+name = "checkout"
+url = "http://127.0.0.1:9090"
+query = 'sum(rate(business_checkout_failures{version="{{version}}"}[{{window}}]))'
+max = 0.5
+interval_ms = 2000
+timeout_ms = 800
+on_no_data = "fail"
+[[service.guard.query]]
+name = "orders"
+url = "http://127.0.0.1:9090/prom"
+query = "orders_total"
+min = 1
+)"));
+  const Service& s = c.services[0];
+  REQUIRE(s.guard.queries.size() == 2);
+  const KpiQuery& q = s.guard.queries[0];
+  CHECK(q.name == "checkout");
+  CHECK(q.max == 0.5);
+  CHECK_FALSE(q.min);
+  CHECK(q.interval_ms == 2000);
+  CHECK(q.target.timeout_ms == 800);
+  CHECK(q.on_no_data == KpiQuery::NoData::kFail);
+  CHECK(s.guard.queries[1].min == 1);
+  CHECK(s.guard.queries[1].on_no_data == KpiQuery::NoData::kHold);
+  CHECK(s.guard.queries[1].interval_ms == 0);
+
+  auto query = [](std::string_view rest) {
+    return with_policy("[service.guard]\n[[service.guard.query]]\nname = \"q\"\nurl = "
+                       "\"http://a:1\"\n" + std::string(rest));
+  };
+  expect_error(query("query = \"x\""), "8:1", "service[0].guard.query[0].max",
+               "a query needs max or min (or both) to judge its value");
+  expect_error(query("query = \"x{{canary}}\"\nmax = 1"), "11:9",
+               "service[0].guard.query[0].query",
+               "unknown placeholder '{{canary}}'; use {{service}}, {{version}}, {{stable}} or "
+               "{{window}}");
+  expect_error(query("query = \"x\"\nmax = 1\non_no_data = \"skip\""), "13:14",
+               "service[0].guard.query[0].on_no_data",
+               "'skip' is not a choice; use \"hold\", \"fail\" or \"pass\"");
+}
+
 TEST_CASE("config: sticky needs exactly one source") {
   expect_error(with_policy("sticky = { header = \"x-user\", client_ip = true }"), "7:10",
                "service[0].sticky",

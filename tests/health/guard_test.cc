@@ -301,6 +301,45 @@ TEST_CASE("health/guard: zero healthy endpoints fails, whatever the traffic") {
   }
 }
 
+TEST_CASE("health/guard: an external check's fail is a breach, its hold keeps a pass back") {
+  GuardSettings s = settings(100, 2);
+  const std::vector<ExternalCheck> fail{{"query checkout", Verdict::kFail, "value 3 above max 1"}};
+  const std::vector<ExternalCheck> hold{{"query checkout", Verdict::kHold, "no data"}};
+  const std::vector<ExternalCheck> pass{{"query checkout", Verdict::kPass, "value 0"}};
+  VersionGuard g("canary");
+  Evaluation e = g.evaluate(s, kGood, kStable, 2, 1, fail);
+  CHECK(e.verdict == Verdict::kFail);
+  CHECK(e.breaches_in_a_row == 1);
+  CHECK(e.reasons == std::vector<std::string>{"query checkout: value 3 above max 1"});
+  CHECK(e.checks.size() == 1);
+  // A hold neither passes nor resets the run of breaches.
+  e = g.evaluate(s, kGood, kStable, 2, 2, hold);
+  CHECK(e.verdict == Verdict::kHold);
+  CHECK(e.breaches_in_a_row == 1);
+  CHECK(e.reasons == std::vector<std::string>{"query checkout: no data"});
+  // Below min_requests a failing check still counts: it has data of its own.
+  e = g.evaluate(s, summary(3, 0), kStable, 2, 3, fail);
+  CHECK(e.verdict == Verdict::kFail);
+  CHECK(e.reverted);
+  g.reset();
+  // Below min_requests with a holding check: the usual hold, with both reasons.
+  e = g.evaluate(s, summary(3, 0), kStable, 2, 4, hold);
+  CHECK(e.verdict == Verdict::kHold);
+  CHECK(e.reasons.size() == 2);
+  // Passing checks change nothing; a built-in breach still lists alone.
+  CHECK(g.evaluate(s, kGood, kStable, 2, 5, pass).verdict == Verdict::kPass);
+  GuardSettings bad = failing_settings();
+  e = g.evaluate(bad, kBad, kStable, 2, 6, hold);
+  CHECK(e.verdict == Verdict::kFail);
+  CHECK(e.reasons.size() == 1);
+  // The decision log shows the checks.
+  DecisionLog log;
+  log.add(g.evaluate(s, kGood, kStable, 2, 7, fail));
+  auto j = nlohmann::json::parse(log.to_json("shop", s));
+  CHECK(j["decisions"][0]["checks"][0]["name"] == "query checkout");
+  CHECK(j["decisions"][0]["checks"][0]["verdict"] == "fail");
+}
+
 TEST_CASE("health/guard: to_string of every verdict") {
   CHECK(std::string(to_string(Verdict::kPass)) == "pass");
   CHECK(std::string(to_string(Verdict::kHold)) == "hold");
