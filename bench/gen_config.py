@@ -5,7 +5,7 @@ backends and an exact-host route for "svc<i>.bench". The first line names the ho
 bench sends its traffic to ("# bench host: svc0.bench"). With --format nginx or haproxy it
 writes the same shape for those proxies (one server block / backend per service).
 
-usage: gen_config.py --services N --blue HOST:PORT --green HOST:PORT [--state-dir DIR]
+usage: gen_config.py --services N --blue HOST:PORT --green HOST:PORT [--state-dir DIR] [--tokens-file FILE]
                      [--format weir|nginx|haproxy] [--port P] [--workers 1]
 """
 
@@ -21,6 +21,7 @@ workers = {args.workers}
 [admin]
 address = "127.0.0.1:0"
 state_dir = "{args.state_dir}"
+tokens_file = "{args.tokens_file}"
 
 [[listener]]
 name = "plain"
@@ -86,6 +87,7 @@ def main():
     ap.add_argument("--blue", required=True)
     ap.add_argument("--green", required=True)
     ap.add_argument("--state-dir", default="/tmp/weir-bench-state")
+    ap.add_argument("--tokens-file", default="/tmp/weir-bench-tokens.toml")
     ap.add_argument("--format", choices=("weir", "nginx", "haproxy"), default="weir")
     ap.add_argument("--port", type=int, default=0)
     ap.add_argument("--workers", type=int, default=1)

@@ -91,8 +91,10 @@ green=$(start_backend green)
 if [ -n "$config_in" ]; then
   sed -e "s/\$BLUE/127.0.0.1:$blue/g" -e "s/\$GREEN/127.0.0.1:$green/g" "$config_in" >"$tmp/weir.toml"
 else
+  printf '[[token]]\nname = "bench"\nscope = "write"\nsha256 = "%s"\n' \
+    "$(head -c 16 /dev/urandom | sha256sum | cut -d' ' -f1)" >"$tmp/tokens.toml"
   python3 "$here/bench/gen_config.py" --services "$services" --blue "127.0.0.1:$blue" \
-    --green "127.0.0.1:$green" --state-dir "$tmp/state" >"$tmp/weir.toml"
+    --green "127.0.0.1:$green" --state-dir "$tmp/state" --tokens-file "$tmp/tokens.toml" >"$tmp/weir.toml"
 fi
 host=$(sed -n 's/^# bench host: //p' "$tmp/weir.toml")
 host_hdr=()
@@ -160,7 +162,7 @@ awk -v w="$wm" -v l="$lm" -v wp="$wp" -v lp="$lp" 'BEGIN {
   printf "CPU us/req median: weir %.2f, relay %.2f, ratio %.3f; p99 us: weir %d, relay %d\n", w, l, w / l, wp, lp }'
 echo "RSS after load: $(($(awk '/^VmRSS:/ { print $2 }' "/proc/$weir_pid/status") / 1024)) MiB"
 
-read_counts() { od -An -tu8 -N24 "$tmp/malloc" | tr -s ' ' | sed 's/^ //'; }
+read_counts() { od -An -tu8 -N24 "$tmp/malloc" | tr -s " \n" "  " | sed "s/^ //"; }
 read -r a0 f0 b0 <<<"$(read_counts)"
 read -r r _ _ <<<"$(run_wrk "$weir_port" 2)"
 read -r a1 f1 b1 <<<"$(read_counts)"

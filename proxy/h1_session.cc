@@ -1,5 +1,8 @@
 #include "proxy/h1_session.h"
 
+#include <charconv>
+#include <cstring>
+
 #include "proxy/worker.h"
 
 namespace weir::proxy {
@@ -143,17 +146,27 @@ size_t H1Session::consume_head(const char* p, size_t n) {
   // the two cannot disagree on where the request ends; and llhttp's own head rules, stricter
   // than RFC 9110 in places (extension methods, a repeated identical Content-Length, OWS after
   // "chunked"), do not refuse requests weir accepted.
-  parser_head_.assign("POST / HTTP/1.1\r\n");
+  // Built on the stack (llhttp keeps no pointer into it): a connection holds no buffer for it.
+  char parser_head[96];
+  size_t len = 0;
+  auto put = [&](std::string_view s) {
+    std::memcpy(parser_head + len, s.data(), s.size());
+    len += s.size();
+  };
+  put("POST / HTTP/1.1\r\n");
   if (req_.body == BodyKind::kContentLength) {
-    parser_head_.append("Content-Length: ");
-    append_number(parser_head_, req_.content_length);
-    parser_head_.append("\r\n");
+    put("Content-Length: ");
+    char digits[20];
+    auto [end, ec] = std::to_chars(digits, digits + sizeof digits, req_.content_length);
+    (void)ec;  // 20 digits hold any uint64_t
+    put(std::string_view(digits, static_cast<size_t>(end - digits)));
+    put("\r\n");
   } else if (req_.body == BodyKind::kChunked) {
-    parser_head_.append("Transfer-Encoding: chunked\r\n");
+    put("Transfer-Encoding: chunked\r\n");
   }
-  parser_head_.append("\r\n");
+  put("\r\n");
   pending_reject_ = 0;
-  llhttp_errno_t rc = llhttp_execute(&parser_, parser_head_.data(), parser_head_.size());
+  llhttp_errno_t rc = llhttp_execute(&parser_, parser_head, len);
   if (rc == HPE_PAUSED || rc == HPE_PAUSED_UPGRADE) {
     if (rc == HPE_PAUSED_UPGRADE) {
       llhttp_resume_after_upgrade(&parser_);

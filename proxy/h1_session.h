@@ -74,7 +74,6 @@ class H1Session final : public Session, public ExchangeOwner {
   Phase phase_ = Phase::kIdle;
   std::string inbuf_;        // bytes received but not consumed yet
   size_t scan_from_ = 0;     // how much of inbuf_ the head (or trailer) scan has looked at
-  std::string parser_head_;  // the head llhttp reads: only the body framing weir validated
   RequestHead req_;
   std::unique_ptr<Exchange> ex_;
   uint64_t body_bytes_ = 0;

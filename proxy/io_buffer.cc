@@ -47,6 +47,7 @@ void OutQueue::mark_dirty() {
 
 void OutQueue::append(std::string_view data) {
   if (closed_ || data.empty()) return;
+  if (pending_.empty()) flush_list_->buffers().take(pending_);
   pending_.append(data);
   mark_dirty();
 }
@@ -68,7 +69,7 @@ void OutQueue::flush() {
   int n = uv_try_write(stream_, &buf, 1);
   if (n == static_cast<int>(pending_.size())) {
     bytes_written_ += static_cast<uint64_t>(n);
-    pending_.clear();
+    flush_list_->buffers().give(pending_);
     after_progress();
     return;
   }
@@ -106,7 +107,7 @@ void OutQueue::on_write(uv_write_t* req, int status) {
     return;
   }
   self->bytes_written_ += self->inflight_.size() - self->inflight_off_;
-  self->inflight_.clear();
+  self->flush_list_->buffers().give(self->inflight_);
   self->inflight_off_ = 0;
   if (self->closed_) return;
   if (!self->pending_.empty()) self->flush();
