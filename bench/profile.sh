@@ -7,6 +7,8 @@
 #
 # usage: bench/profile.sh [--build-dir build-rel] [--rounds 5] [--duration 5] [--conns 64]
 #                         [--services 1] [--no-perf] [--no-strace] [--config FILE]
+#                         [--baseline WEIR_BINARY]
+#   --baseline B  another weir build (e.g. before a change) measured in the same rounds
 #   --services N  N services with 2 versions and an exact-host route each (traffic to the first)
 #   --config FILE weir's config instead of the generated one ($BLUE and $GREEN are replaced by
 #                 the backends' addresses; the first listener must be plain HTTP)
@@ -22,6 +24,7 @@ services=1
 do_perf=1
 do_strace=1
 config_in=
+baseline=
 die() { echo "profile: $*" >&2; exit 1; }
 while [ $# -gt 0 ]; do
   case $1 in
@@ -37,6 +40,7 @@ while [ $# -gt 0 ]; do
     --conns) conns=$2 ;;
     --services) services=$2 ;;
     --config) config_in=$2 ;;
+    --baseline) baseline=$2 ;;
     *) die "unknown option $1" ;;
   esac
   shift 2
@@ -109,6 +113,15 @@ wait_line "$tmp/weir.log" "weir: ready" "$weir_pid" >/dev/null
 ready_ms=$(date +%s%3N)
 line=$(wait_line "$tmp/weir.log" "weir: listener [^ ]+ listening on " "$weir_pid")
 weir_port=${line##*:}
+if [ -n "$baseline" ]; then
+  [ -x "$baseline" ] || die "no weir binary at $baseline"
+  sed 's/^state_dir = "\(.*\)"$/state_dir = "\1-base"/' "$tmp/weir.toml" >"$tmp/base.toml"
+  taskset -c 0 "$baseline" --config "$tmp/base.toml" >"$tmp/base.log" 2>&1 &
+  pids+=($!)
+  base_pid=$!
+  line=$(wait_line "$tmp/base.log" "weir: listener [^ ]+ listening on " "$base_pid")
+  base_port=${line##*:}
+fi
 taskset -c 0 "$build_dir/weir-relay" --upstream "127.0.0.1:$blue" >"$tmp/relay.log" 2>&1 &
 pids+=($!)
 relay_pid=$!
@@ -144,6 +157,8 @@ rss_before=$(awk '/^VmRSS:/ { print $2 }' "/proc/$weir_pid/status")
 echo "# weir h1 keep-alive profile ($(date -u +%Y-%m-%dT%H:%MZ)): wrk -t2 -c$conns on CPUs 1-, weir (1 worker) and relay on CPU 0"
 echo "config: ${config_in:-$services service(s), 2 versions each}; start to ready ${start_ms:+$((ready_ms - start_ms))} ms; RSS at start $((rss_before / 1024)) MiB"
 run_wrk "$weir_port" 1 >/dev/null
+[ -z "$baseline" ] || run_wrk "$base_port" 1 >/dev/null
+: >"$tmp/base.cpu"
 run_wrk "$relay_port" 1 >/dev/null
 : >"$tmp/weir.cpu"
 : >"$tmp/relay.cpu"
@@ -152,7 +167,13 @@ for r in $(seq "$rounds"); do
   l=$(measure "$relay_pid" "$relay_port")
   echo "$w" >>"$tmp/weir.cpu"
   echo "$l" >>"$tmp/relay.cpu"
-  echo "round $r: weir $w | relay $l  (cpu_us/req errors p99_us req/s)"
+  b=
+  if [ -n "$baseline" ]; then
+    b=$(measure "$base_pid" "$base_port")
+    echo "$b" >>"$tmp/base.cpu"
+    b=" | baseline $b"
+  fi
+  echo "round $r: weir $w | relay $l$b  (cpu_us/req errors p99_us req/s)"
 done
 wm=$(cut -d' ' -f1 "$tmp/weir.cpu" | median)
 lm=$(cut -d' ' -f1 "$tmp/relay.cpu" | median)
@@ -160,7 +181,36 @@ wp=$(cut -d' ' -f3 "$tmp/weir.cpu" | median)
 lp=$(cut -d' ' -f3 "$tmp/relay.cpu" | median)
 awk -v w="$wm" -v l="$lm" -v wp="$wp" -v lp="$lp" 'BEGIN {
   printf "CPU us/req median: weir %.2f, relay %.2f, ratio %.3f; p99 us: weir %d, relay %d\n", w, l, w / l, wp, lp }'
+if [ -n "$baseline" ]; then
+  bm=$(cut -d' ' -f1 "$tmp/base.cpu" | median)
+  bp=$(cut -d' ' -f3 "$tmp/base.cpu" | median)
+  awk -v b="$bm" -v l="$lm" -v w="$wm" -v bp="$bp" 'BEGIN {
+    printf "baseline: CPU us/req median %.2f, ratio to relay %.3f (weir/baseline %.3f); p99 us %d\n", b, b / l, w / b, bp }'
+fi
 echo "RSS after load: $(($(awk '/^VmRSS:/ { print $2 }' "/proc/$weir_pid/status") / 1024)) MiB"
+
+# Reloads (SIGHUP) while wrk runs: wall time from the signal to weir's "reloaded" line, and the
+# p99 of the run that had the reloads in it.
+reloads=3
+run_wrk "$weir_port" "$((reloads + 2))" >"$tmp/reload.wrk" &
+load=$!
+sleep 1
+: >"$tmp/reload.ms"
+for i in $(seq "$reloads"); do
+  before=$(grep -c "weir: reloaded" "$tmp/weir.log" || true)
+  t0=$(date +%s%N)
+  kill -HUP "$weir_pid"
+  for _ in $(seq 1000); do
+    [ "$(grep -c "weir: reloaded" "$tmp/weir.log" || true)" -gt "$before" ] && break
+    grep -q "reload failed" "$tmp/weir.log" && die "reload failed: $(tail -5 "$tmp/weir.log")"
+    sleep 0.005
+  done
+  echo $((($(date +%s%N) - t0) / 1000000)) >>"$tmp/reload.ms"
+  sleep 0.5
+done
+wait "$load"
+read -r _ _ rp99 <"$tmp/reload.wrk"
+echo "reload (SIGHUP to 'reloaded', under load): median $(median <"$tmp/reload.ms") ms of $(tr '\n' ' ' <"$tmp/reload.ms")ms; p99 of that run $rp99 us"
 
 read_counts() { od -An -tu8 -N24 "$tmp/malloc" | tr -s " \n" "  " | sed "s/^ //"; }
 read -r a0 f0 b0 <<<"$(read_counts)"

@@ -259,22 +259,20 @@ int H1Session::cb_chunk_header(llhttp_t* p) {
 int H1Session::cb_header_field(llhttp_t* p, const char* at, size_t len) {
   H1Session* s = from_parser(p);
   if (s->phase_ != Phase::kTrailers) return 0;  // llhttp's view of the head: not the request's
-  if (s->trailer_spans_.size() % 2 == 0) {
-    s->trailer_spans_.emplace_back(static_cast<uint32_t>(s->trailer_arena_.size()), 0);
-  }
-  s->trailer_arena_.append(at, len);
-  s->trailer_spans_.back().second += static_cast<uint32_t>(len);
+  Trailers& t = s->trailers();
+  if (t.spans.size() % 2 == 0) t.spans.emplace_back(static_cast<uint32_t>(t.arena.size()), 0);
+  t.arena.append(at, len);
+  t.spans.back().second += static_cast<uint32_t>(len);
   return 0;
 }
 
 int H1Session::cb_header_value(llhttp_t* p, const char* at, size_t len) {
   H1Session* s = from_parser(p);
   if (s->phase_ != Phase::kTrailers) return 0;
-  if (s->trailer_spans_.size() % 2 == 1) {
-    s->trailer_spans_.emplace_back(static_cast<uint32_t>(s->trailer_arena_.size()), 0);
-  }
-  s->trailer_arena_.append(at, len);
-  s->trailer_spans_.back().second += static_cast<uint32_t>(len);
+  Trailers& t = s->trailers();
+  if (t.spans.size() % 2 == 1) t.spans.emplace_back(static_cast<uint32_t>(t.arena.size()), 0);
+  t.arena.append(at, len);
+  t.spans.back().second += static_cast<uint32_t>(len);
   return 0;
 }
 
@@ -296,15 +294,17 @@ int H1Session::cb_message_complete(llhttp_t* p) {
   s->req_done_ = true;
   s->phase_ = Phase::kWaitResponse;
   if (s->ex_) {
-    s->trailer_fields_.clear();
-    std::string_view arena(s->trailer_arena_);
-    for (size_t i = 0; i + 1 < s->trailer_spans_.size(); i += 2) {
-      HeaderField f{arena.substr(s->trailer_spans_[i].first, s->trailer_spans_[i].second),
-                    trim_ows(arena.substr(s->trailer_spans_[i + 1].first,
-                                          s->trailer_spans_[i + 1].second))};
-      if (!forbidden_trailer(f.name)) s->trailer_fields_.push_back(f);
+    std::vector<HeaderField> fields;  // empty (no allocation) without trailers
+    if (s->trailers_) {
+      const Trailers& t = *s->trailers_;
+      std::string_view arena(t.arena);
+      for (size_t i = 0; i + 1 < t.spans.size(); i += 2) {
+        HeaderField f{arena.substr(t.spans[i].first, t.spans[i].second),
+                      trim_ows(arena.substr(t.spans[i + 1].first, t.spans[i + 1].second))};
+        if (!forbidden_trailer(f.name)) fields.push_back(f);
+      }
     }
-    s->ex_->end_body(s->trailer_fields_);
+    s->ex_->end_body(fields);
     if (!s->resp_done_) s->t_.clear_deadline();  // the upstream's timeouts run now
   }
   s->finish_if_done();
@@ -322,8 +322,7 @@ bool H1Session::begin_request() {
   for (const auto& f : req_.headers) {
     if (iequals(f.name, "content-type")) grpc_ = is_grpc_content_type(f.value);
   }
-  trailer_arena_.clear();
-  trailer_spans_.clear();
+  trailers_.reset();
   const uint64_t max = worker_.settings().max_request_body_bytes;
   if (max != 0 && req_.body == BodyKind::kContentLength && req_.content_length > max) {
     close_after_ = true;

@@ -84,8 +84,9 @@ void OutQueue::flush() {
   inflight_off_ = done;
   uv_buf_t rest = uv_buf_init(inflight_.data() + done,
                               static_cast<unsigned>(inflight_.size() - done));
-  req_.data = this;
-  int rc = uv_write(&req_, stream_, &rest, 1, on_write);
+  if (!req_) req_ = std::make_unique<uv_write_t>();
+  req_->data = this;
+  int rc = uv_write(req_.get(), stream_, &rest, 1, on_write);
   if (rc < 0) {
     inflight_.clear();
     inflight_off_ = 0;
@@ -111,6 +112,8 @@ void OutQueue::on_write(uv_write_t* req, int status) {
   self->inflight_off_ = 0;
   if (self->closed_) return;
   if (!self->pending_.empty()) self->flush();
+  // libuv is done with the request once its callback runs; a new write makes a new one.
+  if (!self->writing_) self->req_.reset();
   self->after_progress();
 }
 

@@ -7,6 +7,7 @@
 #include <uv.h>
 
 #include <cstddef>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -166,7 +167,9 @@ class OutQueue {
   std::string pending_;
   std::string inflight_;
   size_t inflight_off_ = 0;
-  uv_write_t req_{};
+  // Only while bytes wait for the socket (most writes finish in uv_try_write): an idle
+  // connection does not carry a write request.
+  std::unique_ptr<uv_write_t> req_;
   uint64_t bytes_written_ = 0;
   bool writing_ = false;
   bool dirty_ = false;
