@@ -798,7 +798,7 @@ report() {
         [ "$t" = relay ] && continue
         v=$(col "$s/$t" 6)
         [ "$floor" != - ] && [ "$v" != - ] &&
-          ratios+=("$t $(awk -v a="$v" -v b="$floor" 'BEGIN { printf "%.2f", b > 0 ? a / b : 0 }')x")
+          ratios+=("$t $(awk -v a="$v" -v b="$floor" 'BEGIN { printf "%.2f", (b > 0 ? a / b : 0) }')x")
       done
       [ ${#ratios[@]} -eq 0 ] || { echo; echo "CPU per request / the relay's: $(IFS=,; echo "${ratios[*]}" | sed 's/,/, /g')."; }
     fi
