@@ -186,6 +186,7 @@ if [ -n "$baseline" ]; then
   bp=$(cut -d' ' -f3 "$tmp/base.cpu" | median)
   awk -v b="$bm" -v l="$lm" -v w="$wm" -v bp="$bp" 'BEGIN {
     printf "baseline: CPU us/req median %.2f, ratio to relay %.3f (weir/baseline %.3f); p99 us %d\n", b, b / l, w / b, bp }'
+  echo "baseline RSS after load: $(($(awk '/^VmRSS:/ { print $2 }' "/proc/$base_pid/status") / 1024)) MiB"
 fi
 echo "RSS after load: $(($(awk '/^VmRSS:/ { print $2 }' "/proc/$weir_pid/status") / 1024)) MiB"
 
