@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
 # The bench suite: weir, nginx and haproxy (2 workers each, equivalent configs written here)
 # in front of the same two weir-backend processes (blue weight 90, green weight 10), scenario
-# by scenario. Within a scenario the rounds are interleaved (weir nginx haproxy, weir nginx
+# by scenario, beside the floor: weir-relay, a bare L4 relay (bench/relay.cc: one upstream
+# socket per client, bytes copied, no HTTP; plain-TCP scenarios only). Within a scenario the rounds are interleaved (weir nginx haproxy, weir nginx
 # haproxy, ...) so drift hits every proxy alike; the tables show medians over rounds.
 # Everything binds 127.0.0.1 and every child is stopped on exit.
 #
 # usage: bench/run.sh [options] [scenario...]      (default: all)
 #   scenarios: idle-10k h1-64 h1-1024 h1-close h1-1mib tls-h1 tls-h2 h2c weight-flip direct all
 #   --rounds 3  --duration 5 (s per run)  --warmup 1 (s per proxy and scenario, not counted)
-#   --targets weir,nginx,haproxy (also weir-fleet: weir with [fleet] on a 3-member etcd)  --workers 2  --wrk-threads 2  --h2-conns 32  --h2-streams 8
+#   --targets weir,nginx,haproxy,relay (also weir-fleet: weir with [fleet] on a 3-member etcd)
+#   --pin     proxies on CPU 0 (taskset), load generators and backends on the other CPUs  --workers 2  --wrk-threads 2  --h2-conns 32  --h2-streams 8
 #   --idle-conns 10000  --flip-rate 10 (weight changes per second)
 #   --build-dir DIR (use DIR as built; default: build Release into ./build-rel)  --no-build
 #   --out-dir DIR (default bench/results: latest.md, latest.png, latest-rps.dat, latest-cpu.dat)
@@ -23,7 +25,8 @@ smoke_scenarios=(idle-10k h1-64 tls-h2 weight-flip direct)
 rounds=3
 duration=5
 warmup=1
-targets=weir,nginx,haproxy
+targets=weir,nginx,haproxy,relay
+pin=0
 workers=2
 wrk_threads=2
 h2_conns=32
@@ -62,6 +65,7 @@ while [ $# -gt 0 ]; do
     -h | --help) usage ;;
     --smoke) smoke=1; shift; continue ;;
     --no-build) do_build=0; shift; continue ;;
+    --pin) pin=1; shift; continue ;;
     -*) [ $# -ge 2 ] || { echo "bench: $1 needs a value" >&2; usage; } ;;
     *) scenarios+=("$1"); shift; continue ;;
   esac
@@ -103,8 +107,8 @@ wants_scenario() { [[ " ${scenarios[*]} " == *" $1 "* ]]; }
 
 IFS=, read -r -a target_list <<<"$targets"
 for t in "${target_list[@]}"; do
-  case $t in weir | weir-fleet | nginx | haproxy) ;;
-    *) die "unknown target '$t' (weir, weir-fleet, nginx, haproxy)" ;;
+  case $t in weir | weir-fleet | nginx | haproxy | relay) ;;
+    *) die "unknown target '$t' (weir, weir-fleet, nginx, haproxy, relay)" ;;
   esac
 done
 wants() { [[ ",$targets," == *",$1,"* ]]; }
@@ -132,14 +136,16 @@ if [ -z "$build_dir" ]; then
       launcher=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache -DCMAKE_C_COMPILER_LAUNCHER=ccache)
     cmake -S "$here" -B "$build_dir" -G Ninja -DCMAKE_BUILD_TYPE=Release "${launcher[@]}" >/dev/null ||
       die "cmake configure of $build_dir failed"
-    cmake --build "$build_dir" --target weir weir-backend >&2 || die "build of $build_dir failed"
+    cmake --build "$build_dir" --target weir weir-backend weir-relay >&2 || die "build of $build_dir failed"
   fi
 fi
 weir_bin=$build_dir/weir
 backend_bin=$build_dir/weir-backend
+relay_bin=$build_dir/weir-relay
 [ -x "$backend_bin" ] || die "no weir-backend at $backend_bin (build it, or pass --build-dir)"
 { wants weir || wants weir-fleet; } &&
   { [ -x "$weir_bin" ] || die "no weir at $weir_bin (build it, or pass --build-dir)"; }
+wants relay && { [ -x "$relay_bin" ] || die "no weir-relay at $relay_bin (build it, or pass --build-dir)"; }
 wants weir-fleet && { command -v etcd >/dev/null || die "the weir-fleet target needs etcd: run scripts/setup.sh (etcd-server)"; }
 if [ "${#target_list[@]}" -eq 0 ] && [ "${scenarios[*]}" != direct ]; then die "no targets"; fi
 
@@ -155,6 +161,14 @@ if wants_scenario idle-10k && [ "$fd_limit" != unlimited ] && [ "$fd_limit" -lt 
   die "idle-10k needs $fd_need file descriptors, the hard limit is $(ulimit -Hn): raise it or lower --idle-conns"
 fi
 [ "$fd_limit" = unlimited ] && fd_limit=1048576
+
+# --pin: every proxy on CPU 0, the rest of the bench on the other CPUs.
+proxy_cpu=() rest_cpu=()
+if [ "$pin" -eq 1 ]; then
+  command -v taskset >/dev/null || die "--pin needs taskset (util-linux)"
+  [ "$(nproc)" -ge 2 ] || die "--pin needs at least 2 CPUs"
+  proxy_cpu=(taskset -c 0) rest_cpu=(taskset -c "1-$(($(nproc) - 1))")
+fi
 
 # --- process bookkeeping ------------------------------------------------------------------------
 tmp=$(mktemp -d /tmp/weir-bench.XXXXXX)
@@ -256,7 +270,7 @@ backend_counts() {
 # --- backends and certificate -------------------------------------------------------------------
 start_backend() {
   local name=$1 log=$tmp/$1.log line
-  "$backend_bin" --name "$name" --host 127.0.0.1 --port 0 --threads 1 >"$log" 2>&1 &
+  "${rest_cpu[@]}" "$backend_bin" --name "$name" --host 127.0.0.1 --port 0 --threads 1 >"$log" 2>&1 &
   pids+=($!)
   backend_pid=$!
   line=$(wait_line "$log" "^backend $name listening on " "$backend_pid" "backend $name")
@@ -336,7 +350,7 @@ service = "app"
 listener = "h2c"
 service = "app"
 EOF
-  "$weir_bin" --config "$tmp/$t.toml" >"$log" 2>&1 &
+  "${proxy_cpu[@]}" "$weir_bin" --config "$tmp/$t.toml" >"$log" 2>&1 &
   pids+=($!)
   pid_of[$t]=$!
   wait_line "$log" "weir: ready" "${pid_of[$t]}" "$t" >/dev/null
@@ -436,7 +450,7 @@ http {
 }
 EOF
   # -e: without it nginx opens its compiled-in error log before reading the config.
-  nginx -e "$d/error.log" -c "$d/nginx.conf" -p "$d" -g 'daemon off;' >"$d/stdout.log" 2>&1 &
+  "${proxy_cpu[@]}" nginx -e "$d/error.log" -c "$d/nginx.conf" -p "$d" -g 'daemon off;' >"$d/stdout.log" 2>&1 &
   pids+=($!)
   pid_of[nginx]=$!
 }
@@ -472,9 +486,26 @@ backend app
   server blue 127.0.0.1:$blue_port weight 90
   server green 127.0.0.1:$green_port weight 10
 EOF
-  haproxy -f "$tmp/haproxy.cfg" -db >"$tmp/haproxy.log" 2>&1 &
+  "${proxy_cpu[@]}" haproxy -f "$tmp/haproxy.cfg" -db >"$tmp/haproxy.log" 2>&1 &
   pids+=($!)
   pid_of[haproxy]=$!
+}
+
+# The floor: plain TCP only, 9 of 10 client connections to blue (the others' 90/10 by request).
+start_relay() {
+  local log=$tmp/relay.log line ups=() i
+  for i in $(seq 9); do ups+=(--upstream "127.0.0.1:$blue_port"); done
+  ups+=(--upstream "127.0.0.1:$green_port")
+  "${proxy_cpu[@]}" "$relay_bin" --threads "$workers" "${ups[@]}" >"$log" 2>&1 &
+  pids+=($!)
+  pid_of[relay]=$!
+  line=$(wait_line "$log" "^relay listening on " "${pid_of[relay]}" relay)
+  plain_port[relay]=${line##*:}
+}
+# Targets that serve scenario $2: the relay speaks no TLS and no HTTP/2.
+serves() {
+  [ "$1" = relay ] || return 0
+  case $2 in tls-h1 | tls-h2 | h2c | idle-10k) return 1 ;; esac
 }
 
 for t in "${target_list[@]}"; do "start_$t"; done
@@ -482,7 +513,7 @@ for t in "${target_list[@]}"; do
   log=$tmp/$t.log
   [ "$t" = nginx ] && log=$tmp/nginx/error.log
   wait_http "http://127.0.0.1:${plain_port[$t]}/" "${pid_of[$t]}" "$t" "$log"
-  wait_http "https://127.0.0.1:${tls_port[$t]}/" "${pid_of[$t]}" "$t" "$log"
+  [ "$t" = relay ] || wait_http "https://127.0.0.1:${tls_port[$t]}/" "${pid_of[$t]}" "$t" "$log"
 done
 
 # --- load generators ----------------------------------------------------------------------------
@@ -500,7 +531,7 @@ EOF
 load_wrk() {
   local url=$1 conns=$2 secs=$3 out
   shift 3
-  out=$(timeout $((secs + 30)) wrk -t"$wrk_threads" -c"$conns" -d"${secs}s" -s "$tmp/report.lua" "$@" "$url" 2>&1) ||
+  out=$(timeout $((secs + 30)) "${rest_cpu[@]}" wrk -t"$wrk_threads" -c"$conns" -d"${secs}s" -s "$tmp/report.lua" "$@" "$url" 2>&1) ||
     die "wrk against $url failed: $out"
   awk '$1 == "WEIRBENCH" { print $2, $3, $4, $5, $6, $7; found = 1 } END { exit !found }' <<<"$out" ||
     die "wrk printed no summary: $out"
@@ -511,7 +542,7 @@ load_wrk() {
 load_h2() {
   local url=$1 conns=$2 streams=$3 secs=$4 out log=$tmp/h2load.log
   rm -f "$log"
-  out=$(timeout $((secs + 30)) h2load -t"$wrk_threads" -c"$conns" -m"$streams" -D"$secs" \
+  out=$(timeout $((secs + 30)) "${rest_cpu[@]}" h2load -t"$wrk_threads" -c"$conns" -m"$streams" -D"$secs" \
     --log-file="$log" "$url" 2>&1) || die "h2load against $url failed: $out"
   local summary pct
   summary=$(awk '
@@ -572,8 +603,10 @@ declare -A results # "scenario/target" -> one line per round
 
 # Interleaved rounds of a load scenario over the given targets.
 run_load_scenario() {
-  local s=$1 t r line
+  local s=$1 t r line served=()
   shift
+  for t in "$@"; do serves "$t" "$s" && served+=("$t"); done
+  set -- "${served[@]}"
   if [ "$warmup" -gt 0 ]; then
     for t in "$@"; do load "$s" "$t" "$warmup" >/dev/null; done
   fi
@@ -674,7 +707,7 @@ note "scenarios ${scenarios[*]}; targets ${target_list[*]}; $rounds rounds x ${d
 for s in "${scenarios[@]}"; do
   case $s in
     direct) run_load_scenario direct direct ;;
-    idle-10k) run_idle_scenario "${target_list[@]}" ;;
+    idle-10k) run_idle_scenario $(for t in "${target_list[@]}"; do serves "$t" idle-10k && echo "$t"; done) ;;
     weight-flip)
       if wants weir; then run_flip_scenario; else note "weight-flip skipped: it needs the weir target"; fi ;;
     *) run_load_scenario "$s" "${target_list[@]}" ;;
@@ -730,13 +763,15 @@ report() {
         echo "| proxy | RSS before (MiB) | RSS holding $idle_conns (MiB) | KiB per connection |"
         echo "|---|---:|---:|---:|"
         for t in "${target_list[@]}"; do
+          serves "$t" idle-10k || continue
           printf '| %s | %s | %s | %s |\n' "$t" "$(col "$s/$t" 1)" "$(col "$s/$t" 2)" "$(col "$s/$t" 3)"
         done
         continue ;;
     esac
     echo "${describe[$s]}."
     echo
-    local extra_h="" extra_a="" list=("${target_list[@]}")
+    local extra_h="" extra_a="" list=()
+    for t in "${target_list[@]}"; do serves "$t" "$s" && list+=("$t"); done
     [ "$s" = direct ] && list=(direct)
     if [ "$s" = weight-flip ]; then
       wants weir || { echo "(skipped: needs the weir target)"; continue; }
@@ -747,6 +782,7 @@ report() {
     for t in "${list[@]}"; do
       name=$t
       [ "$t" = direct ] && name="direct (blue backend)"
+      [ "$t" = relay ] && name="relay (L4 floor)"
       printf '| %s | %.0f | %.2f | %.2f | %.2f | %s | %s | %.0f | %d |' "$name" "$(col "$s/$t" 1)" \
         "$(col "$s/$t" 2)" "$(col "$s/$t" 3)" "$(col "$s/$t" 4)" "$(num %.1f "$(col "$s/$t" 6)")" \
         "$(num %.1f "$(col "$s/$t" 7)")" "$(col "$s/$t" 8)" "$(total "$s/$t" 5)"
@@ -755,17 +791,28 @@ report() {
       fi
       echo
     done
+    if [[ " ${list[*]} " == *" relay "* ]]; then
+      local floor ratios=() v
+      floor=$(col "$s/relay" 6)
+      for t in "${list[@]}"; do
+        [ "$t" = relay ] && continue
+        v=$(col "$s/$t" 6)
+        [ "$floor" != - ] && [ "$v" != - ] &&
+          ratios+=("$t $(awk -v a="$v" -v b="$floor" 'BEGIN { printf "%.2f", (b > 0 ? a / b : 0) }')x")
+      done
+      [ ${#ratios[@]} -eq 0 ] || { echo; echo "CPU per request / the relay's: $(IFS=,; echo "${ratios[*]}" | sed 's/,/, /g')."; }
+    fi
   done
 }
 
 # One row per load scenario, one column per proxy: $1 = column of the results (1 req/s, 6 CPU).
 chart_data() {
   local s t v
-  echo "scenario weir nginx haproxy direct"
+  echo "scenario weir nginx haproxy relay direct"
   for s in "${scenarios[@]}"; do
     [ "$s" = idle-10k ] && continue
     printf '%s' "$s"
-    for t in weir nginx haproxy direct; do
+    for t in weir nginx haproxy relay direct; do
       v=$(col "$s/$t" "$1")
       printf ' %s' "${v:--}"
     done
@@ -795,9 +842,9 @@ set lmargin 10
 set rmargin 3
 set multiplot layout 2,1 title "weir vs nginx vs haproxy, $rounds x ${duration} s rounds (medians)"
 set title "requests per second, log scale (higher is better)"
-plot for [i=2:5] "$rps" using i:xtic(1) title columnheader(i)
+plot for [i=2:6] "$rps" using i:xtic(1) title columnheader(i)
 set title "proxy CPU µs per request, log scale (lower is better)"
-plot for [i=2:4] "$cpu" using i:xtic(1) title columnheader(i)
+plot for [i=2:5] "$cpu" using i:xtic(1) title columnheader(i)
 unset multiplot
 EOF
 }

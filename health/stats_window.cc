@@ -37,6 +37,16 @@ Sample Sample::minus(const Sample& earlier) const {
   return d;
 }
 
+bool Sample::all_zero() const {
+  if (requests != 0) return false;
+  for (uint64_t n : responses) if (n) return false;
+  for (uint64_t n : failures) if (n) return false;
+  for (size_t i = 0; i < Histogram::kBuckets; ++i) {
+    if (headers_latency[i] | total_latency[i]) return false;
+  }
+  return true;
+}
+
 namespace {
 
 // Adds `dense` into `out`, a sparse histogram sorted by bucket index.
@@ -55,6 +65,8 @@ void add_sparse(const std::vector<uint64_t>& dense,
 }  // namespace
 
 void StatsWindow::add(uint64_t second, const Sample& delta) {
+  if (delta.all_zero()) return;  // nothing to add: an idle second stays unrecorded
+  if (ring_.empty()) ring_.resize(kSeconds);
   Bucket& b = ring_[second % kSeconds];
   // The control thread folds several times a second: later deltas of the same second add up,
   // while a slot last used a lap (600 s) ago starts over.
@@ -69,6 +81,14 @@ void StatsWindow::add(uint64_t second, const Sample& delta) {
   add_sparse(delta.total_latency, &b.total);
 }
 
+size_t StatsWindow::footprint() const {
+  size_t n = sizeof(*this) + ring_.capacity() * sizeof(Bucket);
+  for (const Bucket& b : ring_) {
+    n += (b.headers.capacity() + b.total.capacity()) * sizeof(std::pair<uint16_t, uint32_t>);
+  }
+  return n;
+}
+
 Summary StatsWindow::summarize(uint64_t now_second, uint32_t window_s) const {
   return summarize(std::vector<const StatsWindow*>{this}, now_second, window_s);
 }
@@ -80,7 +100,7 @@ Summary StatsWindow::summarize(const std::vector<const StatsWindow*>& windows,
   s.window_s = window_s;
   std::vector<uint64_t> headers(Histogram::kBuckets), total(Histogram::kBuckets);
   for (const StatsWindow* w : windows) {
-    if (!w) continue;
+    if (!w || w->ring_.empty()) continue;
     for (uint32_t k = 0; k < window_s && k <= now_second; ++k) {
       const Bucket& b = w->ring_[(now_second - k) % kSeconds];
       if (b.second != now_second - k) continue;  // a second with no fold (or overwritten)

@@ -26,6 +26,7 @@ struct Sample {
   void add(const Sample& o);           // another sample's counts on top of these
   Sample minus(const Sample& earlier) const;
   bool empty() const { return requests == 0 && completed() == 0; }
+  bool all_zero() const;  // no count at all, latencies included
   uint64_t completed() const {
     uint64_t n = 0;
     for (uint64_t r : responses) n += r;
@@ -53,12 +54,16 @@ class StatsWindow {
   static constexpr uint32_t kSeconds = 600;
 
   // `second` is a monotonically increasing second number; `delta` that second's increments.
+  // The ring is allocated by the first delta that holds any count: a version without traffic
+  // costs a few bytes.
   void add(uint64_t second, const Sample& delta);
   // The last `window_s` seconds ending at `now_second` (inclusive).
   Summary summarize(uint64_t now_second, uint32_t window_s) const;
   // The same over several windows' traffic together (a fleet's replicas; nullptrs skipped).
   static Summary summarize(const std::vector<const StatsWindow*>& windows, uint64_t now_second,
                            uint32_t window_s);
+  // Bytes this window holds, itself included (for the per-version memory budget).
+  size_t footprint() const;
 
  private:
   struct Bucket {
@@ -69,7 +74,7 @@ class StatsWindow {
     // Sparse: a second's latencies fall into few buckets.
     std::vector<std::pair<uint16_t, uint32_t>> headers, total;
   };
-  std::vector<Bucket> ring_ = std::vector<Bucket>(kSeconds);
+  std::vector<Bucket> ring_;  // kSeconds buckets once anything was added, else empty
 };
 
 // Keeps the previous cumulative sample and the window of every version id.
@@ -77,6 +82,7 @@ class StatsCollector {
  public:
   // Returns the increments since the previous fold of `id`.
   Sample fold(uint64_t second, uint32_t id, const Sample& cumulative);
+  bool has(uint32_t id) const { return entries_.count(id) != 0; }
   // nullptr for an id never folded.
   const StatsWindow* window(uint32_t id) const;
 

@@ -83,29 +83,55 @@ struct EndpointCounters {
 };
 
 // Counters for every id a worker has served, allocated on first use by the worker and
-// published with release stores; readers skip ids that were never used.
+// published with release stores; readers skip ids that were never used. The slots come in
+// chunks, also allocated on first use and never moved, so a table costs next to nothing for ids
+// that take no traffic, however many a configuration has.
 template <typename Counters>
 class CounterTable {
  public:
-  static constexpr uint32_t kCapacity = 4096;
+  static constexpr uint32_t kChunk = 256;
+  static constexpr uint32_t kChunks = 1024;
+  static constexpr uint32_t kCapacity = kChunk * kChunks;  // 262,144 ids
+
+  CounterTable() = default;
+  CounterTable(const CounterTable&) = delete;
+  CounterTable& operator=(const CounterTable&) = delete;
+  ~CounterTable() {
+    for (auto& chunk : chunks_) {
+      Chunk* c = chunk.load(std::memory_order_relaxed);
+      if (!c) continue;
+      for (auto& slot : c->slots) delete slot.load(std::memory_order_relaxed);
+      delete c;
+    }
+  }
 
   Counters* get_or_create(uint32_t id) {
     if (id >= kCapacity) return nullptr;
-    Counters* c = slots_[id].load(std::memory_order_relaxed);
+    std::atomic<Chunk*>& chunk = chunks_[id / kChunk];
+    Chunk* c = chunk.load(std::memory_order_relaxed);
     if (!c) {
-      owned_[id] = std::make_unique<Counters>();
-      c = owned_[id].get();
-      slots_[id].store(c, std::memory_order_release);
+      c = new Chunk();
+      chunk.store(c, std::memory_order_release);
     }
-    return c;
+    std::atomic<Counters*>& slot = c->slots[id % kChunk];
+    Counters* counters = slot.load(std::memory_order_relaxed);
+    if (!counters) {
+      counters = new Counters();
+      slot.store(counters, std::memory_order_release);
+    }
+    return counters;
   }
   const Counters* find(uint32_t id) const {
-    return id < kCapacity ? slots_[id].load(std::memory_order_acquire) : nullptr;
+    if (id >= kCapacity) return nullptr;
+    const Chunk* c = chunks_[id / kChunk].load(std::memory_order_acquire);
+    return c ? c->slots[id % kChunk].load(std::memory_order_acquire) : nullptr;
   }
 
  private:
-  std::array<std::atomic<Counters*>, kCapacity> slots_{};
-  std::array<std::unique_ptr<Counters>, kCapacity> owned_{};
+  struct Chunk {
+    std::array<std::atomic<Counters*>, kChunk> slots{};
+  };
+  std::array<std::atomic<Chunk*>, kChunks> chunks_{};
 };
 
 using VersionCounterTable = CounterTable<VersionCounters>;

@@ -144,8 +144,9 @@ void ClientConn::on_out_drained() {
     }
     lingering_ = true;
     if (session_) session_->on_close();
-    shutdown_req_.data = this;
-    if (uv_shutdown(&shutdown_req_, reinterpret_cast<uv_stream_t*>(&tcp_), on_shutdown) != 0) {
+    shutdown_req_ = std::make_unique<uv_shutdown_t>();
+    shutdown_req_->data = this;
+    if (uv_shutdown(shutdown_req_.get(), reinterpret_cast<uv_stream_t*>(&tcp_), on_shutdown) != 0) {
       close();
       return;
     }

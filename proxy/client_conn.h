@@ -61,7 +61,7 @@ class ClientConn final : public Transport, private OutQueue::Listener {
 
   Worker& worker_;
   uv_tcp_t tcp_{};
-  uv_shutdown_t shutdown_req_{};
+  std::unique_ptr<uv_shutdown_t> shutdown_req_;  // only while lingering
   Deadline deadline_;
   OutQueue out_;
   std::unique_ptr<Session> session_;

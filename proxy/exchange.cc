@@ -41,7 +41,39 @@ void append_header(std::string& out, std::string_view name, std::string_view val
   out.append("\r\n");
 }
 
+// An exchange lives for one request: its memory is reused on the thread that frees it (a worker
+// is one thread), up to kKeptExchanges blocks, instead of going back to malloc every time.
+constexpr size_t kKeptExchanges = 256;
+struct ExchangeBlocks {
+  std::vector<void*> free;
+  ~ExchangeBlocks() {
+    for (void* p : free) ::operator delete(p);
+    free.clear();
+    gone = true;
+  }
+  static thread_local bool gone;  // after the thread's list was destroyed: plain new/delete
+};
+thread_local bool ExchangeBlocks::gone = false;
+thread_local ExchangeBlocks t_exchange_blocks;
+
 }  // namespace
+
+void* Exchange::operator new(size_t size) {
+  if (!ExchangeBlocks::gone && size == sizeof(Exchange) && !t_exchange_blocks.free.empty()) {
+    void* p = t_exchange_blocks.free.back();
+    t_exchange_blocks.free.pop_back();
+    return p;
+  }
+  return ::operator new(size);
+}
+
+void Exchange::operator delete(void* p) {
+  if (!ExchangeBlocks::gone && t_exchange_blocks.free.size() < kKeptExchanges) {
+    t_exchange_blocks.free.push_back(p);
+    return;
+  }
+  ::operator delete(p);
+}
 
 Exchange::Exchange(Worker& worker, ExchangeOwner& owner, const ConnInfo& conn)
     : worker_(worker), owner_(owner), conn_info_(conn) {}
@@ -54,6 +86,9 @@ Exchange::~Exchange() {
     upstream_->close();  // mid-flight: the connection's state is unknown
   }
   if (started_ms_ != 0) log_access();
+  BufferPool& buffers = worker_.flush_list().buffers();
+  buffers.give(head_);
+  buffers.give(replay_);
 }
 
 void Exchange::log_access() {
@@ -208,8 +243,10 @@ void Exchange::build_request_head(const RequestDesc& req) {
   const RequestHead& h = *req.head;
   const config::ProxySettings& ps = worker_.settings();
   const bool h2 = version_->h2;
+  BufferPool& buffers = worker_.flush_list().buffers();
   std::string& out = head_;
   out.clear();
+  if (!h2) buffers.take(out);
   h2_head_.clear();
   // One list of fields for both framings: HTTP/1.1 text, or (lower-case) HTTP/2 fields.
   auto emit = [&](std::string_view name, std::string_view value) {
@@ -232,7 +269,10 @@ void Exchange::build_request_head(const RequestDesc& req) {
     if (!host_view_.empty()) append_header(out, "Host", host_view_);
   }
   bool te_trailers = false;
+  // Scratch buffers from the worker's pool (given back below).
   std::string xff, via;
+  buffers.take(xff);
+  buffers.take(via);
   bool have_request_id = ps.request_id_header.empty();
   // mTLS: the verified client's subject, and never a client's own claim of one.
   std::string_view subject_header;
@@ -289,7 +329,8 @@ void Exchange::build_request_head(const RequestDesc& req) {
   bool continued = false;
   TraceParent tp =
       next_hop_traceparent(traceparent, [this] { return worker_.next_random(); }, &continued);
-  emit("traceparent", tp.to_header());
+  std::array<char, TraceParent::kHeaderSize> tp_text;
+  emit("traceparent", tp.write_header(tp_text));
   // tracestate belongs to the trace it came with; a new trace starts without it.
   if (continued) {
     for (std::string_view ts : tracestate) emit("tracestate", ts);
@@ -319,7 +360,7 @@ void Exchange::build_request_head(const RequestDesc& req) {
   }
   framing_at_ = out.size();
   if (h.body == BodyKind::kContentLength) {
-    std::string length;
+    std::string length;  // 20 digits at most: no allocation
     append_number(length, h.content_length);
     emit("Content-Length", length);
   } else if (h.body == BodyKind::kChunked && !h2) {
@@ -328,6 +369,8 @@ void Exchange::build_request_head(const RequestDesc& req) {
   if (!h2) out.append("\r\n");
   via_ = "1.1 ";
   via_.append(ps.via);
+  buffers.give(xff);
+  buffers.give(via);
 }
 
 bool Exchange::connect_upstream(uint32_t exclude, int* status) {
@@ -367,10 +410,22 @@ void Exchange::write_upstream(std::string_view data) {
   upstream_->write(data);
   if (!replayable_) return;
   // A refused HTTP/2 stream was never processed, so any method may go again.
-  if ((!idempotent_ && !version_->h2) || replay_.size() + data.size() > kReplayLimit) {
+  if ((!idempotent_ && !version_->h2) || replay().size() + data.size() > kReplayLimit) {
     replayable_ = false;
-    std::string().swap(replay_);
+    replay_is_head_ = false;
+    worker_.flush_list().buffers().give(replay_);
     return;
+  }
+  // The head alone (every request without a body) is replayed from head_, not copied.
+  if (replay_.empty() && !replay_is_head_ && data.data() == head_.data() &&
+      data.size() == head_.size()) {
+    replay_is_head_ = true;
+    return;
+  }
+  if (replay_is_head_) {
+    worker_.flush_list().buffers().take(replay_);
+    replay_.assign(head_);
+    replay_is_head_ = false;
   }
   replay_.append(data);
 }
@@ -494,7 +549,9 @@ void Exchange::on_upstream_head(UpstreamStream& c, const UpstreamResponseHead& h
     count_response(head.status / 100);
   }
   if (counters_) counters_->headers_latency[health::Histogram::index(elapsed_us())].add();
-  resp_headers_.clear();
+  // The owner reads the list during on_response_head only: one list per worker serves all.
+  std::vector<HeaderField>& out_headers = worker_.header_scratch();
+  out_headers.clear();
   // Names listed in the backend's Connection header are hop-by-hop too.
   std::vector<std::string_view> tokens;
   for (const auto& f : head.headers) {
@@ -518,20 +575,20 @@ void Exchange::on_upstream_head(UpstreamStream& c, const UpstreamResponseHead& h
       meta.content_length_text = f.value;
       continue;
     }
-    resp_headers_.push_back(f);
+    out_headers.push_back(f);
   }
-  if (!worker_.settings().via.empty()) resp_headers_.push_back({"Via", via_});
+  if (!worker_.settings().via.empty()) out_headers.push_back({"Via", via_});
   const config::ProxySettings& ps = worker_.settings();
-  if (!ps.version_header.empty()) resp_headers_.push_back({ps.version_header, version_->name});
+  if (!ps.version_header.empty()) out_headers.push_back({ps.version_header, version_->name});
   if (assign_bucket_ >= 0) {
     // Anonymous clients keep their bucket, so they stay on their version across requests.
     set_cookie_ = service_->config->assign_cookie;
     set_cookie_.push_back('=');
     append_number(set_cookie_, static_cast<uint64_t>(assign_bucket_));
     set_cookie_.append("; Path=/; Max-Age=31536000; HttpOnly");
-    resp_headers_.push_back({"Set-Cookie", set_cookie_});
+    out_headers.push_back({"Set-Cookie", set_cookie_});
   }
-  owner_.on_response_head(meta, resp_headers_);
+  owner_.on_response_head(meta, out_headers);
 }
 
 void Exchange::on_upstream_body(UpstreamStream&, const char* data, size_t len) {
@@ -583,7 +640,7 @@ void Exchange::on_upstream_error(UpstreamStream& c, UpstreamError e, std::string
     int status = 0;
     const uint32_t avoid = e == UpstreamError::kConnect ? failed : routing::Picker::kNoEndpoint;
     if (connect_upstream(avoid, &status) && send_head()) {
-      if (!replay_.empty()) upstream_->write(replay_);
+      if (!replay().empty()) upstream_->write(replay());
       if (request_done_) complete_request();
       return;
     }
@@ -592,7 +649,8 @@ void Exchange::on_upstream_error(UpstreamStream& c, UpstreamError e, std::string
   if (!version_->h2 && !response_started_ && retryable_error && attempts_ == 0) {
     // Unsent bytes can go anywhere; sent ones only for idempotent requests kept in full.
     std::string data = !unsent.empty() ? std::move(unsent)
-                                       : (idempotent_ && replayable_ ? replay_ : std::string());
+                                       : (idempotent_ && replayable_ ? std::string(replay())
+                                                                     : std::string());
     if (!data.empty()) {
       ++attempts_;
       worker_.stats().upstream_retries.inc();

@@ -61,6 +61,8 @@ class Exchange final : private UpstreamHandler {
   ~Exchange();
   Exchange(const Exchange&) = delete;
   Exchange& operator=(const Exchange&) = delete;
+  static void* operator new(size_t size);
+  static void operator delete(void* p);
 
   // Routes and sends the request head. Returns 0, or the status to answer with at once
   // (400 a target or Host that cannot be normalized, 404 no route, 503 nothing to send to, 502
@@ -132,6 +134,8 @@ class Exchange final : private UpstreamHandler {
   bool grpc_ = false;     // an h2 response with a gRPC content type: counted at its end
   bool grpc_failed_ = false;  // grpc-status other than 0 seen (head or trailers)
   std::string replay_;    // every request byte sent, while small enough to send again
+  bool replay_is_head_ = false;  // ... which is head_ alone (replay_ stays empty)
+  std::string_view replay() const { return replay_is_head_ ? std::string_view(head_) : replay_; }
   bool replayable_ = true;
   bool idempotent_ = false;
   bool head_request_ = false;
@@ -158,7 +162,6 @@ class Exchange final : private UpstreamHandler {
   uint32_t outstanding_id_ = routing::Picker::kNoEndpoint;
   int32_t assign_bucket_ = -1;  // >= 0: answer with a Set-Cookie for this sticky bucket
   std::string_view error_detail_;
-  std::vector<HeaderField> resp_headers_;
   std::string via_;
   std::string set_cookie_;
 };

@@ -1,5 +1,8 @@
 #include "proxy/h1_session.h"
 
+#include <charconv>
+#include <cstring>
+
 #include "proxy/worker.h"
 
 namespace weir::proxy {
@@ -143,17 +146,27 @@ size_t H1Session::consume_head(const char* p, size_t n) {
   // the two cannot disagree on where the request ends; and llhttp's own head rules, stricter
   // than RFC 9110 in places (extension methods, a repeated identical Content-Length, OWS after
   // "chunked"), do not refuse requests weir accepted.
-  parser_head_.assign("POST / HTTP/1.1\r\n");
+  // Built on the stack (llhttp keeps no pointer into it): a connection holds no buffer for it.
+  char parser_head[96];
+  size_t len = 0;
+  auto put = [&](std::string_view s) {
+    std::memcpy(parser_head + len, s.data(), s.size());
+    len += s.size();
+  };
+  put("POST / HTTP/1.1\r\n");
   if (req_.body == BodyKind::kContentLength) {
-    parser_head_.append("Content-Length: ");
-    append_number(parser_head_, req_.content_length);
-    parser_head_.append("\r\n");
+    put("Content-Length: ");
+    char digits[20];
+    auto [end, ec] = std::to_chars(digits, digits + sizeof digits, req_.content_length);
+    (void)ec;  // 20 digits hold any uint64_t
+    put(std::string_view(digits, static_cast<size_t>(end - digits)));
+    put("\r\n");
   } else if (req_.body == BodyKind::kChunked) {
-    parser_head_.append("Transfer-Encoding: chunked\r\n");
+    put("Transfer-Encoding: chunked\r\n");
   }
-  parser_head_.append("\r\n");
+  put("\r\n");
   pending_reject_ = 0;
-  llhttp_errno_t rc = llhttp_execute(&parser_, parser_head_.data(), parser_head_.size());
+  llhttp_errno_t rc = llhttp_execute(&parser_, parser_head, len);
   if (rc == HPE_PAUSED || rc == HPE_PAUSED_UPGRADE) {
     if (rc == HPE_PAUSED_UPGRADE) {
       llhttp_resume_after_upgrade(&parser_);
@@ -246,22 +259,20 @@ int H1Session::cb_chunk_header(llhttp_t* p) {
 int H1Session::cb_header_field(llhttp_t* p, const char* at, size_t len) {
   H1Session* s = from_parser(p);
   if (s->phase_ != Phase::kTrailers) return 0;  // llhttp's view of the head: not the request's
-  if (s->trailer_spans_.size() % 2 == 0) {
-    s->trailer_spans_.emplace_back(static_cast<uint32_t>(s->trailer_arena_.size()), 0);
-  }
-  s->trailer_arena_.append(at, len);
-  s->trailer_spans_.back().second += static_cast<uint32_t>(len);
+  Trailers& t = s->trailers();
+  if (t.spans.size() % 2 == 0) t.spans.emplace_back(static_cast<uint32_t>(t.arena.size()), 0);
+  t.arena.append(at, len);
+  t.spans.back().second += static_cast<uint32_t>(len);
   return 0;
 }
 
 int H1Session::cb_header_value(llhttp_t* p, const char* at, size_t len) {
   H1Session* s = from_parser(p);
   if (s->phase_ != Phase::kTrailers) return 0;
-  if (s->trailer_spans_.size() % 2 == 1) {
-    s->trailer_spans_.emplace_back(static_cast<uint32_t>(s->trailer_arena_.size()), 0);
-  }
-  s->trailer_arena_.append(at, len);
-  s->trailer_spans_.back().second += static_cast<uint32_t>(len);
+  Trailers& t = s->trailers();
+  if (t.spans.size() % 2 == 1) t.spans.emplace_back(static_cast<uint32_t>(t.arena.size()), 0);
+  t.arena.append(at, len);
+  t.spans.back().second += static_cast<uint32_t>(len);
   return 0;
 }
 
@@ -283,15 +294,17 @@ int H1Session::cb_message_complete(llhttp_t* p) {
   s->req_done_ = true;
   s->phase_ = Phase::kWaitResponse;
   if (s->ex_) {
-    s->trailer_fields_.clear();
-    std::string_view arena(s->trailer_arena_);
-    for (size_t i = 0; i + 1 < s->trailer_spans_.size(); i += 2) {
-      HeaderField f{arena.substr(s->trailer_spans_[i].first, s->trailer_spans_[i].second),
-                    trim_ows(arena.substr(s->trailer_spans_[i + 1].first,
-                                          s->trailer_spans_[i + 1].second))};
-      if (!forbidden_trailer(f.name)) s->trailer_fields_.push_back(f);
+    std::vector<HeaderField> fields;  // empty (no allocation) without trailers
+    if (s->trailers_) {
+      const Trailers& t = *s->trailers_;
+      std::string_view arena(t.arena);
+      for (size_t i = 0; i + 1 < t.spans.size(); i += 2) {
+        HeaderField f{arena.substr(t.spans[i].first, t.spans[i].second),
+                      trim_ows(arena.substr(t.spans[i + 1].first, t.spans[i + 1].second))};
+        if (!forbidden_trailer(f.name)) fields.push_back(f);
+      }
     }
-    s->ex_->end_body(s->trailer_fields_);
+    s->ex_->end_body(fields);
     if (!s->resp_done_) s->t_.clear_deadline();  // the upstream's timeouts run now
   }
   s->finish_if_done();
@@ -309,8 +322,7 @@ bool H1Session::begin_request() {
   for (const auto& f : req_.headers) {
     if (iequals(f.name, "content-type")) grpc_ = is_grpc_content_type(f.value);
   }
-  trailer_arena_.clear();
-  trailer_spans_.clear();
+  trailers_.reset();
   const uint64_t max = worker_.settings().max_request_body_bytes;
   if (max != 0 && req_.body == BodyKind::kContentLength && req_.content_length > max) {
     close_after_ = true;

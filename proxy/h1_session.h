@@ -74,7 +74,6 @@ class H1Session final : public Session, public ExchangeOwner {
   Phase phase_ = Phase::kIdle;
   std::string inbuf_;        // bytes received but not consumed yet
   size_t scan_from_ = 0;     // how much of inbuf_ the head (or trailer) scan has looked at
-  std::string parser_head_;  // the head llhttp reads: only the body framing weir validated
   RequestHead req_;
   std::unique_ptr<Exchange> ex_;
   uint64_t body_bytes_ = 0;
@@ -94,10 +93,16 @@ class H1Session final : public Session, public ExchangeOwner {
   bool eof_ = false;
   bool early_response_ = false;  // answered before the request body was read to its end
   bool grpc_ = false;            // the request has a gRPC content type (for local replies)
-  // Request trailers: (name, value) spans into trailer_arena_.
-  std::string trailer_arena_;
-  std::vector<std::pair<uint32_t, uint32_t>> trailer_spans_;
-  std::vector<HeaderField> trailer_fields_;
+  // Request trailers, only for a request that has some (an idle connection holds none).
+  struct Trailers {
+    std::string arena;
+    std::vector<std::pair<uint32_t, uint32_t>> spans;  // (offset, length): name, value, ...
+  };
+  Trailers& trailers() {
+    if (!trailers_) trailers_ = std::make_unique<Trailers>();
+    return *trailers_;
+  }
+  std::unique_ptr<Trailers> trailers_;
 };
 
 }  // namespace weir::proxy

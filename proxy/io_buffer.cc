@@ -47,6 +47,7 @@ void OutQueue::mark_dirty() {
 
 void OutQueue::append(std::string_view data) {
   if (closed_ || data.empty()) return;
+  if (pending_.empty()) flush_list_->buffers().take(pending_);
   pending_.append(data);
   mark_dirty();
 }
@@ -68,7 +69,7 @@ void OutQueue::flush() {
   int n = uv_try_write(stream_, &buf, 1);
   if (n == static_cast<int>(pending_.size())) {
     bytes_written_ += static_cast<uint64_t>(n);
-    pending_.clear();
+    flush_list_->buffers().give(pending_);
     after_progress();
     return;
   }
@@ -83,8 +84,9 @@ void OutQueue::flush() {
   inflight_off_ = done;
   uv_buf_t rest = uv_buf_init(inflight_.data() + done,
                               static_cast<unsigned>(inflight_.size() - done));
-  req_.data = this;
-  int rc = uv_write(&req_, stream_, &rest, 1, on_write);
+  if (!req_) req_ = std::make_unique<uv_write_t>();
+  req_->data = this;
+  int rc = uv_write(req_.get(), stream_, &rest, 1, on_write);
   if (rc < 0) {
     inflight_.clear();
     inflight_off_ = 0;
@@ -106,10 +108,12 @@ void OutQueue::on_write(uv_write_t* req, int status) {
     return;
   }
   self->bytes_written_ += self->inflight_.size() - self->inflight_off_;
-  self->inflight_.clear();
+  self->flush_list_->buffers().give(self->inflight_);
   self->inflight_off_ = 0;
   if (self->closed_) return;
   if (!self->pending_.empty()) self->flush();
+  // libuv is done with the request once its callback runs; a new write makes a new one.
+  if (!self->writing_) self->req_.reset();
   self->after_progress();
 }
 

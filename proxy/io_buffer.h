@@ -7,6 +7,7 @@
 #include <uv.h>
 
 #include <cstddef>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -14,6 +15,40 @@
 namespace weir::proxy {
 
 class OutQueue;
+
+// A worker's free list of byte buffers. A send queue or a request head under construction takes
+// one while it holds bytes and gives it back once they are written, so a busy connection
+// allocates nothing per request and an idle one holds no buffer. One thread only.
+class BufferPool {
+ public:
+  static constexpr size_t kMaxKept = 256;              // buffers kept for reuse
+  static constexpr size_t kMaxCapacity = 64 * 1024;    // larger ones go back to the heap
+
+  // Gives `into` (empty, holding no heap buffer) a pooled buffer, if there is one.
+  void take(std::string& into) {
+    if (free_.empty() || into.capacity() > kInline) return;
+    into.swap(free_.back());
+    free_.pop_back();
+  }
+  // Takes `from`'s buffer back (its contents are dropped); `from` is left empty and holds none.
+  void give(std::string& from) {
+    if (from.capacity() <= kInline) {
+      from.clear();
+      return;
+    }
+    if (free_.size() < kMaxKept && from.capacity() <= kMaxCapacity) {
+      from.clear();
+      free_.emplace_back().swap(from);
+    } else {
+      std::string().swap(from);
+    }
+  }
+  size_t kept() const { return free_.size(); }
+
+ private:
+  static constexpr size_t kInline = std::string().capacity();  // the short-string buffer
+  std::vector<std::string> free_;
+};
 
 // Collects queues with unsent data; flushed from the worker's uv_check callback, which libuv runs
 // after all I/O callbacks of a loop turn and before any close callback, so a queue in the list
@@ -39,6 +74,8 @@ class FlushList {
   // `wake` is started while queues are waiting: an active idle handle keeps the loop from
   // blocking in poll, so data queued from a timer callback leaves in the same loop turn.
   void init(uv_idle_t* wake) { wake_ = wake; }
+  // The buffers of the queues this list flushes (one loop, one thread).
+  BufferPool& buffers() { return buffers_; }
   void add(OutQueue* q) {
     wake();
     dirty_.push_back(q);
@@ -60,6 +97,7 @@ class FlushList {
   }
 
   uv_idle_t* wake_ = nullptr;
+  BufferPool buffers_;
   std::vector<OutQueue*> dirty_;
   std::vector<OutQueue*> scratch_;
   std::vector<Deferred*> deferred_;
@@ -87,8 +125,13 @@ class OutQueue {
 
   void append(std::string_view data);
   void append(const char* data, size_t len) { append(std::string_view(data, len)); }
-  // Direct access for callers that format into the buffer; call mark_dirty() after.
-  std::string& buffer() { return pending_; }
+  // Direct access for callers that format into the buffer; call mark_dirty() after. The object
+  // stays the same for the queue's life (a TLS engine keeps a pointer to it); only the heap
+  // buffer inside comes from and goes back to the worker's pool.
+  std::string& buffer() {
+    if (pending_.empty() && flush_list_) flush_list_->buffers().take(pending_);
+    return pending_;
+  }
   void mark_dirty();
 
   size_t queued() const { return pending_.size() + (inflight_.size() - inflight_off_); }
@@ -124,7 +167,9 @@ class OutQueue {
   std::string pending_;
   std::string inflight_;
   size_t inflight_off_ = 0;
-  uv_write_t req_{};
+  // Only while bytes wait for the socket (most writes finish in uv_try_write): an idle
+  // connection does not carry a write request.
+  std::unique_ptr<uv_write_t> req_;
   uint64_t bytes_written_ = 0;
   bool writing_ = false;
   bool dirty_ = false;

@@ -377,6 +377,11 @@ void Server::collect_stats(uint64_t second) {
     // Guarded versions' traffic is shared with the fleet (a no-op for a single replica).
     const bool guarded = svc.config && svc.config->guard.enabled;
     for (const auto& v : svc.versions) {
+      // A version no worker has served yet has nothing to fold (and gets no window): with
+      // thousands of configured versions the tick costs what the ones with traffic cost.
+      bool served = false;
+      for (auto& w : workers_) served = served || w->stats().versions.find(v.stats_id);
+      if (!served && !guarded && !stats_.has(v.stats_id)) continue;
       health::Sample sum;
       for (auto& w : workers_) {
         if (const auto* c = w->stats().versions.find(v.stats_id)) sum.add(*c);

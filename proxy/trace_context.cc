@@ -1,5 +1,7 @@
 #include "proxy/trace_context.h"
 
+#include <algorithm>
+
 namespace weir::proxy {
 
 namespace {
@@ -26,13 +28,23 @@ constexpr char kHex[] = "0123456789abcdef";
 
 }  // namespace
 
+std::string_view TraceParent::write_header(std::array<char, kHeaderSize>& out) const {
+  char* p = out.data();
+  *p++ = '0';
+  *p++ = '0';
+  *p++ = '-';
+  p = std::copy(trace_id.begin(), trace_id.end(), p);
+  *p++ = '-';
+  p = std::copy(parent_id.begin(), parent_id.end(), p);
+  *p++ = '-';
+  *p++ = kHex[flags >> 4];
+  *p++ = kHex[flags & 0xf];
+  return {out.data(), out.size()};
+}
+
 std::string TraceParent::to_header() const {
-  std::string h = "00-";
-  h.append(trace()).push_back('-');
-  h.append(parent()).push_back('-');
-  h.push_back(kHex[flags >> 4]);
-  h.push_back(kHex[flags & 0xf]);
-  return h;
+  std::array<char, kHeaderSize> buf;
+  return std::string(write_header(buf));
 }
 
 std::optional<TraceParent> parse_traceparent(std::string_view v) {

@@ -20,6 +20,9 @@ struct TraceParent {
   std::string_view parent() const { return {parent_id.data(), parent_id.size()}; }
   // "00-<trace-id>-<parent-id>-<flags>": weir speaks version 00 whatever it received.
   std::string to_header() const;
+  // The same into `out` (no allocation); the view is of `out`.
+  static constexpr size_t kHeaderSize = 55;
+  std::string_view write_header(std::array<char, kHeaderSize>& out) const;
 };
 
 // nullopt when `value` is not a valid traceparent: malformed, upper-case hex, version ff, an

@@ -69,6 +69,8 @@ class Worker {
   WorkerStats& stats() { return stats_; }
   EndpointStreaks& streaks() { return streaks_; }
   FlushList& flush_list() { return flush_list_; }
+  // A header list for building a response head that its reader consumes at once.
+  std::vector<HeaderField>& header_scratch() { return header_scratch_; }
   uint64_t now_ms() const { return uv_now(const_cast<uv_loop_t*>(&loop_)); }
   uint64_t next_random();
   bool draining() const { return draining_; }
@@ -141,6 +143,7 @@ class Worker {
   EndpointStreaks streaks_;
   std::vector<bool> live_;  // by endpoint id, for the current snapshot
   FlushList flush_list_;
+  std::vector<HeaderField> header_scratch_;
   std::unique_ptr<char[]> read_buf_;
   uint64_t rng_;
   std::vector<ClientConn*> conns_;

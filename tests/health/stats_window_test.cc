@@ -286,4 +286,40 @@ TEST_CASE("health/stats_window: StatsCollector clamps a counter seen going backw
   CHECK(c.window(1)->summarize(3, 1).requests == 5);
 }
 
+TEST_CASE("health/stats_window: a window without traffic holds no ring; idle seconds add none") {
+  StatsWindow w;
+  CHECK(w.footprint() < 64);
+  w.add(5, Sample{});  // an idle version's fold: nothing recorded, nothing allocated
+  CHECK(w.footprint() < 64);
+  CHECK(w.summarize(5, 30).requests == 0);
+  w.add(6, ok(3));
+  CHECK(w.footprint() > 600 * 8);
+  CHECK(w.summarize(6, 30).requests == 3);
+}
+
+TEST_CASE("health/stats_window: a delta with latencies only (a body ending later) is recorded") {
+  StatsWindow w;
+  w.add(1, make_sample(1, {0, 0, 1, 0, 0, 0}));
+  Sample late;
+  ++late.total_latency[Histogram::index(2000)];
+  CHECK(!late.all_zero());
+  CHECK(late.empty());
+  w.add(2, late);
+  CHECK(w.summarize(2, 30).p50_us > 1500);
+}
+
+TEST_CASE("health/version_counters: ids far beyond a few thousand get counters, on first use") {
+  auto t = std::make_unique<VersionCounterTable>();
+  CHECK(t->find(10000) == nullptr);
+  VersionCounters* c = t->get_or_create(10000);
+  REQUIRE(c);
+  c->requests.add(2);
+  CHECK(t->find(10000) == c);
+  CHECK(t->find(10000)->requests.get() == 2);
+  CHECK(t->find(10001) == nullptr);  // same chunk, never used
+  CHECK(t->find(9000) == nullptr);
+  CHECK(t->get_or_create(10000) == c);
+  CHECK(t->get_or_create(VersionCounterTable::kCapacity) == nullptr);
+}
+
 }  // namespace weir::health

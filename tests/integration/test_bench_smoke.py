@@ -86,13 +86,21 @@ class BenchSmoke(unittest.TestCase):
         direct = table_rows(report, "direct")["direct (blue backend)"]
         self.assertGreater(float(direct[0]), 0, direct)
 
+        # The floor: the bare relay serves plain TCP only, and the table says each proxy's ratio.
+        relay = table_rows(report, "h1-64")["relay (L4 floor)"]
+        self.assertGreater(float(relay[0]), 0, relay)
+        self.assertGreater(float(relay[4]), 0, f"relay CPU: {relay}")
+        self.assertEqual(relay[7], "0", f"relay errors: {relay}")
+        self.assertNotIn("relay (L4 floor)", table_rows(report, "tls-h2"))
+        self.assertRegex(report, r"CPU per request / the relay's: weir [0-9.]+x, nginx [0-9.]+x")
+
         with open(os.path.join(out_dir, "latest.png"), "rb") as f:
             png = f.read()
         self.assertTrue(png.startswith(b"\x89PNG\r\n\x1a\n"), "latest.png is not a PNG")
         self.assertGreater(len(png), 10000, "the chart is suspiciously small")
         with open(os.path.join(out_dir, "latest-rps.dat")) as f:
             data = f.read().split("\n")
-        self.assertEqual(data[0], "scenario weir nginx haproxy direct")
+        self.assertEqual(data[0], "scenario weir nginx haproxy relay direct")
         self.assertTrue(data[1].startswith("h1-64 "), data)
 
     @unittest.skipIf(not os.access("/usr/bin/etcd", os.X_OK), "no etcd (scripts/setup.sh)")

@@ -2,6 +2,9 @@
 
 #include <doctest/doctest.h>
 
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include <functional>
 #include <string>
 
@@ -69,6 +72,71 @@ TEST_CASE("FlushList: cancelled work does not run, and can be scheduled again") 
   list.defer(&a);
   list.flush_all();
   CHECK(log == "a");
+}
+
+}  // namespace weir::proxy
+
+namespace weir::proxy {
+
+TEST_CASE("BufferPool hands back the buffers given to it, and keeps none of an idle holder") {
+  BufferPool pool;
+  std::string a(1000, 'x');
+  const char* heap = a.data();
+  pool.give(a);
+  CHECK(a.empty());
+  CHECK(a.capacity() == std::string().capacity());  // the holder keeps no heap buffer
+  CHECK(pool.kept() == 1);
+  std::string b;
+  pool.take(b);
+  CHECK(b.empty());
+  CHECK(b.capacity() >= 1000);
+  CHECK(b.data() == heap);  // the same memory, no allocation
+  CHECK(pool.kept() == 0);
+
+  std::string small = "short";
+  pool.give(small);  // an inline string has no buffer to give
+  CHECK(pool.kept() == 0);
+  CHECK(small.empty());
+  std::string huge(BufferPool::kMaxCapacity + 1, 'y');
+  pool.give(huge);  // too large to keep: freed
+  CHECK(pool.kept() == 0);
+  CHECK(huge.capacity() == std::string().capacity());
+
+  std::string held(100, 'z');
+  const size_t cap = held.capacity();
+  pool.give(b);
+  pool.take(held);  // a holder with a buffer of its own keeps it
+  CHECK(held.capacity() == cap);
+  CHECK(pool.kept() == 1);
+}
+
+TEST_CASE("OutQueue: a fully written queue gives its buffer back to the worker's pool") {
+  uv_loop_t loop;
+  REQUIRE(uv_loop_init(&loop) == 0);
+  int fds[2];
+  REQUIRE(::socketpair(AF_UNIX, SOCK_STREAM, 0, fds) == 0);
+  uv_pipe_t pipe;
+  REQUIRE(uv_pipe_init(&loop, &pipe, 0) == 0);
+  REQUIRE(uv_pipe_open(&pipe, fds[0]) == 0);
+  FlushList list;
+  OutQueue q;
+  q.init(reinterpret_cast<uv_stream_t*>(&pipe), &list, nullptr);
+
+  std::string big(2000, 'r');
+  q.append(big);
+  list.flush_all();  // written at once (the socket buffer has room)
+  CHECK(q.empty());
+  CHECK(list.buffers().kept() == 1);  // the connection holds no buffer while idle
+  CHECK(q.buffer().capacity() >= 2000);  // the next write takes it again
+  CHECK(list.buffers().kept() == 0);
+
+  char got[4096];
+  CHECK(::read(fds[1], got, sizeof got) == 2000);
+  q.close();
+  uv_close(reinterpret_cast<uv_handle_t*>(&pipe), nullptr);
+  uv_run(&loop, UV_RUN_DEFAULT);
+  uv_loop_close(&loop);
+  ::close(fds[1]);
 }
 
 }  // namespace weir::proxy

@@ -88,3 +88,16 @@ TEST_CASE("trace_context: a zero draw still gives a valid id") {
 
 }  // namespace
 }  // namespace weir::proxy
+
+namespace weir::proxy {
+
+TEST_CASE("trace_context: write_header gives to_header's text without allocating") {
+  auto p = parse_traceparent(kValid);
+  REQUIRE(p);
+  std::array<char, TraceParent::kHeaderSize> buf;
+  CHECK(p->write_header(buf) == kValid);
+  CHECK(p->write_header(buf).data() == buf.data());
+  CHECK(p->to_header() == kValid);
+}
+
+}  // namespace weir::proxy
