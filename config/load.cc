@@ -592,12 +592,21 @@ std::optional<StatusRange> status_range(Context& ctx, const toml::node& node,
   if (const auto* n = node.as<int64_t>()) {
     if (in_range(n->get())) return StatusRange{uint16_t(n->get()), uint16_t(n->get())};
   } else if (const auto* str = node.as<std::string>()) {
+    // Exactly three digits, '-', three digits: sscanf's %u would take signs, spaces and values
+    // that wrap around (4294967496 is 200 as an unsigned int).
     const std::string& text = str->get();
-    unsigned lo = 0, hi = 0;
-    char tail = 0;
-    if (std::sscanf(text.c_str(), "%u-%u%c", &lo, &hi, &tail) == 2 && in_range(lo) &&
-        in_range(hi) && lo <= hi)
-      return StatusRange{uint16_t(lo), uint16_t(hi)};
+    auto code = [&](size_t at) -> int64_t {
+      int64_t v = 0;
+      for (size_t i = at; i < at + 3; ++i) {
+        if (!std::isdigit(static_cast<unsigned char>(text[i]))) return -1;
+        v = v * 10 + (text[i] - '0');
+      }
+      return v;
+    };
+    if (text.size() == 7 && text[3] == '-') {
+      const int64_t lo = code(0), hi = code(4);
+      if (in_range(lo) && in_range(hi) && lo <= hi) return StatusRange{uint16_t(lo), uint16_t(hi)};
+    }
   }
   ctx.error(node.source(), path,
             "expected a status code (100-599) or a range such as \"200-299\"");

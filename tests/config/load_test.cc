@@ -896,6 +896,19 @@ TEST_CASE("config: sticky needs exactly one source") {
         "t.toml:7:12: service[0].sticky.head: unknown key 'head'; did you mean 'header'?");
 }
 
+// sscanf("%u-%u") took these: 4294967496 wraps to 200 as an unsigned int, and signs and
+// spaces were skipped.
+TEST_CASE("config: a status range is two three-digit codes, nothing else") {
+  for (const std::string text :
+       {"4294967496-299", "200-4294967595", "+200-299", " 200-299", "200- 299", "-4294967096-299",
+        "0200-299", "200-299x", "200-", "2x0-299", "099-200", "500-600"}) {
+    CAPTURE(text);
+    expect_error(with_policy("[service.health_check]\nexpected_status = [\"" + text + "\"]"),
+                 "8:20", "service[0].health_check.expected_status[0]",
+                 "expected a status code (100-599) or a range such as \"200-299\"");
+  }
+}
+
 TEST_CASE("config: bad balance, status range and mirror version") {
   expect_error(with_policy("balance = \"random\""), "7:11", "service[0].balance",
                "'random' is not a balance; use \"round_robin\" or \"least_request\"");
