@@ -3,21 +3,22 @@
 // https:// URLs go over TLS (OpenSSL), verifying weir's certificate and host name by default.
 #include <arpa/inet.h>
 #include <netdb.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
 #include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include <nlohmann/json.hpp>
-#include <openssl/err.h>
-#include <openssl/ssl.h>
-#include <openssl/x509v3.h>
-
+#include <cctype>
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <exception>
 #include <fstream>
 #include <map>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -320,7 +321,12 @@ HttpResponse http(const Options& o, const std::string& method, const std::string
   size_t head_end = raw.find("\r\n\r\n");
   if (head_end == std::string::npos || raw.compare(0, 9, "HTTP/1.1 ") != 0)
     die(3, where + " did not answer with HTTP/1.1");
-  r.status = std::atoi(raw.c_str() + 9);
+  // A status is three digits, then a space (RFC 9112 4); atoi took "2x" or "-5" as well.
+  if (raw.size() < 13 || !std::isdigit(static_cast<unsigned char>(raw[9])) ||
+      !std::isdigit(static_cast<unsigned char>(raw[10])) ||
+      !std::isdigit(static_cast<unsigned char>(raw[11])) || raw[12] != ' ')
+    die(3, where + " answered with a malformed status line");
+  r.status = (raw[9] - '0') * 100 + (raw[10] - '0') * 10 + (raw[11] - '0');
   size_t pos = raw.find("\r\n") + 2;
   while (pos < head_end) {
     size_t eol = raw.find("\r\n", pos);
@@ -453,9 +459,7 @@ std::string read_token_file(const std::string& path) {
   return token;
 }
 
-}  // namespace
-
-int main(int argc, char** argv) {
+int run(int argc, char** argv) {
   Options o;
   if (const char* env = std::getenv("WEIR_ADMIN"); env && *env && !parse_url(env, o))
     die(2, std::string("WEIR_ADMIN is not a URL like http://127.0.0.1:9901: ") + env);
@@ -608,4 +612,15 @@ int main(int argc, char** argv) {
     die(2, "unknown command " + cmd + "\n" + kUsage);
   }
   return 0;
+}
+
+}  // namespace
+
+// An answer of an unexpected shape (a JSON field of another type) is an error, not an abort.
+int main(int argc, char** argv) {
+  try {
+    return run(argc, argv);
+  } catch (const std::exception& e) {
+    die(3, std::string("unexpected answer from the admin API: ") + e.what());
+  }
 }
