@@ -965,8 +965,7 @@ void read_fleet(Context& ctx, TableReader& t, FleetSettings& f) {
         return quoted(s) + " needs host:port after the scheme (e.g. http://127.0.0.1:2379)";
       const std::string sch = https ? "https" : "http";
       if (!scheme.empty() && scheme != sch)
-        return std::string("all endpoints use one scheme: this one is ") + sch + ", another " +
-               scheme;
+        return "all endpoints use one scheme: this one is " + sch + ", another " + scheme;
       scheme = sch;
       return std::string();
     });
@@ -1372,7 +1371,7 @@ std::string summary(const Config& config) {
     if (s.guard.enabled) {
       const GuardConfig& g = s.guard;
       std::string limits;
-      auto add = [&](std::string part) { limits += (limits.empty() ? "" : ", ") + part; };
+      auto add = [&](const std::string& part) { limits += (limits.empty() ? "" : ", ") + part; };
       if (g.max_error_rate >= 0) add("error rate > " + percent(g.max_error_rate));
       if (g.max_error_rate_increase >= 0)
         add("error rate > stable + " + percent(g.max_error_rate_increase));

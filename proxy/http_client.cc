@@ -221,7 +221,7 @@ struct HttpClient::Conn {
       return;
     }
     Call* c = call;
-    client->finish(c, client->error_for(c, kind, std::move(what)));
+    client->finish(c, client->error_for(c, kind, what));
   }
 
   // Writes raw bytes; the buffer lives until the write callback (which, after uv_close, still
@@ -552,7 +552,8 @@ size_t HttpClient::idle_connections() const {
   return n;
 }
 
-HttpError HttpClient::error_for(const Call* c, HttpError::Kind kind, std::string what) const {
+HttpError HttpClient::error_for(const Call* c, HttpError::Kind kind,
+                                const std::string& what) const {
   HttpError e;
   e.kind = kind;
   e.message = c->req.method + " " + c->req.url + ": " + what;

@@ -173,7 +173,10 @@ std::string merge_weights(const config::Service& svc, const std::map<std::string
                              [&n = name](const config::Version& v) { return v.name == n; });
     if (!known) {
       std::string names;
-      for (const auto& v : svc.versions) names += (names.empty() ? "" : ", ") + v.name;
+      for (const auto& v : svc.versions) {
+        if (!names.empty()) names += ", ";
+        names += v.name;
+      }
       return "service " + svc.name + " has no version \"" + name + "\" (versions: " + names + ")";
     }
     if (w < 0 || w > kMaxWeight)
