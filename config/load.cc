@@ -965,7 +965,10 @@ void read_fleet(Context& ctx, TableReader& t, FleetSettings& f) {
         return quoted(s) + " needs host:port after the scheme (e.g. http://127.0.0.1:2379)";
       const std::string sch = https ? "https" : "http";
       if (!scheme.empty() && scheme != sch)
-        return "all endpoints use one scheme: this one is " + sch + ", another " + scheme;
+        return std::string("all endpoints use one scheme: this one is ")
+            .append(sch)
+            .append(", another ")
+            .append(scheme);
       scheme = sch;
       return std::string();
     });

@@ -551,10 +551,10 @@ void EtcdClient::call(std::string path, std::string body, bool write,
   op->body = std::move(body);
   op->write = write;
   op->done = std::move(done);
-  run(std::move(op));
+  run(op);
 }
 
-void EtcdClient::run(std::shared_ptr<Op> op) {
+void EtcdClient::run(const std::shared_ptr<Op>& op) {
   if (closed_) return;
   if (settings_.endpoints.empty()) {
     defer([this, op] {
@@ -566,7 +566,7 @@ void EtcdClient::run(std::shared_ptr<Op> op) {
     return;
   }
   if (op->auth_call) {
-    send(std::move(op));
+    send(op);
     return;
   }
   with_token([this, op](const EtcdStatus& st) {
@@ -592,7 +592,7 @@ void EtcdClient::send(const std::shared_ptr<Op>& op) {
   }
   HttpCallbacks cb;
   std::string used = op->auth_call ? "" : token_;
-  cb.on_done = [this, op, ep, used](HttpError error, HttpResponse response) {
+  cb.on_done = [this, op, ep, used](const HttpError& error, const HttpResponse& response) {
     if (error.ok() && response.status == 401 && !op->auth_call && !op->reauthed &&
         !settings_.username.empty()) {
       json j = json::parse(response.body, nullptr, false);

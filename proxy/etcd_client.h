@@ -199,7 +199,7 @@ class EtcdClient {
   struct Deferred;
   friend struct EtcdWatch::Impl;
 
-  void run(std::shared_ptr<Op> op);
+  void run(const std::shared_ptr<Op>& op);
   void send(const std::shared_ptr<Op>& op);
   void answer(const std::shared_ptr<Op>& op, size_t endpoint, const HttpError& error,
               const HttpResponse& response);

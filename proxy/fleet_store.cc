@@ -80,8 +80,9 @@ std::string status_text(const EtcdStatus& st) {
 
 }  // namespace
 
-// NOLINTNEXTLINE(bugprone-exception-escape): a false positive of clang-tidy 14 on the implicit
-// move of nlohmann::json members (json's by-value operator= is noexcept for a moved-from json).
+// A false positive of clang-tidy 14 on the implicit move of nlohmann::json members (json's
+// by-value operator= is noexcept for a moved-from json).
+// NOLINTNEXTLINE(bugprone-exception-escape)
 struct FleetStore::Attempt {
   ServiceChange change;
   CommitDone done;

@@ -61,15 +61,17 @@ class FleetStore final : public ControlStore {
     int64_t mod_revision = 0;
     std::string writer;
   };
-  // NOLINTNEXTLINE(bugprone-exception-escape): a false positive of clang-tidy 14 on the implicit
-  // move of nlohmann::json members (json's by-value operator= is noexcept for a moved-from json).
+  // A false positive of clang-tidy 14 on the implicit move of nlohmann::json members (json's
+  // by-value operator= is noexcept for a moved-from json).
+  // NOLINTNEXTLINE(bugprone-exception-escape)
   struct Member {
     nlohmann::json info;
     int64_t mod_revision = 0;
     uint64_t seen_ms = 0;  // monotonic, when its key was last written
   };
-  // NOLINTNEXTLINE(bugprone-exception-escape): a false positive of clang-tidy 14 on the implicit
-  // move of nlohmann::json members (json's by-value operator= is noexcept for a moved-from json).
+  // A false positive of clang-tidy 14 on the implicit move of nlohmann::json members (json's
+  // by-value operator= is noexcept for a moved-from json).
+  // NOLINTNEXTLINE(bugprone-exception-escape)
   struct Pending {  // a guard revert etcd has not taken yet
     std::string service, version;
     AuditEvent event;

@@ -215,7 +215,7 @@ struct HttpClient::Conn {
     uv_close(reinterpret_cast<uv_handle_t*>(&idle_timer), done);
   }
 
-  void fail(HttpError::Kind kind, std::string what) {
+  void fail(HttpError::Kind kind, const std::string& what) {
     if (!client || !call) {
       close();
       return;

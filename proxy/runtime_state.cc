@@ -177,7 +177,9 @@ std::string merge_weights(const config::Service& svc, const std::map<std::string
         if (!names.empty()) names += ", ";
         names += v.name;
       }
-      return "service " + svc.name + " has no version \"" + name + "\" (versions: " + names + ")";
+      std::string why = "service ";
+      why.append(svc.name).append(" has no version \"").append(name);
+      return why.append("\" (versions: ").append(names).append(")");
     }
     if (w < 0 || w > kMaxWeight)
       return "weight of " + name + " must be between 0 and " + std::to_string(kMaxWeight) +

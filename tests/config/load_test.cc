@@ -1215,10 +1215,16 @@ TEST_CASE("config: two listeners on one address are refused at the second one's 
                "two listeners on one address would split its connections at random: give each "
                "its own port");
   // A wildcard covers every address of its family on that port ("::" both families).
-  for (auto [a, b] : {std::pair{"0.0.0.0:80", "127.0.0.1:80"}, {"10.1.2.3:80", "0.0.0.0:80"},
-                      {"[::]:80", "127.0.0.1:80"}, {"[::1]:80", "[::]:80"},
-                      {"[::]:80", "0.0.0.0:80"}, {"[::0]:80", "[0::1]:80"},
-                      {"[0:0::1]:80", "[::1]:80"}, {"LocalHost:80", "localhost:80"}}) {
+  // (pairs, not structured bindings: clang 14 cannot capture a binding in CAPTURE's lambda)
+  for (auto ab : {std::pair{"0.0.0.0:80", "127.0.0.1:80"},
+                  {"10.1.2.3:80", "0.0.0.0:80"},
+                  {"[::]:80", "127.0.0.1:80"},
+                  {"[::1]:80", "[::]:80"},
+                  {"[::]:80", "0.0.0.0:80"},
+                  {"[::0]:80", "[0::1]:80"},
+                  {"[0:0::1]:80", "[::1]:80"},
+                  {"LocalHost:80", "localhost:80"}}) {
+    const char *a = ab.first, *b = ab.second;
     CAPTURE(a);
     CAPTURE(b);
     LoadResult r = load_string(two_listeners(a, b), "t.toml");
@@ -1226,9 +1232,12 @@ TEST_CASE("config: two listeners on one address are refused at the second one's 
     CHECK(r.errors[0].key == "listener[1].address");
   }
   // Different ports, port 0, or IPv4 wildcard against a specific IPv6 address: no overlap.
-  for (auto [a, b] : {std::pair{"127.0.0.1:80", "127.0.0.1:81"}, {"127.0.0.1:0", "127.0.0.1:0"},
-                      {"0.0.0.0:80", "[::1]:80"}, {"127.0.0.1:80", "127.0.0.2:80"},
-                      {"[::1]:80", "127.0.0.1:80"}}) {
+  for (auto ab : {std::pair{"127.0.0.1:80", "127.0.0.1:81"},
+                  {"127.0.0.1:0", "127.0.0.1:0"},
+                  {"0.0.0.0:80", "[::1]:80"},
+                  {"127.0.0.1:80", "127.0.0.2:80"},
+                  {"[::1]:80", "127.0.0.1:80"}}) {
+    const char *a = ab.first, *b = ab.second;
     CAPTURE(a);
     CAPTURE(b);
     expect_valid(two_listeners(a, b));
