@@ -609,12 +609,21 @@ std::optional<StatusRange> status_range(Context& ctx, const toml::node& node,
   if (const auto* n = node.as<int64_t>()) {
     if (in_range(n->get())) return StatusRange{uint16_t(n->get()), uint16_t(n->get())};
   } else if (const auto* str = node.as<std::string>()) {
+    // Exactly three digits, '-', three digits: sscanf's %u would take signs, spaces and values
+    // that wrap around (4294967496 is 200 as an unsigned int).
     const std::string& text = str->get();
-    unsigned lo = 0, hi = 0;
-    char tail = 0;
-    if (std::sscanf(text.c_str(), "%u-%u%c", &lo, &hi, &tail) == 2 && in_range(lo) &&
-        in_range(hi) && lo <= hi)
-      return StatusRange{uint16_t(lo), uint16_t(hi)};
+    auto code = [&](size_t at) -> int64_t {
+      int64_t v = 0;
+      for (size_t i = at; i < at + 3; ++i) {
+        if (!std::isdigit(static_cast<unsigned char>(text[i]))) return -1;
+        v = v * 10 + (text[i] - '0');
+      }
+      return v;
+    };
+    if (text.size() == 7 && text[3] == '-') {
+      const int64_t lo = code(0), hi = code(4);
+      if (in_range(lo) && in_range(hi) && lo <= hi) return StatusRange{uint16_t(lo), uint16_t(hi)};
+    }
   }
   ctx.error(node.source(), path,
             "expected a status code (100-599) or a range such as \"200-299\"");
@@ -1370,8 +1379,10 @@ void read_fleet(Context& ctx, TableReader& t, FleetSettings& f) {
         return quoted(s) + " needs host:port after the scheme (e.g. http://127.0.0.1:2379)";
       const std::string sch = https ? "https" : "http";
       if (!scheme.empty() && scheme != sch)
-        return std::string("all endpoints use one scheme: this one is ") + sch + ", another " +
-               scheme;
+        return std::string("all endpoints use one scheme: this one is ")
+            .append(sch)
+            .append(", another ")
+            .append(scheme);
       scheme = sch;
       return std::string();
     });
@@ -1790,7 +1801,7 @@ std::string summary(const Config& config) {
     if (s.guard.enabled) {
       const GuardConfig& g = s.guard;
       std::string limits;
-      auto add = [&](std::string part) { limits += (limits.empty() ? "" : ", ") + part; };
+      auto add = [&](const std::string& part) { limits += (limits.empty() ? "" : ", ") + part; };
       if (g.max_error_rate >= 0) add("error rate > " + percent(g.max_error_rate));
       if (g.max_error_rate_increase >= 0)
         add("error rate > stable + " + percent(g.max_error_rate_increase));

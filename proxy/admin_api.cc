@@ -235,7 +235,7 @@ AdminResponse AdminApi::service_response(const config::Service& svc, int status)
   return r;
 }
 
-void AdminApi::handle(const AdminRequest& req, Reply reply) {
+void AdminApi::handle(const AdminRequest& req, const Reply& reply) {
   AdminResponse r = route(req, reply);
   if (r.status != 0) reply(std::move(r));
 }

@@ -143,7 +143,7 @@ class AdminApi {
   explicit AdminApi(AdminHost& host) : host_(host) {}
   using Reply = std::function<void(AdminResponse)>;
   // Answers `req` through `reply`: at once, or once a change is durable (or refused).
-  void handle(const AdminRequest& req, Reply reply);
+  void handle(const AdminRequest& req, const Reply& reply);
 
   static constexpr size_t kMaxBody = 64 * 1024;
 

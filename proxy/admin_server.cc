@@ -261,7 +261,7 @@ class AdminConn {
       awaiting_ = true;
       std::weak_ptr<int> alive = alive_;
       auto in_call = std::make_shared<bool>(true);
-      server_.api().handle(req_, [this, alive, in_call](AdminResponse r) {
+      server_.api().handle(req_, [this, alive, in_call](const AdminResponse& r) {
         if (alive.expired()) return;
         awaiting_ = false;
         respond(r);
@@ -291,7 +291,12 @@ class AdminConn {
     out += "\r\nContent-Type: " + r.content_type + "\r\nContent-Length: ";
     append_number(out, r.body.size());
     out += "\r\nCache-Control: no-store\r\n";
-    for (const auto& [name, value] : r.headers) out += name + ": " + value + "\r\n";
+    for (const auto& [name, value] : r.headers) {
+      out += name;
+      out += ": ";
+      out += value;
+      out += "\r\n";
+    }
     if (close_after_write_) out += "Connection: close\r\n";
     out += "\r\n";
     if (!head_request_) out += r.body;

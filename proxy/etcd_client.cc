@@ -277,7 +277,7 @@ struct EtcdWatch::Impl {
     HttpCallbacks cb;
     cb.on_head = [this](const HttpResponse& head) { http_status = head.status; };
     cb.on_data = [this](std::string_view data) { on_data(data); };
-    cb.on_done = [this](HttpError error, HttpResponse) { on_end(std::move(error)); };
+    cb.on_done = [this](const HttpError& error, const HttpResponse&) { on_end(error); };
     stream = client->http_->request(std::move(req), std::move(cb));
   }
 
@@ -392,7 +392,7 @@ struct EtcdWatch::Impl {
     if (!events.empty() && handler.on_events) handler.on_events(rev, std::move(events));
   }
 
-  void on_end(HttpError error) {
+  void on_end(const HttpError& error) {
     stream = 0;
     if (!active()) return;
     if (http_status != 200 && http_status != 0) {
@@ -551,10 +551,10 @@ void EtcdClient::call(std::string path, std::string body, bool write,
   op->body = std::move(body);
   op->write = write;
   op->done = std::move(done);
-  run(std::move(op));
+  run(op);
 }
 
-void EtcdClient::run(std::shared_ptr<Op> op) {
+void EtcdClient::run(const std::shared_ptr<Op>& op) {
   if (closed_) return;
   if (settings_.endpoints.empty()) {
     defer([this, op] {
@@ -566,7 +566,7 @@ void EtcdClient::run(std::shared_ptr<Op> op) {
     return;
   }
   if (op->auth_call) {
-    send(std::move(op));
+    send(op);
     return;
   }
   with_token([this, op](const EtcdStatus& st) {
@@ -578,7 +578,7 @@ void EtcdClient::run(std::shared_ptr<Op> op) {
   });
 }
 
-void EtcdClient::send(std::shared_ptr<Op> op) {
+void EtcdClient::send(const std::shared_ptr<Op>& op) {
   const size_t ep = current_;
   HttpRequest req;
   req.method = "POST";
@@ -592,7 +592,7 @@ void EtcdClient::send(std::shared_ptr<Op> op) {
   }
   HttpCallbacks cb;
   std::string used = op->auth_call ? "" : token_;
-  cb.on_done = [this, op, ep, used](HttpError error, HttpResponse response) {
+  cb.on_done = [this, op, ep, used](const HttpError& error, const HttpResponse& response) {
     if (error.ok() && response.status == 401 && !op->auth_call && !op->reauthed &&
         !settings_.username.empty()) {
       json j = json::parse(response.body, nullptr, false);
@@ -604,13 +604,13 @@ void EtcdClient::send(std::shared_ptr<Op> op) {
         return;
       }
     }
-    answer(op, ep, std::move(error), std::move(response));
+    answer(op, ep, error, response);
   };
   http_->request(std::move(req), std::move(cb));
 }
 
-void EtcdClient::answer(const std::shared_ptr<Op>& op, size_t ep, HttpError error,
-                        HttpResponse response) {
+void EtcdClient::answer(const std::shared_ptr<Op>& op, size_t ep, const HttpError& error,
+                        const HttpResponse& response) {
   EtcdStatus st;
   st.endpoint = settings_.endpoints[ep];
   if (!error.ok()) {
@@ -679,7 +679,7 @@ void EtcdClient::fail_over(const std::shared_ptr<Op>& op, size_t ep, EtcdStatus 
   finish(op, st);
 }
 
-void EtcdClient::finish(const std::shared_ptr<Op>& op, EtcdStatus st) {
+void EtcdClient::finish(const std::shared_ptr<Op>& op, const EtcdStatus& st) {
   note(st);
   if (op->done) op->done(st, json());
 }
@@ -725,12 +725,12 @@ void EtcdClient::authenticate() {
   send(op);
 }
 
-void EtcdClient::range(std::string key, std::string range_end, RangeDone done) {
-  range(std::move(key), std::move(range_end), EtcdRangeOptions{}, std::move(done));
+void EtcdClient::range(const std::string& key, const std::string& range_end, RangeDone done) {
+  range(key, range_end, EtcdRangeOptions{}, std::move(done));
 }
 
-void EtcdClient::range(std::string key, std::string range_end, const EtcdRangeOptions& options,
-                       RangeDone done) {
+void EtcdClient::range(const std::string& key, const std::string& range_end,
+                       const EtcdRangeOptions& options, RangeDone done) {
   json body = {{"key", b64(key)}};
   if (!range_end.empty()) body["range_end"] = b64(range_end);
   if (options.serializable) body["serializable"] = true;
@@ -749,7 +749,8 @@ void EtcdClient::range(std::string key, std::string range_end, const EtcdRangeOp
        });
 }
 
-void EtcdClient::put(std::string key, std::string value, int64_t lease, PutDone done) {
+void EtcdClient::put(const std::string& key, const std::string& value, int64_t lease,
+                     PutDone done) {
   json body = {{"key", b64(key)}, {"value", b64(value)}};
   if (lease) body["lease"] = std::to_string(lease);
   call("/v3/kv/put", body.dump(), true,
@@ -758,7 +759,7 @@ void EtcdClient::put(std::string key, std::string value, int64_t lease, PutDone 
        });
 }
 
-void EtcdClient::del(std::string key, std::string range_end, DelDone done) {
+void EtcdClient::del(const std::string& key, const std::string& range_end, DelDone done) {
   json body = {{"key", b64(key)}};
   if (!range_end.empty()) body["range_end"] = b64(range_end);
   call("/v3/kv/deleterange", body.dump(), true,

@@ -173,11 +173,11 @@ class EtcdClient {
   EtcdClient(const EtcdClient&) = delete;
   EtcdClient& operator=(const EtcdClient&) = delete;
 
-  void range(std::string key, std::string range_end, RangeDone done);
-  void range(std::string key, std::string range_end, const EtcdRangeOptions& options,
+  void range(const std::string& key, const std::string& range_end, RangeDone done);
+  void range(const std::string& key, const std::string& range_end, const EtcdRangeOptions& options,
              RangeDone done);
-  void put(std::string key, std::string value, int64_t lease, PutDone done);
-  void del(std::string key, std::string range_end, DelDone done);
+  void put(const std::string& key, const std::string& value, int64_t lease, PutDone done);
+  void del(const std::string& key, const std::string& range_end, DelDone done);
   void txn(const EtcdTxn& txn, TxnDone done);
   void cas(const EtcdCas& cas, CasDone done);
   void lease_grant(int64_t ttl_s, LeaseDone done);
@@ -199,12 +199,12 @@ class EtcdClient {
   struct Deferred;
   friend struct EtcdWatch::Impl;
 
-  void run(std::shared_ptr<Op> op);
-  void send(std::shared_ptr<Op> op);
-  void answer(const std::shared_ptr<Op>& op, size_t endpoint, HttpError error,
-              HttpResponse response);
+  void run(const std::shared_ptr<Op>& op);
+  void send(const std::shared_ptr<Op>& op);
+  void answer(const std::shared_ptr<Op>& op, size_t endpoint, const HttpError& error,
+              const HttpResponse& response);
   void fail_over(const std::shared_ptr<Op>& op, size_t endpoint, EtcdStatus status);
-  void finish(const std::shared_ptr<Op>& op, EtcdStatus status);
+  void finish(const std::shared_ptr<Op>& op, const EtcdStatus& status);
   // Runs `then` once a token is at hand (at once without auth).
   void with_token(std::function<void(const EtcdStatus&)> then);
   void authenticate();

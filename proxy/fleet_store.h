@@ -61,11 +61,17 @@ class FleetStore final : public ControlStore {
     int64_t mod_revision = 0;
     std::string writer;
   };
+  // A false positive of clang-tidy 14 on the implicit move of nlohmann::json members (json's
+  // by-value operator= is noexcept for a moved-from json).
+  // NOLINTNEXTLINE(bugprone-exception-escape)
   struct Member {
     nlohmann::json info;
     int64_t mod_revision = 0;
     uint64_t seen_ms = 0;  // monotonic, when its key was last written
   };
+  // A false positive of clang-tidy 14 on the implicit move of nlohmann::json members (json's
+  // by-value operator= is noexcept for a moved-from json).
+  // NOLINTNEXTLINE(bugprone-exception-escape)
   struct Pending {  // a guard revert etcd has not taken yet
     std::string service, version;
     AuditEvent event;
@@ -81,8 +87,8 @@ class FleetStore final : public ControlStore {
   void apply_kv(const EtcdKv& kv, bool deleted, bool notify);
   void load_all(const std::vector<EtcdKv>& kvs, int64_t revision, bool notify);
   void start_watch(int64_t from_revision);
-  void try_commit(std::shared_ptr<Attempt> a);
-  void finish(std::shared_ptr<Attempt> a, const CommitResult& r);
+  void try_commit(const std::shared_ptr<Attempt>& a);
+  void finish(const std::shared_ptr<Attempt>& a, const CommitResult& r);
   void keep_locally(const ServiceChange& change);
   void save_cache();
   void save_pending();

@@ -215,13 +215,13 @@ struct HttpClient::Conn {
     uv_close(reinterpret_cast<uv_handle_t*>(&idle_timer), done);
   }
 
-  void fail(HttpError::Kind kind, std::string what) {
+  void fail(HttpError::Kind kind, const std::string& what) {
     if (!client || !call) {
       close();
       return;
     }
     Call* c = call;
-    client->finish(c, client->error_for(c, kind, std::move(what)));
+    client->finish(c, client->error_for(c, kind, what));
   }
 
   // Writes raw bytes; the buffer lives until the write callback (which, after uv_close, still
@@ -552,7 +552,8 @@ size_t HttpClient::idle_connections() const {
   return n;
 }
 
-HttpError HttpClient::error_for(const Call* c, HttpError::Kind kind, std::string what) const {
+HttpError HttpClient::error_for(const Call* c, HttpError::Kind kind,
+                                const std::string& what) const {
   HttpError e;
   e.kind = kind;
   e.message = c->req.method + " " + c->req.url + ": " + what;

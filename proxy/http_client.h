@@ -119,7 +119,7 @@ class HttpClient {
   void finish(Call* c, HttpError error, bool reusable = false);
   void release(Conn* conn);
   void forget(Conn* conn);
-  HttpError error_for(const Call* c, HttpError::Kind kind, std::string what) const;
+  HttpError error_for(const Call* c, HttpError::Kind kind, const std::string& what) const;
 
   uv_loop_t* loop_;
   ClientTls tls_;

@@ -66,6 +66,9 @@ std::string format_log_line(LogFormat format, LogLevel level, int worker, std::s
   return line;
 }
 
+// printf-style on purpose, so that the compilers check each call's arguments against its
+// format (format attribute in log.h).
+// NOLINTNEXTLINE(cert-dcl50-cpp)
 void log(LogLevel level, const char* fmt, ...) {
   char stack[1024];
   std::string heap;

@@ -175,8 +175,13 @@ std::string merge_weights(const config::Service& svc, const std::map<std::string
                              [&n = name](const config::Version& v) { return v.name == n; });
     if (!known) {
       std::string names;
-      for (const auto& v : svc.versions) names += (names.empty() ? "" : ", ") + v.name;
-      return "service " + svc.name + " has no version \"" + name + "\" (versions: " + names + ")";
+      for (const auto& v : svc.versions) {
+        if (!names.empty()) names += ", ";
+        names += v.name;
+      }
+      std::string why = "service ";
+      why.append(svc.name).append(" has no version \"").append(name);
+      return why.append("\" (versions: ").append(names).append(")");
     }
     if (w < 0 || w > kMaxWeight)
       return "weight of " + name + " must be between 0 and " + std::to_string(kMaxWeight) +

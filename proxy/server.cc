@@ -71,7 +71,7 @@ bool Server::open_listener(const config::Listener& l, std::vector<int>* fds, std
   }
   // Each worker gets its own socket on the same address (SO_REUSEPORT, set by hand because
   // libuv 1.44 has no flag for it), so the kernel spreads connections with no shared accept.
-  auto fail = [&](std::string why) {
+  auto fail = [&](const std::string& why) {
     *error = who + why + ": " + std::strerror(errno);
     for (int fd : *fds) ::close(fd);
     fds->clear();
@@ -774,6 +774,7 @@ ReloadOutcome Server::reload(const std::string& actor) {
   auto tls = build_tls_set(*next, &tls_errors);
   if (!tls) {
     std::vector<std::string> errors;
+    errors.reserve(tls_errors.size());
     for (const auto& e : tls_errors) errors.push_back(e.to_string());
     return fail(std::move(errors));
   }

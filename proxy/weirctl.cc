@@ -4,6 +4,9 @@
 // verifying weir's certificate and host name by default.
 #include <arpa/inet.h>
 #include <netdb.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
 #include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -24,6 +27,7 @@
 #include <fstream>
 #include <functional>
 #include <map>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -379,7 +383,12 @@ HttpResponse http(const Options& o, const std::string& method, const std::string
   size_t head_end = raw.find("\r\n\r\n");
   if (head_end == std::string::npos || raw.compare(0, 9, "HTTP/1.1 ") != 0)
     die(3, where + " did not answer with HTTP/1.1");
-  r.status = std::atoi(raw.c_str() + 9);
+  // A status is three digits, then a space (RFC 9112 4); atoi took "2x" or "-5" as well.
+  if (raw.size() < 13 || !std::isdigit(static_cast<unsigned char>(raw[9])) ||
+      !std::isdigit(static_cast<unsigned char>(raw[10])) ||
+      !std::isdigit(static_cast<unsigned char>(raw[11])) || raw[12] != ' ')
+    die(3, where + " answered with a malformed status line");
+  r.status = (raw[9] - '0') * 100 + (raw[10] - '0') * 10 + (raw[11] - '0');
   size_t pos = raw.find("\r\n") + 2;
   while (pos < head_end) {
     size_t eol = raw.find("\r\n", pos);

@@ -101,6 +101,18 @@ std::string_view check_query(std::string_view query) {
   return {};
 }
 
+// True when a segment of `path` (normal form) is "." or ".." followed by ';' path parameters
+// ("/..;/admin", "/.;x/a"). Servlet containers (Tomcat, Jetty) strip a segment's parameters
+// before removing dot segments, so they would climb to where routing never looked.
+bool has_dot_segment_with_parameters(std::string_view path) {
+  for (size_t at = path.find(';'); at != std::string_view::npos; at = path.find(';', at + 1)) {
+    const size_t start = path.rfind('/', at) + 1;  // a normal path starts with '/'
+    const std::string_view name = path.substr(start, at - start);
+    if (name == "." || name == "..") return true;
+  }
+  return false;
+}
+
 }  // namespace
 
 Normalized normalize_target(std::string_view target, std::string& storage) {
@@ -121,7 +133,11 @@ Normalized normalize_target(std::string_view target, std::string& storage) {
     }
   }
   if (std::string_view why = check_query(query); !why.empty()) return {{}, why};
-  if (path_is_normal(path)) return {target, {}};
+  constexpr std::string_view kDotParameters = "dot segment with ';' parameters in path";
+  if (path_is_normal(path)) {
+    if (has_dot_segment_with_parameters(path)) return {{}, kDotParameters};
+    return {target, {}};
+  }
 
   storage.clear();
   std::string segment;
@@ -147,8 +163,21 @@ Normalized normalize_target(std::string_view target, std::string& storage) {
     }
   }
   if (storage.empty() || directory) storage.push_back('/');
+  if (has_dot_segment_with_parameters(storage)) return {{}, kDotParameters};
   storage.append(query);
   return {storage, {}};
+}
+
+std::string_view path_without_parameters(std::string_view path, std::string& storage) {
+  if (path.find(';') == std::string_view::npos) return path;
+  storage.clear();
+  bool in_parameters = false;
+  for (char c : path) {
+    if (c == '/') in_parameters = false;
+    if (c == ';') in_parameters = true;
+    if (!in_parameters) storage.push_back(c);
+  }
+  return storage;
 }
 
 Normalized normalize_authority(std::string_view authority, std::string& storage) {

@@ -22,10 +22,17 @@ struct Normalized {
 //  - has percent-encoded unreserved characters decoded ("%61" -> "a", "%2e" -> "."), other escapes
 //    upper-cased ("%2f" -> "%2F": an encoded slash stays encoded and is not a separator);
 //  - has runs of '/' merged and "." and ".." segments removed (RFC 3986 5.2.4; ".." above the
-//    root stays at the root).
+//    root stays at the root);
+//  - must not hold a "." or ".." segment with ';' parameters ("/..;/admin", also spelled
+//    "/%2e%2e;x/admin"), which servlet containers read as a dot segment.
 // The query is kept as sent (routes do not look at it); it must not hold '#' or an invalid '%'
 // escape.
 Normalized normalize_target(std::string_view target, std::string& storage);
+
+// `path` (normal form, no query) with each segment's ';' parameters removed ("/api;v=1/admin;x"
+// -> "/api/admin"): what routes match on, since servlet containers resolve a path that way.
+// A view of `path` itself when it has no ';', else of `storage`.
+std::string_view path_without_parameters(std::string_view path, std::string& storage);
 
 // A Host value (or absolute-form authority): uri-host [":" port] (RFC 3986 3.2.2). The host is
 // a reg-name, an IPv4 address or a bracketed IPv6 address; percent-encoded unreserved

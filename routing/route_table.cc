@@ -54,7 +54,12 @@ std::optional<RouteTable::Match> RouteTable::match_route(std::string_view host,
   return p ? std::optional<Match>(Match{p->service, p->route}) : std::nullopt;
 }
 
-const RouteTable::Prefix* RouteTable::find(std::string_view raw_host, std::string_view path) const {
+const RouteTable::Prefix* RouteTable::find(std::string_view raw_host,
+                                           std::string_view raw_path) const {
+  // Path parameters are not part of the name a backend resolves ("/api;x/admin" is /api/admin to
+  // Tomcat): match without them, or a parameter would step around a more specific route.
+  std::string stripped;
+  const std::string_view path = path_without_parameters(raw_path, stripped);
   // The common single-site table has only "*": skip host normalization entirely.
   if (exact_.empty() && wildcards_.empty()) return match_path(any_, path);
   std::string host = normalize_host(raw_host);

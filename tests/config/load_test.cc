@@ -1042,6 +1042,19 @@ TEST_CASE("config: sticky needs exactly one source") {
         "t.toml:7:12: service[0].sticky.head: unknown key 'head'; did you mean 'header'?");
 }
 
+// sscanf("%u-%u") took these: 4294967496 wraps to 200 as an unsigned int, and signs and
+// spaces were skipped.
+TEST_CASE("config: a status range is two three-digit codes, nothing else") {
+  for (const std::string text :
+       {"4294967496-299", "200-4294967595", "+200-299", " 200-299", "200- 299", "-4294967096-299",
+        "0200-299", "200-299x", "200-", "2x0-299", "099-200", "500-600"}) {
+    CAPTURE(text);
+    expect_error(with_policy("[service.health_check]\nexpected_status = [\"" + text + "\"]"),
+                 "8:20", "service[0].health_check.expected_status[0]",
+                 "expected a status code (100-599) or a range such as \"200-299\"");
+  }
+}
+
 TEST_CASE("config: bad balance, status range and mirror version") {
   expect_error(with_policy("balance = \"random\""), "7:11", "service[0].balance",
                "'random' is not a balance; use \"round_robin\" or \"least_request\"");
@@ -1453,10 +1466,16 @@ TEST_CASE("config: two listeners on one address are refused at the second one's 
                "two listeners on one address would split its connections at random: give each "
                "its own port");
   // A wildcard covers every address of its family on that port ("::" both families).
-  for (auto [a, b] : {std::pair{"0.0.0.0:80", "127.0.0.1:80"}, {"10.1.2.3:80", "0.0.0.0:80"},
-                      {"[::]:80", "127.0.0.1:80"}, {"[::1]:80", "[::]:80"},
-                      {"[::]:80", "0.0.0.0:80"}, {"[::0]:80", "[0::1]:80"},
-                      {"[0:0::1]:80", "[::1]:80"}, {"LocalHost:80", "localhost:80"}}) {
+  // (pairs, not structured bindings: clang 14 cannot capture a binding in CAPTURE's lambda)
+  for (auto ab : {std::pair{"0.0.0.0:80", "127.0.0.1:80"},
+                  {"10.1.2.3:80", "0.0.0.0:80"},
+                  {"[::]:80", "127.0.0.1:80"},
+                  {"[::1]:80", "[::]:80"},
+                  {"[::]:80", "0.0.0.0:80"},
+                  {"[::0]:80", "[0::1]:80"},
+                  {"[0:0::1]:80", "[::1]:80"},
+                  {"LocalHost:80", "localhost:80"}}) {
+    const char *a = ab.first, *b = ab.second;
     CAPTURE(a);
     CAPTURE(b);
     LoadResult r = load_string(two_listeners(a, b), "t.toml");
@@ -1464,9 +1483,12 @@ TEST_CASE("config: two listeners on one address are refused at the second one's 
     CHECK(r.errors[0].key == "listener[1].address");
   }
   // Different ports, port 0, or IPv4 wildcard against a specific IPv6 address: no overlap.
-  for (auto [a, b] : {std::pair{"127.0.0.1:80", "127.0.0.1:81"}, {"127.0.0.1:0", "127.0.0.1:0"},
-                      {"0.0.0.0:80", "[::1]:80"}, {"127.0.0.1:80", "127.0.0.2:80"},
-                      {"[::1]:80", "127.0.0.1:80"}}) {
+  for (auto ab : {std::pair{"127.0.0.1:80", "127.0.0.1:81"},
+                  {"127.0.0.1:0", "127.0.0.1:0"},
+                  {"0.0.0.0:80", "[::1]:80"},
+                  {"127.0.0.1:80", "127.0.0.2:80"},
+                  {"[::1]:80", "127.0.0.1:80"}}) {
+    const char *a = ab.first, *b = ab.second;
     CAPTURE(a);
     CAPTURE(b);
     expect_valid(two_listeners(a, b));

@@ -11,16 +11,17 @@
 
 #include <algorithm>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "proxy/admin_api.h"
+#include "proxy/file_store.h"
 #include "tests/fuzz/fuzz_input.h"
 
 namespace {
 
 using weir::proxy::AdminRequest;
-using weir::proxy::AuditEvent;
 using weir::proxy::RuntimeState;
 namespace config = weir::config;
 
@@ -63,15 +64,24 @@ class Host : public weir::proxy::AdminHost {
   }
   const config::Config& configured() const override { return config_; }
   const RuntimeState& runtime() const override { return runtime_; }
-  bool commit(RuntimeState next, AuditEvent event, std::string* error) override {
+  // As a store does (tests/proxy/admin_api_test.cc): the If-Match check and the change through
+  // apply_change, then "persisted"; a failing commit changes nothing.
+  void commit(weir::proxy::ServiceChange change, weir::proxy::CommitDone done) override {
     ++commit_calls;
     if (fail_commit) {
-      *error = "disk full";
-      return false;
+      done({500, "persist_failed", "disk full"});
+      return;
     }
-    runtime_ = std::move(next);
-    events_.push_back(event.to_json());
-    return true;
+    weir::proxy::CommitResult r;
+    bool unchanged = false;
+    std::optional<weir::proxy::ServiceRuntime> next =
+        weir::proxy::apply_change(runtime_, change, &unchanged, &r);
+    if (next && !unchanged) {
+      ++next->state_version;
+      runtime_.set(change.service, std::move(*next));
+      events_.push_back(change.event.to_json());
+    }
+    done(r);
   }
   weir::proxy::ReloadOutcome reload(const std::string&) override {
     weir::proxy::ReloadOutcome r;
@@ -89,11 +99,13 @@ class Host : public weir::proxy::AdminHost {
   }
   std::string metrics_text() override { return "weir_up 1\n"; }
   void annotate(weir::proxy::ServiceStateView& v) const override { v.guard = "pass"; }
-  bool rollout_command(const std::string&, const std::string& op, const std::string&,
-                       std::string* error) override {
-    if (op == "start") return true;
-    *error = "no rollout is running";
-    return false;
+  void rollout_command(const std::string&, const std::string& op, const std::string&,
+                       const std::string&, weir::proxy::CommitDone done) override {
+    if (op == "start") {
+      done({});
+      return;
+    }
+    done({409, "rollout_refused", "no rollout is running"});
   }
   std::string explain_json(const std::string& service) const override {
     return nlohmann::json{{"service", service}, {"decisions", nlohmann::json::array()}}.dump();
@@ -154,7 +166,11 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
 
     const nlohmann::json before = host.runtime_.to_json();
     const size_t events_before = host.events_.size();
-    const weir::proxy::AdminResponse r = api.handle(req);
+    std::optional<weir::proxy::AdminResponse> answer;
+    api.handle(req, [&](weir::proxy::AdminResponse a) { answer = std::move(a); });
+    // The fake host commits at once, so every answer is there when handle returns.
+    WEIR_FUZZ_CHECK(answer.has_value(), "no answer");
+    const weir::proxy::AdminResponse& r = *answer;
 
     WEIR_FUZZ_CHECK(r.status >= 100 && r.status <= 599, "status out of range");
     if (r.content_type.rfind("application/json", 0) == 0) {

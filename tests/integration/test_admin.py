@@ -478,6 +478,60 @@ class WeirCtl(AdminTestCase):
         self.assertIn("cannot connect", r.stderr)
 
 
+class WeirCtlOddAnswers(unittest.TestCase):
+    """weirctl against a fake admin listener: a malformed status line or a JSON answer of an
+    unexpected shape is a clear error (exit 3), never an abort (an escaped exception)."""
+
+    def serve(self, answer):
+        import socket
+        listener = socket.socket()
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(4)
+        listener.settimeout(10)
+        self.addCleanup(listener.close)
+
+        def loop():
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            with conn:
+                conn.settimeout(5)
+                data = b""
+                while b"\r\n\r\n" not in data:
+                    chunk = conn.recv(4096)
+                    if not chunk:
+                        return
+                    data += chunk
+                conn.sendall(answer)
+
+        t = threading.Thread(target=loop, daemon=True)
+        t.start()
+        self.addCleanup(t.join, 10)
+
+        class Fake:
+            admin = listener.getsockname()
+        return Fake()
+
+    def test_a_status_line_without_three_digits_is_refused(self):
+        for status in (b"2x0", b"-20", b"20 "):
+            with self.subTest(status=status):
+                fake = self.serve(b"HTTP/1.1 " + status + b" OK\r\nContent-Length: 2\r\n"
+                                  b"Connection: close\r\n\r\n{}")
+                r = weirctl(fake, "health")
+                self.assertEqual(r.returncode, 3, r.stderr)
+                self.assertIn("malformed status line", r.stderr)
+
+    def test_json_of_an_unexpected_shape_is_an_error_not_an_abort(self):
+        body = b'{"replicas": 5, "leader": [], "store": "x"}'
+        fake = self.serve(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                          b"Content-Length: " + str(len(body)).encode() +
+                          b"\r\nConnection: close\r\n\r\n" + body)
+        r = weirctl(fake, "fleet")
+        self.assertEqual(r.returncode, 3, r.stderr)
+        self.assertIn("weirctl: unexpected answer from the admin API: ", r.stderr)
+
+
 class GuardSwitch(AdminTestCase):
     """POST /services/{name}/guard: a disabled guard leaves a breaking canary alone (across a
     restart), and turning it back on reverts it."""

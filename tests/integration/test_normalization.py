@@ -110,5 +110,19 @@ class Normalization(h.WeirTestCase):
                                  (400, None))
 
 
+    def test_dot_segments_with_parameters_are_refused(self):
+        # Tomcat and Jetty read "/..;/admin" as /admin: refused, over both protocols.
+        for target in ["/..;/admin/x", "/x/..;/admin", "/%2e%2e;p=1/admin", "/.;/admin"]:
+            with self.subTest(target=target):
+                self.assertEqual(self.raw(target), (400, None))
+                self.assertEqual(self.curl(target, "--http2-prior-knowledge", listener="h2c"),
+                                 (400, None))
+
+    def test_path_parameters_do_not_step_around_a_route(self):
+        for target in ["/admin;jsessionid=1/x", "/admin..;/x", "/admin;x"]:
+            with self.subTest(target=target):
+                self.assertEqual(self.raw(target), (200, "locked"))
+        self.assertEqual(self.raw("/x;v=1/admin"), (200, "app"))
+
 if __name__ == "__main__":
     unittest.main()

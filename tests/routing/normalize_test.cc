@@ -182,6 +182,46 @@ TEST_CASE("normalized requests cannot bypass a more specific route") {
   CHECK(route("x.test", "/api/v1/../v2") == 0u);
 }
 
+// The "..;" trick (Tomcat and Jetty strip a segment's ';' parameters, then remove dot
+// segments): "/..;/admin" would be routed by "/" while the backend serves /admin.
+TEST_CASE("normalize_target refuses dot segments with ';' parameters, keeps other parameters") {
+  for (std::string_view in :
+       {"/..;/admin"sv, "/x/..;/admin/x"sv, "/.;/admin"sv, "/..;x=1/admin"sv, "/%2e%2e;/admin"sv,
+        "/%2E.;a/b"sv, "//..;/admin"sv, "/a/..;"sv, "/a/.;?q"sv}) {
+    CAPTURE(in);
+    CHECK(target_error(in) == "dot segment with ';' parameters in path");
+  }
+  CHECK(target("/a;jsessionid=1/b;v=2") == "/a;jsessionid=1/b;v=2");
+  CHECK(target("/admin..;/x") == "/admin..;/x");  // "admin.." is a name, not a dot segment
+  CHECK(target("/...;/x") == "/...;/x");
+  CHECK(target("/a/;x/b") == "/a/;x/b");
+  CHECK(target("/a/..%3B/b") == "/a/..%3B/b");  // an encoded ';' is part of the name
+  CHECK(target("/x/../a;p/./b") == "/a;p/b");
+  CHECK(target("/?..;/admin") == "/?..;/admin");  // the query is not a path
+}
+
+TEST_CASE("path_without_parameters drops each segment's ';' parameters") {
+  std::string storage;
+  CHECK(path_without_parameters("/api/v1", storage) == "/api/v1");
+  CHECK(storage.empty());  // no copy without ';'
+  CHECK(path_without_parameters("/api;v=1/admin;x", storage) == "/api/admin");
+  CHECK(path_without_parameters("/;a/b;", storage) == "//b");
+  CHECK(path_without_parameters("/a;b;c/d", storage) == "/a/d");
+}
+
+TEST_CASE("';' parameters cannot step around a more specific route") {
+  RouteTable t({{"*", "/", 0}, {"*", "/admin", 1}, {"*", "/api/admin/", 2}});
+  for (std::string_view path : {"/admin;x/y"sv, "/admin;jsessionid=1"sv, "/admin..;/x"sv}) {
+    CAPTURE(path);
+    CHECK(t.match("h", path) == 1u);
+  }
+  for (std::string_view path : {"/api;v=1/admin/x"sv, "/api/admin;x/y"sv, "/api;/admin;/"sv}) {
+    CAPTURE(path);
+    CHECK(t.match("h", path) == 2u);
+  }
+  CHECK(t.match("h", "/api/admins;x/") == 0u);
+}
+
 TEST_CASE("route prefixes and hosts are matched in normal form") {
   RouteTable t({{"*", "/", 0}, {"*", "/%61pi//v1/./", 1}, {"dot.example.", "/", 2}});
   CHECK(t.match("h", "/api/v1/x") == 1u);
