@@ -65,8 +65,12 @@ void add_sparse(const std::vector<uint64_t>& dense,
 }  // namespace
 
 void StatsWindow::add(uint64_t second, const Sample& delta) {
-  if (delta.all_zero()) return;  // nothing to add: an idle second stays unrecorded
-  if (ring_.empty()) ring_.resize(kSeconds);
+  // A window is made by its first traffic (an idle version costs nothing); from then on an idle
+  // second is recorded too, so a second weir counted as empty differs from one it never counted.
+  if (ring_.empty()) {
+    if (delta.all_zero()) return;
+    ring_.resize(kSeconds);
+  }
   Bucket& b = ring_[second % kSeconds];
   // The control thread folds several times a second: later deltas of the same second add up,
   // while a slot last used a lap (600 s) ago starts over.

@@ -32,7 +32,11 @@ config::Config rollout_config() {
                 {"green", 0, {{"127.0.0.1", 2}}, {}, {}}};
   s.rollout.present = true;
   s.rollout.version = "green";
-  s.rollout.steps = {10, 50, 100};
+  for (uint32_t w : {10u, 50u, 100u}) {
+    config::RolloutStep step;
+    step.weight = w;
+    s.rollout.steps.push_back(step);
+  }
   s.rollout.step_s = 60;
   s.rollout.max_step_s = 600;
   c.services.push_back(s);
@@ -92,8 +96,8 @@ TEST_CASE("rollout driver: a running step says how long it ran, passed, and when
   CHECK(d["pauses_in_s"] == doctest::Approx(595.0));
 
   // Passing from 10 s into the step: it advances 60 s after that (the later of the two clocks).
-  f.driver.on_verdict("shop", health::Verdict::kPass, t0 + 10'000);
-  f.driver.on_verdict("shop", health::Verdict::kPass, t0 + 20'000);
+  f.driver.on_verdict("shop", health::Judgement{health::Verdict::kPass}, t0 + 10'000);
+  f.driver.on_verdict("shop", health::Judgement{health::Verdict::kPass}, t0 + 20'000);
   d = f.driver.detail("shop", t0 + 25'000);
   CHECK(d["in_step_s"] == doctest::Approx(25.0));
   CHECK(d["passing_s"] == doctest::Approx(15.0));
@@ -102,7 +106,7 @@ TEST_CASE("rollout driver: a running step says how long it ran, passed, and when
   CHECK(d["advances_in_s"] == doctest::Approx(45.0));
 
   // A hold breaks the run: nothing to advance at until it passes again.
-  f.driver.on_verdict("shop", health::Verdict::kHold, t0 + 30'000);
+  f.driver.on_verdict("shop", health::Judgement{health::Verdict::kHold}, t0 + 30'000);
   d = f.driver.detail("shop", t0 + 31'000);
   CHECK(d["passing_s"] == doctest::Approx(0.0));
   CHECK_FALSE(d.contains("advances_at"));
@@ -112,7 +116,7 @@ TEST_CASE("rollout driver: a paused rollout waits for an operator and counts no 
   Fixture f;
   REQUIRE(f.command("start").ok());
   const uint64_t t0 = f.step_started();
-  f.driver.on_verdict("shop", health::Verdict::kPass, t0 + 1'000);
+  f.driver.on_verdict("shop", health::Judgement{health::Verdict::kPass}, t0 + 1'000);
   REQUIRE(f.command("pause").ok());
   const json d = f.driver.detail("shop", t0 + 500'000);
   CHECK(d["weight"] == 10);
