@@ -1036,5 +1036,9 @@ int main(int argc, char** argv) {
     return f.code;
   } catch (const Stopped&) {
     return 0;
+  } catch (const nlohmann::json::exception& e) {
+    // An answer of an unexpected shape (a JSON field of another type) is an error, not an abort.
+    std::fprintf(stderr, "weirctl: unexpected answer from the admin API: %s\n", e.what());
+    return 3;
   }
 }

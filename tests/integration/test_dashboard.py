@@ -458,7 +458,7 @@ class Dashboard(WeirTestCase):
             ro = self.api_shop()["rollout"]
             shown = browser.evaluate(READ_GUARD)
             want = {"rollout_step": f"{ro['step'] + 1} of {ro['step_of']} ({ro['weight']}%)",
-                    "rollout_waiting": ro.get("waiting_for", ""),
+                    "rollout_waiting": "; ".join(ro.get("waiting_for", [])),
                     "rollout_advances": utc(ro["advances_at"]) if "advances_at" in ro else "",
                     "rollout_version": "green (steps 10, 50, 100%, 60 s each)"}
             got = {k: shown["rollout"][k] for k in want}
