@@ -55,20 +55,8 @@ for bin in weir weir-backend weir-relay libweir-malloc-count.so; do
 done
 
 tmp=$(mktemp -d /tmp/weir-profile.XXXXXX)
-pids=()
-cleanup() {
-  local pid
-  for pid in "${pids[@]-}"; do [ -n "$pid" ] && kill -TERM "$pid" 2>/dev/null || true; done
-  for pid in "${pids[@]-}"; do
-    [ -n "$pid" ] || continue
-    for _ in $(seq 120); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-  done
-  rm -rf "$tmp"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+# shellcheck source=bench/cleanup.sh
+. "$(dirname "$0")/cleanup.sh"
 rest=(taskset -c "1-$(($(nproc) - 1))")
 
 wait_line() {  # log pattern pid

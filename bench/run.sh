@@ -173,21 +173,8 @@ fi
 # --- process bookkeeping ------------------------------------------------------------------------
 tmp=$(mktemp -d /tmp/weir-bench.XXXXXX)
 chmod 755 "$tmp" # nginx workers run as another user
-pids=()
-cleanup() {
-  local pid
-  for pid in "${pids[@]-}"; do [ -n "$pid" ] && kill -TERM "$pid" 2>/dev/null || true; done
-  for pid in "${pids[@]-}"; do
-    [ -n "$pid" ] || continue
-    # Up to 12 s each (weir drains for up to 10 s), then insist: nothing may be left behind.
-    for _ in $(seq 120); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-  done
-  rm -rf "$tmp"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+# shellcheck source=bench/cleanup.sh
+. "$(dirname "$0")/cleanup.sh"
 
 free_port() {
   python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
