@@ -1,5 +1,6 @@
 #include "proxy/h1_framing.h"
 
+#include <cstdint>
 #include <cstring>
 
 namespace weir::proxy {
@@ -65,18 +66,18 @@ size_t find_blank_line(const char* data, size_t len, size_t from) {
   return 0;
 }
 
-// A CR must start a CRLF: true when one in data[from - 1, scan_len) is followed by another byte
-// (data holds `len` bytes). Refused as soon as that byte arrives, rather than when the rest of
-// the block (or the header timeout) does.
-bool has_bare_cr(const char* data, size_t len, size_t from, size_t scan_len) {
+// A CR must start a CRLF: the index of the byte after the first CR in data[from - 1, scan_len)
+// that is followed by something else (data holds `len` bytes), or SIZE_MAX. Refused as soon as
+// that byte arrives, rather than when the rest of the block (or the header timeout) does.
+size_t bare_cr_at(const char* data, size_t len, size_t from, size_t scan_len) {
   for (size_t i = from >= 1 ? from - 1 : 0; i < scan_len;) {
     const void* cr = std::memchr(data + i, '\r', scan_len - i);
     if (!cr) break;
     i = static_cast<size_t>(static_cast<const char*>(cr) - data);
-    if (i + 1 < len && data[i + 1] != '\n') return true;
+    if (i + 1 < len && data[i + 1] != '\n') return i + 1;
     ++i;
   }
-  return false;
+  return SIZE_MAX;
 }
 
 HeadScan scan_failed(int status) {
@@ -111,14 +112,25 @@ HeadScan scan_request_head(const char* data, size_t len, size_t from, const Head
   r.head_size = find_blank_line(data, len, from);
   if (r.head_size != 0) r.state = HeadScan::State::kComplete;
   size_t head_len = r.state == HeadScan::State::kComplete ? r.head_size : len;
-  if (has_bare_cr(data, len, from, head_len)) return scan_failed(400);
+  // Each refusal is dated by the byte that reveals it, and the earliest wins (ties in this
+  // order: bare CR, request line, head size), so the answer does not depend on how the bytes
+  // were split into reads.
+  size_t first_at = bare_cr_at(data, len, from, head_len);
+  int status = first_at == SIZE_MAX ? 0 : 400;
   const void* first_lf = std::memchr(data, '\n', head_len);
   size_t line_len = first_lf ? static_cast<size_t>(static_cast<const char*>(first_lf) - data)
                              : head_len;
   if (line_len > 0 && data[line_len - 1] == '\r') --line_len;
-  if (line_len > limits.max_request_line) return scan_failed(414);
-  if (head_len > limits.max_header_bytes) return scan_failed(431);
-  return r;
+  if (line_len > limits.max_request_line) {
+    // The byte past the limit reveals it, unless that byte is a CR, which could still end the
+    // line: then the byte after it does.
+    size_t at = limits.max_request_line + (data[limits.max_request_line] == '\r' ? 1 : 0);
+    if (at < first_at) first_at = at, status = 414;
+  }
+  if (head_len > limits.max_header_bytes && limits.max_header_bytes < first_at) {
+    status = 431;
+  }
+  return status == 0 ? r : scan_failed(status);
 }
 
 HeadError parse_request_head(std::string_view head, const HeadLimits& limits, RequestHead* out) {
@@ -302,9 +314,12 @@ HeadScan scan_trailer_section(const char* data, size_t len, size_t from,
     r.state = HeadScan::State::kComplete;
   }
   size_t section_len = r.state == HeadScan::State::kComplete ? r.head_size : len;
-  if (has_bare_cr(data, len, from, section_len)) return scan_failed(400);
-  if (section_len > limits.max_header_bytes) return scan_failed(431);
-  return r;
+  // As in scan_request_head, the earliest refusal wins.
+  size_t cr_at = bare_cr_at(data, len, from, section_len);
+  if (section_len > limits.max_header_bytes && limits.max_header_bytes < cr_at) {
+    return scan_failed(431);
+  }
+  return cr_at == SIZE_MAX ? r : scan_failed(400);
 }
 
 HeadError check_trailer_section(std::string_view section, const HeadLimits& limits) {

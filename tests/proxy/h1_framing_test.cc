@@ -611,6 +611,42 @@ TEST_CASE("scan_request_head: a bare CR is refused as soon as the byte after it 
   check_scan(scan("GET / HTTP/1.1\r\nHost: a\r\n\r\n\rx"), HeadScan::State::kComplete, 27);
 }
 
+TEST_CASE("scan_request_head: the earliest refusal wins, however the bytes are split") {
+  HeadLimits small;
+  small.max_request_line = 16;
+  small.max_header_bytes = 40;
+  struct Case {
+    std::string text;
+    int status;
+  };
+  const std::vector<Case> cases = {
+      // The request line passes its limit before the bare CR further on arrives (fuzz finding).
+      {"GET /aaaaaaaaaaaaaaaaaaaaaaaaa\rx HTTP/1.1\r\n\r\n", 414},
+      // A bare CR inside the request line, before its limit.
+      {"GET /a\rxaaaaaaaaaaaaaaaaaaaa HTTP/1.1\r\n\r\n", 400},
+      // A CR right at the limit: the byte after it decides.
+      {"GET /aaaaaaaaaaa\rx HTTP/1.1\r\n\r\n", 400},
+      // The head passes its size limit before a bare CR in a later field.
+      {"GET / HTTP/1.1\r\nA: bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb\rx\r\n\r\n", 431},
+      // A bare CR in a field before the size limit.
+      {"GET / HTTP/1.1\r\nA: b\rxbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb\r\n\r\n", 400},
+  };
+  for (const Case& c : cases) {
+    CAPTURE(c.text);
+    check_scan(scan(c.text, 0, small), HeadScan::State::kError, 0, c.status);
+    for (size_t cut = 1; cut < c.text.size(); ++cut) {
+      CAPTURE(cut);
+      HeadScan first = scan(c.text.substr(0, cut), 0, small);
+      if (first.state == HeadScan::State::kError) {
+        CHECK(first.status == c.status);
+        continue;
+      }
+      REQUIRE(first.state == HeadScan::State::kNeedMore);
+      check_scan(scan(c.text, cut, small), HeadScan::State::kError, 0, c.status);
+    }
+  }
+}
+
 // ---- trailer sections -------------------------------------------------------------------------
 
 HeadScan scan_trailers(std::string_view s, size_t from = 0, const HeadLimits& limits = {}) {
