@@ -191,7 +191,10 @@ void GuardRunner::advance_ramps(const config::Config& config, uint64_t wall_ms) 
     view.set(cs.name, *rt);
     const nlohmann::json ramps = rt->ramps;
     const std::set<std::string> reverted = rt->reverted;
-    for (const auto& [version, ramp] : ramps.items()) {
+    for (const auto& item : ramps.items()) {
+      // Named, not a structured binding: clang 14 cannot capture one in the lambdas below.
+      const std::string& version = item.key();
+      const nlohmann::json& ramp = item.value();
       const std::string key = cs.name + "/" + version;
       if (!reverted.count(version) || stepping_->count(key)) continue;
       const uint64_t start = ramp.value("start_ms", uint64_t{0});

@@ -57,7 +57,7 @@ std::string slack_text(const json& e) {
 }
 
 HookRunner::HookRunner(uv_loop_t* loop, ControlStore& store)
-    : loop_(loop), store_(store), clients_(loop) {}
+    : store_(store), clients_(loop) {}
 
 void HookRunner::configure(const config::Config& config) {
   hooks_.clear();

@@ -98,7 +98,6 @@ class HookRunner {
   void poll_events();
   void send_events(const nlohmann::json& event);
 
-  uv_loop_t* loop_;
   ControlStore& store_;
   OutgoingClients clients_;
   std::map<std::string, std::vector<config::Hook>> hooks_;  // by service

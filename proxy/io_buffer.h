@@ -46,7 +46,8 @@ class BufferPool {
   size_t kept() const { return free_.size(); }
 
  private:
-  static constexpr size_t kInline = std::string().capacity();  // the short-string buffer
+  // The short-string buffer (not constexpr: clang does not evaluate std::string() at compile time).
+  static inline const size_t kInline = std::string().capacity();
   std::vector<std::string> free_;
 };
 
