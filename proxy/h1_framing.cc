@@ -125,7 +125,10 @@ HeadScan scan_request_head(const char* data, size_t len, size_t from, const Head
     // The byte past the limit reveals it, unless that byte is a CR, which could still end the
     // line: then the byte after it does.
     size_t at = limits.max_request_line + (data[limits.max_request_line] == '\r' ? 1 : 0);
-    if (at < first_at) first_at = at, status = 414;
+    if (at < first_at) {
+      first_at = at;
+      status = 414;
+    }
   }
   if (head_len > limits.max_header_bytes && limits.max_header_bytes < first_at) {
     status = 431;
